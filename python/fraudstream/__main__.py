@@ -1,0 +1,5 @@
+"""``python -m fraudstream``: the command-line interface."""
+
+from fraudstream.cli import main
+
+raise SystemExit(main())

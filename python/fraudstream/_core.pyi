@@ -1,0 +1,55 @@
+"""Type stubs of the compiled core (rust/src/python/). Checked by ``mypy.stubtest``."""
+
+from typing import Any, final
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+MIN_EVENT_TIME: int
+MAX_EVENT_TIME: int
+
+_Output = tuple[dict[str, np.ndarray[Any, Any]], npt.NDArray[np.uint64]]
+
+@final
+class WindowEngine:
+    def __new__(
+        cls,
+        *,
+        window: str,
+        size: int = 0,
+        slide: int = 0,
+        offset: int = 0,
+        gap: int = 0,
+        aggregations: list[tuple[str, str, str | None]],
+        key_column: str = "key",
+        time_column: str = "time",
+        out_of_orderness: int = 0,
+        allowed_lateness: int = 0,
+        early: str | None = None,
+        partitions: int = 1,
+        idle_timeout: int | None = None,
+    ) -> WindowEngine: ...
+    @property
+    def value_columns(self) -> list[str]: ...
+    @property
+    def output_columns(self) -> list[tuple[str, str]]: ...
+    @property
+    def watermark(self) -> int | None: ...
+    @property
+    def idle_partitions(self) -> list[int]: ...
+    def process(
+        self,
+        keys: npt.NDArray[np.int64],
+        times: npt.NDArray[np.int64],
+        values: list[npt.NDArray[np.float64] | npt.NDArray[np.int64]],
+        partitions: npt.NDArray[np.int64] | None = None,
+        now: int | None = None,
+    ) -> _Output: ...
+    def advance_to(self, time: int) -> _Output: ...
+    def tick(self, now: int) -> _Output: ...
+    def flush(self) -> _Output: ...
+    def state_size(self) -> dict[str, int]: ...
+    def counters(self) -> dict[str, int]: ...
+    def snapshot(self) -> bytes: ...
+    def restore(self, data: bytes) -> None: ...

@@ -1,0 +1,54 @@
+"""The exception hierarchy of fraudstream.
+
+Every error raised on purpose by fraudstream derives from :class:`StreamError`. Errors about
+bad input also derive from the built-in class a Python user would expect (``ValueError``,
+``TimeoutError``), so ``except ValueError`` keeps working. The compiled core raises these
+classes (mapped in one place, ``rust/src/python/errors.rs``).
+"""
+
+from __future__ import annotations
+
+
+class StreamError(Exception):
+    """Base class of all fraudstream errors."""
+
+
+class ConfigError(StreamError, ValueError):
+    """A configuration value is missing, out of range or inconsistent."""
+
+
+class InvalidBatchError(StreamError, ValueError):
+    """A batch was rejected before any state changed.
+
+    ``column`` and ``row`` (when known) name the first bad value.
+    """
+
+    column: str | None = None
+    row: int | None = None
+
+
+class SnapshotError(StreamError, ValueError):
+    """Snapshot bytes are malformed or belong to another configuration."""
+
+
+class DecodeError(StreamError, ValueError):
+    """A message could not be decoded."""
+
+
+class QueueClosedError(StreamError):
+    """The queue was closed: no more items can be put."""
+
+
+class QueueTimeoutError(StreamError, TimeoutError):
+    """A blocking queue operation did not complete in time."""
+
+
+__all__ = [
+    "ConfigError",
+    "DecodeError",
+    "InvalidBatchError",
+    "QueueClosedError",
+    "QueueTimeoutError",
+    "SnapshotError",
+    "StreamError",
+]

@@ -1,0 +1,338 @@
+//! The keyed window engine: validation, watermarks and window operators wired together.
+//!
+//! `process` validates the whole batch first (a bad batch raises and changes nothing), then
+//! handles its events one by one: each event is judged against the watermark *before* it, then
+//! the watermark advances and due windows fire. A batch therefore gives exactly the output of
+//! pushing its events one at a time — batch size never changes what is late or emitted.
+
+use crate::aggregate::{AggSpec, Layout};
+use crate::batch::{Batch, Schema};
+use crate::predicate::Predicate;
+use crate::snapshot::{Reader, Writer};
+use crate::time::{check_duration, Millis, WATERMARK_END};
+use crate::watermark::WatermarkTracker;
+use crate::window::output::Output;
+use crate::window::session::SessionWindows;
+use crate::window::sliding::SlidingWindows;
+use crate::window::{EmitMode, Geometry, Rules, WindowSpec};
+use crate::{CoreError, CoreResult};
+
+/// Early firing, as configured (the predicate as text, compiled by the engine).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EarlyFiring {
+    /// Only final rows (and updates for late data).
+    Never,
+    /// An early row on every change of an open window.
+    EveryUpdate,
+    /// An early row when the predicate first holds for an open window.
+    When(String),
+}
+
+/// Everything an [`Engine`] is configured with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EngineConfig {
+    /// Name of the key column (for error messages).
+    pub key_column: String,
+    /// Name of the event-time column (for error messages).
+    pub time_column: String,
+    /// The windows.
+    pub window: WindowSpec,
+    /// The aggregates per window.
+    pub aggregations: Vec<AggSpec>,
+    /// Bounded out-of-orderness of the watermark, ms.
+    pub out_of_orderness: Millis,
+    /// How long after firing a window still accepts late events, ms.
+    pub allowed_lateness: Millis,
+    /// Early firing.
+    pub early: EarlyFiring,
+    /// Number of input partitions (each with its own watermark).
+    pub partitions: usize,
+    /// Processing-time ms after which a silent partition stops holding the watermark back.
+    pub idle_timeout: Option<Millis>,
+}
+
+impl EngineConfig {
+    /// A configuration with the defaults: no disorder, no lateness, no early firing, one
+    /// partition, no idleness.
+    #[must_use]
+    pub fn new(window: WindowSpec, aggregations: Vec<AggSpec>) -> Self {
+        EngineConfig {
+            key_column: "key".into(),
+            time_column: "time".into(),
+            window,
+            aggregations,
+            out_of_orderness: 0,
+            allowed_lateness: 0,
+            early: EarlyFiring::Never,
+            partitions: 1,
+            idle_timeout: None,
+        }
+    }
+
+    fn fingerprint(&self) -> String {
+        format!("{self:?}")
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Operator {
+    Sliding(SlidingWindows),
+    Session(SessionWindows),
+}
+
+/// Counters since the engine was created (or restored).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Events accepted into at least one window.
+    pub events: u64,
+    /// Events later than allowed lateness for all their windows (returned as late rows).
+    pub late: u64,
+    /// Rows emitted.
+    pub emitted: u64,
+}
+
+/// Size of the engine's state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StateSize {
+    /// Keys with open windows.
+    pub keys: usize,
+    /// Open panes (tumbling/hopping) or sessions.
+    pub windows: usize,
+    /// Pending timer entries.
+    pub timers: usize,
+    /// Approximate bytes held.
+    pub bytes: usize,
+}
+
+/// Keyed event-time window aggregation.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    config: EngineConfig,
+    schema: Schema,
+    rules: Rules,
+    watermark: WatermarkTracker,
+    op: Operator,
+    counters: Counters,
+}
+
+impl Engine {
+    /// Builds an engine, validating the whole configuration.
+    ///
+    /// # Errors
+    /// [`CoreError::Config`] or [`CoreError::Predicate`] naming what is wrong.
+    ///
+    /// # Examples
+    /// ```
+    /// use fraudstream::aggregate::{AggKind, AggSpec};
+    /// use fraudstream::batch::Batch;
+    /// use fraudstream::engine::{Engine, EngineConfig};
+    /// use fraudstream::window::WindowSpec;
+    ///
+    /// let window = WindowSpec::Tumbling { size: 10, offset: 0 };
+    /// let mut engine =
+    ///     Engine::new(EngineConfig::new(window, vec![AggSpec::new("n", AggKind::Count, None)]))
+    ///         .unwrap();
+    /// let out = engine.process(&Batch::new(&[7, 7, 7], &[1, 4, 12]), None).unwrap();
+    /// assert_eq!((out.keys, out.starts, out.ends, out.ints), (vec![7], vec![0], vec![10], vec![vec![2]]));
+    /// assert_eq!(engine.flush().ints, vec![vec![1]]);
+    /// ```
+    pub fn new(config: EngineConfig) -> CoreResult<Self> {
+        config.window.validate()?;
+        check_duration("out_of_orderness", config.out_of_orderness, true)?;
+        check_duration("allowed_lateness", config.allowed_lateness, true)?;
+        if let Some(idle) = config.idle_timeout {
+            check_duration("idle_timeout", idle, false)?;
+        }
+        let layout = Layout::new(&config.aggregations)?;
+        let emit = match &config.early {
+            EarlyFiring::Never => EmitMode::Final,
+            EarlyFiring::EveryUpdate => EmitMode::EveryUpdate,
+            EarlyFiring::When(src) => EmitMode::When(Predicate::parse(src, &layout)?),
+        };
+        let schema = Schema {
+            key: config.key_column.clone(),
+            time: config.time_column.clone(),
+            values: layout.columns().to_vec(),
+        };
+        let watermark =
+            WatermarkTracker::new(config.out_of_orderness, config.partitions, config.idle_timeout)?;
+        let op = match Geometry::of(&config.window) {
+            Some(geo) => Operator::Sliding(SlidingWindows::new(geo, &layout)),
+            None => match config.window {
+                WindowSpec::Session { gap } => Operator::Session(SessionWindows::new(gap)),
+                _ => unreachable!("every non-session window has a geometry"),
+            },
+        };
+        let rules = Rules { layout, emit, allowed_lateness: config.allowed_lateness };
+        Ok(Engine { config, schema, rules, watermark, op, counters: Counters::default() })
+    }
+
+    /// The configuration.
+    #[must_use]
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// Column names, including the value columns a batch must pass, in order.
+    #[must_use]
+    pub fn schema(&self) -> &Schema {
+        &self.schema
+    }
+
+    /// The compiled aggregates (output column layout).
+    #[must_use]
+    pub fn layout(&self) -> &Layout {
+        &self.rules.layout
+    }
+
+    /// The current watermark (`i64::MIN` before any event).
+    #[must_use]
+    pub fn watermark(&self) -> Millis {
+        self.watermark.current()
+    }
+
+    /// Partitions currently idle.
+    #[must_use]
+    pub fn idle_partitions(&self) -> Vec<usize> {
+        self.watermark.idle_partitions()
+    }
+
+    /// Counters.
+    #[must_use]
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// Size of the state.
+    #[must_use]
+    pub fn state_size(&self) -> StateSize {
+        match &self.op {
+            Operator::Sliding(op) => StateSize {
+                keys: op.keys(),
+                windows: op.panes(),
+                timers: op.timers(),
+                bytes: op.state_bytes(),
+            },
+            Operator::Session(op) => StateSize {
+                keys: op.keys(),
+                windows: op.sessions(),
+                timers: op.timers(),
+                bytes: op.state_bytes(),
+            },
+        }
+    }
+
+    /// Processes a batch of events. `now` is the processing time (ms, any monotonic clock),
+    /// used only for partition idleness.
+    ///
+    /// # Errors
+    /// A bad batch ([`CoreError::LengthMismatch`], [`CoreError::InvalidValue`]) is rejected
+    /// before any state changes.
+    pub fn process(&mut self, batch: &Batch<'_>, now: Option<Millis>) -> CoreResult<Output> {
+        batch.validate(&self.schema, self.watermark.partitions())?;
+        let mut out = Output::for_layout(&self.rules.layout);
+        if let Some(now) = now {
+            let advanced = self.watermark.tick(now);
+            self.on_watermark(advanced, &mut out);
+        }
+        for row in 0..batch.len() {
+            let (key, t) = (batch.keys[row], batch.times[row]);
+            let wm = self.watermark.current();
+            let accepted = match &mut self.op {
+                Operator::Sliding(op) => op.on_event(&self.rules, key, t, row, batch, wm, &mut out),
+                Operator::Session(op) => op.on_event(&self.rules, key, t, row, batch, wm, &mut out),
+            };
+            if !accepted {
+                out.late_rows.push(row as u64);
+            }
+            let advanced = self.watermark.observe(batch.partition(row), t, now);
+            self.on_watermark(advanced, &mut out);
+        }
+        let late = out.late_rows.len() as u64;
+        self.counters.late += late;
+        self.counters.events += batch.len() as u64 - late;
+        self.counters.emitted += out.len() as u64;
+        Ok(out)
+    }
+
+    /// Marks partitions idle by processing time `now` and fires what that releases.
+    pub fn tick(&mut self, now: Millis) -> Output {
+        let mut out = Output::for_layout(&self.rules.layout);
+        let advanced = self.watermark.tick(now);
+        self.on_watermark(advanced, &mut out);
+        self.counters.emitted += out.len() as u64;
+        out
+    }
+
+    /// Raises the watermark to at least `t` and fires what is due.
+    pub fn advance_to(&mut self, t: Millis) -> Output {
+        let mut out = Output::for_layout(&self.rules.layout);
+        let advanced = self.watermark.advance_to(t);
+        self.on_watermark(advanced, &mut out);
+        self.counters.emitted += out.len() as u64;
+        out
+    }
+
+    /// End of input: the watermark jumps to +infinity, every window fires, state empties.
+    pub fn flush(&mut self) -> Output {
+        self.advance_to(WATERMARK_END)
+    }
+
+    fn on_watermark(&mut self, advanced: Option<Millis>, out: &mut Output) {
+        if let Some(wm) = advanced {
+            match &mut self.op {
+                Operator::Sliding(op) => op.on_watermark(&self.rules, wm, out),
+                Operator::Session(op) => op.on_watermark(&self.rules, wm, out),
+            }
+        }
+    }
+
+    /// The whole state as versioned bytes.
+    #[must_use]
+    pub fn snapshot(&self) -> Vec<u8> {
+        let mut w = Writer::with_header();
+        w.str(&self.config.fingerprint());
+        self.watermark.write(&mut w);
+        w.u64(self.counters.events);
+        w.u64(self.counters.late);
+        w.u64(self.counters.emitted);
+        match &self.op {
+            Operator::Sliding(op) => op.write(&mut w),
+            Operator::Session(op) => op.write(&mut w),
+        }
+        w.into_bytes()
+    }
+
+    /// An engine with `config` and the state of `bytes` (from [`Engine::snapshot`] of an
+    /// engine with the same configuration).
+    ///
+    /// # Errors
+    /// [`CoreError::Snapshot`] for malformed bytes or a different configuration.
+    pub fn restore(config: EngineConfig, bytes: &[u8]) -> CoreResult<Self> {
+        let mut engine = Engine::new(config)?;
+        let mut r = Reader::with_header(bytes)?;
+        let fingerprint = r.str()?;
+        if fingerprint != engine.config.fingerprint() {
+            return Err(CoreError::Snapshot(format!(
+                "snapshot was taken with another configuration: {fingerprint}"
+            )));
+        }
+        engine.watermark = WatermarkTracker::read(&mut r)?;
+        if engine.watermark.partitions() != engine.config.partitions {
+            return Err(CoreError::Snapshot("partition count differs".into()));
+        }
+        engine.counters = Counters { events: r.u64()?, late: r.u64()?, emitted: r.u64()? };
+        engine.op = match (&engine.op, engine.config.window) {
+            (Operator::Sliding(_), spec) => {
+                let geo = Geometry::of(&spec).ok_or_else(|| CoreError::Snapshot("geometry".into()))?;
+                Operator::Sliding(SlidingWindows::read(geo, &engine.rules.layout, &mut r)?)
+            }
+            (Operator::Session(_), WindowSpec::Session { gap }) => {
+                Operator::Session(SessionWindows::read(gap, &engine.rules.layout, &mut r)?)
+            }
+            (Operator::Session(_), _) => unreachable!("session operator has a session spec"),
+        };
+        r.finish()?;
+        Ok(engine)
+    }
+}

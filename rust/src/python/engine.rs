@@ -1,0 +1,215 @@
+//! `_core.WindowEngine`: a thin wrapper over [`crate::engine::Engine`].
+//!
+//! The engine sits behind a mutex so the object is shareable between Python threads; every
+//! batch call borrows its numpy columns, then releases the GIL for the work.
+
+use std::sync::Mutex;
+
+use numpy::PyArray1;
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict};
+
+use super::convert::{int_column, output_to_py, value_column, ValueArray};
+use super::detached;
+use super::errors::IntoPyResult;
+use crate::aggregate::AggSpec;
+use crate::batch::Batch;
+use crate::engine::{EarlyFiring, Engine, EngineConfig};
+use crate::window::output::Output;
+use crate::window::WindowSpec;
+
+type PyOutput<'py> = (Bound<'py, PyDict>, Bound<'py, PyArray1<u64>>);
+
+/// Keyed event-time window aggregation over numpy columns (see `fraudstream.windows`).
+#[pyclass(module = "fraudstream._core", frozen)]
+pub struct WindowEngine {
+    engine: Mutex<Engine>,
+}
+
+impl WindowEngine {
+    fn with<T>(&self, f: impl FnOnce(&mut Engine) -> T) -> PyResult<T> {
+        let mut guard = self.engine.lock().map_err(|_| PyRuntimeError::new_err("engine poisoned"))?;
+        Ok(f(&mut guard))
+    }
+
+    fn emit<'py>(
+        &self,
+        py: Python<'py>,
+        f: impl FnOnce(&mut Engine) -> Output + Send,
+    ) -> PyResult<PyOutput<'py>> {
+        let (out, layout) = detached(py, || self.with(|e| (f(e), e.layout().clone())))?;
+        output_to_py(py, &layout, out)
+    }
+}
+
+#[pymethods]
+impl WindowEngine {
+    /// Builds an engine; `window` is "tumbling", "hopping" or "session"; `aggregations` is a
+    /// list of (name, function, column or None); `early` is None, "on_update" or a predicate.
+    #[new]
+    #[pyo3(signature = (
+        *, window, size=0, slide=0, offset=0, gap=0, aggregations, key_column="key",
+        time_column="time", out_of_orderness=0, allowed_lateness=0, early=None, partitions=1,
+        idle_timeout=None
+    ))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        window: &str,
+        size: i64,
+        slide: i64,
+        offset: i64,
+        gap: i64,
+        aggregations: Vec<(String, String, Option<String>)>,
+        key_column: &str,
+        time_column: &str,
+        out_of_orderness: i64,
+        allowed_lateness: i64,
+        early: Option<String>,
+        partitions: usize,
+        idle_timeout: Option<i64>,
+    ) -> PyResult<Self> {
+        let spec = match window {
+            "tumbling" => WindowSpec::Tumbling { size, offset },
+            "hopping" => WindowSpec::Hopping { size, slide, offset },
+            "session" => WindowSpec::Session { gap },
+            other => {
+                return Err(crate::CoreError::Config(format!(
+                    "unknown window kind {other:?}; expected tumbling, hopping or session"
+                )))
+                .py_result(py)
+            }
+        };
+        let mut aggs = Vec::with_capacity(aggregations.len());
+        for (name, function, column) in aggregations {
+            let kind = function.parse().py_result(py)?;
+            aggs.push(AggSpec { name, kind, column });
+        }
+        let mut config = EngineConfig::new(spec, aggs);
+        config.key_column = key_column.to_owned();
+        config.time_column = time_column.to_owned();
+        config.out_of_orderness = out_of_orderness;
+        config.allowed_lateness = allowed_lateness;
+        config.early = match early.as_deref() {
+            None => EarlyFiring::Never,
+            Some("on_update") => EarlyFiring::EveryUpdate,
+            Some(predicate) => EarlyFiring::When(predicate.to_owned()),
+        };
+        config.partitions = partitions;
+        config.idle_timeout = idle_timeout;
+        Ok(WindowEngine { engine: Mutex::new(Engine::new(config).py_result(py)?) })
+    }
+
+    /// Value columns `process` expects, in order.
+    #[getter]
+    fn value_columns(&self) -> PyResult<Vec<String>> {
+        self.with(|e| e.schema().values.clone())
+    }
+
+    /// (name, "int" | "float") of each aggregate output column.
+    #[getter]
+    fn output_columns(&self) -> PyResult<Vec<(String, &'static str)>> {
+        self.with(|e| {
+            e.layout()
+                .specs()
+                .iter()
+                .map(|s| (s.name.clone(), if s.kind.is_integer() { "int" } else { "float" }))
+                .collect()
+        })
+    }
+
+    /// The watermark, or None before the first event.
+    #[getter]
+    fn watermark(&self) -> PyResult<Option<i64>> {
+        self.with(|e| Some(e.watermark()).filter(|&w| w != i64::MIN))
+    }
+
+    /// Partitions currently idle.
+    #[getter]
+    fn idle_partitions(&self) -> PyResult<Vec<usize>> {
+        self.with(|e| e.idle_partitions())
+    }
+
+    /// Processes one batch; returns (columns, late row numbers).
+    #[pyo3(signature = (keys, times, values, partitions=None, now=None))]
+    fn process<'py>(
+        &self,
+        py: Python<'py>,
+        keys: &Bound<'py, PyAny>,
+        times: &Bound<'py, PyAny>,
+        values: Vec<Bound<'py, PyAny>>,
+        partitions: Option<&Bound<'py, PyAny>>,
+        now: Option<i64>,
+    ) -> PyResult<PyOutput<'py>> {
+        let (schema_key, schema_time, names) =
+            self.with(|e| (e.schema().key.clone(), e.schema().time.clone(), e.schema().values.clone()))?;
+        let keys = int_column(keys, &schema_key)?;
+        let times = int_column(times, &schema_time)?;
+        let parts = partitions.map(|p| int_column(p, "partition")).transpose()?;
+        let arrays: Vec<ValueArray<'py>> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| value_column(v, names.get(i).map_or("?", String::as_str)))
+            .collect::<PyResult<_>>()?;
+        let slices = arrays.iter().map(ValueArray::values).collect::<PyResult<Vec<_>>>()?;
+        let keys = keys.as_slice().map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+        let times = times.as_slice().map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
+        let parts = match &parts {
+            Some(p) => Some(p.as_slice().map_err(|e| PyRuntimeError::new_err(e.to_string()))?),
+            None => None,
+        };
+        let batch = Batch { keys, times, partitions: parts, values: slices };
+        let (result, layout) = detached(py, || self.with(|e| (e.process(&batch, now), e.layout().clone())))?;
+        output_to_py(py, &layout, result.py_result(py)?)
+    }
+
+    /// Raises the watermark to at least `time` and fires what is due.
+    fn advance_to<'py>(&self, py: Python<'py>, time: i64) -> PyResult<PyOutput<'py>> {
+        self.emit(py, |e| e.advance_to(time))
+    }
+
+    /// Marks idle partitions at processing time `now` (ms) and fires what that releases.
+    fn tick<'py>(&self, py: Python<'py>, now: i64) -> PyResult<PyOutput<'py>> {
+        self.emit(py, |e| e.tick(now))
+    }
+
+    /// End of input: fires every window and empties the state.
+    fn flush<'py>(&self, py: Python<'py>) -> PyResult<PyOutput<'py>> {
+        self.emit(py, Engine::flush)
+    }
+
+    /// {"keys", "windows", "timers", "bytes"} of the current state.
+    fn state_size<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = self.with(|e| e.state_size())?;
+        let d = PyDict::new(py);
+        d.set_item("keys", s.keys)?;
+        d.set_item("windows", s.windows)?;
+        d.set_item("timers", s.timers)?;
+        d.set_item("bytes", s.bytes)?;
+        Ok(d)
+    }
+
+    /// {"events", "late", "emitted"} since creation.
+    fn counters<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let c = self.with(|e| e.counters())?;
+        let d = PyDict::new(py);
+        d.set_item("events", c.events)?;
+        d.set_item("late", c.late)?;
+        d.set_item("emitted", c.emitted)?;
+        Ok(d)
+    }
+
+    /// The whole state as versioned bytes.
+    fn snapshot<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let bytes = detached(py, || self.with(|e| e.snapshot()))?;
+        Ok(PyBytes::new(py, &bytes))
+    }
+
+    /// Replaces the state with a snapshot taken from an engine of the same configuration.
+    fn restore(&self, py: Python<'_>, data: &[u8]) -> PyResult<()> {
+        let restored = detached(py, || self.with(|e| Engine::restore(e.config().clone(), data)))?;
+        let restored = restored.py_result(py)?;
+        self.with(|e| *e = restored)
+    }
+}

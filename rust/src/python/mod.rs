@@ -1,0 +1,33 @@
+//! PyO3 bindings: the only code that names pyo3 or numpy.
+//!
+//! One thin wrapper file per exposed type; `errors.rs` maps [`crate::CoreError`] to the Python
+//! exception hierarchy of `fraudstream.errors`; `convert.rs` borrows numpy columns and builds
+//! output arrays. Every batch call releases the GIL (`py.detach`).
+
+mod convert;
+mod engine;
+mod errors;
+
+use pyo3::prelude::*;
+
+/// The compiled core of fraudstream.
+#[pymodule]
+mod _core {
+    #[pymodule_export]
+    use super::engine::WindowEngine;
+
+    use pyo3::prelude::*;
+
+    #[pymodule_init]
+    fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
+        m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+        m.add("MIN_EVENT_TIME", crate::time::MIN_EVENT_TIME)?;
+        m.add("MAX_EVENT_TIME", crate::time::MAX_EVENT_TIME)?;
+        Ok(())
+    }
+}
+
+/// Runs `f` with the GIL released.
+pub(crate) fn detached<T: Send>(py: Python<'_>, f: impl FnOnce() -> T + Send) -> T {
+    py.detach(f)
+}

@@ -1,0 +1,215 @@
+//! Versioned state bytes for changelogs and checkpoints (never pickles).
+//!
+//! Layout: the magic `FSTR`, a little-endian `u16` format version, then the engine's sections
+//! written with [`Writer`]. [`Reader`] never panics on bad input: truncation, a wrong magic, an
+//! unknown version or a length beyond the remaining bytes is a [`CoreError::Snapshot`].
+
+use crate::{CoreError, CoreResult};
+
+/// Leading bytes of every snapshot.
+pub const MAGIC: &[u8; 4] = b"FSTR";
+/// Current format version; bump on any layout change.
+pub const VERSION: u16 = 1;
+
+/// Appends little-endian primitives to a byte buffer.
+#[derive(Debug, Default)]
+pub struct Writer {
+    buf: Vec<u8>,
+}
+
+impl Writer {
+    /// A writer that starts with the magic and version header.
+    #[must_use]
+    pub fn with_header() -> Self {
+        let mut w = Writer::default();
+        w.buf.extend_from_slice(MAGIC);
+        w.buf.extend_from_slice(&VERSION.to_le_bytes());
+        w
+    }
+
+    /// Writes a byte.
+    pub fn u8(&mut self, v: u8) {
+        self.buf.push(v);
+    }
+
+    /// Writes a `u64`.
+    pub fn u64(&mut self, v: u64) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+
+    /// Writes an `i64`.
+    pub fn i64(&mut self, v: i64) {
+        self.buf.extend_from_slice(&v.to_le_bytes());
+    }
+
+    /// Writes an `f64` bit-exactly.
+    pub fn f64(&mut self, v: f64) {
+        self.u64(v.to_bits());
+    }
+
+    /// Writes a length or count.
+    pub fn count(&mut self, n: usize) {
+        self.u64(n as u64);
+    }
+
+    /// Writes a length-prefixed string.
+    pub fn str(&mut self, s: &str) {
+        self.count(s.len());
+        self.buf.extend_from_slice(s.as_bytes());
+    }
+
+    /// The bytes written.
+    #[must_use]
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.buf
+    }
+}
+
+/// Reads what a [`Writer`] wrote, checking bounds on every read.
+#[derive(Debug)]
+pub struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    /// A reader over raw section bytes (no header).
+    #[must_use]
+    pub fn new(buf: &'a [u8]) -> Self {
+        Reader { buf, pos: 0 }
+    }
+
+    /// A reader that first checks the magic and version.
+    ///
+    /// # Errors
+    /// [`CoreError::Snapshot`] for a wrong magic or an unsupported version.
+    pub fn with_header(buf: &'a [u8]) -> CoreResult<Self> {
+        let mut r = Reader::new(buf);
+        if r.take(4)? != MAGIC {
+            return Err(CoreError::Snapshot("not a fraudstream snapshot (bad magic)".into()));
+        }
+        let version = u16::from_le_bytes([r.u8()?, r.u8()?]);
+        if version != VERSION {
+            return Err(CoreError::Snapshot(format!(
+                "snapshot format version {version}, this build reads version {VERSION}"
+            )));
+        }
+        Ok(r)
+    }
+
+    fn take(&mut self, n: usize) -> CoreResult<&'a [u8]> {
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len()).ok_or_else(|| {
+            CoreError::Snapshot(format!("truncated: needed {n} bytes at offset {}", self.pos))
+        })?;
+        let out = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok(out)
+    }
+
+    fn array<const N: usize>(&mut self) -> CoreResult<[u8; N]> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
+    }
+
+    /// Reads a byte.
+    ///
+    /// # Errors
+    /// [`CoreError::Snapshot`] when truncated (likewise for every read below).
+    pub fn u8(&mut self) -> CoreResult<u8> {
+        Ok(self.take(1)?[0])
+    }
+
+    /// Reads a `u64`.
+    #[allow(clippy::missing_errors_doc)]
+    pub fn u64(&mut self) -> CoreResult<u64> {
+        Ok(u64::from_le_bytes(self.array()?))
+    }
+
+    /// Reads an `i64`.
+    #[allow(clippy::missing_errors_doc)]
+    pub fn i64(&mut self) -> CoreResult<i64> {
+        Ok(i64::from_le_bytes(self.array()?))
+    }
+
+    /// Reads an `f64`.
+    #[allow(clippy::missing_errors_doc)]
+    pub fn f64(&mut self) -> CoreResult<f64> {
+        Ok(f64::from_bits(self.u64()?))
+    }
+
+    /// Reads a length, rejecting one larger than the bytes left (each item takes >= 1 byte).
+    #[allow(clippy::missing_errors_doc)]
+    pub fn count(&mut self) -> CoreResult<usize> {
+        let n = self.u64()?;
+        let left = (self.buf.len() - self.pos) as u64;
+        if n > left {
+            return Err(CoreError::Snapshot(format!("length {n} exceeds the {left} bytes left")));
+        }
+        usize::try_from(n).map_err(|_| CoreError::Snapshot(format!("length {n} too large")))
+    }
+
+    /// Reads a length and checks it equals `expected`.
+    #[allow(clippy::missing_errors_doc)]
+    pub fn expect_len(&mut self, expected: usize, what: &str) -> CoreResult<()> {
+        let n = self.count()?;
+        if n == expected {
+            Ok(())
+        } else {
+            Err(CoreError::Snapshot(format!("{what}: found {n}, expected {expected}")))
+        }
+    }
+
+    /// Reads a length-prefixed UTF-8 string.
+    #[allow(clippy::missing_errors_doc)]
+    pub fn str(&mut self) -> CoreResult<String> {
+        let n = self.count()?;
+        String::from_utf8(self.take(n)?.to_vec())
+            .map_err(|_| CoreError::Snapshot("string is not UTF-8".into()))
+    }
+
+    /// Fails unless every byte was read.
+    #[allow(clippy::missing_errors_doc)]
+    pub fn finish(&self) -> CoreResult<()> {
+        if self.pos == self.buf.len() {
+            Ok(())
+        } else {
+            Err(CoreError::Snapshot(format!("{} trailing bytes", self.buf.len() - self.pos)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn primitives_round_trip() {
+        let mut w = Writer::with_header();
+        w.i64(-5);
+        w.f64(0.1);
+        w.str("héllo");
+        w.u8(7);
+        let bytes = w.into_bytes();
+        let mut r = Reader::with_header(&bytes).unwrap();
+        assert_eq!(r.i64().unwrap(), -5);
+        assert_eq!(r.f64().unwrap().to_bits(), 0.1f64.to_bits());
+        assert_eq!(r.str().unwrap(), "héllo");
+        assert_eq!(r.u8().unwrap(), 7);
+        r.finish().unwrap();
+    }
+
+    #[test]
+    fn bad_bytes_are_errors_not_panics() {
+        assert!(Reader::with_header(b"XXXX\x01\x00").is_err());
+        assert!(Reader::with_header(b"FSTR\x09\x00").is_err());
+        assert!(Reader::with_header(b"FS").is_err());
+        let mut r = Reader::new(&[0xff; 8]);
+        assert!(r.count().is_err(), "a huge length must not allocate");
+        let mut w = Writer::default();
+        w.i64(1);
+        let bytes = w.into_bytes();
+        let mut r = Reader::new(&bytes[..5]);
+        assert!(r.i64().is_err());
+    }
+}

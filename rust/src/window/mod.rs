@@ -1,0 +1,228 @@
+//! Keyed event-time windows: assigners, panes, keyed state and firing.
+//!
+//! Semantics are Apache Flink's (see `docs/semantics.md`): windows are half-open
+//! `[start, end)`, aligned to the epoch plus an offset; a window fires when the watermark
+//! reaches `end - 1`; its state lives until `end - 1 + allowed_lateness`.
+//!
+//! - [`sliding`]: tumbling and hopping windows kept as panes of `gcd(size, slide)`, so an event
+//!   touches one pane; a window's result combines its panes when it fires.
+//! - [`session`]: per-key sessions that merge when they overlap or touch.
+//! - [`timers`]: the time-ordered index that finds due windows without scanning keys.
+//! - [`keys`]: the key table (key -> dense slot).
+//! - [`output`]: the emitted rows as columns, and the late side output.
+
+pub mod keys;
+pub mod output;
+pub mod session;
+pub mod sliding;
+pub mod timers;
+
+use crate::aggregate::Layout;
+use crate::predicate::Predicate;
+use crate::time::{check_duration, gcd, Millis};
+use crate::CoreResult;
+
+/// Which windows an event belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WindowSpec {
+    /// Fixed, non-overlapping windows `[k*size + offset, (k+1)*size + offset)`.
+    Tumbling {
+        /// Window length, ms.
+        size: Millis,
+        /// Alignment offset, ms (`0 <= offset < size`).
+        offset: Millis,
+    },
+    /// Overlapping windows of `size` starting every `slide` ms (Flink's HOP).
+    Hopping {
+        /// Window length, ms.
+        size: Millis,
+        /// Distance between window starts, ms.
+        slide: Millis,
+        /// Alignment offset, ms (`0 <= offset < slide`).
+        offset: Millis,
+    },
+    /// Activity sessions closed by a gap of inactivity.
+    Session {
+        /// Inactivity gap, ms: a session ends at its last event + gap.
+        gap: Millis,
+    },
+}
+
+impl WindowSpec {
+    /// Checks sizes and offsets.
+    ///
+    /// # Errors
+    /// [`crate::CoreError::Config`] naming the bad parameter.
+    pub fn validate(&self) -> CoreResult<()> {
+        let offset_ok = |offset: Millis, bound: Millis, name: &str| {
+            if (0..bound).contains(&offset) {
+                Ok(())
+            } else {
+                Err(crate::CoreError::Config(format!(
+                    "window offset must be in [0, {name}={bound}), got {offset}"
+                )))
+            }
+        };
+        match *self {
+            WindowSpec::Tumbling { size, offset } => {
+                check_duration("window size", size, false)?;
+                offset_ok(offset, size, "size")
+            }
+            WindowSpec::Hopping { size, slide, offset } => {
+                check_duration("window size", size, false)?;
+                check_duration("window slide", slide, false)?;
+                if slide > size {
+                    return Err(crate::CoreError::Config(format!(
+                        "hopping window slide ({slide} ms) must not exceed its size ({size} ms)"
+                    )));
+                }
+                offset_ok(offset, slide, "slide")
+            }
+            WindowSpec::Session { gap } => check_duration("session gap", gap, false),
+        }
+    }
+}
+
+/// Alignment arithmetic of tumbling/hopping windows over panes.
+///
+/// Window starts are `offset + k*slide`; panes are `gcd(size, slide)` long and aligned the
+/// same way, so every window is a whole number of panes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Geometry {
+    /// Window length.
+    pub size: Millis,
+    /// Distance between window starts.
+    pub slide: Millis,
+    /// Pane length: `gcd(size, slide)`.
+    pub pane: Millis,
+    /// Alignment offset.
+    pub offset: Millis,
+}
+
+impl Geometry {
+    /// Geometry of a tumbling or hopping spec (`None` for sessions).
+    #[must_use]
+    pub fn of(spec: &WindowSpec) -> Option<Self> {
+        let (size, slide, offset) = match *spec {
+            WindowSpec::Tumbling { size, offset } => (size, size, offset),
+            WindowSpec::Hopping { size, slide, offset } => (size, slide, offset),
+            WindowSpec::Session { .. } => return None,
+        };
+        Some(Geometry { size, slide, pane: gcd(size, slide), offset })
+    }
+
+    fn floor_to(&self, t: Millis, step: Millis) -> Millis {
+        self.offset + (t - self.offset).div_euclid(step) * step
+    }
+
+    /// Start of the pane holding `t`.
+    #[inline]
+    #[must_use]
+    pub fn pane_start(&self, t: Millis) -> Millis {
+        self.floor_to(t, self.pane)
+    }
+
+    /// End of the earliest window containing the pane starting at `ps`.
+    #[inline]
+    #[must_use]
+    pub fn first_end(&self, ps: Millis) -> Millis {
+        self.floor_to(ps - self.size, self.slide) + self.slide + self.size
+    }
+
+    /// End of the latest window containing the pane starting at `ps`.
+    #[inline]
+    #[must_use]
+    pub fn last_end(&self, ps: Millis) -> Millis {
+        self.floor_to(ps, self.slide) + self.size
+    }
+
+    /// The earliest window end of pane `ps` that has not fired at watermark `wm`
+    /// (`end - 1 > wm`), or `None` when all its windows have fired.
+    #[must_use]
+    pub fn first_unfired_end(&self, ps: Millis, wm: Millis) -> Option<Millis> {
+        let first = self.first_end(ps);
+        let end =
+            if first - 1 > wm { first } else { first + ((wm + 1 - first) / self.slide + 1) * self.slide };
+        (end <= self.last_end(ps)).then_some(end)
+    }
+}
+
+/// When windows emit rows.
+#[derive(Debug, Clone, PartialEq)]
+pub enum EmitMode {
+    /// Once, when the watermark closes the window (plus updates for late data).
+    Final,
+    /// Also an early row every time an open window's aggregates change.
+    EveryUpdate,
+    /// Also an early row the first time the predicate holds on an open window.
+    When(Predicate),
+}
+
+/// What the operators share: the aggregates, emit mode and lateness.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    /// Compiled aggregates.
+    pub layout: Layout,
+    /// Early firing.
+    pub emit: EmitMode,
+    /// How long after firing a window still accepts late events.
+    pub allowed_lateness: Millis,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: i64 = 60_000;
+
+    fn hop() -> Geometry {
+        Geometry::of(&WindowSpec::Hopping { size: 5 * MIN, slide: MIN, offset: 0 }).unwrap()
+    }
+
+    #[test]
+    fn hopping_panes_and_window_ends() {
+        let g = hop();
+        assert_eq!(g.pane, MIN);
+        let ps = g.pane_start(7 * MIN + 5);
+        assert_eq!(ps, 7 * MIN);
+        // [3,8) [4,9) ... [7,12) minutes contain 7:00.005
+        assert_eq!(g.first_end(ps), 8 * MIN);
+        assert_eq!(g.last_end(ps), 12 * MIN);
+    }
+
+    #[test]
+    fn uneven_hop_uses_gcd_panes() {
+        let g = Geometry::of(&WindowSpec::Hopping { size: 10, slide: 4, offset: 0 }).unwrap();
+        assert_eq!(g.pane, 2);
+        // windows [k*4, k*4+10): t=9 lies in [0,10) [4,14) [8,18)
+        let ps = g.pane_start(9);
+        assert_eq!((ps, g.first_end(ps), g.last_end(ps)), (8, 10, 18));
+    }
+
+    #[test]
+    fn tumbling_with_offset() {
+        let g = Geometry::of(&WindowSpec::Tumbling { size: 10, offset: 3 }).unwrap();
+        assert_eq!(g.pane_start(2), -7);
+        assert_eq!(g.pane_start(13), 13);
+        assert_eq!((g.first_end(13), g.last_end(13)), (23, 23));
+    }
+
+    #[test]
+    fn first_unfired_end_skips_fired_windows() {
+        let g = hop();
+        let ps = 7 * MIN;
+        assert_eq!(g.first_unfired_end(ps, i64::MIN), Some(8 * MIN));
+        assert_eq!(g.first_unfired_end(ps, 8 * MIN - 2), Some(8 * MIN));
+        assert_eq!(g.first_unfired_end(ps, 8 * MIN - 1), Some(9 * MIN));
+        assert_eq!(g.first_unfired_end(ps, 10 * MIN + 5), Some(11 * MIN));
+        assert_eq!(g.first_unfired_end(ps, 12 * MIN - 1), None);
+    }
+
+    #[test]
+    fn specs_are_validated() {
+        assert!(WindowSpec::Hopping { size: 10, slide: 20, offset: 0 }.validate().is_err());
+        assert!(WindowSpec::Tumbling { size: 0, offset: 0 }.validate().is_err());
+        assert!(WindowSpec::Tumbling { size: 10, offset: 10 }.validate().is_err());
+        assert!(WindowSpec::Session { gap: 5 }.validate().is_ok());
+    }
+}

@@ -1,0 +1,269 @@
+//! Session windows: per key, activity separated by gaps of at least `gap`.
+//!
+//! Invariants:
+//! - An event at `t` opens `[t, t + gap)`; sessions that overlap or touch it merge into one
+//!   (events exactly `gap` apart share a session). A key's sessions are sorted, disjoint and
+//!   never touch.
+//! - A session fires when the watermark reaches `end - 1` and is dropped at
+//!   `end - 1 + allowed_lateness`. A late event that lands in (or merges into) a session that
+//!   already fired re-emits it at once as an `Update`; one that extends a session past the
+//!   watermark reopens it, and it fires again (as an `Update`) at its new end.
+//! - An event that would open a new session already past its cleanup time is late.
+
+use smallvec::SmallVec;
+
+use super::keys::KeyTable;
+use super::output::{EmitKind, Output};
+use super::sliding::{read_live_timers, write_live_timers};
+use super::timers::TimerIndex;
+use super::{EmitMode, Rules};
+use crate::aggregate::{Acc, Layout};
+use crate::batch::Batch;
+use crate::snapshot::{Reader, Writer};
+use crate::CoreResult;
+
+#[derive(Debug, Clone)]
+struct Session {
+    start: i64,
+    end: i64,
+    acc: Acc,
+    /// A final or update row was emitted for this session.
+    emitted: bool,
+    /// The emission due at the current `end` was done.
+    closed: bool,
+    /// Early firing on the predicate happened.
+    triggered: bool,
+}
+
+impl Session {
+    fn next_action(&self, lateness: i64) -> i64 {
+        if self.closed {
+            self.end - 1 + lateness
+        } else {
+            self.end - 1
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct KeyState {
+    sessions: SmallVec<[Session; 1]>,
+    timer: i64,
+}
+
+impl KeyState {
+    fn new() -> Self {
+        KeyState { sessions: SmallVec::new(), timer: i64::MAX }
+    }
+
+    fn wanted_timer(&self, lateness: i64) -> i64 {
+        self.sessions.iter().map(|s| s.next_action(lateness)).min().unwrap_or(i64::MAX)
+    }
+}
+
+/// Keyed session window state.
+#[derive(Debug, Clone)]
+pub struct SessionWindows {
+    gap: i64,
+    keys: KeyTable<KeyState>,
+    timers: TimerIndex,
+    sessions: usize,
+}
+
+impl SessionWindows {
+    /// Empty state for sessions with inactivity `gap`.
+    #[must_use]
+    pub fn new(gap: i64) -> Self {
+        SessionWindows { gap, keys: KeyTable::default(), timers: TimerIndex::default(), sessions: 0 }
+    }
+
+    /// Adds the event at `row`; `wm` is the watermark before it. Returns `false` when late.
+    #[allow(clippy::too_many_arguments)]
+    pub fn on_event(
+        &mut self,
+        rules: &Rules,
+        key: i64,
+        t: i64,
+        row: usize,
+        batch: &Batch<'_>,
+        wm: i64,
+        out: &mut Output,
+    ) -> bool {
+        let layout = &rules.layout;
+        let lateness = rules.allowed_lateness;
+        let (start, end) = (t, t + self.gap);
+        let overlaps = |s: &Session| s.start <= end && s.end >= start;
+        let merges = self
+            .keys
+            .slot_of(key)
+            .is_some_and(|slot| self.keys.get(slot, key).is_some_and(|st| st.sessions.iter().any(overlaps)));
+        if !merges && end - 1 + lateness <= wm {
+            return false;
+        }
+        let slot = self.keys.slot_or_insert_with(key, KeyState::new);
+        let st = self.keys.state_mut(slot);
+        let lo = st.sessions.iter().position(|s| s.end >= start).unwrap_or(st.sessions.len());
+        let hi = lo + st.sessions[lo..].iter().take_while(|s| s.start <= end).count();
+        if lo == hi {
+            let fresh = Session {
+                start,
+                end,
+                acc: layout.new_acc(),
+                emitted: false,
+                closed: false,
+                triggered: false,
+            };
+            st.sessions.insert(lo, fresh);
+            self.sessions += 1;
+        } else {
+            let absorbed: SmallVec<[Session; 2]> = st.sessions.drain(lo + 1..hi).collect();
+            self.sessions -= absorbed.len();
+            let s = &mut st.sessions[lo];
+            s.start = s.start.min(start);
+            s.end = s.end.max(end);
+            for other in &absorbed {
+                s.end = s.end.max(other.end);
+                layout.merge(&mut s.acc, &other.acc);
+                s.emitted |= other.emitted;
+                s.triggered |= other.triggered;
+            }
+        }
+        let s = &mut st.sessions[lo];
+        layout.add(&mut s.acc, batch, row, t);
+        if s.end - 1 <= wm {
+            let kind = if s.emitted { EmitKind::Update } else { EmitKind::Final };
+            out.push(layout, key, (s.start, s.end), kind, &s.acc);
+            s.emitted = true;
+            s.closed = true;
+        } else {
+            s.closed = false;
+            match &rules.emit {
+                EmitMode::Final => {}
+                EmitMode::EveryUpdate => out.push(layout, key, (s.start, s.end), EmitKind::Early, &s.acc),
+                EmitMode::When(pred) => {
+                    if !s.triggered && pred.eval(layout, &s.acc) {
+                        s.triggered = true;
+                        out.push(layout, key, (s.start, s.end), EmitKind::Early, &s.acc);
+                    }
+                }
+            }
+        }
+        let timer = st.wanted_timer(lateness);
+        if timer < st.timer {
+            st.timer = timer;
+            self.timers.push(timer, (slot, key));
+        }
+        true
+    }
+
+    /// Fires sessions with `end - 1 <= wm` in time order and drops expired ones.
+    pub fn on_watermark(&mut self, rules: &Rules, wm: i64, out: &mut Output) {
+        let layout = &rules.layout;
+        let lateness = rules.allowed_lateness;
+        while let Some((time, entries)) = self.timers.pop_due(wm) {
+            for (slot, key) in entries {
+                let Some(st) = self.keys.get_checked(slot, key) else { continue };
+                if st.timer != time {
+                    continue;
+                }
+                for s in st.sessions.iter_mut().filter(|s| !s.closed && s.end - 1 <= time) {
+                    let kind = if s.emitted { EmitKind::Update } else { EmitKind::Final };
+                    out.push(layout, key, (s.start, s.end), kind, &s.acc);
+                    s.emitted = true;
+                    s.closed = true;
+                }
+                let before = st.sessions.len();
+                st.sessions.retain(|s| !(s.closed && s.end - 1 + lateness <= time));
+                self.sessions -= before - st.sessions.len();
+                if st.sessions.is_empty() {
+                    self.keys.remove(slot);
+                } else {
+                    st.timer = st.wanted_timer(lateness);
+                    self.timers.push(st.timer, (slot, key));
+                }
+            }
+        }
+    }
+
+    /// Live keys.
+    #[must_use]
+    pub fn keys(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Open sessions over all keys.
+    #[must_use]
+    pub fn sessions(&self) -> usize {
+        self.sessions
+    }
+
+    /// Pending timer entries (stale ones included).
+    #[must_use]
+    pub fn timers(&self) -> usize {
+        self.timers.len()
+    }
+
+    /// Approximate bytes of state.
+    #[must_use]
+    pub fn state_bytes(&self) -> usize {
+        let heap: usize = self
+            .keys
+            .iter()
+            .map(|(_, _, st)| {
+                let spilled = if st.sessions.spilled() {
+                    st.sessions.capacity() * std::mem::size_of::<Session>()
+                } else {
+                    0
+                };
+                spilled + st.sessions.iter().map(|s| Layout::heap_bytes(&s.acc)).sum::<usize>()
+            })
+            .sum();
+        self.keys.table_bytes() + heap + self.timers.len() * 24
+    }
+
+    /// Writes keys, sessions and live timers in firing order.
+    pub fn write(&self, w: &mut Writer) {
+        w.count(self.keys.len());
+        for (_, key, st) in self.keys.iter() {
+            w.i64(key);
+            w.i64(st.timer);
+            w.count(st.sessions.len());
+            for s in &st.sessions {
+                w.i64(s.start);
+                w.i64(s.end);
+                w.u8(u8::from(s.emitted) | u8::from(s.closed) << 1 | u8::from(s.triggered) << 2);
+                Layout::write_acc(&s.acc, w);
+            }
+        }
+        write_live_timers(&self.timers, w, |slot, key| self.keys.get(slot, key).map(|st| st.timer));
+    }
+
+    /// Reads what [`SessionWindows::write`] wrote.
+    ///
+    /// # Errors
+    /// [`crate::CoreError::Snapshot`] on malformed bytes.
+    pub fn read(gap: i64, layout: &Layout, r: &mut Reader<'_>) -> CoreResult<Self> {
+        let mut op = SessionWindows::new(gap);
+        for _ in 0..r.count()? {
+            let key = r.i64()?;
+            let slot = op.keys.slot_or_insert_with(key, KeyState::new);
+            let st = op.keys.state_mut(slot);
+            st.timer = r.i64()?;
+            for _ in 0..r.count()? {
+                let (start, end, flags) = (r.i64()?, r.i64()?, r.u8()?);
+                let acc = layout.read_acc(r)?;
+                st.sessions.push(Session {
+                    start,
+                    end,
+                    acc,
+                    emitted: flags & 1 != 0,
+                    closed: flags & 2 != 0,
+                    triggered: flags & 4 != 0,
+                });
+                op.sessions += 1;
+            }
+        }
+        read_live_timers(&mut op.timers, r, |key| op.keys.slot_of(key))?;
+        Ok(op)
+    }
+}

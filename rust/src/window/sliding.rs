@@ -1,0 +1,325 @@
+//! Tumbling and hopping windows over panes (Flink's "slicing").
+//!
+//! Invariants:
+//! - State per key is a deque of non-empty panes sorted by start; an event updates exactly one
+//!   pane (O(1) plus a short search from the back for out-of-order events).
+//! - `next_end` is the earliest window end of the key that has data and has not fired; the
+//!   key's single live timer is `min(next_end - 1, cleanup time of its oldest pane)`.
+//! - Every window with data whose `end - 1 <= watermark` has been emitted; so a late event
+//!   (within lateness) into a window with other data re-emits it as an `Update`, and into an
+//!   empty one emits it for the first time as `Final`.
+//! - A pane is dropped once every window containing it is past `end - 1 + allowed_lateness`;
+//!   a key is dropped with its last pane. Memory is keys x open panes.
+
+use std::collections::VecDeque;
+
+use smallvec::SmallVec;
+
+use super::keys::KeyTable;
+use super::output::{EmitKind, Output};
+use super::timers::TimerIndex;
+use super::{EmitMode, Geometry, Rules};
+use crate::aggregate::{Acc, Layout};
+use crate::batch::Batch;
+use crate::snapshot::{Reader, Writer};
+use crate::CoreResult;
+
+#[derive(Debug, Clone)]
+struct Pane {
+    start: i64,
+    acc: Acc,
+}
+
+#[derive(Debug, Clone)]
+struct KeyState {
+    panes: VecDeque<Pane>,
+    next_end: i64,
+    timer: i64,
+    /// Ends of open windows that already fired early on the predicate.
+    triggered: SmallVec<[i64; 2]>,
+}
+
+impl KeyState {
+    fn new() -> Self {
+        KeyState { panes: VecDeque::new(), next_end: i64::MAX, timer: i64::MAX, triggered: SmallVec::new() }
+    }
+
+    fn wanted_timer(&self, g: &Geometry, lateness: i64) -> i64 {
+        let fire = if self.next_end == i64::MAX { i64::MAX } else { self.next_end - 1 };
+        let cleanup = self.panes.front().map_or(i64::MAX, |p| g.last_end(p.start) - 1 + lateness);
+        fire.min(cleanup)
+    }
+
+    /// Earliest window end after `end` that contains a pane.
+    fn next_end_after(&self, g: &Geometry, end: i64) -> i64 {
+        let lowest_start = end + g.slide - g.size;
+        self.panes
+            .iter()
+            .find(|p| p.start >= lowest_start)
+            .map_or(i64::MAX, |p| (end + g.slide).max(g.first_end(p.start)))
+    }
+}
+
+fn combine(layout: &Layout, panes: &VecDeque<Pane>, window: (i64, i64), into: &mut Acc) {
+    layout.reset(into);
+    for pane in panes.iter().filter(|p| p.start >= window.0 && p.start < window.1) {
+        layout.merge(into, &pane.acc);
+    }
+}
+
+/// Keyed tumbling/hopping window state.
+#[derive(Debug, Clone)]
+pub struct SlidingWindows {
+    geo: Geometry,
+    keys: KeyTable<KeyState>,
+    timers: TimerIndex,
+    scratch: Acc,
+    panes: usize,
+}
+
+impl SlidingWindows {
+    /// Empty state for windows of geometry `geo`.
+    #[must_use]
+    pub fn new(geo: Geometry, layout: &Layout) -> Self {
+        SlidingWindows {
+            geo,
+            keys: KeyTable::default(),
+            timers: TimerIndex::default(),
+            scratch: layout.new_acc(),
+            panes: 0,
+        }
+    }
+
+    /// Adds the event at `row`; `wm` is the watermark before it. Returns `false` when the
+    /// event is later than allowed lateness for every window it belongs to (state unchanged).
+    #[allow(clippy::too_many_arguments)]
+    pub fn on_event(
+        &mut self,
+        rules: &Rules,
+        key: i64,
+        t: i64,
+        row: usize,
+        batch: &Batch<'_>,
+        wm: i64,
+        out: &mut Output,
+    ) -> bool {
+        let g = self.geo;
+        let lateness = rules.allowed_lateness;
+        let layout = &rules.layout;
+        let ps = g.pane_start(t);
+        let last_end = g.last_end(ps);
+        if last_end - 1 + lateness <= wm {
+            return false;
+        }
+        let slot = self.keys.slot_or_insert_with(key, KeyState::new);
+        let st = self.keys.state_mut(slot);
+        let mut idx = st.panes.len();
+        while idx > 0 && st.panes[idx - 1].start > ps {
+            idx -= 1;
+        }
+        let new_pane = !(idx > 0 && st.panes[idx - 1].start == ps);
+        if new_pane {
+            st.panes.insert(idx, Pane { start: ps, acc: layout.new_acc() });
+            self.panes += 1;
+        } else {
+            idx -= 1;
+        }
+        layout.add(&mut st.panes[idx].acc, batch, row, t);
+
+        let first_end = g.first_end(ps);
+        if first_end - 1 <= wm || rules.emit != EmitMode::Final {
+            let mut end = first_end;
+            while end <= last_end {
+                let window = (end - g.size, end);
+                if end - 1 <= wm {
+                    if end - 1 + lateness > wm {
+                        combine(layout, &st.panes, window, &mut self.scratch);
+                        let kind = if self.scratch.count > 1 { EmitKind::Update } else { EmitKind::Final };
+                        out.push(layout, key, window, kind, &self.scratch);
+                    }
+                } else {
+                    match &rules.emit {
+                        EmitMode::Final => {}
+                        EmitMode::EveryUpdate => {
+                            combine(layout, &st.panes, window, &mut self.scratch);
+                            out.push(layout, key, window, EmitKind::Early, &self.scratch);
+                        }
+                        EmitMode::When(pred) => {
+                            if !st.triggered.contains(&end) {
+                                combine(layout, &st.panes, window, &mut self.scratch);
+                                if pred.eval(layout, &self.scratch) {
+                                    st.triggered.push(end);
+                                    out.push(layout, key, window, EmitKind::Early, &self.scratch);
+                                }
+                            }
+                        }
+                    }
+                }
+                end += g.slide;
+            }
+        }
+
+        if new_pane {
+            if let Some(end) = g.first_unfired_end(ps, wm) {
+                st.next_end = st.next_end.min(end);
+            }
+            let timer = st.wanted_timer(&g, lateness);
+            if timer < st.timer {
+                st.timer = timer;
+                self.timers.push(timer, (slot, key));
+            }
+        }
+        true
+    }
+
+    /// Fires every window with `end - 1 <= wm` in time order and drops expired panes.
+    pub fn on_watermark(&mut self, rules: &Rules, wm: i64, out: &mut Output) {
+        let g = self.geo;
+        let layout = &rules.layout;
+        while let Some((time, entries)) = self.timers.pop_due(wm) {
+            for (slot, key) in entries {
+                let Some(st) = self.keys.get_checked(slot, key) else { continue };
+                if st.timer != time {
+                    continue;
+                }
+                st.timer = i64::MAX;
+                if st.next_end != i64::MAX && st.next_end - 1 <= time {
+                    let end = st.next_end;
+                    let window = (end - g.size, end);
+                    combine(layout, &st.panes, window, &mut self.scratch);
+                    if self.scratch.count > 0 {
+                        out.push(layout, key, window, EmitKind::Final, &self.scratch);
+                    }
+                    st.triggered.retain(|e| *e > end);
+                    st.next_end = st.next_end_after(&g, end);
+                }
+                while st
+                    .panes
+                    .front()
+                    .is_some_and(|p| g.last_end(p.start) - 1 + rules.allowed_lateness <= time)
+                {
+                    st.panes.pop_front();
+                    self.panes -= 1;
+                }
+                if st.panes.is_empty() {
+                    self.keys.remove(slot);
+                } else {
+                    st.timer = st.wanted_timer(&g, rules.allowed_lateness);
+                    self.timers.push(st.timer, (slot, key));
+                }
+            }
+        }
+    }
+
+    /// Live keys.
+    #[must_use]
+    pub fn keys(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Open panes over all keys.
+    #[must_use]
+    pub fn panes(&self) -> usize {
+        self.panes
+    }
+
+    /// Pending timer entries (stale ones included).
+    #[must_use]
+    pub fn timers(&self) -> usize {
+        self.timers.len()
+    }
+
+    /// Approximate bytes of state.
+    #[must_use]
+    pub fn state_bytes(&self) -> usize {
+        let per_pane = std::mem::size_of::<Pane>();
+        let heap: usize = self
+            .keys
+            .iter()
+            .map(|(_, _, st)| {
+                st.panes.capacity() * per_pane
+                    + st.panes.iter().map(|p| Layout::heap_bytes(&p.acc)).sum::<usize>()
+            })
+            .sum();
+        self.keys.table_bytes() + heap + self.timers.len() * 24
+    }
+
+    /// Writes keys, panes and live timers in firing order.
+    pub fn write(&self, w: &mut Writer) {
+        w.count(self.keys.len());
+        for (_, key, st) in self.keys.iter() {
+            w.i64(key);
+            w.i64(st.next_end);
+            w.i64(st.timer);
+            w.count(st.triggered.len());
+            st.triggered.iter().for_each(|&e| w.i64(e));
+            w.count(st.panes.len());
+            for pane in &st.panes {
+                w.i64(pane.start);
+                Layout::write_acc(&pane.acc, w);
+            }
+        }
+        write_live_timers(&self.timers, w, |slot, key| self.keys.get(slot, key).map(|st| st.timer));
+    }
+
+    /// Reads what [`SlidingWindows::write`] wrote.
+    ///
+    /// # Errors
+    /// [`crate::CoreError::Snapshot`] on malformed bytes.
+    pub fn read(geo: Geometry, layout: &Layout, r: &mut Reader<'_>) -> CoreResult<Self> {
+        let mut op = SlidingWindows::new(geo, layout);
+        for _ in 0..r.count()? {
+            let key = r.i64()?;
+            let slot = op.keys.slot_or_insert_with(key, KeyState::new);
+            let st = op.keys.state_mut(slot);
+            st.next_end = r.i64()?;
+            st.timer = r.i64()?;
+            for _ in 0..r.count()? {
+                st.triggered.push(r.i64()?);
+            }
+            for _ in 0..r.count()? {
+                let start = r.i64()?;
+                st.panes.push_back(Pane { start, acc: layout.read_acc(r)? });
+                op.panes += 1;
+            }
+        }
+        read_live_timers(&mut op.timers, r, |key| op.keys.slot_of(key))?;
+        Ok(op)
+    }
+}
+
+/// Writes the timer entries that are live (`timer_of(slot, key)` equals their time), each
+/// (time, key) once, in firing order.
+pub(crate) fn write_live_timers(
+    timers: &TimerIndex,
+    w: &mut Writer,
+    timer_of: impl Fn(u32, i64) -> Option<i64>,
+) {
+    let mut seen = rustc_hash::FxHashSet::default();
+    let live: Vec<(i64, i64)> = timers
+        .iter()
+        .filter(|&(time, (slot, key))| timer_of(slot, key) == Some(time) && seen.insert(key))
+        .map(|(time, (_, key))| (time, key))
+        .collect();
+    w.count(live.len());
+    for (time, key) in live {
+        w.i64(time);
+        w.i64(key);
+    }
+}
+
+/// Reads timers written by [`write_live_timers`], resolving keys to their new slots.
+pub(crate) fn read_live_timers(
+    timers: &mut TimerIndex,
+    r: &mut Reader<'_>,
+    slot_of: impl Fn(i64) -> Option<u32>,
+) -> CoreResult<()> {
+    for _ in 0..r.count()? {
+        let time = r.i64()?;
+        let key = r.i64()?;
+        let slot = slot_of(key)
+            .ok_or_else(|| crate::CoreError::Snapshot(format!("timer for key {key}, which has no state")))?;
+        timers.push(time, (slot, key));
+    }
+    Ok(())
+}
