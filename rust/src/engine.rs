@@ -336,3 +336,7 @@ impl Engine {
         Ok(engine)
     }
 }
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;

@@ -49,11 +49,13 @@ impl Session {
 struct KeyState {
     sessions: SmallVec<[Session; 1]>,
     timer: i64,
+    /// Sequence number of the live timer entry.
+    timer_seq: u64,
 }
 
 impl KeyState {
     fn new() -> Self {
-        KeyState { sessions: SmallVec::new(), timer: i64::MAX }
+        KeyState { sessions: SmallVec::new(), timer: i64::MAX, timer_seq: u64::MAX }
     }
 
     fn wanted_timer(&self, lateness: i64) -> i64 {
@@ -151,7 +153,7 @@ impl SessionWindows {
         let timer = st.wanted_timer(lateness);
         if timer < st.timer {
             st.timer = timer;
-            self.timers.push(timer, (slot, key));
+            st.timer_seq = self.timers.push(timer, slot, key);
         }
         true
     }
@@ -161,9 +163,9 @@ impl SessionWindows {
         let layout = &rules.layout;
         let lateness = rules.allowed_lateness;
         while let Some((time, entries)) = self.timers.pop_due(wm) {
-            for (slot, key) in entries {
+            for (slot, key, seq) in entries {
                 let Some(st) = self.keys.get_checked(slot, key) else { continue };
-                if st.timer != time {
+                if st.timer_seq != seq {
                     continue;
                 }
                 for s in st.sessions.iter_mut().filter(|s| !s.closed && s.end - 1 <= time) {
@@ -179,7 +181,7 @@ impl SessionWindows {
                     self.keys.remove(slot);
                 } else {
                     st.timer = st.wanted_timer(lateness);
-                    self.timers.push(st.timer, (slot, key));
+                    st.timer_seq = self.timers.push(st.timer, slot, key);
                 }
             }
         }
@@ -235,7 +237,7 @@ impl SessionWindows {
                 Layout::write_acc(&s.acc, w);
             }
         }
-        write_live_timers(&self.timers, w, |slot, key| self.keys.get(slot, key).map(|st| st.timer));
+        write_live_timers(&self.timers, w, |slot, key| self.keys.get(slot, key).map(|st| st.timer_seq));
     }
 
     /// Reads what [`SessionWindows::write`] wrote.
@@ -263,7 +265,7 @@ impl SessionWindows {
                 op.sessions += 1;
             }
         }
-        read_live_timers(&mut op.timers, r, |key| op.keys.slot_of(key))?;
+        read_live_timers(r, &mut op.timers, &mut op.keys, |st, seq| st.timer_seq = seq)?;
         Ok(op)
     }
 }

@@ -35,13 +35,21 @@ struct KeyState {
     panes: VecDeque<Pane>,
     next_end: i64,
     timer: i64,
+    /// Sequence number of the live timer entry.
+    timer_seq: u64,
     /// Ends of open windows that already fired early on the predicate.
     triggered: SmallVec<[i64; 2]>,
 }
 
 impl KeyState {
     fn new() -> Self {
-        KeyState { panes: VecDeque::new(), next_end: i64::MAX, timer: i64::MAX, triggered: SmallVec::new() }
+        KeyState {
+            panes: VecDeque::new(),
+            next_end: i64::MAX,
+            timer: i64::MAX,
+            timer_seq: u64::MAX,
+            triggered: SmallVec::new(),
+        }
     }
 
     fn wanted_timer(&self, g: &Geometry, lateness: i64) -> i64 {
@@ -166,7 +174,7 @@ impl SlidingWindows {
             let timer = st.wanted_timer(&g, lateness);
             if timer < st.timer {
                 st.timer = timer;
-                self.timers.push(timer, (slot, key));
+                st.timer_seq = self.timers.push(timer, slot, key);
             }
         }
         true
@@ -177,9 +185,9 @@ impl SlidingWindows {
         let g = self.geo;
         let layout = &rules.layout;
         while let Some((time, entries)) = self.timers.pop_due(wm) {
-            for (slot, key) in entries {
+            for (slot, key, seq) in entries {
                 let Some(st) = self.keys.get_checked(slot, key) else { continue };
-                if st.timer != time {
+                if st.timer_seq != seq {
                     continue;
                 }
                 st.timer = i64::MAX;
@@ -205,7 +213,7 @@ impl SlidingWindows {
                     self.keys.remove(slot);
                 } else {
                     st.timer = st.wanted_timer(&g, rules.allowed_lateness);
-                    self.timers.push(st.timer, (slot, key));
+                    st.timer_seq = self.timers.push(st.timer, slot, key);
                 }
             }
         }
@@ -259,7 +267,7 @@ impl SlidingWindows {
                 Layout::write_acc(&pane.acc, w);
             }
         }
-        write_live_timers(&self.timers, w, |slot, key| self.keys.get(slot, key).map(|st| st.timer));
+        write_live_timers(&self.timers, w, |slot, key| self.keys.get(slot, key).map(|st| st.timer_seq));
     }
 
     /// Reads what [`SlidingWindows::write`] wrote.
@@ -283,23 +291,21 @@ impl SlidingWindows {
                 op.panes += 1;
             }
         }
-        read_live_timers(&mut op.timers, r, |key| op.keys.slot_of(key))?;
+        read_live_timers(r, &mut op.timers, &mut op.keys, |st, seq| st.timer_seq = seq)?;
         Ok(op)
     }
 }
 
-/// Writes the timer entries that are live (`timer_of(slot, key)` equals their time), each
-/// (time, key) once, in firing order.
+/// Writes the live timer entries (the key still holds their sequence number) in firing order.
 pub(crate) fn write_live_timers(
     timers: &TimerIndex,
     w: &mut Writer,
-    timer_of: impl Fn(u32, i64) -> Option<i64>,
+    live_seq: impl Fn(u32, i64) -> Option<u64>,
 ) {
-    let mut seen = rustc_hash::FxHashSet::default();
     let live: Vec<(i64, i64)> = timers
         .iter()
-        .filter(|&(time, (slot, key))| timer_of(slot, key) == Some(time) && seen.insert(key))
-        .map(|(time, (_, key))| (time, key))
+        .filter(|&(_, (slot, key, seq))| live_seq(slot, key) == Some(seq))
+        .map(|(time, (_, key, _))| (time, key))
         .collect();
     w.count(live.len());
     for (time, key) in live {
@@ -308,18 +314,21 @@ pub(crate) fn write_live_timers(
     }
 }
 
-/// Reads timers written by [`write_live_timers`], resolving keys to their new slots.
-pub(crate) fn read_live_timers(
-    timers: &mut TimerIndex,
+/// Reads timers written by [`write_live_timers`] into `timers`, resolving keys to their slots
+/// in `keys` and handing each key's state its new sequence number.
+pub(crate) fn read_live_timers<S>(
     r: &mut Reader<'_>,
-    slot_of: impl Fn(i64) -> Option<u32>,
+    timers: &mut TimerIndex,
+    keys: &mut KeyTable<S>,
+    set_seq: impl Fn(&mut S, u64),
 ) -> CoreResult<()> {
     for _ in 0..r.count()? {
         let time = r.i64()?;
         let key = r.i64()?;
-        let slot = slot_of(key)
+        let slot = keys
+            .slot_of(key)
             .ok_or_else(|| crate::CoreError::Snapshot(format!("timer for key {key}, which has no state")))?;
-        timers.push(time, (slot, key));
+        set_seq(keys.state_mut(slot), timers.push(time, slot, key));
     }
     Ok(())
 }

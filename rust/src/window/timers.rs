@@ -1,16 +1,18 @@
 //! The time-ordered index of per-key timers: finds due work without scanning all keys.
 //!
 //! Each key has at most one *current* timer (the earliest watermark at which something happens
-//! to it: a window fires or state is cleaned). Re-scheduling earlier pushes a new entry and
-//! leaves the old one stale; entries are validated against the key's current timer when popped
-//! (lazy deletion). Entries of one time pop in insertion order, which makes firing order
+//! to it: a window fires or state is cleaned). Every push gets a fresh sequence number, which
+//! the key remembers; re-scheduling pushes a new entry and leaves the old one stale for good
+//! (lazy deletion: an entry is live only while the key still holds its sequence number, so a
+//! stale entry can never come back to life when the key is later scheduled at the same time). Entries of one time pop in insertion order, which makes firing order
 //! deterministic: the same event sequence fires the same rows in the same order, whatever the
 //! batch boundaries.
 
 use std::collections::BTreeMap;
 
-/// A timer entry: the key's slot and the key itself (to detect reused slots).
-pub type TimerEntry = (u32, i64);
+/// A timer entry: the key's slot, the key itself (to detect reused slots) and the entry's
+/// sequence number (to detect stale entries).
+pub type TimerEntry = (u32, i64, u64);
 
 /// Timers ordered by time.
 #[derive(Debug, Clone, Default)]
@@ -18,17 +20,21 @@ pub struct TimerIndex {
     by_time: BTreeMap<i64, Vec<TimerEntry>>,
     earliest: Option<i64>,
     entries: usize,
+    next_seq: u64,
 }
 
 impl TimerIndex {
-    /// Registers `entry` at `time`.
+    /// Registers a timer for `(slot, key)` at `time`; returns its sequence number.
     #[inline]
-    pub fn push(&mut self, time: i64, entry: TimerEntry) {
-        self.by_time.entry(time).or_default().push(entry);
+    pub fn push(&mut self, time: i64, slot: u32, key: i64) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.by_time.entry(time).or_default().push((slot, key, seq));
         self.entries += 1;
         if self.earliest.is_none_or(|e| time < e) {
             self.earliest = Some(time);
         }
+        seq
     }
 
     /// Whether some timer is due at watermark `wm` (O(1)).
@@ -79,14 +85,14 @@ mod tests {
     #[test]
     fn pops_in_time_then_insertion_order() {
         let mut t = TimerIndex::default();
-        t.push(30, (0, 1));
-        t.push(10, (1, 2));
-        t.push(10, (2, 3));
+        t.push(30, 0, 1);
+        t.push(10, 1, 2);
+        t.push(10, 2, 3);
         assert!(!t.has_due(9));
         assert!(t.has_due(10));
-        assert_eq!(t.pop_due(100), Some((10, vec![(1, 2), (2, 3)])));
+        assert_eq!(t.pop_due(100), Some((10, vec![(1, 2, 1), (2, 3, 2)])));
         assert_eq!(t.pop_due(29), None);
-        assert_eq!(t.pop_due(30), Some((30, vec![(0, 1)])));
+        assert_eq!(t.pop_due(30), Some((30, vec![(0, 1, 0)])));
         assert!(t.is_empty());
     }
 }

@@ -1,0 +1,203 @@
+//! Engine-level properties: batch boundaries never change the output, snapshots restore
+//! exactly, flush empties the state, rejected batches change nothing, and state stays bounded.
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::aggregate::AggKind;
+use crate::batch::Values;
+use crate::window::output::EmitKind;
+
+#[derive(Debug, Clone)]
+struct Stream {
+    keys: Vec<i64>,
+    times: Vec<i64>,
+    amounts: Vec<f64>,
+    countries: Vec<i64>,
+    partitions: Vec<i64>,
+}
+
+impl Stream {
+    fn batch(&self, lo: usize, hi: usize, with_partitions: bool) -> Batch<'_> {
+        Batch {
+            keys: &self.keys[lo..hi],
+            times: &self.times[lo..hi],
+            partitions: with_partitions.then(|| &self.partitions[lo..hi]),
+            values: vec![Values::F64(&self.amounts[lo..hi]), Values::I64(&self.countries[lo..hi])],
+        }
+    }
+}
+
+fn stream() -> impl Strategy<Value = Stream> {
+    prop::collection::vec((0i64..4, 0i64..120, 0u32..1000, 0i64..4, 0i64..2), 0..120).prop_map(|rows| {
+        Stream {
+            keys: rows.iter().map(|r| r.0).collect(),
+            times: rows.iter().map(|r| r.1).collect(),
+            amounts: rows.iter().map(|r| f64::from(r.2) / 10.0).collect(),
+            countries: rows.iter().map(|r| r.3).collect(),
+            partitions: rows.iter().map(|r| r.4).collect(),
+        }
+    })
+}
+
+fn window() -> impl Strategy<Value = WindowSpec> {
+    prop_oneof![
+        (1i64..30, 0i64..5).prop_map(|(size, o)| WindowSpec::Tumbling { size, offset: o % size }),
+        (1i64..8, 1i64..5, 0i64..3).prop_map(|(k, slide, o)| WindowSpec::Hopping {
+            size: slide * k + (k % 3),
+            slide,
+            offset: o % slide
+        }),
+        (1i64..15).prop_map(|gap| WindowSpec::Session { gap }),
+    ]
+    .prop_filter("valid", |w| w.validate().is_ok())
+}
+
+fn config() -> impl Strategy<Value = EngineConfig> {
+    (window(), 0i64..20, 0i64..20, 0usize..3, 1usize..3).prop_map(|(w, delay, lateness, early, parts)| {
+        let mut c = EngineConfig::new(
+            w,
+            vec![
+                AggSpec::new("n", AggKind::Count, None),
+                AggSpec::new("total", AggKind::Sum, Some("amount")),
+                AggSpec::new("countries", AggKind::CountDistinct, Some("country")),
+                AggSpec::new("first", AggKind::First, Some("amount")),
+                AggSpec::new("last", AggKind::Last, Some("amount")),
+            ],
+        );
+        c.out_of_orderness = delay;
+        c.allowed_lateness = lateness;
+        c.partitions = parts;
+        c.early = match early {
+            0 => EarlyFiring::Never,
+            1 => EarlyFiring::EveryUpdate,
+            _ => EarlyFiring::When("countries >= 2 and n >= 3".into()),
+        };
+        c
+    })
+}
+
+/// Runs the stream cut at `cuts`, snapshotting and restoring at each cut when `restore`.
+fn run(config: &EngineConfig, s: &Stream, cuts: &[usize], restore: bool) -> Output {
+    let parts = config.partitions > 1;
+    let mut engine = Engine::new(config.clone()).unwrap();
+    let mut out = Output::for_layout(engine.layout());
+    let mut bounds: Vec<usize> = cuts.iter().map(|&c| c.min(s.keys.len())).collect();
+    bounds.push(0);
+    bounds.push(s.keys.len());
+    bounds.sort_unstable();
+    for w in bounds.windows(2) {
+        let o = engine.process(&s.batch(w[0], w[1], parts), None).unwrap();
+        out.append(o, w[0] as u64);
+        if restore {
+            engine = Engine::restore(config.clone(), &engine.snapshot()).unwrap();
+        }
+    }
+    out.append(engine.flush(), 0);
+    let size = engine.state_size();
+    assert_eq!((size.keys, size.windows), (0, 0), "flush must empty the state");
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    #[test]
+    fn batch_boundaries_never_change_the_output(
+        config in config(), s in stream(), cuts in prop::collection::vec(0usize..120, 0..6)
+    ) {
+        let whole = run(&config, &s, &[], false);
+        let one_by_one: Vec<usize> = (1..s.keys.len()).collect();
+        prop_assert_eq!(&run(&config, &s, &one_by_one, false), &whole);
+        prop_assert_eq!(&run(&config, &s, &cuts, false), &whole);
+    }
+
+    #[test]
+    fn snapshot_restore_continues_identically(
+        config in config(), s in stream(), cuts in prop::collection::vec(0usize..120, 1..4)
+    ) {
+        prop_assert_eq!(run(&config, &s, &cuts, true), run(&config, &s, &[], false));
+    }
+
+    #[test]
+    fn every_event_is_counted_once_per_window_or_returned_late(config in config(), s in stream()) {
+        let out = run(&config, &s, &[], false);
+        let engine_late = out.late_rows.len();
+        // Tumbling windows partition time: final + update rows of the last emission per window
+        // hold every accepted event exactly once.
+        if let WindowSpec::Tumbling { .. } = config.window {
+            let mut last = std::collections::BTreeMap::new();
+            for i in 0..out.len() {
+                if out.kinds[i] != EmitKind::Early as u8 {
+                    last.insert((out.keys[i], out.starts[i]), out.ints[0][i]);
+                }
+            }
+            let counted: i64 = last.values().sum();
+            prop_assert_eq!(counted as usize + engine_late, s.keys.len());
+        }
+    }
+}
+
+#[test]
+fn rejected_batch_changes_nothing() {
+    let config = EngineConfig::new(
+        WindowSpec::Hopping { size: 10, slide: 5, offset: 0 },
+        vec![AggSpec::new("total", AggKind::Sum, Some("amount"))],
+    );
+    let mut engine = Engine::new(config).unwrap();
+    let amounts = [1.0, 2.0, 3.0];
+    let ok = Batch { values: vec![Values::F64(&amounts)], ..Batch::new(&[1, 2, 3], &[1, 2, 3]) };
+    engine.process(&ok, None).unwrap();
+    let before = engine.snapshot();
+    let bad_amounts = [1.0, 2.0, f64::NAN];
+    let bad = Batch { values: vec![Values::F64(&bad_amounts)], ..Batch::new(&[1, 2, 3], &[4, 50, 6]) };
+    assert!(matches!(engine.process(&bad, None), Err(CoreError::InvalidValue { row: 2, .. })));
+    assert_eq!(engine.snapshot(), before);
+    assert_eq!(engine.watermark(), 3, "the watermark did not see the rejected batch");
+}
+
+#[test]
+fn state_follows_open_windows_not_events() {
+    let config = EngineConfig::new(
+        WindowSpec::Hopping { size: 300_000, slide: 60_000, offset: 0 },
+        vec![AggSpec::new("n", AggKind::Count, None)],
+    );
+    let mut engine = Engine::new(config).unwrap();
+    let mut peak_keys = 0;
+    // 2M events over ~5.5 hours, each key active for about ten minutes: state must stay near
+    // the number of keys active within one window, not grow with the events.
+    for chunk in 0..200i64 {
+        let times: Vec<i64> = (0..10_000).map(|i| (chunk * 10_000 + i) * 10).collect();
+        let keys: Vec<i64> = times.iter().map(|t| t / 600_000 * 1_000 + t % 997).collect();
+        engine.process(&Batch::new(&keys, &times), None).unwrap();
+        peak_keys = peak_keys.max(engine.state_size().keys);
+    }
+    assert!(peak_keys <= 2 * 997, "peak keys {peak_keys}");
+    let _ = engine.flush();
+    assert_eq!(engine.state_size().keys, 0);
+}
+
+#[test]
+fn early_firing_on_the_predicate_fires_once_per_window() {
+    let mut config = EngineConfig::new(
+        WindowSpec::Hopping { size: 300_000, slide: 60_000, offset: 0 },
+        vec![
+            AggSpec::new("n", AggKind::Count, None),
+            AggSpec::new("countries", AggKind::CountDistinct, Some("country")),
+        ],
+    );
+    config.early = EarlyFiring::When("distinct(country) >= 3 and count >= 5".into());
+    let mut engine = Engine::new(config).unwrap();
+    let times = [0, 10_000, 20_000, 30_000, 40_000, 50_000];
+    let countries = [1, 2, 3, 1, 1, 2];
+    let batch = Batch { values: vec![Values::I64(&countries)], ..Batch::new(&[9; 6], &times) };
+    let out = engine.process(&batch, None).unwrap();
+    // The 5th event makes the predicate true for all five windows containing [0, 60s).
+    assert_eq!(out.len(), 5);
+    assert!(out.kinds.iter().all(|&k| k == EmitKind::Early as u8));
+    assert_eq!(out.ints[0], vec![5; 5]);
+    let finals = engine.flush();
+    assert_eq!(finals.len(), 5);
+    assert!(finals.kinds.iter().all(|&k| k == EmitKind::Final as u8));
+    assert_eq!(finals.ints[0], vec![6; 5]);
+}
