@@ -35,9 +35,10 @@ def peak_rss_mb() -> float:
 
 def run_fraudstream(data: dict[str, np.ndarray[Any, Any]], n: int) -> tuple[float, int, dict[str, Any]]:
     agg = WindowedAggregation(
-        key="card", time="ts", window=hopping(SIZE, SLIDE),
-        aggregations={"n": "count", "total": ("sum", "amount"),
-                      "countries": ("count_distinct", "country")},
+        key="card",
+        time="ts",
+        window=hopping(SIZE, SLIDE),
+        aggregations={"n": "count", "total": ("sum", "amount"), "countries": ("count_distinct", "country")},
         out_of_orderness=DISORDER,
     )
     cols = {k: v[:n] for k, v in data.items()}
@@ -45,7 +46,7 @@ def run_fraudstream(data: dict[str, np.ndarray[Any, Any]], n: int) -> tuple[floa
     peak_state = 0
     began = time.perf_counter()
     for lo in range(0, n, BATCH):
-        out = agg.process({k: v[lo:lo + BATCH] for k, v in cols.items()})
+        out = agg.process({k: v[lo : lo + BATCH] for k, v in cols.items()})
         rows += len(out)
         if lo % (BATCH * 16) == 0:
             peak_state = max(peak_state, agg.state_size()["bytes"])
@@ -90,14 +91,18 @@ def python_windows(data: dict[str, np.ndarray[Any, Any]], n: int) -> tuple[float
 
 def fraudstream_rows(data: dict[str, np.ndarray[Any, Any]], n: int) -> list[tuple[Any, ...]]:
     agg = WindowedAggregation(
-        key="card", time="ts", window=hopping(SIZE, SLIDE),
-        aggregations={"n": "count", "total": ("sum", "amount"),
-                      "countries": ("count_distinct", "country")},
+        key="card",
+        time="ts",
+        window=hopping(SIZE, SLIDE),
+        aggregations={"n": "count", "total": ("sum", "amount"), "countries": ("count_distinct", "country")},
         out_of_orderness=DISORDER,
     )
     outs = [agg.process({k: v[:n] for k, v in data.items()}), agg.flush()]
-    return [(r["key"], r["window_start"], r["window_end"], r["n"], r["total"], r["countries"])
-            for o in outs for r in o.rows()]
+    return [
+        (r["key"], r["window_start"], r["window_end"], r["n"], r["total"], r["countries"])
+        for o in outs
+        for r in o.rows()
+    ]
 
 
 def agree(a: list[tuple[Any, ...]], b: list[tuple[Any, ...]]) -> int:
@@ -120,32 +125,44 @@ def main() -> None:
 
     t0 = time.perf_counter()
     data = card_transactions(args.events, cards=100_000, countries=30, disorder_ms=DISORDER, seed=42)
-    print(f"generated {args.events:,} events in {time.perf_counter() - t0:.1f} s "
-          f"(100k skewed cards, 30 countries, {DISORDER} ms disorder)")
+    print(
+        f"generated {args.events:,} events in {time.perf_counter() - t0:.1f} s "
+        f"(100k skewed cards, 30 countries, {DISORDER} ms disorder)"
+    )
 
     py_n = min(args.python_events, args.events)
     py_s, py_rows = python_windows(data, py_n)
     mismatches = agree(py_rows, fraudstream_rows(data, py_n))
-    print(f"plain Python : {py_n:>12,} events {py_s:8.2f} s {py_n / py_s:>14,.0f} events/s "
-          f"({len(py_rows):,} windows; {mismatches} disagree with fraudstream)")
+    print(
+        f"plain Python : {py_n:>12,} events {py_s:8.2f} s {py_n / py_s:>14,.0f} events/s "
+        f"({len(py_rows):,} windows; {mismatches} disagree with fraudstream)"
+    )
 
     best = math.inf
     for _ in range(args.repeat):
         fs_s, fs_rows, info = run_fraudstream(data, args.events)
         best = min(best, fs_s)
     fs_rate, py_rate = args.events / best, py_n / py_s
-    print(f"fraudstream  : {args.events:>12,} events {best:8.2f} s {fs_rate:>14,.0f} events/s "
-          f"({fs_rows:,} windows, batches of {BATCH:,}, peak state {info['peak_state_mb']:.0f} MiB)")
-    print(f"ratio        : {fs_rate / py_rate:,.1f}x   peak RSS {peak_rss_mb():,.0f} MiB "
-          f"(includes the {sum(v.nbytes for v in data.values()) / 2**20:,.0f} MiB of input columns)")
-    print(json.dumps({
-        "events": args.events,
-        "fraudstream_events_per_s": round(fs_rate),
-        "python_events_per_s": round(py_rate),
-        "ratio": round(fs_rate / py_rate, 1),
-        "peak_rss_mb": round(peak_rss_mb(), 1),
-        "disagreements": mismatches,
-    }))
+    print(
+        f"fraudstream  : {args.events:>12,} events {best:8.2f} s {fs_rate:>14,.0f} events/s "
+        f"({fs_rows:,} windows, batches of {BATCH:,}, peak state {info['peak_state_mb']:.0f} MiB)"
+    )
+    print(
+        f"ratio        : {fs_rate / py_rate:,.1f}x   peak RSS {peak_rss_mb():,.0f} MiB "
+        f"(includes the {sum(v.nbytes for v in data.values()) / 2**20:,.0f} MiB of input columns)"
+    )
+    print(
+        json.dumps(
+            {
+                "events": args.events,
+                "fraudstream_events_per_s": round(fs_rate),
+                "python_events_per_s": round(py_rate),
+                "ratio": round(fs_rate / py_rate, 1),
+                "peak_rss_mb": round(peak_rss_mb(), 1),
+                "disagreements": mismatches,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -158,7 +158,7 @@ def test_pyarrow_pandas_and_lists_are_accepted() -> None:
     import pandas as pd
 
     b = batch(5)
-    expected = [r for o in (make().process(b), ) for r in o.rows()]
+    expected = [r for o in (make().process(b),) for r in o.rows()]
     rb = pa.RecordBatch.from_pydict(b)
     agg = make()
     got = list(agg.process(rb).rows())
@@ -173,9 +173,17 @@ def test_pyarrow_pandas_and_lists_are_accepted() -> None:
 
 
 def test_output_columns_and_dtypes() -> None:
-    agg = make(aggregations={"n": "count", "d": ("count_distinct", "country"), "lo": ("min", "amount"),
-                             "hi": ("max", "amount"), "avg": ("mean", "amount"),
-                             "f": ("first", "amount"), "l": ("last", "amount")})
+    agg = make(
+        aggregations={
+            "n": "count",
+            "d": ("count_distinct", "country"),
+            "lo": ("min", "amount"),
+            "hi": ("max", "amount"),
+            "avg": ("mean", "amount"),
+            "f": ("first", "amount"),
+            "l": ("last", "amount"),
+        }
+    )
     out = agg.process(batch(4))  # times 0, 3, 6, 9: the watermark reaches 9 and [0, 10) fires
     assert len(out) == 2 and len(agg.flush()) == 0
     assert out["n"].dtype == np.int64 and out["d"].dtype == np.int64
@@ -225,8 +233,12 @@ def test_batches_release_the_gil() -> None:
     """Two threads on two engines finish; a third thread keeps running Python meanwhile."""
     n = 400_000
     rng = np.random.default_rng(3)
-    data = {"card": rng.integers(0, 1000, n), "ts": np.sort(rng.integers(0, 10_000_000, n)),
-            "amount": rng.random(n), "country": rng.integers(0, 5, n)}
+    data = {
+        "card": rng.integers(0, 1000, n),
+        "ts": np.sort(rng.integers(0, 10_000_000, n)),
+        "amount": rng.random(n),
+        "country": rng.integers(0, 5, n),
+    }
     ticks = 0
     stop = threading.Event()
 
@@ -238,8 +250,7 @@ def test_batches_release_the_gil() -> None:
     spinner = threading.Thread(target=spin)
     spinner.start()
     results: list[int] = []
-    workers = [threading.Thread(target=lambda: results.append(len(make().process(data))))
-               for _ in range(2)]
+    workers = [threading.Thread(target=lambda: results.append(len(make().process(data)))) for _ in range(2)]
     for w in workers:
         w.start()
     for w in workers:
@@ -271,9 +282,14 @@ def test_repeated_calls_do_not_leak() -> None:
 
 def test_version_and_cli() -> None:
     assert fraudstream.__version__
-    out = subprocess.run([sys.executable, "-m", "fraudstream", "--version"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "fraudstream", "--version"], capture_output=True, text=True, check=True
+    )
     assert out.stdout.strip() == f"fraudstream {fraudstream.__version__}"
-    demo = subprocess.run([sys.executable, "-m", "fraudstream", "demo", "--events", "20000"],
-                          capture_output=True, text=True, check=True)
+    demo = subprocess.run(
+        [sys.executable, "-m", "fraudstream", "demo", "--events", "20000"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "events/s" in demo.stdout

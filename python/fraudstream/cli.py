@@ -38,30 +38,39 @@ def _demo(args: argparse.Namespace) -> int:
     countries = np.concatenate([countries, np.array([1, 7, 12, 19, 7, 1])])
     amounts = rng.gamma(2.0, 25.0, len(times)).round(2)
     agg = WindowedAggregation(
-        key="card", time="ts", window=hopping("5m", "1m"),
-        aggregations={"n": "count", "total": ("sum", "amount"),
-                      "countries": ("count_distinct", "country")},
+        key="card",
+        time="ts",
+        window=hopping("5m", "1m"),
+        aggregations={"n": "count", "total": ("sum", "amount"), "countries": ("count_distinct", "country")},
         out_of_orderness="5s",
         early_fire="countries >= 3 and n >= 5",
     )
     order = np.argsort(times, kind="stable")
-    columns = {"card": cards[order], "ts": times[order], "amount": amounts[order],
-               "country": countries[order]}
+    columns = {
+        "card": cards[order],
+        "ts": times[order],
+        "amount": amounts[order],
+        "country": countries[order],
+    }
     began = time.perf_counter()
     outputs = []
     for lo in range(0, len(times), 65_536):
-        outputs.append(agg.process({k: v[lo:lo + 65_536] for k, v in columns.items()}))
+        outputs.append(agg.process({k: v[lo : lo + 65_536] for k, v in columns.items()}))
     outputs.append(agg.flush())
     elapsed = time.perf_counter() - began
     alerts = [r for o in outputs for r in o.rows() if r["kind"] == EmitKind.EARLY]
     windows = sum(len(o) for o in outputs) - len(alerts)
     print(f"fraudstream {__version__}: HOP(5 min, 1 min) count + sum + count_distinct per card")
-    print(f"  {len(times):,} events in {elapsed * 1000:.1f} ms "
-          f"({len(times) / elapsed / 1e6:.1f}M events/s), {windows:,} windows emitted")
+    print(
+        f"  {len(times):,} events in {elapsed * 1000:.1f} ms "
+        f"({len(times) / elapsed / 1e6:.1f}M events/s), {windows:,} windows emitted"
+    )
     print(f"  {len(alerts)} early alerts where countries >= 3 and n >= 5:")
     for r in alerts[:5]:
-        print(f"    card {r['key']}: {r['n']} transactions, {r['countries']} countries, "
-              f"{r['total']:.2f} in [{r['window_start']}, {r['window_end']})")
+        print(
+            f"    card {r['key']}: {r['n']} transactions, {r['countries']} countries, "
+            f"{r['total']:.2f} in [{r['window_start']}, {r['window_end']})"
+        )
     return 0
 
 

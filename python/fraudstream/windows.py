@@ -60,9 +60,7 @@ def to_millis(value: Duration, name: str = "duration") -> int:
         parts = _DURATION.findall(text)
         if parts and "".join(n + u for n, u in parts) == text:
             return round(sum(float(n) * _UNITS_MS[u] for n, u in parts))
-    raise ConfigError(
-        f"{name} must be milliseconds (int), a timedelta or a string like '5m', got {value!r}"
-    )
+    raise ConfigError(f"{name} must be milliseconds (int), a timedelta or a string like '5m', got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -205,15 +203,17 @@ class WindowedAggregation:
             elif isinstance(spec, tuple) and len(spec) == 2:
                 specs.append((name, spec[0], spec[1]))
             else:
-                raise ConfigError(
-                    f"aggregation {name!r} must be 'count' or (function, column), got {spec!r}"
-                )
+                raise ConfigError(f"aggregation {name!r} must be 'count' or (function, column), got {spec!r}")
         kwargs: dict[str, Any] = {}
         if isinstance(window, Tumbling):
             kwargs = {"window": "tumbling", "size": window.size, "offset": window.offset}
         elif isinstance(window, Hopping):
-            kwargs = {"window": "hopping", "size": window.size, "slide": window.slide,
-                      "offset": window.offset}
+            kwargs = {
+                "window": "hopping",
+                "size": window.size,
+                "slide": window.slide,
+                "offset": window.offset,
+            }
         elif isinstance(window, Session):
             kwargs = {"window": "session", "gap": window.gap}
         else:
@@ -253,8 +253,9 @@ class WindowedAggregation:
             parts = int_column(get_column(columns, self.partition), self.partition)
         return _wrap(self._engine.process(keys, times, values, parts, self._now(now_ms)))
 
-    def push(self, key: int, time: int, *, partition: int = 0, now_ms: int | None = None,
-             **values: float) -> WindowOutput:
+    def push(
+        self, key: int, time: int, *, partition: int = 0, now_ms: int | None = None, **values: float
+    ) -> WindowOutput:
         """Processes one event (convenience; :meth:`process` is the fast path)."""
         columns: dict[str, Any] = {self.key: [key], self.time: [time]}
         for name in self.value_columns:

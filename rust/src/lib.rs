@@ -10,6 +10,7 @@
 //! - [`window`]: tumbling/hopping windows over panes, session windows, timers, output.
 //! - [`watermark`]: bounded out-of-orderness, per-partition minimum, idleness.
 //! - [`engine`]: `process` / `advance_to` / `flush` / `snapshot` over the pieces above.
+//! - [`queue`]: the bounded queue with backpressure between pipeline stages.
 //! - [`snapshot`]: versioned state bytes.
 //!
 //! Semantics follow Apache Flink's event-time windows; see `docs/semantics.md`.
@@ -19,6 +20,7 @@ pub mod batch;
 pub mod engine;
 pub mod error;
 pub mod predicate;
+pub mod queue;
 pub mod snapshot;
 pub mod time;
 pub mod watermark;

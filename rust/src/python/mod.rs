@@ -7,6 +7,7 @@
 mod convert;
 mod engine;
 mod errors;
+mod queue;
 
 use pyo3::prelude::*;
 
@@ -15,6 +16,8 @@ use pyo3::prelude::*;
 mod _core {
     #[pymodule_export]
     use super::engine::WindowEngine;
+    #[pymodule_export]
+    use super::queue::BoundedQueue;
 
     use pyo3::prelude::*;
 
