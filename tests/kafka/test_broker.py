@@ -129,9 +129,7 @@ def test_consume_transform_produce_commits_offsets_atomically(
         plain.produce(source, key=f"card-{i % 3}".encode(), value=f"event-{i}".encode())
     assert plain.flush(TXN_TIMEOUT_S) == 0
 
-    consumer = _consumer(
-        kafka_bootstrap, group, "read_committed", **{"enable.partition.eof": False}
-    )
+    consumer = _consumer(kafka_bootstrap, group, "read_committed", **{"enable.partition.eof": False})
     producer = _transactional_producer(kafka_bootstrap)
     try:
         consumer.subscribe([source])
@@ -150,9 +148,7 @@ def test_consume_transform_produce_commits_offsets_atomically(
 
         positions = consumer.position(consumer.assignment())
         assert [(tp.topic, tp.partition, tp.offset) for tp in positions] == [(source, 0, n_events)]
-        producer.send_offsets_to_transaction(
-            positions, consumer.consumer_group_metadata(), TXN_TIMEOUT_S
-        )
+        producer.send_offsets_to_transaction(positions, consumer.consumer_group_metadata(), TXN_TIMEOUT_S)
         producer.commit_transaction(TXN_TIMEOUT_S)
     finally:
         consumer.close()

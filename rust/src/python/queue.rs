@@ -33,7 +33,13 @@ fn next_slice(deadline: Option<Instant>) -> Instant {
 }
 
 impl BoundedQueue {
-    fn put_all(&self, py: Python<'_>, items: Vec<Py<PyAny>>, sizes: &[usize], timeout: Option<f64>) -> PyResult<()> {
+    fn put_all(
+        &self,
+        py: Python<'_>,
+        items: Vec<Py<PyAny>>,
+        sizes: &[usize],
+        timeout: Option<f64>,
+    ) -> PyResult<()> {
         let deadline = deadline_of(timeout);
         let (mut items, mut sizes) = (items, sizes.to_vec());
         loop {
@@ -110,7 +116,12 @@ impl BoundedQueue {
     /// Up to `max_items` items; waits up to `timeout` seconds (None: forever) for the first.
     /// Returns [] on timeout and None at end of stream (closed and drained).
     #[pyo3(signature = (max_items=1024, timeout=None))]
-    fn get_batch(&self, py: Python<'_>, max_items: usize, timeout: Option<f64>) -> PyResult<Option<Vec<Py<PyAny>>>> {
+    fn get_batch(
+        &self,
+        py: Python<'_>,
+        max_items: usize,
+        timeout: Option<f64>,
+    ) -> PyResult<Option<Vec<Py<PyAny>>>> {
         let deadline = deadline_of(timeout);
         loop {
             let slice = next_slice(deadline);
