@@ -17,6 +17,9 @@ use crate::window::sliding::SlidingWindows;
 use crate::window::{EmitMode, Geometry, Rules, WindowSpec};
 use crate::{CoreError, CoreResult};
 
+/// How many events ahead the state of upcoming keys is prefetched.
+const PREFETCH_DISTANCE: usize = 8;
+
 /// Early firing, as configured (the predicate as text, compiled by the engine).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum EarlyFiring {
@@ -113,6 +116,8 @@ pub struct Engine {
     watermark: WatermarkTracker,
     op: Operator,
     counters: Counters,
+    /// Slots of the current batch's keys (reused between batches).
+    slots: Vec<u32>,
 }
 
 impl Engine {
@@ -164,7 +169,7 @@ impl Engine {
             },
         };
         let rules = Rules { layout, emit, allowed_lateness: config.allowed_lateness };
-        Ok(Engine { config, schema, rules, watermark, op, counters: Counters::default() })
+        Ok(Engine { config, schema, rules, watermark, op, counters: Counters::default(), slots: Vec::new() })
     }
 
     /// The configuration.
@@ -235,11 +240,21 @@ impl Engine {
             let advanced = self.watermark.tick(now);
             self.on_watermark(advanced, &mut out);
         }
+        if let Operator::Sliding(op) = &mut self.op {
+            op.resolve_slots(batch.keys, &mut self.slots);
+        }
         for row in 0..batch.len() {
             let (key, t) = (batch.keys[row], batch.times[row]);
             let wm = self.watermark.current();
             let accepted = match &mut self.op {
-                Operator::Sliding(op) => op.on_event(&self.rules, key, t, row, batch, wm, &mut out),
+                Operator::Sliding(op) => {
+                    op.prefetch(
+                        self.slots.get(row + 2 * PREFETCH_DISTANCE).copied(),
+                        self.slots.get(row + PREFETCH_DISTANCE).copied(),
+                    );
+                    let slot = Some(self.slots[row]);
+                    op.on_event_at(&self.rules, slot, key, t, row, batch, wm, &mut out)
+                }
                 Operator::Session(op) => op.on_event(&self.rules, key, t, row, batch, wm, &mut out),
             };
             if !accepted {
@@ -247,6 +262,9 @@ impl Engine {
             }
             let advanced = self.watermark.observe(batch.partition(row), t, now);
             self.on_watermark(advanced, &mut out);
+        }
+        if let Operator::Sliding(op) = &mut self.op {
+            op.end_batch(&self.slots, batch.keys);
         }
         let late = out.late_rows.len() as u64;
         self.counters.late += late;

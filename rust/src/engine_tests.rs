@@ -201,3 +201,16 @@ fn early_firing_on_the_predicate_fires_once_per_window() {
     assert!(finals.kinds.iter().all(|&k| k == EmitKind::Final as u8));
     assert_eq!(finals.ints[0], vec![6; 5]);
 }
+
+#[test]
+fn keys_seen_only_in_late_events_leave_no_state() {
+    let config = EngineConfig::new(
+        WindowSpec::Tumbling { size: 10, offset: 0 },
+        vec![AggSpec::new("n", AggKind::Count, None)],
+    );
+    let mut engine = Engine::new(config).unwrap();
+    engine.process(&Batch::new(&[1], &[100]), None).unwrap();
+    let out = engine.process(&Batch::new(&[7, 8, 1], &[5, 6, 101]), None).unwrap();
+    assert_eq!(out.late_rows, vec![0, 1]);
+    assert_eq!(engine.state_size().keys, 1, "keys 7 and 8 were only late: no state for them");
+}

@@ -20,6 +20,7 @@ pub mod batch;
 pub mod engine;
 pub mod error;
 pub mod predicate;
+pub mod prefetch;
 pub mod queue;
 pub mod snapshot;
 pub mod time;

@@ -77,6 +77,21 @@ impl<S> KeyTable<S> {
         }
     }
 
+    /// Hints the CPU to fetch the state in `slot` (see [`crate::prefetch`]).
+    #[inline]
+    pub fn prefetch(&self, slot: u32) {
+        if let Some(entry) = self.slots.get(slot as usize) {
+            crate::prefetch::prefetch(entry);
+        }
+    }
+
+    /// State in `slot` whatever its key, if live.
+    #[inline]
+    #[must_use]
+    pub fn state(&self, slot: u32) -> Option<&S> {
+        self.slots.get(slot as usize).and_then(|s| s.as_ref().map(|(_, st)| st))
+    }
+
     /// Drops `key` and frees its slot.
     pub fn remove(&mut self, slot: u32) {
         if let Some((key, _)) = self.slots[slot as usize].take() {

@@ -83,6 +83,8 @@ pub struct SlidingWindows {
     timers: TimerIndex,
     scratch: Acc,
     panes: usize,
+    /// `resolve_slots` created key states that `end_batch` must check.
+    created: bool,
 }
 
 impl SlidingWindows {
@@ -95,6 +97,7 @@ impl SlidingWindows {
             timers: TimerIndex::default(),
             scratch: layout.new_acc(),
             panes: 0,
+            created: false,
         }
     }
 
@@ -111,6 +114,59 @@ impl SlidingWindows {
         wm: i64,
         out: &mut Output,
     ) -> bool {
+        self.on_event_at(rules, None, key, t, row, batch, wm, out)
+    }
+
+    /// Resolves the slot of every key of a batch up front (independent lookups overlap their
+    /// cache misses), creating empty states for new keys. Call [`SlidingWindows::end_batch`]
+    /// after the batch to drop the ones no event ended up in.
+    pub fn resolve_slots(&mut self, keys: &[i64], slots: &mut Vec<u32>) {
+        let before = self.keys.len();
+        slots.clear();
+        slots.extend(keys.iter().map(|&k| self.keys.slot_or_insert_with(k, KeyState::new)));
+        self.created = self.keys.len() > before;
+    }
+
+    /// Prefetch hints for the state of a key whose event comes soon: `far` is the slot of an
+    /// event further ahead (its table entry is fetched), `near` one closer (its newest pane).
+    #[inline]
+    pub fn prefetch(&self, far: Option<u32>, near: Option<u32>) {
+        if let Some(slot) = far {
+            self.keys.prefetch(slot);
+        }
+        if let Some(pane) = near.and_then(|s| self.keys.state(s)).and_then(|st| st.panes.back()) {
+            crate::prefetch::prefetch(pane);
+        }
+    }
+
+    /// Drops key states created by [`SlidingWindows::resolve_slots`] that received no event
+    /// (all their events were late).
+    pub fn end_batch(&mut self, slots: &[u32], keys: &[i64]) {
+        if !std::mem::take(&mut self.created) {
+            return;
+        }
+        for (&slot, &key) in slots.iter().zip(keys) {
+            if self.keys.get(slot, key).is_some_and(|st| st.panes.is_empty()) {
+                self.keys.remove(slot);
+            }
+        }
+    }
+
+    /// [`SlidingWindows::on_event`] with the key's slot resolved in advance (it is re-checked:
+    /// the key may have been dropped and re-created since).
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    pub fn on_event_at(
+        &mut self,
+        rules: &Rules,
+        slot: Option<u32>,
+        key: i64,
+        t: i64,
+        row: usize,
+        batch: &Batch<'_>,
+        wm: i64,
+        out: &mut Output,
+    ) -> bool {
         let g = self.geo;
         let lateness = rules.allowed_lateness;
         let layout = &rules.layout;
@@ -119,7 +175,10 @@ impl SlidingWindows {
         if last_end - 1 + lateness <= wm {
             return false;
         }
-        let slot = self.keys.slot_or_insert_with(key, KeyState::new);
+        let slot = match slot {
+            Some(s) if self.keys.get(s, key).is_some() => s,
+            _ => self.keys.slot_or_insert_with(key, KeyState::new),
+        };
         let st = self.keys.state_mut(slot);
         let mut idx = st.panes.len();
         while idx > 0 && st.panes[idx - 1].start > ps {
@@ -185,7 +244,15 @@ impl SlidingWindows {
         let g = self.geo;
         let layout = &rules.layout;
         while let Some((time, entries)) = self.timers.pop_due(wm) {
-            for (slot, key, seq) in entries {
+            for (i, &(slot, key, seq)) in entries.iter().enumerate() {
+                if let Some(&(ahead, _, _)) = entries.get(i + 8) {
+                    self.keys.prefetch(ahead);
+                }
+                if let Some(pane) =
+                    entries.get(i + 4).and_then(|e| self.keys.state(e.0)).and_then(|st| st.panes.front())
+                {
+                    crate::prefetch::prefetch(pane);
+                }
                 let Some(st) = self.keys.get_checked(slot, key) else { continue };
                 if st.timer_seq != seq {
                     continue;
