@@ -8,7 +8,6 @@ column and the first bad row.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -75,7 +74,7 @@ def value_column(obj: Any, column: str) -> IntArray | FloatArray:
     raise TypeError(f"column '{column}' must be numeric, got dtype {arr.dtype}")
 
 
-def get_column(columns: Mapping[str, Any] | Any, name: str) -> Any:
+def get_column(columns: Any, name: str) -> Any:
     """Column ``name`` of a mapping, pyarrow RecordBatch/Table or pandas DataFrame."""
     is_arrow = hasattr(columns, "schema") and hasattr(columns, "column")
     names = list(columns.schema.names) if is_arrow else list(columns.keys())
