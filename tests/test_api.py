@@ -293,3 +293,19 @@ def test_version_and_cli() -> None:
         check=True,
     )
     assert "events/s" in demo.stdout
+
+
+def test_trigger_rows_name_the_event_that_emitted_each_row() -> None:
+    agg = make(window=hopping(10, 5), early_fire="c >= 2")
+    b = {
+        "card": np.array([1, 1, 2, 1]),
+        "ts": np.array([1, 2, 3, 30]),
+        "amount": np.ones(4),
+        "country": np.array([5, 6, 5, 5]),
+    }
+    out = agg.process(b)
+    early = out.select(out["kind"] == EmitKind.EARLY)
+    assert early.trigger_rows.tolist() == [1, 1], "row 1 made card 1 see a second country"
+    finals = out.select(out["kind"] == EmitKind.FINAL)
+    assert set(finals.trigger_rows.tolist()) == {3}, "row 3 moved the watermark past those windows"
+    assert agg.flush().trigger_rows.tolist() == [-1, -1], "flush, not an input row, emitted these"

@@ -5,12 +5,21 @@ from typing import Any, final
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["MAX_EVENT_TIME", "MIN_EVENT_TIME", "BoundedQueue", "WindowEngine", "__version__"]
+__all__ = [
+    "MAX_EVENT_TIME",
+    "MIN_EVENT_TIME",
+    "BoundedQueue",
+    "WindowEngine",
+    "__version__",
+    "decode_transactions",
+    "pack_code",
+    "unpack_code",
+]
 __version__: str
 MIN_EVENT_TIME: int
 MAX_EVENT_TIME: int
 
-_Output = tuple[dict[str, np.ndarray[Any, Any]], npt.NDArray[np.uint64]]
+_Output = tuple[dict[str, np.ndarray[Any, Any]], npt.NDArray[np.uint64], npt.NDArray[np.uint64]]
 
 @final
 class WindowEngine:
@@ -80,3 +89,14 @@ class BoundedQueue:
     def capacity(self) -> int: ...
     def __len__(self) -> int: ...
     def metrics(self) -> dict[str, Any]: ...
+
+def decode_transactions(
+    messages: list[bytes],
+    *,
+    max_record_bytes: int = ...,
+    min_time: int = ...,
+    max_time: int = ...,
+    max_amount: float = ...,
+) -> tuple[dict[str, np.ndarray[Any, Any]], npt.NDArray[np.uint32], list[str]]: ...
+def pack_code(code: str) -> int | None: ...
+def unpack_code(code: int) -> str: ...

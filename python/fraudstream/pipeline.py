@@ -213,6 +213,7 @@ class WindowProcessor:
             advanced = WindowOutput(
                 {k: np.concatenate([out.columns[k], advanced.columns[k]]) for k in out.columns},
                 advanced.late_rows,
+                np.concatenate([out.trigger_rows, advanced.trigger_rows]),
             )
         return advanced if len(advanced) else None
 

@@ -131,6 +131,9 @@ class WindowOutput:
 
     columns: dict[str, np.ndarray[Any, Any]]
     late_rows: npt.NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))
+    trigger_rows: npt.NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))
+    """For each emitted row, the input row of the call whose processing emitted it (-1 when
+    ``advance_to``, ``tick`` or ``flush`` did): the event that made an alert visible."""
 
     def __len__(self) -> int:
         return len(self.columns["key"])
@@ -146,7 +149,9 @@ class WindowOutput:
 
     def select(self, mask: npt.NDArray[np.bool_]) -> WindowOutput:
         """The rows where ``mask`` holds (late rows unchanged)."""
-        return WindowOutput({k: v[mask] for k, v in self.columns.items()}, self.late_rows)
+        return WindowOutput(
+            {k: v[mask] for k, v in self.columns.items()}, self.late_rows, self.trigger_rows[mask]
+        )
 
     def to_arrow(self) -> Any:
         """The rows as a ``pyarrow.RecordBatch`` (needs the ``arrow`` extra)."""
@@ -155,9 +160,12 @@ class WindowOutput:
         return pa.RecordBatch.from_pydict(dict(self.columns))
 
 
-def _wrap(raw: tuple[dict[str, np.ndarray[Any, Any]], np.ndarray[Any, Any]]) -> WindowOutput:
-    columns, late = raw
-    return WindowOutput(columns, late.astype(np.int64, copy=False))
+def _wrap(
+    raw: tuple[dict[str, np.ndarray[Any, Any]], np.ndarray[Any, Any], np.ndarray[Any, Any]],
+) -> WindowOutput:
+    columns, late, triggers = raw
+    # u64::MAX (no input row) reads as -1 in int64
+    return WindowOutput(columns, late.astype(np.int64, copy=False), triggers.view(np.int64))
 
 
 class WindowedAggregation:

@@ -244,6 +244,7 @@ impl Engine {
             op.resolve_slots(batch.keys, &mut self.slots);
         }
         for row in 0..batch.len() {
+            out.trigger = row as u64;
             let (key, t) = (batch.keys[row], batch.times[row]);
             let wm = self.watermark.current();
             let accepted = match &mut self.op {
@@ -266,6 +267,7 @@ impl Engine {
         if let Operator::Sliding(op) = &mut self.op {
             op.end_batch(&self.slots, batch.keys);
         }
+        out.trigger = crate::window::output::NO_TRIGGER;
         let late = out.late_rows.len() as u64;
         self.counters.late += late;
         self.counters.events += batch.len() as u64 - late;

@@ -10,6 +10,7 @@
 //! - [`window`]: tumbling/hopping windows over panes, session windows, timers, output.
 //! - [`watermark`]: bounded out-of-orderness, per-partition minimum, idleness.
 //! - [`engine`]: `process` / `advance_to` / `flush` / `snapshot` over the pieces above.
+//! - [`decode`]: JSON message batches to columns, bad records to the dead-letter output.
 //! - [`queue`]: the bounded queue with backpressure between pipeline stages.
 //! - [`snapshot`]: versioned state bytes.
 //!
@@ -17,6 +18,7 @@
 
 pub mod aggregate;
 pub mod batch;
+pub mod decode;
 pub mod engine;
 pub mod error;
 pub mod predicate;

@@ -57,12 +57,11 @@ fn wrong_type(obj: &Bound<'_, PyAny>, name: &str, want: &str) -> PyErr {
     }
 }
 
+/// Emitted columns, late row numbers, trigger row of each emitted row.
+pub(crate) type PyOutput<'py> = (Bound<'py, PyDict>, Bound<'py, PyArray1<u64>>, Bound<'py, PyArray1<u64>>);
+
 /// The emitted rows as a dict of numpy arrays and the late row numbers.
-pub(crate) fn output_to_py<'py>(
-    py: Python<'py>,
-    layout: &Layout,
-    out: Output,
-) -> PyResult<(Bound<'py, PyDict>, Bound<'py, PyArray1<u64>>)> {
+pub(crate) fn output_to_py<'py>(py: Python<'py>, layout: &Layout, out: Output) -> PyResult<PyOutput<'py>> {
     let dict = PyDict::new(py);
     dict.set_item("key", out.keys.into_pyarray(py))?;
     dict.set_item("window_start", out.starts.into_pyarray(py))?;
@@ -80,5 +79,5 @@ pub(crate) fn output_to_py<'py>(
             }
         }
     }
-    Ok((dict, out.late_rows.into_pyarray(py)))
+    Ok((dict, out.late_rows.into_pyarray(py), out.triggers.into_pyarray(py)))
 }

@@ -5,12 +5,11 @@
 
 use std::sync::Mutex;
 
-use numpy::PyArray1;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
-use super::convert::{int_column, output_to_py, value_column, ValueArray};
+use super::convert::{int_column, output_to_py, value_column, PyOutput, ValueArray};
 use super::detached;
 use super::errors::IntoPyResult;
 use crate::aggregate::AggSpec;
@@ -18,8 +17,6 @@ use crate::batch::Batch;
 use crate::engine::{EarlyFiring, Engine, EngineConfig};
 use crate::window::output::Output;
 use crate::window::WindowSpec;
-
-type PyOutput<'py> = (Bound<'py, PyDict>, Bound<'py, PyArray1<u64>>);
 
 /// Keyed event-time window aggregation over numpy columns (see `fraudstream.windows`).
 #[pyclass(module = "fraudstream._core", frozen)]

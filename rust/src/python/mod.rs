@@ -5,6 +5,7 @@
 //! output arrays. Every batch call releases the GIL (`py.detach`).
 
 mod convert;
+mod decode;
 mod engine;
 mod errors;
 mod queue;
@@ -14,6 +15,8 @@ use pyo3::prelude::*;
 /// The compiled core of fraudstream.
 #[pymodule]
 mod _core {
+    #[pymodule_export]
+    use super::decode::{decode_transactions, pack_code, unpack_code};
     #[pymodule_export]
     use super::engine::WindowEngine;
     #[pymodule_export]

@@ -35,14 +35,27 @@ pub struct Output {
     pub floats: Vec<Vec<f64>>,
     /// Input rows (0-based within the call) later than allowed lateness for every window.
     pub late_rows: Vec<u64>,
+    /// For each row: the input row (within the call) whose processing emitted it, or
+    /// [`NO_TRIGGER`] when `advance_to`, `tick` or `flush` did.
+    pub triggers: Vec<u64>,
+    /// The trigger recorded by [`Output::push`]; set by the engine before each step.
+    pub trigger: u64,
 }
+
+/// Trigger of rows emitted by `advance_to`, `tick` or `flush` rather than by an input row.
+pub const NO_TRIGGER: u64 = u64::MAX;
 
 impl Output {
     /// An empty output shaped for `layout`.
     #[must_use]
     pub fn for_layout(layout: &Layout) -> Self {
         let (ints, floats) = layout.output_widths();
-        Output { ints: vec![Vec::new(); ints], floats: vec![Vec::new(); floats], ..Output::default() }
+        Output {
+            ints: vec![Vec::new(); ints],
+            floats: vec![Vec::new(); floats],
+            trigger: NO_TRIGGER,
+            ..Output::default()
+        }
     }
 
     /// Number of emitted rows.
@@ -64,6 +77,7 @@ impl Output {
         self.starts.push(window.0);
         self.ends.push(window.1);
         self.kinds.push(kind as u8);
+        self.triggers.push(self.trigger);
         layout.emit(acc, &mut self.ints, &mut self.floats);
     }
 
@@ -80,5 +94,7 @@ impl Output {
             a.append(b);
         }
         self.late_rows.extend(other.late_rows.iter().map(|r| r + row_offset));
+        self.triggers
+            .extend(other.triggers.iter().map(|&r| if r == NO_TRIGGER { r } else { r + row_offset }));
     }
 }
