@@ -2,11 +2,17 @@
 
 Subcommands:
   demo      a short windowed aggregation over a generated card stream (no Kafka needed)
+  run       the exactly-once Kafka pipeline (``--config fraudstream.toml``)
+  produce   load generator: seeded transactions into a Kafka topic at a given rate
+
+Exit codes: 0 success, 2 configuration error, 3 Kafka connection error, 1 anything else.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import sys
 import time
 from collections.abc import Sequence
@@ -18,6 +24,8 @@ from fraudstream import __version__
 EPILOG = """examples:
   fraudstream demo                  # windowed aggregation over 200k generated events
   fraudstream demo --events 1000000
+  fraudstream produce --topic transactions --events 100000 --rate 20000
+  fraudstream run --config fraudstream.toml
   fraudstream --version
 """
 
@@ -70,6 +78,68 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    import signal
+
+    from fraudstream.config import load_config
+    from fraudstream.kafka.pipeline import KafkaPipeline
+
+    config = load_config(args.config)
+    pipeline = KafkaPipeline(config)
+
+    def on_signal(signum: int, frame: object) -> None:
+        logging.getLogger("fraudstream").info("signal %d: finishing the open transaction", signum)
+        pipeline.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    stats = pipeline.run(idle_exit_s=args.idle_exit, max_seconds=args.max_seconds)
+    print(json.dumps(stats.as_dict()))
+    return 0
+
+
+def _produce(args: argparse.Namespace) -> int:
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient
+    from confluent_kafka.cimpl import NewTopic
+
+    from fraudstream.generator import card_transactions
+    from fraudstream.kafka.schema import encode_transactions
+
+    admin = AdminClient({"bootstrap.servers": args.bootstrap})
+    if args.topic not in admin.list_topics(timeout=10).topics:
+        futures = admin.create_topics(
+            [NewTopic(args.topic, num_partitions=args.partitions, replication_factor=1)]
+        )
+        for future in futures.values():
+            future.result()
+    data = card_transactions(args.events, cards=args.cards, rate_per_s=args.rate or 10_000.0, seed=args.seed)
+    producer = Producer({"bootstrap.servers": args.bootstrap, "linger.ms": 5, "enable.idempotence": True})
+    began = time.perf_counter()
+    chunk = 10_000
+    for lo in range(0, args.events, chunk):
+        cols = {k: v[lo : lo + chunk] for k, v in data.items()}
+        for key, value in zip(cols["card"].tolist(), encode_transactions(cols, first_txn_id=lo), strict=True):
+            while True:
+                try:
+                    producer.produce(args.topic, key=str(key).encode(), value=value)
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+        producer.poll(0)
+        if args.rate:
+            ahead = (lo + chunk) / args.rate - (time.perf_counter() - began)
+            if ahead > 0:
+                time.sleep(ahead)
+    producer.flush(60)
+    elapsed = time.perf_counter() - began
+    print(
+        f"produced {args.events:,} transactions to {args.topic} in {elapsed:.1f} s "
+        f"({args.events / elapsed:,.0f}/s)"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fraudstream",
@@ -83,16 +153,46 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--events", type=int, default=200_000, help="events to generate")
     ex.add_argument("--seed", type=int, default=7, help="random seed")
     ex.set_defaults(run=_demo)
+
+    run = sub.add_parser("run", help="the exactly-once Kafka pipeline")
+    run.add_argument("--config", help="TOML configuration file (environment: FRAUDSTREAM_<SECTION>_<KEY>)")
+    run.add_argument(
+        "--idle-exit", type=float, default=None, help="exit after this many seconds without input"
+    )
+    run.add_argument("--max-seconds", type=float, default=None, help="exit after this many seconds")
+    run.set_defaults(run=_run)
+
+    prod = sub.add_parser("produce", help="load generator into a Kafka topic")
+    prod.add_argument("--bootstrap", default="127.0.0.1:9092")
+    prod.add_argument("--topic", default="transactions")
+    prod.add_argument("--events", type=int, default=100_000)
+    prod.add_argument("--cards", type=int, default=10_000)
+    prod.add_argument("--rate", type=float, default=0.0, help="events per second (0: as fast as possible)")
+    prod.add_argument("--partitions", type=int, default=6, help="partitions when the topic is created")
+    prod.add_argument("--seed", type=int, default=0)
+    prod.set_defaults(run=_produce)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from fraudstream.errors import ConfigError
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if not hasattr(args, "run"):
         parser.print_help()
         return 0
-    result: int = args.run(args)
+    try:
+        result: int = args.run(args)
+    except ConfigError as exc:
+        print(f"fraudstream: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        if type(exc).__module__.startswith("confluent_kafka") or "Kafka" in type(exc).__name__:
+            print(f"fraudstream: Kafka error: {exc}", file=sys.stderr)
+            return 3
+        raise
     return result
 
 

@@ -1,0 +1,220 @@
+"""Configuration: a TOML file, then ``FRAUDSTREAM_<SECTION>_<KEY>`` environment overrides,
+validated at start with errors that name the key.
+
+::
+
+    [kafka]
+    bootstrap_servers = "127.0.0.1:9092"
+    input_topic = "transactions"
+    group_id = "fraudstream"
+
+    [kafka.client]               # passed to librdkafka as is (security.protocol, sasl.*, ssl.*)
+    "security.protocol" = "PLAINTEXT"
+
+    [rule]
+    size = "5m"
+    slide = "1m"
+    out_of_orderness = "5s"
+    alert_when = "countries >= 3 and n >= 5"
+
+``FRAUDSTREAM_KAFKA_GROUP_ID=fraud-eu`` overrides ``[kafka] group_id``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, TypeVar
+
+from fraudstream.errors import ConfigError
+from fraudstream.windows import to_millis
+
+ENV_PREFIX = "FRAUDSTREAM_"
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class KafkaSection:
+    """Topics, group and transaction settings of the Kafka pipeline."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    input_topic: str = "transactions"
+    alerts_topic: str = "alerts"
+    dead_letter_topic: str = "transactions-dlq"
+    changelog_topic: str = "fraudstream-changelog"
+    group_id: str = "fraudstream"
+    instance_id: str = "0"
+    """Unique per running instance; the transactional id is ``<group_id>-<instance_id>``."""
+    commit_interval_ms: int = 100
+    commit_max_records: int = 50_000
+    alert_commit_min_interval_ms: int = 10
+    """After an alert, commit as soon as this long has passed since the previous commit."""
+    consume_batch: int = 5_000
+    session_timeout_ms: int = 10_000
+    transaction_timeout_ms: int = 60_000
+    client: dict[str, str] = field(default_factory=dict)
+    """Extra librdkafka settings for every client (SASL/SSL pass through here)."""
+
+
+@dataclass
+class RuleSection:
+    """The windowed alert rule: HOP windows per card and the alert predicate."""
+
+    size: str = "5m"
+    slide: str = "1m"
+    out_of_orderness: str = "5s"
+    allowed_lateness: str = "0s"
+    alert_when: str = "countries >= 3 and n >= 5"
+
+
+@dataclass
+class DecodeSection:
+    """Limits for decoding input records; records outside them go to the dead-letter topic."""
+
+    max_record_bytes: int = 1 << 20
+    min_event_time_ms: int = 946_684_800_000  # 2000-01-01
+    max_event_time_ms: int = 4_102_444_800_000  # 2100-01-01
+    max_amount: float = 1e9
+
+
+@dataclass
+class MetricsSection:
+    """Prometheus endpoint (0 = off)."""
+
+    port: int = 0
+
+
+@dataclass
+class Config:
+    """The whole configuration of ``fraudstream run``."""
+
+    kafka: KafkaSection = field(default_factory=KafkaSection)
+    rule: RuleSection = field(default_factory=RuleSection)
+    decode: DecodeSection = field(default_factory=DecodeSection)
+    metrics: MetricsSection = field(default_factory=MetricsSection)
+
+    def validate(self) -> Config:
+        """Checks values; raises :class:`ConfigError` naming the key."""
+        k = self.kafka
+        for name in (
+            "bootstrap_servers",
+            "input_topic",
+            "alerts_topic",
+            "dead_letter_topic",
+            "changelog_topic",
+            "group_id",
+            "instance_id",
+        ):
+            if not getattr(k, name):
+                raise ConfigError(f"kafka.{name} must not be empty")
+        for name in (
+            "commit_interval_ms",
+            "commit_max_records",
+            "consume_batch",
+            "session_timeout_ms",
+            "transaction_timeout_ms",
+        ):
+            if getattr(k, name) <= 0:
+                raise ConfigError(f"kafka.{name} must be > 0, got {getattr(k, name)}")
+        if k.alert_commit_min_interval_ms < 0:
+            raise ConfigError("kafka.alert_commit_min_interval_ms must be >= 0")
+        for name in ("size", "slide", "out_of_orderness", "allowed_lateness"):
+            try:
+                to_millis(getattr(self.rule, name), f"rule.{name}")
+            except ConfigError as exc:
+                raise ConfigError(f"rule.{name}: {exc}") from None
+        if self.decode.max_record_bytes <= 0:
+            raise ConfigError("decode.max_record_bytes must be > 0")
+        if not 0 <= self.metrics.port < 65_536:
+            raise ConfigError(f"metrics.port must be in [0, 65535], got {self.metrics.port}")
+        return self
+
+
+T = TypeVar("T")
+
+
+def _coerce(section: str, key: str, value: Any, default: Any) -> Any:
+    where = f"{section}.{key}"
+    if isinstance(default, dict):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where} must be a table, got {value!r}")
+        return {str(k): str(v) for k, v in value.items()}
+    if isinstance(default, bool):
+        if isinstance(value, str):
+            if value.lower() in ("1", "true", "yes", "on"):
+                return True
+            if value.lower() in ("0", "false", "no", "off"):
+                return False
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{where} must be true or false, got {value!r}")
+    if isinstance(default, int):
+        try:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where} must be an integer, got {value!r}") from None
+    if isinstance(default, float):
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{where} must be a number, got {value!r}") from None
+    if not isinstance(value, str):
+        raise ConfigError(f"{where} must be a string, got {value!r}")
+    return value
+
+
+def _section(cls: type[T], name: str, values: Mapping[str, Any]) -> T:
+    known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown key {name}.{unknown[0]}; known keys: {', '.join(sorted(known))}")
+    obj = cls()
+    for key, value in values.items():
+        setattr(obj, key, _coerce(name, key, value, getattr(obj, key)))
+    return obj
+
+
+def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Reads ``path`` (optional), applies environment overrides, validates."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        p = Path(path)
+        try:
+            data = tomllib.loads(p.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"configuration file {p} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{p} is not valid TOML: {exc}") from None
+    sections = {f.name: f.type for f in fields(Config)}
+    unknown = sorted(set(data) - set(sections))
+    if unknown:
+        raise ConfigError(f"unknown section [{unknown[0]}]; known sections: {', '.join(sorted(sections))}")
+    env = os.environ if env is None else env
+    for var, value in env.items():
+        if not var.startswith(ENV_PREFIX):
+            continue
+        rest = var[len(ENV_PREFIX) :].lower()
+        section, _, key = rest.partition("_")
+        if section not in sections:
+            continue  # other FRAUDSTREAM_* variables (cache dirs, ...) are not configuration
+        known = {f.name for f in fields(type(getattr(Config(), section)))}
+        if key not in known:
+            # e.g. FRAUDSTREAM_KAFKA_PORT belongs to scripts/kafka, not to this configuration
+            log.warning("ignoring %s: [%s] has no key %r", var, section, key)
+            continue
+        data.setdefault(section, {})[key] = value
+    defaults = Config()
+    built = {name: _section(type(getattr(defaults, name)), name, data.get(name, {})) for name in sections}
+    return Config(**built).validate()
+
+
+def as_dict(config: Config) -> dict[str, Any]:
+    """The configuration as plain data (for logs and ``--print-config``)."""
+    return dataclasses.asdict(config)

@@ -1,0 +1,493 @@
+"""Exactly-once consume -> process -> produce over Kafka.
+
+One processing interval is one Kafka transaction holding: the alerts, the dead-letter records,
+the state changelog records and the consumer offsets (``send_offsets_to_transaction`` with the
+consumer's group metadata, KIP-447). A ``read_committed`` reader therefore sees the output of an
+interval if and only if its input offsets are committed, and after any crash the restarted
+instance resumes from exactly the state and offsets of the last commit.
+
+State: one :class:`~fraudstream.WindowedAggregation` per assigned input partition (keys are
+partitioned by card, so a card's windows live with its partition). At each commit the state of
+every partition that changed goes to the changelog topic (compacted, partitioned like the input,
+keyed ``state``): restoring reads one snapshot per partition, not the history. On assignment,
+state is restored before any record of the partition is processed; on revocation, the open
+transaction is committed and the state dropped; when partitions are lost, it is aborted.
+
+Commit cadence: every ``commit_interval_ms`` or ``commit_max_records``, and as soon as
+``alert_commit_min_interval_ms`` has passed after an alert, so alert visibility is bounded by a
+latency budget rather than the interval.
+
+Errors: retriable errors are retried; errors that require an abort abort the transaction, seek
+back to the committed offsets and restore the state; fatal errors (a fenced producer) stop the
+instance with a clear log line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.cimpl import NewTopic
+
+from fraudstream.config import Config
+from fraudstream.errors import StreamError
+from fraudstream.kafka.schema import decode_batch
+from fraudstream.windows import EmitKind, WindowedAggregation, hopping
+
+log = logging.getLogger(__name__)
+
+STATE_KEY = b"state"
+DLQ_VALUE_PREFIX_BYTES = 1_024
+
+
+class FencedError(StreamError):
+    """Another instance took over this instance's partitions or transactional id."""
+
+
+@dataclass
+class RunStats:
+    """Counters of one run; ``consumed == processed + dead_lettered`` always holds."""
+
+    consumed: int = 0
+    processed: int = 0
+    dead_lettered: int = 0
+    alerts: int = 0
+    commits: int = 0
+    aborts: int = 0
+    restores: int = 0
+    restore_ms: float = 0.0
+    restore_bytes: int = 0
+    commit_ms: list[float] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = {k: v for k, v in self.__dict__.items() if k != "commit_ms"}
+        if self.commit_ms:
+            d["commit_ms_p50"] = float(np.percentile(self.commit_ms, 50))
+            d["commit_ms_p99"] = float(np.percentile(self.commit_ms, 99))
+        return d
+
+
+def make_rule_engine(config: Config) -> WindowedAggregation:
+    """The per-partition alert engine of the ``[rule]`` section."""
+    rule = config.rule
+    return WindowedAggregation(
+        key="card_id",
+        time="event_time",
+        window=hopping(rule.size, rule.slide),
+        aggregations={"n": "count", "countries": ("count_distinct", "country"), "total": ("sum", "amount")},
+        out_of_orderness=rule.out_of_orderness,
+        allowed_lateness=rule.allowed_lateness,
+        early_fire=rule.alert_when,
+    )
+
+
+def client_config(config: Config) -> dict[str, Any]:
+    """Settings shared by every client: bootstrap plus the pass-through ``[kafka.client]``."""
+    return {"bootstrap.servers": config.kafka.bootstrap_servers, **config.kafka.client}
+
+
+def ensure_topics(config: Config, timeout: float = 30.0) -> int:
+    """Creates the output, dead-letter and changelog topics when missing (changelog: compacted,
+    as many partitions as the input). Returns the input topic's partition count."""
+    k = config.kafka
+    admin = AdminClient(client_config(config))
+    meta = admin.list_topics(timeout=timeout)
+    if k.input_topic not in meta.topics or meta.topics[k.input_topic].error is not None:
+        raise StreamError(f"input topic {k.input_topic!r} does not exist at {k.bootstrap_servers}")
+    partitions = len(meta.topics[k.input_topic].partitions)
+    wanted = [
+        NewTopic(k.alerts_topic, num_partitions=partitions, replication_factor=1),
+        NewTopic(k.dead_letter_topic, num_partitions=partitions, replication_factor=1),
+        NewTopic(
+            k.changelog_topic,
+            num_partitions=partitions,
+            replication_factor=1,
+            config={"cleanup.policy": "compact", "segment.ms": "60000", "min.cleanable.dirty.ratio": "0.1"},
+        ),
+    ]
+    missing = [t for t in wanted if t.topic not in meta.topics]
+    if missing:
+        for topic, future in admin.create_topics(missing, operation_timeout=timeout).items():
+            try:
+                future.result()
+            except KafkaException as exc:
+                if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                    raise
+                log.debug("topic %s created concurrently", topic)
+    return partitions
+
+
+class KafkaPipeline:
+    """The transactional processing loop of one instance (``fraudstream run``)."""
+
+    def __init__(
+        self, config: Config, engine_factory: Callable[[], WindowedAggregation] | None = None
+    ) -> None:
+        self.config = config.validate()
+        self.engine_factory = engine_factory or (lambda: make_rule_engine(self.config))
+        self.stats = RunStats()
+        self.engines: dict[int, WindowedAggregation] = {}
+        self._positions: dict[int, int] = {}
+        self._dirty: set[int] = set()
+        self._uncommitted = 0
+        self._alerts_pending = 0
+        self._in_txn = False
+        self._last_commit = time.monotonic()
+        self._stop = False
+        k = config.kafka
+        common = client_config(config)
+        self.consumer = Consumer(
+            {
+                **common,
+                "group.id": k.group_id,
+                "isolation.level": "read_committed",
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",
+                "session.timeout.ms": k.session_timeout_ms,
+                "enable.partition.eof": False,
+            }
+        )
+        self.producer = Producer(
+            {
+                **common,
+                "transactional.id": f"{k.group_id}-{k.instance_id}",
+                "enable.idempotence": True,
+                "linger.ms": 2,
+                "transaction.timeout.ms": k.transaction_timeout_ms,
+                "message.max.bytes": max(2 * config.decode.max_record_bytes, 1 << 20),
+            }
+        )
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Asks the loop to finish its interval, commit and return (signal-handler safe)."""
+        self._stop = True
+
+    def run(self, idle_exit_s: float | None = None, max_seconds: float | None = None) -> RunStats:
+        """Processes until :meth:`stop`, ``idle_exit_s`` without input, or ``max_seconds``."""
+        k = self.config.kafka
+        ensure_topics(self.config)
+        self.producer.init_transactions(30)
+        self.consumer.subscribe(
+            [k.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+        )
+        began = last_input = time.monotonic()
+        try:
+            while not self._stop:
+                msgs = self.consumer.consume(num_messages=k.consume_batch, timeout=0.05)
+                now = time.monotonic()
+                if msgs:
+                    last_input = now
+                    self._process(msgs)
+                if self._commit_due(now):
+                    self._commit()
+                if idle_exit_s is not None and now - last_input >= idle_exit_s and not self._uncommitted:
+                    log.info("no input for %.1f s: exiting", idle_exit_s)
+                    break
+                if max_seconds is not None and now - began >= max_seconds:
+                    break
+            if self._uncommitted or self._in_txn:
+                self._commit()
+        except FencedError:
+            log.error(
+                "this instance was fenced by a newer one (transactional id %s-%s): stopping",
+                k.group_id,
+                k.instance_id,
+            )
+            raise
+        finally:
+            self.consumer.close()
+            self.producer.flush(10)
+        return self.stats
+
+    # -- processing ---------------------------------------------------------------------------
+
+    def _begin(self) -> None:
+        if not self._in_txn:
+            self.producer.begin_transaction()
+            self._in_txn = True
+
+    def _process(self, msgs: list[Message]) -> None:
+        self._begin()
+        by_partition: dict[int, list[Message]] = defaultdict(list)
+        for m in msgs:
+            err = m.error()
+            if err is not None:
+                if err.fatal():
+                    raise KafkaException(err)
+                log.warning("consumer error: %s", err)
+                continue
+            by_partition[_partition(m)].append(m)
+        for partition, batch in by_partition.items():
+            self._process_partition(partition, batch)
+
+    def _process_partition(self, partition: int, msgs: list[Message]) -> None:
+        k = self.config.kafka
+        values = [m.value() or b"" for m in msgs]
+        decoded = decode_batch(values, self.config.decode)
+        for index, reason in zip(decoded.error_index.tolist(), decoded.error_reason, strict=True):
+            self._dead_letter(msgs[index], reason)
+        engine = self.engines.get(partition)
+        if engine is None:  # assigned without callback (should not happen): start empty
+            engine = self.engines[partition] = self.engine_factory()
+        if len(decoded):
+            out = engine.process(decoded.columns)
+            alerts = out.select(out["kind"] == EmitKind.EARLY)
+            cols = decoded.columns
+            for row, trigger in zip(alerts.rows(), alerts.trigger_rows.tolist(), strict=True):
+                src = int(cols["source_index"][trigger])
+                row["trigger_txn_id"] = int(cols["txn_id"][trigger])
+                row["trigger_offset"] = msgs[src].offset()
+                row["partition"] = partition
+                row["rule"] = self.config.rule.alert_when
+                self.producer.produce(
+                    k.alerts_topic, key=str(row["key"]).encode(), value=alert_json(row), partition=partition
+                )
+                self.stats.alerts += 1
+                self._alerts_pending += 1
+            for r in out.late_rows.tolist():  # the late side output goes to the dead-letter topic
+                self._dead_letter(msgs[int(cols["source_index"][r])], "event later than the allowed lateness")
+        self.stats.consumed += len(msgs)
+        self.stats.processed = self.stats.consumed - self.stats.dead_lettered
+        self._positions[partition] = _offset(msgs[-1]) + 1
+        self._dirty.add(partition)
+        self._uncommitted += len(msgs)
+        self.producer.poll(0)
+
+    def _dead_letter(self, msg: Message, reason: str) -> None:
+        value = msg.value() or b""
+        record = {
+            "reason": reason,
+            "topic": msg.topic(),
+            "partition": msg.partition(),
+            "offset": msg.offset(),
+            "size": len(value),
+            "value": value[:DLQ_VALUE_PREFIX_BYTES].decode("utf-8", "replace"),
+        }
+        self.producer.produce(
+            self.config.kafka.dead_letter_topic,
+            key=msg.key(),
+            value=json.dumps(record).encode(),
+            partition=_partition(msg),
+        )
+        self.stats.dead_lettered += 1
+
+    def _commit_due(self, now: float) -> bool:
+        if not self._uncommitted:
+            return False
+        k = self.config.kafka
+        since_ms = (now - self._last_commit) * 1000
+        return (
+            since_ms >= k.commit_interval_ms
+            or self._uncommitted >= k.commit_max_records
+            or (self._alerts_pending > 0 and since_ms >= k.alert_commit_min_interval_ms)
+        )
+
+    def _commit(self) -> None:
+        k = self.config.kafka
+        began = time.monotonic()
+        self._begin()
+        for partition in sorted(self._dirty):
+            engine = self.engines.get(partition)
+            if engine is not None:
+                self.producer.produce(
+                    k.changelog_topic, key=STATE_KEY, value=engine.snapshot(), partition=partition
+                )
+        offsets = [TopicPartition(k.input_topic, p, off) for p, off in sorted(self._positions.items())]
+        try:
+            if offsets:
+                self.producer.send_offsets_to_transaction(
+                    offsets, self.consumer.consumer_group_metadata(), 30
+                )
+            self._retrying(lambda: self.producer.commit_transaction(30))
+        except KafkaException as exc:
+            self._on_commit_error(exc)
+            return
+        self._in_txn = False
+        self._dirty.clear()
+        self._uncommitted = 0
+        self._alerts_pending = 0
+        self._last_commit = time.monotonic()
+        self.stats.commits += 1
+        self.stats.commit_ms.append((self._last_commit - began) * 1000)
+
+    def _retrying(self, call: Callable[[], None], attempts: int = 5) -> None:
+        for attempt in range(attempts):
+            try:
+                call()
+                return
+            except KafkaException as exc:
+                err = exc.args[0]
+                if not err.retriable() or attempt == attempts - 1:
+                    raise
+                log.warning("retrying after retriable error: %s", err)
+                time.sleep(0.1 * (attempt + 1))
+
+    def _on_commit_error(self, exc: KafkaException) -> None:
+        err: KafkaError = exc.args[0]
+        if err.fatal() or err.code() in (
+            KafkaError._FENCED,
+            KafkaError.PRODUCER_FENCED,
+            KafkaError.INVALID_PRODUCER_EPOCH,
+        ):
+            raise FencedError(str(err)) from exc
+        if err.txn_requires_abort():
+            log.warning("transaction must abort (%s): rewinding to the last commit", err)
+            self._abort_and_rewind()
+            return
+        raise exc
+
+    def _abort_and_rewind(self) -> None:
+        try:
+            self.producer.abort_transaction(30)
+        except KafkaException as exc:
+            if exc.args[0].fatal():
+                raise FencedError(str(exc.args[0])) from exc
+        self._in_txn = False
+        self.stats.aborts += 1
+        assigned = self.consumer.assignment()
+        committed = self.consumer.committed(assigned, timeout=30) if assigned else []
+        for tp in committed:
+            self.consumer.seek(TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else 0))
+        self._restore([tp.partition for tp in assigned])
+        self._positions.clear()
+        self._dirty.clear()
+        self._uncommitted = 0
+        self._alerts_pending = 0
+
+    # -- rebalancing and state ----------------------------------------------------------------
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._restore([tp.partition for tp in partitions])
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self._uncommitted or self._in_txn:
+            self._commit()
+        for tp in partitions:
+            self.engines.pop(tp.partition, None)
+            self._positions.pop(tp.partition, None)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.warning("partitions lost: %s; aborting the open transaction", [tp.partition for tp in partitions])
+        if self._in_txn:
+            try:
+                self.producer.abort_transaction(30)
+            except KafkaException as exc:
+                log.warning("abort after losing partitions failed: %s", exc)
+            self._in_txn = False
+        for tp in partitions:
+            self.engines.pop(tp.partition, None)
+            self._positions.pop(tp.partition, None)
+        self._dirty.clear()
+        self._uncommitted = 0
+
+    def _restore(self, partitions: list[int]) -> None:
+        """Rebuilds the engines of ``partitions`` from the latest committed changelog snapshot."""
+        if not partitions:
+            return
+        began = time.monotonic()
+        snapshots = read_changelog(self.config, partitions)
+        for p in partitions:
+            engine = self.engine_factory()
+            data = snapshots.get(p)
+            if data is not None:
+                engine.restore(data)
+                self.stats.restore_bytes += len(data)
+            self.engines[p] = engine
+        elapsed = (time.monotonic() - began) * 1000
+        self.stats.restores += 1
+        self.stats.restore_ms += elapsed
+        log.info(
+            "restored partitions %s from the changelog in %.0f ms (%d bytes)",
+            partitions,
+            elapsed,
+            sum(len(v) for v in snapshots.values()),
+        )
+
+
+def read_changelog(config: Config, partitions: list[int], timeout: float = 30.0) -> dict[int, bytes]:
+    """The latest committed state snapshot of each partition (absent when none was written)."""
+    k = config.kafka
+    reader = Consumer(
+        {
+            **client_config(config),
+            "group.id": f"{k.group_id}-restore",
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
+    )
+    latest: dict[int, bytes] = {}
+    try:
+        pending: set[int] = set()
+        assignment = []
+        for p in partitions:
+            low, high = reader.get_watermark_offsets(TopicPartition(k.changelog_topic, p), timeout=timeout)
+            if high > low:
+                assignment.append(TopicPartition(k.changelog_topic, p, low))
+                pending.add(p)
+        if not assignment:
+            return latest
+        reader.assign(assignment)
+        deadline = time.monotonic() + timeout
+        while pending:
+            if time.monotonic() > deadline:
+                raise StreamError(f"timed out restoring changelog partitions {sorted(pending)}")
+            for m in reader.consume(num_messages=1_000, timeout=0.2):
+                err = m.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        pending.discard(m.partition())
+                        continue
+                    raise KafkaException(err)
+                value = m.value()
+                if m.key() == STATE_KEY and value is not None:
+                    latest[_partition(m)] = value
+    finally:
+        reader.close()
+    return latest
+
+
+def _partition(m: Message) -> int:
+    p = m.partition()
+    if p is None:
+        raise StreamError("consumed a message without a partition")
+    return p
+
+
+def _offset(m: Message) -> int:
+    o = m.offset()
+    if o is None:
+        raise StreamError("consumed a message without an offset")
+    return o
+
+
+def alert_json(row: dict[str, Any]) -> bytes:
+    """The alert record: card, window, figures, rule, and the message that triggered it."""
+    return json.dumps(
+        {
+            "card_id": row["key"],
+            "window_start": row["window_start"],
+            "window_end": row["window_end"],
+            "n": row["n"],
+            "countries": row["countries"],
+            "total": round(row["total"], 2),
+            "rule": row["rule"],
+            "trigger_txn_id": row["trigger_txn_id"],
+            "trigger_offset": row["trigger_offset"],
+            "partition": row["partition"],
+        },
+        separators=(",", ":"),
+    ).encode()
+
+
+__all__ = ["FencedError", "KafkaPipeline", "RunStats", "ensure_topics", "make_rule_engine", "read_changelog"]
