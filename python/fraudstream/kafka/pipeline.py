@@ -30,7 +30,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -44,6 +44,7 @@ from fraudstream.windows import EmitKind, WindowedAggregation, hopping
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 STATE_KEY = b"state"
 DLQ_VALUE_PREFIX_BYTES = 1_024
 
@@ -122,6 +123,17 @@ def ensure_topics(config: Config, timeout: float = 30.0) -> int:
                 if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                     raise
                 log.debug("topic %s created concurrently", topic)
+        deadline = time.monotonic() + timeout
+        for t in missing:  # a new topic answers only once every partition has a leader
+            while True:
+                parts = admin.list_topics(t.topic, timeout=timeout).topics[t.topic].partitions
+                if len(parts) == partitions and all(
+                    p.leader >= 0 and p.error is None for p in parts.values()
+                ):
+                    break
+                if time.monotonic() > deadline:
+                    raise StreamError(f"topic {t.topic} has no leader for every partition after {timeout} s")
+                time.sleep(0.05)
     return partitions
 
 
@@ -308,7 +320,7 @@ class KafkaPipeline:
                 self.producer.send_offsets_to_transaction(
                     offsets, self.consumer.consumer_group_metadata(), 30
                 )
-            self._retrying(lambda: self.producer.commit_transaction(30))
+            _retrying(lambda: self.producer.commit_transaction(30))
         except KafkaException as exc:
             self._on_commit_error(exc)
             return
@@ -319,18 +331,6 @@ class KafkaPipeline:
         self._last_commit = time.monotonic()
         self.stats.commits += 1
         self.stats.commit_ms.append((self._last_commit - began) * 1000)
-
-    def _retrying(self, call: Callable[[], None], attempts: int = 5) -> None:
-        for attempt in range(attempts):
-            try:
-                call()
-                return
-            except KafkaException as exc:
-                err = exc.args[0]
-                if not err.retriable() or attempt == attempts - 1:
-                    raise
-                log.warning("retrying after retriable error: %s", err)
-                time.sleep(0.1 * (attempt + 1))
 
     def _on_commit_error(self, exc: KafkaException) -> None:
         err: KafkaError = exc.args[0]
@@ -431,7 +431,13 @@ def read_changelog(config: Config, partitions: list[int], timeout: float = 30.0)
         pending: set[int] = set()
         assignment = []
         for p in partitions:
-            low, high = reader.get_watermark_offsets(TopicPartition(k.changelog_topic, p), timeout=timeout)
+            tp = TopicPartition(k.changelog_topic, p)
+
+            def offsets(tp: TopicPartition = tp) -> tuple[int, int]:
+                low_high: tuple[int, int] = reader.get_watermark_offsets(tp, timeout=timeout)
+                return low_high
+
+            low, high = _retrying(offsets)
             if high > low:
                 assignment.append(TopicPartition(k.changelog_topic, p, low))
                 pending.add(p)
@@ -455,6 +461,21 @@ def read_changelog(config: Config, partitions: list[int], timeout: float = 30.0)
     finally:
         reader.close()
     return latest
+
+
+def _retrying(call: Callable[[], T], attempts: int = 10) -> T:
+    """Calls ``call``, retrying Kafka errors the client marks retriable (or leaderless)."""
+    for attempt in range(attempts):
+        try:
+            return call()
+        except KafkaException as exc:
+            err = exc.args[0]
+            leaderless = err.code() in (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE)
+            if not (err.retriable() or leaderless) or attempt == attempts - 1:
+                raise
+            log.warning("retrying after retriable error: %s", err)
+            time.sleep(0.1 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 def _partition(m: Message) -> int:

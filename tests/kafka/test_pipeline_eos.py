@@ -1,0 +1,184 @@
+"""The exactly-once Kafka pipeline against the real broker: end to end, crashes (kill -9),
+rebalances and dead letters. The reference is the in-process engine on the same input."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from confluent_kafka.admin import AdminClient
+from eos_helpers import (
+    committed_alerts,
+    last_json_line,
+    make_config,
+    produce,
+    read_all,
+    reference_alerts,
+    run_instance,
+    stream_with_bursts,
+    write_toml,
+)
+
+from fraudstream.config import Config, DecodeSection
+from fraudstream.kafka.pipeline import KafkaPipeline
+
+pytestmark = pytest.mark.kafka
+PARTITIONS = 3
+
+
+@pytest.fixture
+def eos_topic(kafka_topic_factory: Callable[..., str], kafka_admin: AdminClient) -> Iterator[str]:
+    topic = kafka_topic_factory(PARTITIONS)
+    yield topic
+    derived = [f"{topic}-{s}" for s in ("alerts", "dlq", "changelog")]
+    existing = set(kafka_admin.list_topics(timeout=10).topics)
+    doomed = [t for t in derived if t in existing]
+    if doomed:
+        for f in kafka_admin.delete_topics(doomed, operation_timeout=30).values():
+            f.result()
+
+
+def assert_exact(config: Config) -> list[tuple[int, ...]]:
+    expected = reference_alerts(config, PARTITIONS)
+    got = committed_alerts(config, PARTITIONS)
+    dupes = [a for a, c in Counter(got).items() if c > 1]
+    assert not dupes, f"{len(dupes)} duplicated alerts, e.g. {dupes[:3]}"
+    missing = sorted(set(expected) - set(got))
+    extra = sorted(set(got) - set(expected))
+    assert not missing and not extra, (
+        f"missing {missing[:3]} ({len(missing)}), extra {extra[:3]} ({len(extra)})"
+    )
+    assert len(expected) > 0, "the stream must produce alerts, or the test proves nothing"
+    return got
+
+
+def test_end_to_end_alerts_equal_the_in_process_engine(kafka_bootstrap: str, eos_topic: str) -> None:
+    produce(kafka_bootstrap, eos_topic, stream_with_bursts(20_000, seed=1))
+    config = make_config(kafka_bootstrap, eos_topic)
+    stats = KafkaPipeline(config).run(idle_exit_s=2.0, max_seconds=120)
+    assert stats.consumed == 20_000 + 20 * 6
+    assert stats.consumed == stats.processed + stats.dead_lettered
+    assert stats.dead_lettered == 0
+    got = assert_exact(config)
+    burst_cards = {a[0] for a in got if a[0] >= 900_000}
+    assert len(burst_cards) == 20, "every injected burst was caught"
+
+
+def test_kill_9_at_random_points_loses_and_duplicates_nothing(
+    kafka_bootstrap: str, eos_topic: str, tmp_path: Path
+) -> None:
+    produce(kafka_bootstrap, eos_topic, stream_with_bursts(30_000, seed=2))
+    config = make_config(kafka_bootstrap, eos_topic, consume_batch=200, commit_interval_ms=50)
+    path = write_toml(config, tmp_path / "eos.toml")
+    rng = random.Random(7)
+    log = tmp_path / "instance.log"
+    kills = 0
+    while kills < 10:
+        proc = run_instance(path, log, "--idle-exit", "30")
+        time.sleep(rng.uniform(1.0, 3.0))  # start-up (imports, restore, group join) takes about 1 s
+        if proc.poll() is not None:
+            break  # finished before the kill: the input is exhausted
+        proc.kill()
+        proc.wait()
+        kills += 1
+    final = run_instance(path, log, "--idle-exit", "3")
+    assert final.wait(timeout=180) == 0, log.read_text()[-3000:]
+    assert kills >= 10, f"only {kills} kills landed before the input was exhausted"
+    assert_exact(config)
+    # aborted transactions are there, but invisible to read_committed
+    raw = read_all(kafka_bootstrap, config.kafka.alerts_topic, PARTITIONS, committed=False)
+    assert len(raw) >= len(committed_alerts(config, PARTITIONS))
+
+
+def test_a_second_instance_joins_and_leaves_and_state_moves_with_partitions(
+    kafka_bootstrap: str, eos_topic: str, tmp_path: Path
+) -> None:
+    records = stream_with_bursts(30_000, seed=3)
+    feeder = threading.Thread(target=produce, args=(kafka_bootstrap, eos_topic, records, 4_000.0))
+    feeder.start()  # input keeps arriving for about 7 s while instances come and go
+    base = make_config(kafka_bootstrap, eos_topic, consume_batch=100, commit_interval_ms=50)
+    log1, log2 = tmp_path / "a.log", tmp_path / "b.log"
+    first = run_instance(write_toml(base, tmp_path / "a.toml"), log1, "--idle-exit", "4")
+    time.sleep(2.0)
+    second_cfg = replace(base, kafka=replace(base.kafka, instance_id="1"))
+    second = run_instance(write_toml(second_cfg, tmp_path / "b.toml"), log2, "--max-seconds", "3")
+    assert second.wait(timeout=120) == 0, log2.read_text()[-3000:]
+    feeder.join()
+    assert first.wait(timeout=180) == 0, log1.read_text()[-3000:]
+    stats1, stats2 = last_json_line(log1), last_json_line(log2)
+    assert stats2["consumed"] > 0, "the second instance took partitions over"
+    assert stats1["restores"] >= 2, "the first instance restored state after the rebalances"
+    assert stats1["consumed"] + stats2["consumed"] >= 30_000 + 120
+    assert_exact(base)
+
+
+HOSTILE: list[tuple[bytes, str]] = [
+    (b"{not json", "malformed JSON"),
+    (b'{"txn_id": 1', "malformed JSON"),
+    ('{"txn_id": 1, "card_id": 2, "amount": "caf\xc3'.encode("latin-1"), "malformed JSON"),
+    (b'{"txn_id": 1, "card_id": 2}', "missing field"),
+    (
+        b'{"txn_id": "x", "card_id": 2, "customer_id": 1, "terminal_id": 1, "amount": 1.0, "currency": "EUR",'
+        b' "country": "DE", "merchant": "m", "event_time": 1700000000000}',
+        "invalid type",
+    ),
+    (
+        b'{"txn_id": 5, "card_id": 2, "customer_id": 1, "terminal_id": 1, "amount": NaN, "currency": "EUR",'
+        b' "country": "DE", "merchant": "m", "event_time": 1700000000000}',
+        "malformed JSON",
+    ),
+    (
+        b'{"txn_id": 5, "card_id": 2, "customer_id": 1, "terminal_id": 1, "amount": 1e999, "currency": "EUR",'
+        b' "country": "DE", "merchant": "m", "event_time": 1700000000000}',
+        "malformed JSON",
+    ),
+    (
+        b'{"txn_id": 5, "card_id": 2, "customer_id": 1, "terminal_id": 1, "amount": -3, "currency": "EUR",'
+        b' "country": "DE", "merchant": "m", "event_time": 1700000000000}',
+        "amount",
+    ),
+    (
+        b'{"txn_id": 5, "card_id": 2, "customer_id": 1, "terminal_id": 1, "amount": 3, "currency": "EUR",'
+        b' "country": "DE", "merchant": "m", "event_time": 5}',
+        "event_time",
+    ),
+    (
+        b'{"txn_id": 5, "card_id": 2, "customer_id": 1, "terminal_id": 1, "amount": 3, "currency": "EUR",'
+        b' "country": "DE", "merchant": "m", "event_time": 32503680000000}',
+        "event_time",
+    ),
+    (b"", "malformed JSON"),
+    (b'{"pad": "' + b"x" * 200_000 + b'"}', "exceeds the limit"),
+]
+
+
+def test_hostile_records_go_to_the_dead_letter_topic_and_the_pipeline_continues(
+    kafka_bootstrap: str, eos_topic: str
+) -> None:
+    good = stream_with_bursts(5_000, seed=4, bursts=5)
+    records = list(good)
+    for i, (value, _) in enumerate(HOSTILE):
+        records.insert(100 + i * 400, (2, value))  # card 2: all in one partition
+    produce(kafka_bootstrap, eos_topic, records)
+    config = make_config(kafka_bootstrap, eos_topic)
+    config.decode = DecodeSection(max_record_bytes=100_000)
+    stats = KafkaPipeline(config).run(idle_exit_s=2.0, max_seconds=120)
+    assert stats.consumed == len(records)
+    assert stats.dead_lettered == len(HOSTILE)
+    assert stats.processed == len(good)
+    dlq = [
+        json.loads(m.value()) for m in read_all(kafka_bootstrap, config.kafka.dead_letter_topic, PARTITIONS)
+    ]
+    assert len(dlq) == len(HOSTILE)
+    by_offset = sorted(dlq, key=lambda d: d["offset"])
+    for entry, (_, expected) in zip(by_offset, HOSTILE, strict=True):
+        assert expected in entry["reason"], (entry["reason"], expected)
+        assert entry["topic"] == eos_topic and entry["partition"] >= 0
+    assert_exact(config)
