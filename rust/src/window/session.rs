@@ -162,7 +162,8 @@ impl SessionWindows {
     pub fn on_watermark(&mut self, rules: &Rules, wm: i64, out: &mut Output) {
         let layout = &rules.layout;
         let lateness = rules.allowed_lateness;
-        while let Some((time, entries)) = self.timers.pop_due(wm) {
+        while let Some((time, mut entries)) = self.timers.pop_due(wm) {
+            entries.sort_unstable_by_key(|&(_, key, _)| key); // rows of one time: by key
             for (slot, key, seq) in entries {
                 let Some(st) = self.keys.get_checked(slot, key) else { continue };
                 if st.timer_seq != seq {

@@ -243,7 +243,8 @@ impl SlidingWindows {
     pub fn on_watermark(&mut self, rules: &Rules, wm: i64, out: &mut Output) {
         let g = self.geo;
         let layout = &rules.layout;
-        while let Some((time, entries)) = self.timers.pop_due(wm) {
+        while let Some((time, mut entries)) = self.timers.pop_due(wm) {
+            entries.sort_unstable_by_key(|&(_, key, _)| key); // rows of one time: by key
             for (i, &(slot, key, seq)) in entries.iter().enumerate() {
                 if let Some(&(ahead, _, _)) = entries.get(i + 8) {
                     self.keys.prefetch(ahead);

@@ -4,9 +4,10 @@
 //! to it: a window fires or state is cleaned). Every push gets a fresh sequence number, which
 //! the key remembers; re-scheduling pushes a new entry and leaves the old one stale for good
 //! (lazy deletion: an entry is live only while the key still holds its sequence number, so a
-//! stale entry can never come back to life when the key is later scheduled at the same time). Entries of one time pop in insertion order, which makes firing order
-//! deterministic: the same event sequence fires the same rows in the same order, whatever the
-//! batch boundaries.
+//! stale entry can never come back to life when the key is later scheduled at the same time).
+//! Callers process the entries of one time in key order, so the rows a watermark advance
+//! releases come in (time, key) order: a canonical order that no history (batching, snapshots,
+//! changelog restores) can change.
 
 use std::collections::BTreeMap;
 
