@@ -48,6 +48,8 @@ class KafkaSection:
     dead_letter_topic: str = "transactions-dlq"
     changelog_topic: str = "fraudstream-changelog"
     group_id: str = "fraudstream"
+    exactly_once: bool = True
+    """False: at-least-once (no transactions; offsets committed after outputs are flushed)."""
     instance_id: str = "0"
     """Unique per running instance; the transactional id is ``<group_id>-<instance_id>``."""
     commit_interval_ms: int = 100
@@ -55,6 +57,9 @@ class KafkaSection:
     alert_commit_min_interval_ms: int = 10
     """After an alert, commit as soon as this long has passed since the previous commit."""
     consume_batch: int = 5_000
+    changelog_snapshot_min_bytes: int = 1 << 20
+    """A partition's changelog gets a new full snapshot once the changes written since the last
+    one exceed the state's size and this many bytes; older records are then deleted."""
     session_timeout_ms: int = 10_000
     transaction_timeout_ms: int = 60_000
     client: dict[str, str] = field(default_factory=dict)

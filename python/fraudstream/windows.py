@@ -312,3 +312,16 @@ class WindowedAggregation:
     def restore(self, data: bytes) -> None:
         """Replaces the state with a snapshot from an aggregation of the same configuration."""
         self._engine.restore(data)
+
+    def track_changes(self, on: bool = True) -> None:
+        """Starts recording which keys change, for :meth:`changes` (changelogs)."""
+        self._engine.track_changes(on)
+
+    def changes(self) -> bytes:
+        """The state changes since the previous call (only the keys that changed), as versioned
+        bytes. A snapshot followed by its changes, applied in order, rebuilds the state exactly."""
+        return bytes(self._engine.take_changes())
+
+    def apply_changes(self, data: bytes) -> None:
+        """Applies :meth:`changes` bytes of an aggregation of the same configuration."""
+        self._engine.apply_changes(data)

@@ -310,12 +310,7 @@ impl Engine {
     /// The whole state as versioned bytes.
     #[must_use]
     pub fn snapshot(&self) -> Vec<u8> {
-        let mut w = Writer::with_header();
-        w.str(&self.config.fingerprint());
-        self.watermark.write(&mut w);
-        w.u64(self.counters.events);
-        w.u64(self.counters.late);
-        w.u64(self.counters.emitted);
+        let mut w = self.state_header(SNAPSHOT);
         match &self.op {
             Operator::Sliding(op) => op.write(&mut w),
             Operator::Session(op) => op.write(&mut w),
@@ -330,32 +325,93 @@ impl Engine {
     /// [`CoreError::Snapshot`] for malformed bytes or a different configuration.
     pub fn restore(config: EngineConfig, bytes: &[u8]) -> CoreResult<Self> {
         let mut engine = Engine::new(config)?;
-        let mut r = Reader::with_header(bytes)?;
-        let fingerprint = r.str()?;
-        if fingerprint != engine.config.fingerprint() {
-            return Err(CoreError::Snapshot(format!(
-                "snapshot was taken with another configuration: {fingerprint}"
-            )));
-        }
-        engine.watermark = WatermarkTracker::read(&mut r)?;
-        if engine.watermark.partitions() != engine.config.partitions {
-            return Err(CoreError::Snapshot("partition count differs".into()));
-        }
-        engine.counters = Counters { events: r.u64()?, late: r.u64()?, emitted: r.u64()? };
-        engine.op = match (&engine.op, engine.config.window) {
-            (Operator::Sliding(_), spec) => {
+        let mut r = engine.read_state_header(bytes, SNAPSHOT)?;
+        let layout = &engine.rules.layout;
+        engine.op = match engine.config.window {
+            WindowSpec::Session { gap } => Operator::Session(SessionWindows::read(gap, layout, &mut r)?),
+            spec => {
                 let geo = Geometry::of(&spec).ok_or_else(|| CoreError::Snapshot("geometry".into()))?;
-                Operator::Sliding(SlidingWindows::read(geo, &engine.rules.layout, &mut r)?)
+                Operator::Sliding(SlidingWindows::read(geo, layout, &mut r)?)
             }
-            (Operator::Session(_), WindowSpec::Session { gap }) => {
-                Operator::Session(SessionWindows::read(gap, &engine.rules.layout, &mut r)?)
-            }
-            (Operator::Session(_), _) => unreachable!("session operator has a session spec"),
         };
         r.finish()?;
         Ok(engine)
     }
+
+    /// Starts (or stops) recording which keys change, for [`Engine::take_changes`].
+    pub fn track_changes(&mut self, on: bool) {
+        match &mut self.op {
+            Operator::Sliding(op) => op.track_changes(on),
+            Operator::Session(op) => op.track_changes(on),
+        }
+    }
+
+    /// The changes since the previous call (or since tracking started) as versioned bytes: the
+    /// watermark, the counters, and the state of every key that changed (or its removal). A
+    /// snapshot followed by its changes in order rebuilds the state exactly; that is how a
+    /// changelog stays small (only what changed) and a restore stays bounded.
+    pub fn take_changes(&mut self) -> Vec<u8> {
+        let mut w = self.state_header(CHANGES);
+        match &mut self.op {
+            Operator::Sliding(op) => op.write_changes(&mut w),
+            Operator::Session(op) => op.write_changes(&mut w),
+        }
+        w.into_bytes()
+    }
+
+    /// Applies bytes from [`Engine::take_changes`] of an engine with the same configuration.
+    ///
+    /// # Errors
+    /// [`CoreError::Snapshot`] for malformed bytes or a different configuration. The state may
+    /// be partly updated when the bytes are corrupt after a valid header; restore from a
+    /// snapshot again in that case.
+    pub fn apply_changes(&mut self, bytes: &[u8]) -> CoreResult<()> {
+        let mut r = self.read_state_header(bytes, CHANGES)?;
+        let layout = &self.rules.layout;
+        match &mut self.op {
+            Operator::Sliding(op) => op.apply_changes(layout, &mut r)?,
+            Operator::Session(op) => op.apply_changes(layout, &mut r)?,
+        }
+        r.finish()
+    }
+
+    fn state_header(&self, kind: u8) -> Writer {
+        let mut w = Writer::with_header();
+        w.u8(kind);
+        w.str(&self.config.fingerprint());
+        self.watermark.write(&mut w);
+        w.u64(self.counters.events);
+        w.u64(self.counters.late);
+        w.u64(self.counters.emitted);
+        w
+    }
+
+    fn read_state_header<'a>(&mut self, bytes: &'a [u8], kind: u8) -> CoreResult<Reader<'a>> {
+        let mut r = Reader::with_header(bytes)?;
+        let found = r.u8()?;
+        if found != kind {
+            let name = |k: u8| if k == SNAPSHOT { "a snapshot" } else { "changes" };
+            return Err(CoreError::Snapshot(format!("expected {}, found {}", name(kind), name(found))));
+        }
+        let fingerprint = r.str()?;
+        if fingerprint != self.config.fingerprint() {
+            return Err(CoreError::Snapshot(format!(
+                "state was written with another configuration: {fingerprint}"
+            )));
+        }
+        let watermark = WatermarkTracker::read(&mut r)?;
+        if watermark.partitions() != self.config.partitions {
+            return Err(CoreError::Snapshot("partition count differs".into()));
+        }
+        self.watermark = watermark;
+        self.counters = Counters { events: r.u64()?, late: r.u64()?, emitted: r.u64()? };
+        Ok(r)
+    }
 }
+
+/// State bytes kinds.
+const SNAPSHOT: u8 = b'S';
+const CHANGES: u8 = b'C';
 
 #[cfg(test)]
 #[path = "engine_tests.rs"]

@@ -9,7 +9,7 @@ use crate::{CoreError, CoreResult};
 /// Leading bytes of every snapshot.
 pub const MAGIC: &[u8; 4] = b"FSTR";
 /// Current format version; bump on any layout change.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 
 /// Appends little-endian primitives to a byte buffer.
 #[derive(Debug, Default)]

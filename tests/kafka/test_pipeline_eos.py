@@ -27,6 +27,7 @@ from eos_helpers import (
 )
 
 from fraudstream.config import Config, DecodeSection
+from fraudstream.kafka.changelog import read_changelog
 from fraudstream.kafka.pipeline import KafkaPipeline
 
 pytestmark = pytest.mark.kafka
@@ -69,6 +70,25 @@ def test_end_to_end_alerts_equal_the_in_process_engine(kafka_bootstrap: str, eos
     got = assert_exact(config)
     burst_cards = {a[0] for a in got if a[0] >= 900_000}
     assert len(burst_cards) == 20, "every injected burst was caught"
+
+
+def test_restore_reads_a_snapshot_and_the_changes_after_it_not_the_history(
+    kafka_bootstrap: str, eos_topic: str
+) -> None:
+    produce(kafka_bootstrap, eos_topic, stream_with_bursts(20_000, seed=5))
+    config = make_config(
+        kafka_bootstrap, eos_topic, consume_batch=100, commit_max_records=300, changelog_snapshot_min_bytes=1
+    )
+    stats = KafkaPipeline(config).run(idle_exit_s=2.0, max_seconds=120)
+    assert stats.commits > 50
+    restored = read_changelog(
+        {"bootstrap.servers": kafka_bootstrap}, config.kafka.changelog_topic, "check", list(range(PARTITIONS))
+    )
+    records = sum(r.records_read for r in restored.values())
+    assert 0 < records < stats.commits, f"{records} changelog records read for {stats.commits} commits"
+    # and what was read rebuilds the state the pipeline had: it continues with the same alerts
+    assert all(r.snapshot is not None for r in restored.values())
+    assert_exact(config)
 
 
 def test_kill_9_at_random_points_loses_and_duplicates_nothing(

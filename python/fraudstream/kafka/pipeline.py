@@ -7,10 +7,11 @@ interval if and only if its input offsets are committed, and after any crash the
 instance resumes from exactly the state and offsets of the last commit.
 
 State: one :class:`~fraudstream.WindowedAggregation` per assigned input partition (keys are
-partitioned by card, so a card's windows live with its partition). At each commit the state of
-every partition that changed goes to the changelog topic (compacted, partitioned like the input,
-keyed ``state``): restoring reads one snapshot per partition, not the history. On assignment,
-state is restored before any record of the partition is processed; on revocation, the open
+partitioned by card, so a card's windows live with its partition). At each commit the keys that
+changed go to the changelog topic (partitioned like the input), with a full snapshot whenever
+the changes since the last one outgrow the state; older records are deleted, so a restore reads
+one snapshot and the changes after it (:mod:`fraudstream.kafka.changelog`). On assignment, state
+is restored before any record of the partition is processed; on revocation, the open
 transaction is committed and the state dropped; when partitions are lost, it is aborted.
 
 Commit cadence: every ``commit_interval_ms`` or ``commit_max_records``, and as soon as
@@ -39,13 +40,13 @@ from confluent_kafka.cimpl import NewTopic
 
 from fraudstream.config import Config
 from fraudstream.errors import StreamError
+from fraudstream.kafka.changelog import ChangelogWriter, PartitionLog, read_changelog
 from fraudstream.kafka.schema import decode_batch
 from fraudstream.windows import EmitKind, WindowedAggregation, hopping
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-STATE_KEY = b"state"
 DLQ_VALUE_PREFIX_BYTES = 1_024
 
 
@@ -96,7 +97,7 @@ def client_config(config: Config) -> dict[str, Any]:
 
 
 def ensure_topics(config: Config, timeout: float = 30.0) -> int:
-    """Creates the output, dead-letter and changelog topics when missing (changelog: compacted,
+    """Creates the output, dead-letter and changelog topics when missing (changelog: no retention,
     as many partitions as the input). Returns the input topic's partition count."""
     k = config.kafka
     admin = AdminClient(client_config(config))
@@ -111,7 +112,8 @@ def ensure_topics(config: Config, timeout: float = 30.0) -> int:
             k.changelog_topic,
             num_partitions=partitions,
             replication_factor=1,
-            config={"cleanup.policy": "compact", "segment.ms": "60000", "min.cleanable.dirty.ratio": "0.1"},
+            # kept until the pipeline deletes what a newer snapshot made obsolete
+            config={"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"},
         ),
     ]
     missing = [t for t in wanted if t.topic not in meta.topics]
@@ -177,6 +179,8 @@ class KafkaPipeline:
                 "message.max.bytes": max(2 * config.decode.max_record_bytes, 1 << 20),
             }
         )
+        self.changelog = ChangelogWriter(self.producer, k.changelog_topic, k.changelog_snapshot_min_bytes)
+        self.admin = AdminClient(common)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -188,7 +192,8 @@ class KafkaPipeline:
         """Processes until :meth:`stop`, ``idle_exit_s`` without input, or ``max_seconds``."""
         k = self.config.kafka
         ensure_topics(self.config)
-        self.producer.init_transactions(30)
+        if k.exactly_once:
+            self.producer.init_transactions(30)
         self.consumer.subscribe(
             [k.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
         )
@@ -224,7 +229,7 @@ class KafkaPipeline:
     # -- processing ---------------------------------------------------------------------------
 
     def _begin(self) -> None:
-        if not self._in_txn:
+        if not self._in_txn and self.config.kafka.exactly_once:
             self.producer.begin_transaction()
             self._in_txn = True
 
@@ -311,10 +316,15 @@ class KafkaPipeline:
         for partition in sorted(self._dirty):
             engine = self.engines.get(partition)
             if engine is not None:
-                self.producer.produce(
-                    k.changelog_topic, key=STATE_KEY, value=engine.snapshot(), partition=partition
-                )
+                self.changelog.write(partition, engine.snapshot, engine.changes, engine.state_size()["bytes"])
         offsets = [TopicPartition(k.input_topic, p, off) for p, off in sorted(self._positions.items())]
+        if not k.exactly_once:  # at-least-once: outputs durable first, then the offsets
+            if self.producer.flush(30) > 0:
+                raise StreamError("outputs were not delivered within 30 s; offsets not committed")
+            if offsets:
+                self.consumer.commit(offsets=offsets, asynchronous=False)
+            self._committed(began)
+            return
         try:
             if offsets:
                 self.producer.send_offsets_to_transaction(
@@ -324,6 +334,10 @@ class KafkaPipeline:
         except KafkaException as exc:
             self._on_commit_error(exc)
             return
+        self._committed(began)
+
+    def _committed(self, began: float) -> None:
+        self.changelog.truncate(self.admin)
         self._in_txn = False
         self._dirty.clear()
         self._uncommitted = 0
@@ -375,6 +389,7 @@ class KafkaPipeline:
         for tp in partitions:
             self.engines.pop(tp.partition, None)
             self._positions.pop(tp.partition, None)
+            self.changelog.forget(tp.partition)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.warning("partitions lost: %s; aborting the open transaction", [tp.partition for tp in partitions])
@@ -387,80 +402,46 @@ class KafkaPipeline:
         for tp in partitions:
             self.engines.pop(tp.partition, None)
             self._positions.pop(tp.partition, None)
+            self.changelog.forget(tp.partition)
         self._dirty.clear()
         self._uncommitted = 0
 
     def _restore(self, partitions: list[int]) -> None:
-        """Rebuilds the engines of ``partitions`` from the latest committed changelog snapshot."""
+        """Rebuilds the engines of ``partitions`` from their changelog: the latest committed
+        snapshot, then the changes after it."""
         if not partitions:
             return
         began = time.monotonic()
-        snapshots = read_changelog(self.config, partitions)
+        k = self.config.kafka
+        restored = read_changelog(
+            client_config(self.config), k.changelog_topic, f"{k.group_id}-restore", partitions
+        )
         for p in partitions:
+            r = restored[p]
             engine = self.engine_factory()
-            data = snapshots.get(p)
-            if data is not None:
-                engine.restore(data)
-                self.stats.restore_bytes += len(data)
+            if r.snapshot is not None:
+                engine.restore(r.snapshot)
+                for changes in r.changes:
+                    engine.apply_changes(changes)
+            engine.track_changes(True)
             self.engines[p] = engine
+            self.changelog.logs[p] = PartitionLog(
+                seq=max(r.last_seq, 0),
+                changes_bytes=sum(len(c) for c in r.changes),
+                snapshot_bytes=len(r.snapshot or b""),
+                has_snapshot=r.snapshot is not None,
+            )
+            self.stats.restore_bytes += r.bytes_read
         elapsed = (time.monotonic() - began) * 1000
         self.stats.restores += 1
         self.stats.restore_ms += elapsed
         log.info(
-            "restored partitions %s from the changelog in %.0f ms (%d bytes)",
+            "restored partitions %s from the changelog in %.0f ms (%d records, %d bytes)",
             partitions,
             elapsed,
-            sum(len(v) for v in snapshots.values()),
+            sum(r.records_read for r in restored.values()),
+            sum(r.bytes_read for r in restored.values()),
         )
-
-
-def read_changelog(config: Config, partitions: list[int], timeout: float = 30.0) -> dict[int, bytes]:
-    """The latest committed state snapshot of each partition (absent when none was written)."""
-    k = config.kafka
-    reader = Consumer(
-        {
-            **client_config(config),
-            "group.id": f"{k.group_id}-restore",
-            "isolation.level": "read_committed",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-        }
-    )
-    latest: dict[int, bytes] = {}
-    try:
-        pending: set[int] = set()
-        assignment = []
-        for p in partitions:
-            tp = TopicPartition(k.changelog_topic, p)
-
-            def offsets(tp: TopicPartition = tp) -> tuple[int, int]:
-                low_high: tuple[int, int] = reader.get_watermark_offsets(tp, timeout=timeout)
-                return low_high
-
-            low, high = _retrying(offsets)
-            if high > low:
-                assignment.append(TopicPartition(k.changelog_topic, p, low))
-                pending.add(p)
-        if not assignment:
-            return latest
-        reader.assign(assignment)
-        deadline = time.monotonic() + timeout
-        while pending:
-            if time.monotonic() > deadline:
-                raise StreamError(f"timed out restoring changelog partitions {sorted(pending)}")
-            for m in reader.consume(num_messages=1_000, timeout=0.2):
-                err = m.error()
-                if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        pending.discard(m.partition())
-                        continue
-                    raise KafkaException(err)
-                value = m.value()
-                if m.key() == STATE_KEY and value is not None:
-                    latest[_partition(m)] = value
-    finally:
-        reader.close()
-    return latest
 
 
 def _retrying(call: Callable[[], T], attempts: int = 10) -> T:
@@ -511,4 +492,4 @@ def alert_json(row: dict[str, Any]) -> bytes:
     ).encode()
 
 
-__all__ = ["FencedError", "KafkaPipeline", "RunStats", "ensure_topics", "make_rule_engine", "read_changelog"]
+__all__ = ["FencedError", "KafkaPipeline", "RunStats", "ensure_topics", "make_rule_engine"]

@@ -203,6 +203,22 @@ impl WindowEngine {
         Ok(PyBytes::new(py, &bytes))
     }
 
+    /// Starts (or stops) recording which keys change, for `take_changes`.
+    fn track_changes(&self, on: bool) -> PyResult<()> {
+        self.with(|e| e.track_changes(on))
+    }
+
+    /// The changes since the previous call, as versioned bytes.
+    fn take_changes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let bytes = detached(py, || self.with(Engine::take_changes))?;
+        Ok(PyBytes::new(py, &bytes))
+    }
+
+    /// Applies bytes from `take_changes` of an engine of the same configuration.
+    fn apply_changes(&self, py: Python<'_>, data: &[u8]) -> PyResult<()> {
+        detached(py, || self.with(|e| e.apply_changes(data)))?.py_result(py)
+    }
+
     /// Replaces the state with a snapshot taken from an engine of the same configuration.
     fn restore(&self, py: Python<'_>, data: &[u8]) -> PyResult<()> {
         let restored = detached(py, || self.with(|e| Engine::restore(e.config().clone(), data)))?;

@@ -4,7 +4,115 @@
 //! windows, not the number of keys ever seen. A slot is identified together with its key
 //! ([`KeyTable::get_checked`]) so stale references (timers of a removed key) are detected.
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
+
+use super::timers::TimerIndex;
+use crate::aggregate::Layout;
+use crate::snapshot::{Reader, Writer};
+use crate::CoreResult;
+
+/// Per-key window state that can be written to and read from snapshots and changelogs.
+pub trait KeyedState: Sized {
+    /// Writes the state.
+    fn write(&self, w: &mut Writer);
+    /// Reads a state written by [`KeyedState::write`].
+    ///
+    /// # Errors
+    /// [`crate::CoreError::Snapshot`] on malformed bytes.
+    fn read(layout: &Layout, r: &mut Reader<'_>) -> CoreResult<Self>;
+    /// The watermark at which the key's timer is due (`i64::MAX`: none).
+    fn timer(&self) -> i64;
+    /// Records the sequence number of the key's live timer entry.
+    fn set_timer_seq(&mut self, seq: u64);
+    /// Open panes or sessions held.
+    fn windows(&self) -> usize;
+}
+
+/// Writes every live key and its state, in key order (so equal states give equal bytes).
+pub fn write_states<S: KeyedState>(keys: &KeyTable<S>, w: &mut Writer) {
+    let mut live: Vec<(i64, &S)> = keys.iter().map(|(_, k, s)| (k, s)).collect();
+    live.sort_unstable_by_key(|&(k, _)| k);
+    w.count(live.len());
+    for (key, st) in live {
+        w.i64(key);
+        st.write(w);
+    }
+}
+
+/// Reads what [`write_states`] wrote into empty tables, scheduling each key's timer. Returns the
+/// number of open windows read.
+///
+/// # Errors
+/// [`crate::CoreError::Snapshot`] on malformed bytes.
+pub fn read_states<S: KeyedState>(
+    layout: &Layout,
+    r: &mut Reader<'_>,
+    keys: &mut KeyTable<S>,
+    timers: &mut TimerIndex,
+) -> CoreResult<usize> {
+    let mut windows = 0;
+    for _ in 0..r.count()? {
+        let key = r.i64()?;
+        let st = S::read(layout, r)?;
+        windows += st.windows();
+        put(keys, timers, key, st);
+    }
+    Ok(windows)
+}
+
+/// Inserts a key that is not in the table, with its timer.
+fn put<S: KeyedState>(keys: &mut KeyTable<S>, timers: &mut TimerIndex, key: i64, st: S) {
+    let timer = st.timer();
+    let slot = keys.slot_or_insert_with(key, move || st);
+    if timer != i64::MAX {
+        let seq = timers.push(timer, slot, key);
+        keys.state_mut(slot).set_timer_seq(seq);
+    }
+}
+
+/// Writes the keys in `changed` (then clears it), in key order: each with its current state, or
+/// as removed.
+pub fn write_changes<S: KeyedState>(keys: &KeyTable<S>, changed: &mut FxHashSet<i64>, w: &mut Writer) {
+    let mut list: Vec<i64> = changed.drain().collect();
+    list.sort_unstable();
+    w.count(list.len());
+    for key in list {
+        w.i64(key);
+        match keys.slot_of(key).and_then(|slot| keys.get(slot, key)) {
+            Some(st) => {
+                w.u8(1);
+                st.write(w);
+            }
+            None => w.u8(0),
+        }
+    }
+}
+
+/// Applies changes written by [`write_changes`]; returns the change in open windows.
+///
+/// # Errors
+/// [`crate::CoreError::Snapshot`] on malformed bytes.
+pub fn apply_changes<S: KeyedState>(
+    layout: &Layout,
+    r: &mut Reader<'_>,
+    keys: &mut KeyTable<S>,
+    timers: &mut TimerIndex,
+) -> CoreResult<isize> {
+    let mut delta = 0isize;
+    for _ in 0..r.count()? {
+        let key = r.i64()?;
+        if let Some(slot) = keys.slot_of(key) {
+            delta -= keys.get(slot, key).map_or(0, |st| st.windows()).cast_signed();
+            keys.remove(slot); // its timer entries go stale
+        }
+        if r.u8()? == 1 {
+            let st = S::read(layout, r)?;
+            delta += st.windows().cast_signed();
+            put(keys, timers, key, st);
+        }
+    }
+    Ok(delta)
+}
 
 /// Per-key state `S` stored in dense, reusable slots.
 #[derive(Debug, Clone)]

@@ -12,9 +12,10 @@
 
 use smallvec::SmallVec;
 
-use super::keys::KeyTable;
+use rustc_hash::FxHashSet;
+
+use super::keys::{apply_changes, read_states, write_changes, write_states, KeyTable, KeyedState};
 use super::output::{EmitKind, Output};
-use super::sliding::{read_live_timers, write_live_timers};
 use super::timers::TimerIndex;
 use super::{EmitMode, Rules};
 use crate::aggregate::{Acc, Layout};
@@ -70,13 +71,21 @@ pub struct SessionWindows {
     keys: KeyTable<KeyState>,
     timers: TimerIndex,
     sessions: usize,
+    /// Keys changed since the last `write_changes`, when tracking.
+    changed: Option<FxHashSet<i64>>,
 }
 
 impl SessionWindows {
     /// Empty state for sessions with inactivity `gap`.
     #[must_use]
     pub fn new(gap: i64) -> Self {
-        SessionWindows { gap, keys: KeyTable::default(), timers: TimerIndex::default(), sessions: 0 }
+        SessionWindows {
+            gap,
+            keys: KeyTable::default(),
+            timers: TimerIndex::default(),
+            sessions: 0,
+            changed: None,
+        }
     }
 
     /// Adds the event at `row`; `wm` is the watermark before it. Returns `false` when late.
@@ -103,6 +112,9 @@ impl SessionWindows {
             return false;
         }
         let slot = self.keys.slot_or_insert_with(key, KeyState::new);
+        if let Some(changed) = &mut self.changed {
+            changed.insert(key);
+        }
         let st = self.keys.state_mut(slot);
         let lo = st.sessions.iter().position(|s| s.end >= start).unwrap_or(st.sessions.len());
         let hi = lo + st.sessions[lo..].iter().take_while(|s| s.start <= end).count();
@@ -169,6 +181,9 @@ impl SessionWindows {
                 if st.timer_seq != seq {
                     continue;
                 }
+                if let Some(changed) = &mut self.changed {
+                    changed.insert(key);
+                }
                 for s in st.sessions.iter_mut().filter(|s| !s.closed && s.end - 1 <= time) {
                     let kind = if s.emitted { EmitKind::Update } else { EmitKind::Final };
                     out.push(layout, key, (s.start, s.end), kind, &s.acc);
@@ -224,21 +239,14 @@ impl SessionWindows {
         self.keys.table_bytes() + heap + self.timers.len() * 24
     }
 
-    /// Writes keys, sessions and live timers in firing order.
+    /// Starts (or stops) recording which keys change, for [`SessionWindows::write_changes`].
+    pub fn track_changes(&mut self, on: bool) {
+        self.changed = on.then(FxHashSet::default);
+    }
+
+    /// Writes every key's state.
     pub fn write(&self, w: &mut Writer) {
-        w.count(self.keys.len());
-        for (_, key, st) in self.keys.iter() {
-            w.i64(key);
-            w.i64(st.timer);
-            w.count(st.sessions.len());
-            for s in &st.sessions {
-                w.i64(s.start);
-                w.i64(s.end);
-                w.u8(u8::from(s.emitted) | u8::from(s.closed) << 1 | u8::from(s.triggered) << 2);
-                Layout::write_acc(&s.acc, w);
-            }
-        }
-        write_live_timers(&self.timers, w, |slot, key| self.keys.get(slot, key).map(|st| st.timer_seq));
+        write_states(&self.keys, w);
     }
 
     /// Reads what [`SessionWindows::write`] wrote.
@@ -247,26 +255,67 @@ impl SessionWindows {
     /// [`crate::CoreError::Snapshot`] on malformed bytes.
     pub fn read(gap: i64, layout: &Layout, r: &mut Reader<'_>) -> CoreResult<Self> {
         let mut op = SessionWindows::new(gap);
-        for _ in 0..r.count()? {
-            let key = r.i64()?;
-            let slot = op.keys.slot_or_insert_with(key, KeyState::new);
-            let st = op.keys.state_mut(slot);
-            st.timer = r.i64()?;
-            for _ in 0..r.count()? {
-                let (start, end, flags) = (r.i64()?, r.i64()?, r.u8()?);
-                let acc = layout.read_acc(r)?;
-                st.sessions.push(Session {
-                    start,
-                    end,
-                    acc,
-                    emitted: flags & 1 != 0,
-                    closed: flags & 2 != 0,
-                    triggered: flags & 4 != 0,
-                });
-                op.sessions += 1;
-            }
-        }
-        read_live_timers(r, &mut op.timers, &mut op.keys, |st, seq| st.timer_seq = seq)?;
+        op.sessions = read_states(layout, r, &mut op.keys, &mut op.timers)?;
         Ok(op)
+    }
+
+    /// Writes the keys changed since the last call (tracking must be on).
+    pub fn write_changes(&mut self, w: &mut Writer) {
+        let mut changed = self.changed.take().unwrap_or_default();
+        write_changes(&self.keys, &mut changed, w);
+        self.changed = Some(changed);
+    }
+
+    /// Applies changes written by [`SessionWindows::write_changes`].
+    ///
+    /// # Errors
+    /// [`crate::CoreError::Snapshot`] on malformed bytes.
+    pub fn apply_changes(&mut self, layout: &Layout, r: &mut Reader<'_>) -> CoreResult<()> {
+        let delta = apply_changes(layout, r, &mut self.keys, &mut self.timers)?;
+        self.sessions = self.sessions.saturating_add_signed(delta);
+        Ok(())
+    }
+}
+
+impl KeyedState for KeyState {
+    fn write(&self, w: &mut Writer) {
+        w.i64(self.timer);
+        w.count(self.sessions.len());
+        for s in &self.sessions {
+            w.i64(s.start);
+            w.i64(s.end);
+            w.u8(u8::from(s.emitted) | u8::from(s.closed) << 1 | u8::from(s.triggered) << 2);
+            Layout::write_acc(&s.acc, w);
+        }
+    }
+
+    fn read(layout: &Layout, r: &mut Reader<'_>) -> CoreResult<Self> {
+        let mut st = KeyState::new();
+        st.timer = r.i64()?;
+        for _ in 0..r.count()? {
+            let (start, end, flags) = (r.i64()?, r.i64()?, r.u8()?);
+            let acc = layout.read_acc(r)?;
+            st.sessions.push(Session {
+                start,
+                end,
+                acc,
+                emitted: flags & 1 != 0,
+                closed: flags & 2 != 0,
+                triggered: flags & 4 != 0,
+            });
+        }
+        Ok(st)
+    }
+
+    fn timer(&self) -> i64 {
+        self.timer
+    }
+
+    fn set_timer_seq(&mut self, seq: u64) {
+        self.timer_seq = seq;
+    }
+
+    fn windows(&self) -> usize {
+        self.sessions.len()
     }
 }

@@ -15,7 +15,9 @@ use std::collections::VecDeque;
 
 use smallvec::SmallVec;
 
-use super::keys::KeyTable;
+use rustc_hash::FxHashSet;
+
+use super::keys::{apply_changes, read_states, write_changes, write_states, KeyTable, KeyedState};
 use super::output::{EmitKind, Output};
 use super::timers::TimerIndex;
 use super::{EmitMode, Geometry, Rules};
@@ -85,6 +87,8 @@ pub struct SlidingWindows {
     panes: usize,
     /// `resolve_slots` created key states that `end_batch` must check.
     created: bool,
+    /// Keys changed since the last `write_changes`, when tracking.
+    changed: Option<FxHashSet<i64>>,
 }
 
 impl SlidingWindows {
@@ -98,6 +102,7 @@ impl SlidingWindows {
             scratch: layout.new_acc(),
             panes: 0,
             created: false,
+            changed: None,
         }
     }
 
@@ -179,6 +184,9 @@ impl SlidingWindows {
             Some(s) if self.keys.get(s, key).is_some() => s,
             _ => self.keys.slot_or_insert_with(key, KeyState::new),
         };
+        if let Some(changed) = &mut self.changed {
+            changed.insert(key);
+        }
         let st = self.keys.state_mut(slot);
         let mut idx = st.panes.len();
         while idx > 0 && st.panes[idx - 1].start > ps {
@@ -258,6 +266,9 @@ impl SlidingWindows {
                 if st.timer_seq != seq {
                     continue;
                 }
+                if let Some(changed) = &mut self.changed {
+                    changed.insert(key);
+                }
                 st.timer = i64::MAX;
                 if st.next_end != i64::MAX && st.next_end - 1 <= time {
                     let end = st.next_end;
@@ -320,22 +331,14 @@ impl SlidingWindows {
         self.keys.table_bytes() + heap + self.timers.len() * 24
     }
 
-    /// Writes keys, panes and live timers in firing order.
+    /// Starts (or stops) recording which keys change, for [`SlidingWindows::write_changes`].
+    pub fn track_changes(&mut self, on: bool) {
+        self.changed = on.then(FxHashSet::default);
+    }
+
+    /// Writes every key's state.
     pub fn write(&self, w: &mut Writer) {
-        w.count(self.keys.len());
-        for (_, key, st) in self.keys.iter() {
-            w.i64(key);
-            w.i64(st.next_end);
-            w.i64(st.timer);
-            w.count(st.triggered.len());
-            st.triggered.iter().for_each(|&e| w.i64(e));
-            w.count(st.panes.len());
-            for pane in &st.panes {
-                w.i64(pane.start);
-                Layout::write_acc(&pane.acc, w);
-            }
-        }
-        write_live_timers(&self.timers, w, |slot, key| self.keys.get(slot, key).map(|st| st.timer_seq));
+        write_states(&self.keys, w);
     }
 
     /// Reads what [`SlidingWindows::write`] wrote.
@@ -344,59 +347,64 @@ impl SlidingWindows {
     /// [`crate::CoreError::Snapshot`] on malformed bytes.
     pub fn read(geo: Geometry, layout: &Layout, r: &mut Reader<'_>) -> CoreResult<Self> {
         let mut op = SlidingWindows::new(geo, layout);
-        for _ in 0..r.count()? {
-            let key = r.i64()?;
-            let slot = op.keys.slot_or_insert_with(key, KeyState::new);
-            let st = op.keys.state_mut(slot);
-            st.next_end = r.i64()?;
-            st.timer = r.i64()?;
-            for _ in 0..r.count()? {
-                st.triggered.push(r.i64()?);
-            }
-            for _ in 0..r.count()? {
-                let start = r.i64()?;
-                st.panes.push_back(Pane { start, acc: layout.read_acc(r)? });
-                op.panes += 1;
-            }
-        }
-        read_live_timers(r, &mut op.timers, &mut op.keys, |st, seq| st.timer_seq = seq)?;
+        op.panes = read_states(layout, r, &mut op.keys, &mut op.timers)?;
         Ok(op)
     }
-}
 
-/// Writes the live timer entries (the key still holds their sequence number) in firing order.
-pub(crate) fn write_live_timers(
-    timers: &TimerIndex,
-    w: &mut Writer,
-    live_seq: impl Fn(u32, i64) -> Option<u64>,
-) {
-    let live: Vec<(i64, i64)> = timers
-        .iter()
-        .filter(|&(_, (slot, key, seq))| live_seq(slot, key) == Some(seq))
-        .map(|(time, (_, key, _))| (time, key))
-        .collect();
-    w.count(live.len());
-    for (time, key) in live {
-        w.i64(time);
-        w.i64(key);
+    /// Writes the keys changed since the last call (tracking must be on).
+    pub fn write_changes(&mut self, w: &mut Writer) {
+        let mut changed = self.changed.take().unwrap_or_default();
+        write_changes(&self.keys, &mut changed, w);
+        self.changed = Some(changed);
+    }
+
+    /// Applies changes written by [`SlidingWindows::write_changes`].
+    ///
+    /// # Errors
+    /// [`crate::CoreError::Snapshot`] on malformed bytes.
+    pub fn apply_changes(&mut self, layout: &Layout, r: &mut Reader<'_>) -> CoreResult<()> {
+        let delta = apply_changes(layout, r, &mut self.keys, &mut self.timers)?;
+        self.panes = self.panes.saturating_add_signed(delta);
+        Ok(())
     }
 }
 
-/// Reads timers written by [`write_live_timers`] into `timers`, resolving keys to their slots
-/// in `keys` and handing each key's state its new sequence number.
-pub(crate) fn read_live_timers<S>(
-    r: &mut Reader<'_>,
-    timers: &mut TimerIndex,
-    keys: &mut KeyTable<S>,
-    set_seq: impl Fn(&mut S, u64),
-) -> CoreResult<()> {
-    for _ in 0..r.count()? {
-        let time = r.i64()?;
-        let key = r.i64()?;
-        let slot = keys
-            .slot_of(key)
-            .ok_or_else(|| crate::CoreError::Snapshot(format!("timer for key {key}, which has no state")))?;
-        set_seq(keys.state_mut(slot), timers.push(time, slot, key));
+impl KeyedState for KeyState {
+    fn write(&self, w: &mut Writer) {
+        w.i64(self.next_end);
+        w.i64(self.timer);
+        w.count(self.triggered.len());
+        self.triggered.iter().for_each(|&e| w.i64(e));
+        w.count(self.panes.len());
+        for pane in &self.panes {
+            w.i64(pane.start);
+            Layout::write_acc(&pane.acc, w);
+        }
     }
-    Ok(())
+
+    fn read(layout: &Layout, r: &mut Reader<'_>) -> CoreResult<Self> {
+        let mut st = KeyState::new();
+        st.next_end = r.i64()?;
+        st.timer = r.i64()?;
+        for _ in 0..r.count()? {
+            st.triggered.push(r.i64()?);
+        }
+        for _ in 0..r.count()? {
+            let start = r.i64()?;
+            st.panes.push_back(Pane { start, acc: layout.read_acc(r)? });
+        }
+        Ok(st)
+    }
+
+    fn timer(&self) -> i64 {
+        self.timer
+    }
+
+    fn set_timer_seq(&mut self, seq: u64) {
+        self.timer_seq = seq;
+    }
+
+    fn windows(&self) -> usize {
+        self.panes.len()
+    }
 }

@@ -1,0 +1,205 @@
+"""The state changelog: per input partition, snapshots and change records in a Kafka topic.
+
+Each commit writes, for every input partition whose state changed, either the keys that
+changed since the previous commit (``Engine.take_changes``) or, once those add up to more
+than the state itself, a full snapshot. Records older than the latest committed snapshot are
+deleted (``delete_records``), so restoring reads one snapshot plus the changes after it:
+bounded by the state's size, never by the history.
+
+Payloads larger than one Kafka record are cut into chunks. A record's value is a frame::
+
+    b"FSCL" | kind (b"S" snapshot, b"C" changes) | seq u64 | chunk u32 | chunks u32 | payload
+
+all little-endian. Frames are written inside the processing transaction, so a
+``read_committed`` restore sees exactly the state of the last commit.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import struct
+import time
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from fraudstream.errors import StreamError
+
+log = logging.getLogger(__name__)
+
+MAGIC = b"FSCL"
+HEADER = struct.Struct("<4scQII")
+SNAPSHOT, CHANGES = b"S", b"C"
+CHUNK_BYTES = 512 * 1024
+
+
+@dataclass
+class PartitionLog:
+    """What the writer knows of one partition's changelog."""
+
+    seq: int = 0
+    changes_bytes: int = 0
+    """Bytes of change records since the latest snapshot."""
+    snapshot_bytes: int = 0
+    has_snapshot: bool = False
+    snapshot_offset: int | None = None
+    """Offset of the first chunk of the latest snapshot, once delivered."""
+
+
+@dataclass
+class Restored:
+    """The state of one partition read back from its changelog."""
+
+    snapshot: bytes | None = None
+    changes: list[bytes] = field(default_factory=list)
+    last_seq: int = -1
+    bytes_read: int = 0
+    records_read: int = 0
+
+
+def frames(kind: bytes, seq: int, payload: bytes) -> list[bytes]:
+    """``payload`` as one or more frames."""
+    chunks = [payload[i : i + CHUNK_BYTES] for i in range(0, len(payload), CHUNK_BYTES)] or [b""]
+    return [HEADER.pack(MAGIC, kind, seq, i, len(chunks)) + c for i, c in enumerate(chunks)]
+
+
+class ChangelogWriter:
+    """Writes snapshots or changes of a partition's engine inside the open transaction."""
+
+    def __init__(self, producer: Producer, topic: str, snapshot_min_bytes: int = 1 << 20) -> None:
+        self.producer, self.topic = producer, topic
+        self.snapshot_min_bytes = snapshot_min_bytes
+        self.logs: dict[int, PartitionLog] = {}
+
+    def write(
+        self, partition: int, snapshot: Callable[[], bytes], changes: Callable[[], bytes], state_bytes: int
+    ) -> None:
+        """Writes the partition's changes, or a snapshot when the changes since the last one
+        exceed the state's size (or there is none yet)."""
+        plog = self.logs.setdefault(partition, PartitionLog())
+        plog.seq += 1
+        if not plog.has_snapshot or plog.changes_bytes > max(
+            plog.snapshot_bytes, state_bytes, self.snapshot_min_bytes
+        ):
+            payload = snapshot()
+            changes()  # the snapshot includes them
+            kind = SNAPSHOT
+            plog.has_snapshot, plog.snapshot_bytes, plog.changes_bytes = True, len(payload), 0
+        else:
+            payload = changes()
+            kind = CHANGES
+            plog.changes_bytes += len(payload)
+        for i, frame in enumerate(frames(kind, plog.seq, payload)):
+            on_delivery = None
+            if kind == SNAPSHOT and i == 0:
+                plog.snapshot_offset = None
+
+                def on_delivery(err: KafkaError | None, msg: Message, plog: PartitionLog = plog) -> None:
+                    if err is None:
+                        plog.snapshot_offset = msg.offset()
+
+            self.producer.produce(
+                self.topic, value=frame, key=kind, partition=partition, on_delivery=on_delivery
+            )
+
+    def truncate(self, admin: AdminClient) -> None:
+        """Deletes the records before each partition's latest committed snapshot."""
+        targets = [
+            TopicPartition(self.topic, p, plog.snapshot_offset)
+            for p, plog in self.logs.items()
+            if plog.snapshot_offset
+        ]
+        for plog in self.logs.values():
+            plog.snapshot_offset = None
+        if targets:
+            for tp, future in admin.delete_records(targets).items():
+                future.add_done_callback(functools.partial(_log_failure, tp=tp))
+
+    def forget(self, partition: int) -> None:
+        self.logs.pop(partition, None)
+
+
+def _log_failure(future: Future[object], tp: TopicPartition) -> None:
+    exc = future.exception()
+    if exc is not None:
+        log.warning("could not truncate changelog %s[%d]: %s", tp.topic, tp.partition, exc)
+
+
+def read_changelog(
+    client: dict[str, object], topic: str, group: str, partitions: list[int], timeout: float = 60.0
+) -> dict[int, Restored]:
+    """The committed snapshot and later changes of each partition (empty when none)."""
+    reader = Consumer(
+        {
+            **client,
+            "group.id": group,
+            "isolation.level": "read_committed",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
+    )
+    restored = {p: Restored() for p in partitions}
+    try:
+        assignment, pending = [], set()
+        for p in partitions:
+            low, high = _watermarks(reader, TopicPartition(topic, p), timeout)
+            if high > low:
+                assignment.append(TopicPartition(topic, p, low))
+                pending.add(p)
+        if not assignment:
+            return restored
+        reader.assign(assignment)
+        partial: dict[int, dict[tuple[bytes, int], list[bytes | None]]] = {p: {} for p in partitions}
+        deadline = time.monotonic() + timeout
+        while pending:
+            if time.monotonic() > deadline:
+                raise StreamError(f"timed out restoring changelog partitions {sorted(pending)}")
+            for m in reader.consume(num_messages=1_000, timeout=0.2):
+                err = m.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        pending.discard(m.partition() or 0)
+                        continue
+                    raise KafkaException(err)
+                part = m.partition()
+                value = m.value()
+                if part is None or value is None or len(value) < HEADER.size or value[:4] != MAGIC:
+                    continue
+                p = part
+                r = restored[p]
+                r.records_read += 1
+                r.bytes_read += len(value)
+                _, kind, seq, index, count = HEADER.unpack_from(value)
+                parts = partial[p].setdefault((kind, seq), [None] * count)
+                parts[index] = value[HEADER.size :]
+                if all(c is not None for c in parts):
+                    payload = b"".join(c for c in parts if c is not None)
+                    del partial[p][(kind, seq)]
+                    if kind == SNAPSHOT:
+                        r.snapshot, r.changes = payload, []
+                    elif r.snapshot is not None:
+                        r.changes.append(payload)
+                    r.last_seq = max(r.last_seq, seq)
+    finally:
+        reader.close()
+    return restored
+
+
+def _watermarks(reader: Consumer, tp: TopicPartition, timeout: float) -> tuple[int, int]:
+    for attempt in range(20):
+        try:
+            low_high: tuple[int, int] = reader.get_watermark_offsets(tp, timeout=timeout)
+            return low_high
+        except KafkaException as exc:
+            code = exc.args[0].code()
+            if (
+                code not in (KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE)
+                and not exc.args[0].retriable()
+            ):
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    raise StreamError(f"no leader for {tp.topic}[{tp.partition}]")
