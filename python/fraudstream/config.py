@@ -57,6 +57,8 @@ class KafkaSection:
     alert_commit_min_interval_ms: int = 10
     """After an alert, commit as soon as this long has passed since the previous commit."""
     consume_batch: int = 5_000
+    poll_timeout_ms: int = 10
+    """Longest wait for a batch to fill: bounds the latency a quiet stream adds."""
     changelog_snapshot_min_bytes: int = 1 << 20
     """A partition's changelog gets a new full snapshot once the changes written since the last
     one exceed the state's size and this many bytes; older records are then deleted."""

@@ -47,6 +47,7 @@ from fraudstream.windows import EmitKind, WindowedAggregation, hopping
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+MAX_ABORTS_IN_A_ROW = 5
 DLQ_VALUE_PREFIX_BYTES = 1_024
 
 
@@ -68,9 +69,24 @@ class RunStats:
     restore_ms: float = 0.0
     restore_bytes: int = 0
     commit_ms: list[float] = field(default_factory=list)
+    first_input_at: float | None = None
+    """Monotonic time of the first record consumed (start-up and group join excluded)."""
+    last_commit_at: float | None = None
+
+    @property
+    def processing_seconds(self) -> float:
+        """From the first record consumed to the last commit."""
+        if self.first_input_at is None or self.last_commit_at is None:
+            return 0.0
+        return max(self.last_commit_at - self.first_input_at, 1e-9)
 
     def as_dict(self) -> dict[str, Any]:
-        d = {k: v for k, v in self.__dict__.items() if k != "commit_ms"}
+        d = {
+            k: v
+            for k, v in self.__dict__.items()
+            if k not in ("commit_ms", "first_input_at", "last_commit_at")
+        }
+        d["processing_seconds"] = self.processing_seconds
         if self.commit_ms:
             d["commit_ms_p50"] = float(np.percentile(self.commit_ms, 50))
             d["commit_ms_p99"] = float(np.percentile(self.commit_ms, 99))
@@ -92,8 +108,17 @@ def make_rule_engine(config: Config) -> WindowedAggregation:
 
 
 def client_config(config: Config) -> dict[str, Any]:
-    """Settings shared by every client: bootstrap plus the pass-through ``[kafka.client]``."""
-    return {"bootstrap.servers": config.kafka.bootstrap_servers, **config.kafka.client}
+    """Settings shared by every client: bootstrap, error logging, and the pass-through
+    ``[kafka.client]`` (security settings)."""
+    return {
+        "bootstrap.servers": config.kafka.bootstrap_servers,
+        "error_cb": _log_client_error,
+        **config.kafka.client,
+    }
+
+
+def _log_client_error(err: KafkaError) -> None:
+    (log.error if err.fatal() else log.warning)("Kafka client error: %s", err)
 
 
 def ensure_topics(config: Config, timeout: float = 30.0) -> int:
@@ -156,6 +181,7 @@ class KafkaPipeline:
         self._in_txn = False
         self._last_commit = time.monotonic()
         self._stop = False
+        self._aborts_in_a_row = 0
         k = config.kafka
         common = client_config(config)
         self.consumer = Consumer(
@@ -167,15 +193,25 @@ class KafkaPipeline:
                 "auto.offset.reset": "earliest",
                 "session.timeout.ms": k.session_timeout_ms,
                 "enable.partition.eof": False,
+                # large fetches: the loop takes thousands of records per call
+                "max.partition.fetch.bytes": 8 << 20,
+                "fetch.max.bytes": 64 << 20,
             }
+        )
+        transactional = (
+            {
+                "transactional.id": f"{k.group_id}-{k.instance_id}",
+                "transaction.timeout.ms": k.transaction_timeout_ms,
+            }
+            if k.exactly_once
+            else {}
         )
         self.producer = Producer(
             {
                 **common,
-                "transactional.id": f"{k.group_id}-{k.instance_id}",
+                **transactional,
                 "enable.idempotence": True,
                 "linger.ms": 2,
-                "transaction.timeout.ms": k.transaction_timeout_ms,
                 "message.max.bytes": max(2 * config.decode.max_record_bytes, 1 << 20),
             }
         )
@@ -200,10 +236,12 @@ class KafkaPipeline:
         began = last_input = time.monotonic()
         try:
             while not self._stop:
-                msgs = self.consumer.consume(num_messages=k.consume_batch, timeout=0.05)
+                msgs = self.consumer.consume(num_messages=k.consume_batch, timeout=k.poll_timeout_ms / 1000)
                 now = time.monotonic()
                 if msgs:
                     last_input = now
+                    if self.stats.first_input_at is None:
+                        self.stats.first_input_at = now
                     self._process(msgs)
                 if self._commit_due(now):
                     self._commit()
@@ -337,6 +375,7 @@ class KafkaPipeline:
         self._committed(began)
 
     def _committed(self, began: float) -> None:
+        self._aborts_in_a_row = 0
         self.changelog.truncate(self.admin)
         self._in_txn = False
         self._dirty.clear()
@@ -345,6 +384,7 @@ class KafkaPipeline:
         self._last_commit = time.monotonic()
         self.stats.commits += 1
         self.stats.commit_ms.append((self._last_commit - began) * 1000)
+        self.stats.last_commit_at = self._last_commit
 
     def _on_commit_error(self, exc: KafkaException) -> None:
         err: KafkaError = exc.args[0]
@@ -368,6 +408,12 @@ class KafkaPipeline:
                 raise FencedError(str(exc.args[0])) from exc
         self._in_txn = False
         self.stats.aborts += 1
+        self._aborts_in_a_row += 1
+        if self._aborts_in_a_row > MAX_ABORTS_IN_A_ROW:
+            raise StreamError(
+                f"{self._aborts_in_a_row} transactions in a row had to abort; the last error repeats "
+                "on the same input, so the instance stops instead of looping"
+            )
         assigned = self.consumer.assignment()
         committed = self.consumer.committed(assigned, timeout=30) if assigned else []
         for tp in committed:
