@@ -155,9 +155,19 @@ def read_changelog(
         reader.assign(assignment)
         partial: dict[int, dict[tuple[bytes, int], list[bytes | None]]] = {p: {} for p in partitions}
         deadline = time.monotonic() + timeout
+        next_report = time.monotonic() + 1.0
         while pending:
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if now > deadline:
                 raise StreamError(f"timed out restoring changelog partitions {sorted(pending)}")
+            if now >= next_report:  # progress of a long restore
+                next_report = now + 1.0
+                log.info(
+                    "restoring: %d changelog records (%d bytes) read, partitions %s pending",
+                    sum(r.records_read for r in restored.values()),
+                    sum(r.bytes_read for r in restored.values()),
+                    sorted(pending),
+                )
             for m in reader.consume(num_messages=1_000, timeout=0.2):
                 err = m.error()
                 if err is not None:
