@@ -87,6 +87,9 @@ class DecodeSection:
     min_event_time_ms: int = 946_684_800_000  # 2000-01-01
     max_event_time_ms: int = 4_102_444_800_000  # 2100-01-01
     max_amount: float = 1e9
+    dedup_horizon: str = "0s"
+    """A transaction id seen again within this much event time is a duplicate: it goes to the
+    dead-letter topic and is counted. "0s" turns duplicate detection off."""
 
 
 @dataclass
@@ -135,6 +138,11 @@ class Config:
                 to_millis(getattr(self.rule, name), f"rule.{name}")
             except ConfigError as exc:
                 raise ConfigError(f"rule.{name}: {exc}") from None
+        try:
+            if to_millis(self.decode.dedup_horizon, "decode.dedup_horizon") < 0:
+                raise ConfigError("decode.dedup_horizon must be >= 0")
+        except ConfigError as exc:
+            raise ConfigError(f"decode.dedup_horizon: {exc}") from None
         if self.decode.max_record_bytes <= 0:
             raise ConfigError("decode.max_record_bytes must be > 0")
         if not 0 <= self.metrics.port < 65_536:

@@ -28,6 +28,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from confluent_kafka.admin import AdminClient
 
 from fraudstream.errors import StreamError
+from fraudstream.kafka.producing import produce_waiting
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +103,8 @@ class ChangelogWriter:
                     if err is None:
                         plog.snapshot_offset = msg.offset()
 
-            self.producer.produce(
-                self.topic, value=frame, key=kind, partition=partition, on_delivery=on_delivery
+            produce_waiting(
+                self.producer, self.topic, value=frame, key=kind, partition=partition, on_delivery=on_delivery
             )
 
     def truncate(self, admin: AdminClient) -> None:

@@ -41,8 +41,10 @@ from confluent_kafka.cimpl import NewTopic
 from fraudstream.config import Config
 from fraudstream.errors import StreamError
 from fraudstream.kafka.changelog import ChangelogWriter, PartitionLog, read_changelog
+from fraudstream.kafka.producing import produce_waiting
 from fraudstream.kafka.schema import decode_batch
-from fraudstream.windows import EmitKind, WindowedAggregation, hopping
+from fraudstream.kafka.state import PartitionState, make_dedup_engine
+from fraudstream.windows import EmitKind, WindowedAggregation, hopping, to_millis
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +65,16 @@ class RunStats:
     processed: int = 0
     dead_lettered: int = 0
     alerts: int = 0
+    duplicates: int = 0
+    """Records dropped as duplicates (they are also counted in ``dead_lettered``)."""
     commits: int = 0
     aborts: int = 0
     restores: int = 0
     restore_ms: float = 0.0
     restore_bytes: int = 0
     commit_ms: list[float] = field(default_factory=list)
+    backpressure_s: float = 0.0
+    """Time spent waiting for a full producer queue (a slow broker holding the input back)."""
     first_input_at: float | None = None
     """Monotonic time of the first record consumed (start-up and group join excluded)."""
     last_commit_at: float | None = None
@@ -173,7 +179,7 @@ class KafkaPipeline:
         self.config = config.validate()
         self.engine_factory = engine_factory or (lambda: make_rule_engine(self.config))
         self.stats = RunStats()
-        self.engines: dict[int, WindowedAggregation] = {}
+        self.states: dict[int, PartitionState] = {}
         self._positions: dict[int, int] = {}
         self._dirty: set[int] = set()
         self._uncommitted = 0
@@ -291,10 +297,22 @@ class KafkaPipeline:
         decoded = decode_batch(values, self.config.decode)
         for index, reason in zip(decoded.error_index.tolist(), decoded.error_reason, strict=True):
             self._dead_letter(msgs[index], reason)
-        engine = self.engines.get(partition)
-        if engine is None:  # assigned without callback (should not happen): start empty
-            engine = self.engines[partition] = self.engine_factory()
-        if len(decoded):
+        state = self.states.get(partition)
+        if state is None:  # assigned without callback (should not happen): start empty
+            state = self.states[partition] = self._new_state()
+        dups = state.duplicates(decoded.columns)
+        if len(dups):
+            for r in dups.tolist():
+                self._dead_letter(
+                    msgs[int(decoded.columns["source_index"][r])],
+                    f"duplicate txn_id within {self.config.decode.dedup_horizon}",
+                )
+            self.stats.duplicates += len(dups)
+            keep = np.ones(len(decoded), dtype=bool)
+            keep[dups] = False
+            decoded.columns = {k: v[keep] for k, v in decoded.columns.items()}
+        engine = state.rule
+        if len(decoded.columns["txn_id"]):
             out = engine.process(decoded.columns)
             alerts = out.select(out["kind"] == EmitKind.EARLY)
             cols = decoded.columns
@@ -304,7 +322,7 @@ class KafkaPipeline:
                 row["trigger_offset"] = msgs[src].offset()
                 row["partition"] = partition
                 row["rule"] = self.config.rule.alert_when
-                self.producer.produce(
+                self._send(
                     k.alerts_topic, key=str(row["key"]).encode(), value=alert_json(row), partition=partition
                 )
                 self.stats.alerts += 1
@@ -318,6 +336,9 @@ class KafkaPipeline:
         self._uncommitted += len(msgs)
         self.producer.poll(0)
 
+    def _send(self, topic: str, **kwargs: Any) -> None:
+        self.stats.backpressure_s += produce_waiting(self.producer, topic, **kwargs)
+
     def _dead_letter(self, msg: Message, reason: str) -> None:
         value = msg.value() or b""
         record = {
@@ -328,7 +349,7 @@ class KafkaPipeline:
             "size": len(value),
             "value": value[:DLQ_VALUE_PREFIX_BYTES].decode("utf-8", "replace"),
         }
-        self.producer.produce(
+        self._send(
             self.config.kafka.dead_letter_topic,
             key=msg.key(),
             value=json.dumps(record).encode(),
@@ -352,9 +373,9 @@ class KafkaPipeline:
         began = time.monotonic()
         self._begin()
         for partition in sorted(self._dirty):
-            engine = self.engines.get(partition)
-            if engine is not None:
-                self.changelog.write(partition, engine.snapshot, engine.changes, engine.state_size()["bytes"])
+            state = self.states.get(partition)
+            if state is not None:
+                self.changelog.write(partition, state.snapshot, state.changes, state.state_bytes())
         offsets = [TopicPartition(k.input_topic, p, off) for p, off in sorted(self._positions.items())]
         if not k.exactly_once:  # at-least-once: outputs durable first, then the offsets
             if self.producer.flush(30) > 0:
@@ -433,7 +454,7 @@ class KafkaPipeline:
         if self._uncommitted or self._in_txn:
             self._commit()
         for tp in partitions:
-            self.engines.pop(tp.partition, None)
+            self.states.pop(tp.partition, None)
             self._positions.pop(tp.partition, None)
             self.changelog.forget(tp.partition)
 
@@ -446,11 +467,20 @@ class KafkaPipeline:
                 log.warning("abort after losing partitions failed: %s", exc)
             self._in_txn = False
         for tp in partitions:
-            self.engines.pop(tp.partition, None)
+            self.states.pop(tp.partition, None)
             self._positions.pop(tp.partition, None)
             self.changelog.forget(tp.partition)
         self._dirty.clear()
         self._uncommitted = 0
+
+    def _new_state(self) -> PartitionState:
+        d = self.config.decode
+        dedup = None
+        if to_millis(d.dedup_horizon, "dedup_horizon") > 0:
+            dedup = make_dedup_engine(d.dedup_horizon, self.config.rule.out_of_orderness)
+        state = PartitionState(self.engine_factory(), dedup)
+        state.track_changes()
+        return state
 
     def _restore(self, partitions: list[int]) -> None:
         """Rebuilds the engines of ``partitions`` from their changelog: the latest committed
@@ -464,13 +494,10 @@ class KafkaPipeline:
         )
         for p in partitions:
             r = restored[p]
-            engine = self.engine_factory()
+            state = self._new_state()
             if r.snapshot is not None:
-                engine.restore(r.snapshot)
-                for changes in r.changes:
-                    engine.apply_changes(changes)
-            engine.track_changes(True)
-            self.engines[p] = engine
+                state.restore(r.snapshot, r.changes)
+            self.states[p] = state
             self.changelog.logs[p] = PartitionLog(
                 seq=max(r.last_seq, 0),
                 changes_bytes=sum(len(c) for c in r.changes),

@@ -1,0 +1,32 @@
+"""Producing with backpressure: when the producer's local queue is full (a slow or unavailable
+broker), wait for it to drain instead of failing, polling delivery reports in short slices.
+
+While the processing loop waits here it consumes nothing, so a slow sink holds the input back;
+librdkafka's own prefetch queue is bounded (``queued.max.messages.kbytes``), so memory stays
+bounded and nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from confluent_kafka import Producer
+
+log = logging.getLogger(__name__)
+
+
+def produce_waiting(producer: Producer, topic: str, **kwargs: Any) -> float:
+    """``producer.produce(topic, **kwargs)``, waiting while the local queue is full. Returns the
+    seconds spent waiting (0 when there was room)."""
+    waited_since = None
+    while True:
+        try:
+            producer.produce(topic, **kwargs)
+            return 0.0 if waited_since is None else time.monotonic() - waited_since
+        except BufferError:
+            if waited_since is None:
+                waited_since = time.monotonic()
+                log.debug("producer queue full: waiting for the broker")
+            producer.poll(0.05)
