@@ -85,7 +85,11 @@ def _run(args: argparse.Namespace) -> int:
     from fraudstream.kafka.pipeline import KafkaPipeline
 
     config = load_config(args.config)
+    if args.metrics_port is not None:
+        config.metrics.port = args.metrics_port
     pipeline = KafkaPipeline(config)
+    if pipeline.metrics.port:
+        logging.getLogger("fraudstream").info("metrics on http://127.0.0.1:%d/metrics", pipeline.metrics.port)
 
     def on_signal(signum: int, frame: object) -> None:
         logging.getLogger("fraudstream").info("signal %d: finishing the open transaction", signum)
@@ -160,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--idle-exit", type=float, default=None, help="exit after this many seconds without input"
     )
     run.add_argument("--max-seconds", type=float, default=None, help="exit after this many seconds")
+    run.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port")
     run.set_defaults(run=_run)
 
     prod = sub.add_parser("produce", help="load generator into a Kafka topic")
@@ -171,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     prod.add_argument("--partitions", type=int, default=6, help="partitions when the topic is created")
     prod.add_argument("--seed", type=int, default=0)
     prod.set_defaults(run=_produce)
+    from fraudstream.fraud.cli import register
+
+    register(sub)
     return parser
 
 

@@ -34,7 +34,15 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import numpy as np
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import (
+    TIMESTAMP_NOT_AVAILABLE,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
@@ -44,6 +52,7 @@ from fraudstream.kafka.changelog import ChangelogWriter, PartitionLog, read_chan
 from fraudstream.kafka.producing import produce_waiting
 from fraudstream.kafka.schema import decode_batch
 from fraudstream.kafka.state import PartitionState, make_dedup_engine
+from fraudstream.metrics import PipelineMetrics
 from fraudstream.windows import EmitKind, WindowedAggregation, hopping, to_millis
 
 log = logging.getLogger(__name__)
@@ -223,6 +232,8 @@ class KafkaPipeline:
         )
         self.changelog = ChangelogWriter(self.producer, k.changelog_topic, k.changelog_snapshot_min_bytes)
         self.admin = AdminClient(common)
+        self.metrics = PipelineMetrics(config.metrics.port)
+        self._next_gauges = 0.0
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -268,6 +279,7 @@ class KafkaPipeline:
         finally:
             self.consumer.close()
             self.producer.flush(10)
+            self.metrics.close()
         return self.stats
 
     # -- processing ---------------------------------------------------------------------------
@@ -327,17 +339,60 @@ class KafkaPipeline:
                 )
                 self.stats.alerts += 1
                 self._alerts_pending += 1
+                self.metrics.alerts.inc()
+                ts_type, ts = msgs[src].timestamp()
+                if ts_type != TIMESTAMP_NOT_AVAILABLE and ts > 0:
+                    self.metrics.alert_latency.observe(max(0.0, time.time() * 1000 - ts))
             for r in out.late_rows.tolist():  # the late side output goes to the dead-letter topic
                 self._dead_letter(msgs[int(cols["source_index"][r])], "event later than the allowed lateness")
         self.stats.consumed += len(msgs)
+        processed_before = self.stats.processed
         self.stats.processed = self.stats.consumed - self.stats.dead_lettered
+        self.metrics.consumed.inc(len(msgs))
+        self.metrics.processed.inc(self.stats.processed - processed_before)
         self._positions[partition] = _offset(msgs[-1]) + 1
         self._dirty.add(partition)
         self._uncommitted += len(msgs)
         self.producer.poll(0)
 
+    def _update_gauges(self) -> None:
+        """State size, watermarks and consumer lag (once a second: lag asks the client)."""
+        now_ms = time.time() * 1000
+        keys = windows = nbytes = 0
+        for p, state in self.states.items():
+            size = state.rule.state_size()
+            keys, windows, nbytes = (
+                keys + size["keys"],
+                windows + size["windows"],
+                nbytes + state.state_bytes(),
+            )
+            wm = state.rule.watermark
+            if wm is not None:
+                self.metrics.watermark.labels(p).set(wm)
+                self.metrics.watermark_lag.labels(p).set(now_ms - wm)
+            position = self._positions.get(p)
+            if position is not None:
+                try:
+                    _, high = self.consumer.get_watermark_offsets(
+                        TopicPartition(self.config.kafka.input_topic, p), cached=True
+                    )
+                    self.metrics.lag.labels(p).set(max(0, high - position))
+                except KafkaException:
+                    pass  # lag is informative; never fail processing for it
+        self.metrics.keys.set(keys)
+        self.metrics.windows.set(windows)
+        self.metrics.state_bytes.set(nbytes)
+
+    def snapshot_metrics(self) -> dict[str, Any]:
+        """The current metrics as a dict (the same figures the HTTP endpoint serves)."""
+        self._update_gauges()
+        return self.metrics.snapshot()
+
     def _send(self, topic: str, **kwargs: Any) -> None:
-        self.stats.backpressure_s += produce_waiting(self.producer, topic, **kwargs)
+        waited = produce_waiting(self.producer, topic, **kwargs)
+        if waited:
+            self.stats.backpressure_s += waited
+            self.metrics.backpressure.inc(waited)
 
     def _dead_letter(self, msg: Message, reason: str) -> None:
         value = msg.value() or b""
@@ -356,6 +411,7 @@ class KafkaPipeline:
             partition=_partition(msg),
         )
         self.stats.dead_lettered += 1
+        self.metrics.dead_lettered.inc()
 
     def _commit_due(self, now: float) -> bool:
         if not self._uncommitted:
@@ -406,6 +462,11 @@ class KafkaPipeline:
         self.stats.commits += 1
         self.stats.commit_ms.append((self._last_commit - began) * 1000)
         self.stats.last_commit_at = self._last_commit
+        self.metrics.commits.inc()
+        self.metrics.commit_latency.observe((self._last_commit - began) * 1000)
+        if self._last_commit >= self._next_gauges:
+            self._next_gauges = self._last_commit + 1.0
+            self._update_gauges()
 
     def _on_commit_error(self, exc: KafkaException) -> None:
         err: KafkaError = exc.args[0]
@@ -429,6 +490,7 @@ class KafkaPipeline:
                 raise FencedError(str(exc.args[0])) from exc
         self._in_txn = False
         self.stats.aborts += 1
+        self.metrics.aborts.inc()
         self._aborts_in_a_row += 1
         if self._aborts_in_a_row > MAX_ABORTS_IN_A_ROW:
             raise StreamError(

@@ -1,0 +1,69 @@
+"""The Prometheus endpoint of `fraudstream run`, scraped over HTTP during a real run."""
+
+from __future__ import annotations
+
+import re
+import socket
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+
+import pytest
+from eos_helpers import make_config, produce, stream_with_bursts
+
+from fraudstream.kafka.pipeline import KafkaPipeline
+
+pytestmark = pytest.mark.kafka
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def scrape(port: int) -> dict[str, float]:
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    out = {}
+    for line in text.splitlines():
+        m = re.match(r"^([a-zA-Z_:][\w:]*(?:\{[^}]*\})?) ([-+\d.eEinfa]+)$", line)
+        if m:
+            out[m.group(1)] = float(m.group(2))
+    return out
+
+
+def test_metrics_endpoint_moves_during_a_run(
+    kafka_bootstrap: str, kafka_topic_factory: Callable[..., str]
+) -> None:
+    topic = kafka_topic_factory(2)
+    config = make_config(kafka_bootstrap, topic, consume_batch=200, commit_interval_ms=20)
+    config.metrics.port = free_port()
+    records = stream_with_bursts(20_000, seed=8, bursts=10)
+    feeder = threading.Thread(target=produce, args=(kafka_bootstrap, topic, records, 5_000.0))
+    pipeline = KafkaPipeline(config)
+    runner = threading.Thread(target=pipeline.run, kwargs={"idle_exit_s": 3.0, "max_seconds": 120})
+    runner.start()
+    feeder.start()
+    samples = []
+    deadline = time.monotonic() + 60
+    while runner.is_alive() and time.monotonic() < deadline and len(samples) < 3:
+        time.sleep(1.0)
+        got = scrape(config.metrics.port)
+        if got.get("fraudstream_events_consumed_total", 0) > 0:
+            samples.append(got)
+    feeder.join()
+    runner.join(120)
+    assert len(samples) >= 2, "the endpoint answered during the run"
+    first, last = samples[0], samples[-1]
+    assert last["fraudstream_events_consumed_total"] > first["fraudstream_events_consumed_total"]
+    assert last["fraudstream_commits_total"] > first["fraudstream_commits_total"]
+    assert last["fraudstream_commit_latency_ms_count"] >= last["fraudstream_commits_total"] - 1
+    assert last["fraudstream_state_keys"] > 0
+    assert any(k.startswith("fraudstream_watermark_ms{") for k in last)
+    assert any(k.startswith("fraudstream_consumer_lag{") for k in last)
+    final = pipeline.metrics.snapshot()
+    assert final["fraudstream_events_consumed_total"] == len(records)
+    assert final["fraudstream_alerts_total"] == pipeline.stats.alerts > 0
+    assert final["fraudstream_event_to_alert_latency_ms_count"] == pipeline.stats.alerts
