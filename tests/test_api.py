@@ -309,3 +309,20 @@ def test_trigger_rows_name_the_event_that_emitted_each_row() -> None:
     finals = out.select(out["kind"] == EmitKind.FINAL)
     assert set(finals.trigger_rows.tolist()) == {3}, "row 3 moved the watermark past those windows"
     assert agg.flush().trigger_rows.tolist() == [-1, -1], "flush, not an input row, emitted these"
+
+
+def test_restore_keeps_recording_changes_for_the_changelog() -> None:
+    """A changelog written after a restore must hold every change made after it."""
+    agg = make()
+    agg.track_changes()
+    agg.process(batch(4))
+    snap = agg.snapshot()
+    agg.changes()
+    restored = make()
+    restored.track_changes()
+    restored.restore(snap)
+    restored.process(batch(4, start=20))
+    rebuilt = make()
+    rebuilt.restore(snap)
+    rebuilt.apply_changes(restored.changes())
+    assert rebuilt.snapshot() == restored.snapshot()

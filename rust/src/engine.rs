@@ -338,6 +338,15 @@ impl Engine {
         Ok(engine)
     }
 
+    /// Whether changes are being recorded.
+    #[must_use]
+    pub fn tracks_changes(&self) -> bool {
+        match &self.op {
+            Operator::Sliding(op) => op.tracks_changes(),
+            Operator::Session(op) => op.tracks_changes(),
+        }
+    }
+
     /// Starts (or stops) recording which keys change, for [`Engine::take_changes`].
     pub fn track_changes(&mut self, on: bool) {
         match &mut self.op {

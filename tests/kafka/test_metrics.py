@@ -64,6 +64,8 @@ def test_metrics_endpoint_moves_during_a_run(
     assert any(k.startswith("fraudstream_watermark_ms{") for k in last)
     assert any(k.startswith("fraudstream_consumer_lag{") for k in last)
     final = pipeline.metrics.snapshot()
-    assert final["fraudstream_events_consumed_total"] == len(records)
-    assert final["fraudstream_alerts_total"] == pipeline.stats.alerts > 0
-    assert final["fraudstream_event_to_alert_latency_ms_count"] == pipeline.stats.alerts
+    # RunStats count committed results; Prometheus counts work done (redone after an abort too)
+    assert pipeline.stats.consumed == len(records)
+    assert final["fraudstream_events_consumed_total"] >= len(records)
+    assert final["fraudstream_alerts_total"] >= pipeline.stats.alerts > 0
+    assert final["fraudstream_event_to_alert_latency_ms_count"] == final["fraudstream_alerts_total"]

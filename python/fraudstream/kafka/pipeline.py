@@ -59,6 +59,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 MAX_ABORTS_IN_A_ROW = 5
+COMMITTED_COUNTS = ("consumed", "processed", "dead_lettered", "alerts", "duplicates", "skipped")
+"""RunStats fields that count committed results: an abort rolls them back to the last commit."""
 DLQ_VALUE_PREFIX_BYTES = 1_024
 
 
@@ -68,12 +70,17 @@ class FencedError(StreamError):
 
 @dataclass
 class RunStats:
-    """Counters of one run; ``consumed == processed + dead_lettered`` always holds."""
+    """Counters of one run. Record counts are those of committed transactions (an abort rolls
+    them back; Prometheus counters, which count work done, do not); ``consumed == processed +
+    dead_lettered`` always holds."""
 
     consumed: int = 0
     processed: int = 0
     dead_lettered: int = 0
     alerts: int = 0
+    skipped: int = 0
+    """Records returned by a consume call that ran a rebalance, for partitions no longer owned
+    or already processed; they are processed once, by whoever owns the partition."""
     duplicates: int = 0
     """Records dropped as duplicates (they are also counted in ``dead_lettered``)."""
     commits: int = 0
@@ -197,6 +204,7 @@ class KafkaPipeline:
         self._last_commit = time.monotonic()
         self._stop = False
         self._aborts_in_a_row = 0
+        self._counts_at_commit = {c: 0 for c in COMMITTED_COUNTS}
         k = config.kafka
         common = client_config(config)
         self.consumer = Consumer(
@@ -299,7 +307,13 @@ class KafkaPipeline:
                     raise KafkaException(err)
                 log.warning("consumer error: %s", err)
                 continue
-            by_partition[_partition(m)].append(m)
+            p = _partition(m)
+            # Only records of partitions we own, past what is already processed: a consume call
+            # that ran a rebalance can still return records fetched before it.
+            if p in self.states and _offset(m) >= self._positions.get(p, 0):
+                by_partition[p].append(m)
+            else:
+                self.stats.skipped += 1
         for partition, batch in by_partition.items():
             self._process_partition(partition, batch)
 
@@ -309,9 +323,7 @@ class KafkaPipeline:
         decoded = decode_batch(values, self.config.decode)
         for index, reason in zip(decoded.error_index.tolist(), decoded.error_reason, strict=True):
             self._dead_letter(msgs[index], reason)
-        state = self.states.get(partition)
-        if state is None:  # assigned without callback (should not happen): start empty
-            state = self.states[partition] = self._new_state()
+        state = self.states[partition]
         dups = state.duplicates(decoded.columns)
         if len(dups):
             for r in dups.tolist():
@@ -453,6 +465,7 @@ class KafkaPipeline:
 
     def _committed(self, began: float) -> None:
         self._aborts_in_a_row = 0
+        self._counts_at_commit = {c: getattr(self.stats, c) for c in COMMITTED_COUNTS}
         self.changelog.truncate(self.admin)
         self._in_txn = False
         self._dirty.clear()
@@ -482,13 +495,17 @@ class KafkaPipeline:
             return
         raise exc
 
-    def _abort_and_rewind(self) -> None:
-        try:
-            self.producer.abort_transaction(30)
-        except KafkaException as exc:
-            if exc.args[0].fatal():
-                raise FencedError(str(exc.args[0])) from exc
-        self._in_txn = False
+    def _abort_and_rewind(self, lost: frozenset[int] = frozenset()) -> None:
+        """Aborts the open transaction and puts every partition still owned back to the last
+        commit: its offset (seek) and its state (changelog). ``lost`` partitions are dropped."""
+        if self._in_txn:
+            try:
+                self.producer.abort_transaction(30)
+            except KafkaException as exc:
+                if exc.args[0].fatal():
+                    raise FencedError(str(exc.args[0])) from exc
+                log.warning("abort failed: %s", exc)
+            self._in_txn = False
         self.stats.aborts += 1
         self.metrics.aborts.inc()
         self._aborts_in_a_row += 1
@@ -497,12 +514,23 @@ class KafkaPipeline:
                 f"{self._aborts_in_a_row} transactions in a row had to abort; the last error repeats "
                 "on the same input, so the instance stops instead of looping"
             )
-        assigned = self.consumer.assignment()
-        committed = self.consumer.committed(assigned, timeout=30) if assigned else []
+        for count in self._counts_at_commit:  # what the aborted work counted is void
+            setattr(self.stats, count, self._counts_at_commit[count])
+        for p in lost:
+            self.states.pop(p, None)
+            self._positions.pop(p, None)
+            self.changelog.forget(p)
+        kept = sorted(set(self.states) - lost)
+        committed = (
+            self.consumer.committed(
+                [TopicPartition(self.config.kafka.input_topic, p) for p in kept], timeout=30
+            )
+            if kept
+            else []
+        )
         for tp in committed:
             self.consumer.seek(TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else 0))
-        self._restore([tp.partition for tp in assigned])
-        self._positions.clear()
+        self._restore(kept)
         self._dirty.clear()
         self._uncommitted = 0
         self._alerts_pending = 0
@@ -521,19 +549,9 @@ class KafkaPipeline:
             self.changelog.forget(tp.partition)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        log.warning("partitions lost: %s; aborting the open transaction", [tp.partition for tp in partitions])
-        if self._in_txn:
-            try:
-                self.producer.abort_transaction(30)
-            except KafkaException as exc:
-                log.warning("abort after losing partitions failed: %s", exc)
-            self._in_txn = False
-        for tp in partitions:
-            self.states.pop(tp.partition, None)
-            self._positions.pop(tp.partition, None)
-            self.changelog.forget(tp.partition)
-        self._dirty.clear()
-        self._uncommitted = 0
+        lost = frozenset(tp.partition for tp in partitions)
+        log.warning("partitions lost: %s; aborting the open transaction", sorted(lost))
+        self._abort_and_rewind(lost)
 
     def _new_state(self) -> PartitionState:
         d = self.config.decode
@@ -554,6 +572,11 @@ class KafkaPipeline:
         restored = read_changelog(
             client_config(self.config), k.changelog_topic, f"{k.group_id}-restore", partitions
         )
+        committed = self.consumer.committed(
+            [TopicPartition(k.input_topic, p) for p in partitions], timeout=30
+        )
+        for tp in committed:  # where processing resumes: records before it are done
+            self._positions[tp.partition] = max(tp.offset, 0)
         for p in partitions:
             r = restored[p]
             state = self._new_state()

@@ -77,6 +77,7 @@ class PartitionState:
         for c in changes:
             for engine, part in zip(self.engines, unpack(c, n), strict=True):
                 engine.apply_changes(part)
+        self.track_changes()  # from the restored state on
 
     def state_bytes(self) -> int:
         return sum(e.state_size()["bytes"] for e in self.engines)

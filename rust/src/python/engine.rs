@@ -222,7 +222,11 @@ impl WindowEngine {
     /// Replaces the state with a snapshot taken from an engine of the same configuration.
     fn restore(&self, py: Python<'_>, data: &[u8]) -> PyResult<()> {
         let restored = detached(py, || self.with(|e| Engine::restore(e.config().clone(), data)))?;
-        let restored = restored.py_result(py)?;
-        self.with(|e| *e = restored)
+        let mut restored = restored.py_result(py)?;
+        self.with(|e| {
+            // keep recording changes if this engine was: a changelog must not miss any
+            restored.track_changes(e.tracks_changes());
+            *e = restored;
+        })
     }
 }

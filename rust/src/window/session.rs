@@ -244,6 +244,12 @@ impl SessionWindows {
         self.changed = on.then(FxHashSet::default);
     }
 
+    /// Whether changes are being recorded.
+    #[must_use]
+    pub fn tracks_changes(&self) -> bool {
+        self.changed.is_some()
+    }
+
     /// Writes every key's state.
     pub fn write(&self, w: &mut Writer) {
         write_states(&self.keys, w);

@@ -336,6 +336,12 @@ impl SlidingWindows {
         self.changed = on.then(FxHashSet::default);
     }
 
+    /// Whether changes are being recorded.
+    #[must_use]
+    pub fn tracks_changes(&self) -> bool {
+        self.changed.is_some()
+    }
+
     /// Writes every key's state.
     pub fn write(&self, w: &mut Writer) {
         write_states(&self.keys, w);
