@@ -9,6 +9,8 @@ __all__ = [
     "MAX_EVENT_TIME",
     "MIN_EVENT_TIME",
     "BoundedQueue",
+    "FeatureEngine",
+    "ModelScorer",
     "WindowEngine",
     "__version__",
     "decode_transactions",
@@ -103,3 +105,70 @@ def decode_transactions(
 ) -> tuple[dict[str, np.ndarray[Any, Any]], npt.NDArray[np.uint32], list[str]]: ...
 def pack_code(code: str) -> int | None: ...
 def unpack_code(code: int) -> str: ...
+
+@final
+class FeatureEngine:
+    def __new__(
+        cls,
+        *,
+        customer_windows: list[int],
+        terminal_windows: list[int],
+        label_delay: int,
+        countries: bool = False,
+        column_names: tuple[str, str, str, str, str, str, str] | None = None,
+    ) -> FeatureEngine: ...
+    def process(
+        self,
+        ids: npt.NDArray[np.int64],
+        times: npt.NDArray[np.int64],
+        customers: npt.NDArray[np.int64],
+        terminals: npt.NDArray[np.int64],
+        amounts: npt.NDArray[np.float64],
+        frauds: npt.NDArray[np.int64] | None = None,
+        countries: npt.NDArray[np.int64] | None = None,
+    ) -> dict[str, Any]: ...
+    def add_labels(
+        self,
+        times: npt.NDArray[np.int64],
+        terminals: npt.NDArray[np.int64],
+        tx_times: npt.NDArray[np.int64],
+        tx_ids: npt.NDArray[np.int64],
+        frauds: npt.NDArray[np.int64],
+    ) -> None: ...
+    @property
+    def last_event(self) -> tuple[int, int] | None: ...
+    def counters(self) -> dict[str, int]: ...
+    def state_size(self) -> dict[str, int]: ...
+    def snapshot(self) -> bytes: ...
+    def restore(self, data: bytes) -> None: ...
+
+@final
+class ModelScorer:
+    @staticmethod
+    def logistic(
+        names: list[str],
+        transforms: list[str],
+        mean: list[float],
+        scale: list[float],
+        coef: list[float],
+        intercept: float,
+    ) -> ModelScorer: ...
+    @staticmethod
+    def forest(
+        names: list[str],
+        transforms: list[str],
+        mean: list[float],
+        scale: list[float],
+        feature: list[int],
+        threshold: list[float],
+        left: list[int],
+        right: list[int],
+        value: list[float],
+        tree_sizes: list[int],
+    ) -> ModelScorer: ...
+    @property
+    def names(self) -> list[str]: ...
+    def score_columns(
+        self, columns: list[npt.NDArray[np.float64] | npt.NDArray[np.int64]]
+    ) -> npt.NDArray[np.float64]: ...
+    def score(self, x: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]: ...

@@ -176,6 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
     prod.add_argument("--partitions", type=int, default=6, help="partitions when the topic is created")
     prod.add_argument("--seed", type=int, default=0)
     prod.set_defaults(run=_produce)
+    from fraudstream.fraud.cli import register
+
+    register(sub)
     return parser
 
 

@@ -8,6 +8,7 @@ mod convert;
 mod decode;
 mod engine;
 mod errors;
+mod features;
 mod queue;
 
 use pyo3::prelude::*;
@@ -19,6 +20,8 @@ mod _core {
     use super::decode::{decode_transactions, pack_code, unpack_code};
     #[pymodule_export]
     use super::engine::WindowEngine;
+    #[pymodule_export]
+    use super::features::{FeatureEngine, ModelScorer};
     #[pymodule_export]
     use super::queue::BoundedQueue;
 

@@ -1,0 +1,277 @@
+//! `_core.FeatureEngine` and `_core.ModelScorer`: thin wrappers over
+//! [`crate::features::FeatureEngine`] and [`crate::features::score::Scorer`].
+//!
+//! Columns are borrowed from numpy without copying, the GIL is released for the work, and
+//! the results are moved into new numpy arrays.
+
+use std::sync::Mutex;
+
+use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList};
+
+use super::convert::{int_column, value_column, ValueArray};
+use super::detached;
+use super::errors::IntoPyResult;
+use crate::features::score::{Scorer, Transform, TreeArrays};
+use crate::features::{ColumnNames, FeatureColumns, FeatureConfig, Labels, Transactions};
+
+fn slice<'a, T: numpy::Element>(a: &'a PyReadonlyArray1<'_, T>) -> PyResult<&'a [T]> {
+    a.as_slice().map_err(|e| PyValueError::new_err(format!("array must be C-contiguous: {e}")))
+}
+
+fn float_column<'py>(obj: &Bound<'py, PyAny>, name: &str) -> PyResult<PyReadonlyArray1<'py, f64>> {
+    obj.extract::<PyReadonlyArray1<'py, f64>>().map_err(|_| {
+        pyo3::exceptions::PyTypeError::new_err(format!("column '{name}' must be a 1-d float64 numpy array"))
+    })
+}
+
+fn columns_to_py(py: Python<'_>, out: FeatureColumns) -> PyResult<Bound<'_, PyDict>> {
+    let d = PyDict::new(py);
+    let ints = |v: Vec<Vec<i64>>| PyList::new(py, v.into_iter().map(|c| c.into_pyarray(py)));
+    let floats = |v: Vec<Vec<f64>>| PyList::new(py, v.into_iter().map(|c| c.into_pyarray(py)));
+    d.set_item("during_weekend", out.during_weekend.into_pyarray(py))?;
+    d.set_item("during_night", out.during_night.into_pyarray(py))?;
+    d.set_item("customer_nb_tx", ints(out.customer_nb_tx)?)?;
+    d.set_item("customer_avg_amount", floats(out.customer_avg_amount)?)?;
+    d.set_item("customer_amount_z", floats(out.customer_amount_z)?)?;
+    d.set_item("customer_countries", ints(out.customer_countries)?)?;
+    d.set_item("customer_amount_ratio", out.customer_amount_ratio.into_pyarray(py))?;
+    d.set_item("customer_ms_since_prev", out.customer_ms_since_prev.into_pyarray(py))?;
+    d.set_item("customer_new_terminal", out.customer_new_terminal.into_pyarray(py))?;
+    d.set_item("terminal_nb_tx", ints(out.terminal_nb_tx)?)?;
+    d.set_item("terminal_nb_fraud", ints(out.terminal_nb_fraud)?)?;
+    d.set_item("terminal_risk", floats(out.terminal_risk)?)?;
+    d.set_item("terminal_last_known_fraud", out.terminal_last_known_fraud.into_pyarray(py))?;
+    Ok(d)
+}
+
+/// Streaming fraud features over numpy columns (see `fraudstream.fraud.features`).
+#[pyclass(module = "fraudstream._core", frozen)]
+pub struct FeatureEngine {
+    engine: Mutex<crate::features::FeatureEngine>,
+}
+
+impl FeatureEngine {
+    fn with<T>(&self, f: impl FnOnce(&mut crate::features::FeatureEngine) -> T) -> PyResult<T> {
+        let mut guard = self.engine.lock().map_err(|_| PyRuntimeError::new_err("feature engine poisoned"))?;
+        Ok(f(&mut guard))
+    }
+}
+
+#[pymethods]
+impl FeatureEngine {
+    /// Builds an engine; windows and the delay are milliseconds; `column_names` are
+    /// (id, time, customer, terminal, amount, fraud, country) for error messages.
+    #[new]
+    #[pyo3(signature = (*, customer_windows, terminal_windows, label_delay, countries=false, column_names=None))]
+    fn new(
+        py: Python<'_>,
+        customer_windows: Vec<i64>,
+        terminal_windows: Vec<i64>,
+        label_delay: i64,
+        countries: bool,
+        column_names: Option<(String, String, String, String, String, String, String)>,
+    ) -> PyResult<Self> {
+        let names = match column_names {
+            Some((id, time, customer, terminal, amount, fraud, country)) => {
+                ColumnNames { id, time, customer, terminal, amount, fraud, country }
+            }
+            None => ColumnNames::default(),
+        };
+        let config = FeatureConfig { customer_windows, terminal_windows, label_delay, countries, names };
+        let engine = crate::features::FeatureEngine::new(config).py_result(py)?;
+        Ok(FeatureEngine { engine: Mutex::new(engine) })
+    }
+
+    /// Features of one batch of transactions (in (time, id) order), as a dict of arrays
+    /// (lists of arrays for per-window features).
+    #[pyo3(signature = (ids, times, customers, terminals, amounts, frauds=None, countries=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn process<'py>(
+        &self,
+        py: Python<'py>,
+        ids: &Bound<'py, PyAny>,
+        times: &Bound<'py, PyAny>,
+        customers: &Bound<'py, PyAny>,
+        terminals: &Bound<'py, PyAny>,
+        amounts: &Bound<'py, PyAny>,
+        frauds: Option<&Bound<'py, PyAny>>,
+        countries: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let names = self.with(|e| e.config().names.clone())?;
+        let ids = int_column(ids, &names.id)?;
+        let times = int_column(times, &names.time)?;
+        let customers = int_column(customers, &names.customer)?;
+        let terminals = int_column(terminals, &names.terminal)?;
+        let amounts = float_column(amounts, &names.amount)?;
+        let frauds = frauds.map(|f| int_column(f, &names.fraud)).transpose()?;
+        let countries = countries.map(|c| int_column(c, &names.country)).transpose()?;
+        let tx = Transactions {
+            ids: slice(&ids)?,
+            times: slice(&times)?,
+            customers: slice(&customers)?,
+            terminals: slice(&terminals)?,
+            amounts: slice(&amounts)?,
+            frauds: frauds.as_ref().map(slice).transpose()?,
+            countries: countries.as_ref().map(slice).transpose()?,
+        };
+        let out = detached(py, || self.with(|e| e.process(&tx)))?.py_result(py)?;
+        columns_to_py(py, out)
+    }
+
+    /// Adds label events: arrival time, terminal, transaction time, transaction id, 0/1.
+    fn add_labels<'py>(
+        &self,
+        py: Python<'py>,
+        times: &Bound<'py, PyAny>,
+        terminals: &Bound<'py, PyAny>,
+        tx_times: &Bound<'py, PyAny>,
+        tx_ids: &Bound<'py, PyAny>,
+        frauds: &Bound<'py, PyAny>,
+    ) -> PyResult<()> {
+        let times = int_column(times, "label_time")?;
+        let terminals = int_column(terminals, "label_terminal")?;
+        let tx_times = int_column(tx_times, "label_transaction_time")?;
+        let tx_ids = int_column(tx_ids, "label_transaction_id")?;
+        let frauds = int_column(frauds, "label_fraud")?;
+        let labels = Labels {
+            times: slice(&times)?,
+            terminals: slice(&terminals)?,
+            tx_times: slice(&tx_times)?,
+            tx_ids: slice(&tx_ids)?,
+            frauds: slice(&frauds)?,
+        };
+        detached(py, || self.with(|e| e.add_labels(&labels)))?.py_result(py)
+    }
+
+    /// (time, id) of the latest transaction processed, or None.
+    #[getter]
+    fn last_event(&self) -> PyResult<Option<(i64, i64)>> {
+        self.with(|e| e.last_event())
+    }
+
+    /// {"transactions", "labels_applied", "labels_unmatched", "labels_late"}.
+    fn counters<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let c = self.with(|e| e.counters())?;
+        let d = PyDict::new(py);
+        d.set_item("transactions", c.transactions)?;
+        d.set_item("labels_applied", c.labels_applied)?;
+        d.set_item("labels_unmatched", c.labels_unmatched)?;
+        d.set_item("labels_late", c.labels_late)?;
+        Ok(d)
+    }
+
+    /// {"customers", "terminals", "entries", "pending_labels", "bytes"}.
+    fn state_size<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = detached(py, || self.with(|e| e.state_size()))?;
+        let d = PyDict::new(py);
+        d.set_item("customers", s.customers)?;
+        d.set_item("terminals", s.terminals)?;
+        d.set_item("entries", s.entries)?;
+        d.set_item("pending_labels", s.pending_labels)?;
+        d.set_item("bytes", s.bytes)?;
+        Ok(d)
+    }
+
+    /// The whole state as versioned bytes.
+    fn snapshot<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        let bytes = detached(py, || self.with(|e| e.snapshot()))?;
+        Ok(PyBytes::new(py, &bytes))
+    }
+
+    /// Replaces the state with a snapshot from an engine of the same configuration.
+    fn restore(&self, py: Python<'_>, data: &[u8]) -> PyResult<()> {
+        let restored = detached(py, || {
+            self.with(|e| crate::features::FeatureEngine::restore(e.config().clone(), data))
+        })?;
+        let restored = restored.py_result(py)?;
+        self.with(|e| *e = restored)
+    }
+}
+
+/// A model scorer over a float64 feature matrix (see `fraudstream.fraud.model`).
+#[pyclass(module = "fraudstream._core", frozen)]
+pub struct ModelScorer {
+    scorer: Scorer,
+}
+
+fn transforms(py: Python<'_>, names: &[String]) -> PyResult<Vec<Transform>> {
+    names.iter().map(|t| t.parse::<Transform>()).collect::<Result<_, _>>().py_result(py)
+}
+
+#[pymethods]
+impl ModelScorer {
+    /// A logistic-regression scorer; `transforms` are "identity", "log" or "log1p".
+    #[staticmethod]
+    fn logistic(
+        py: Python<'_>,
+        names: Vec<String>,
+        transforms: Vec<String>,
+        mean: Vec<f64>,
+        scale: Vec<f64>,
+        coef: Vec<f64>,
+        intercept: f64,
+    ) -> PyResult<Self> {
+        let t = self::transforms(py, &transforms)?;
+        Ok(ModelScorer { scorer: Scorer::logistic(names, t, mean, scale, coef, intercept).py_result(py)? })
+    }
+
+    /// A tree-ensemble scorer (mean of leaf values) from flattened scikit-learn tree arrays.
+    #[staticmethod]
+    #[allow(clippy::too_many_arguments)]
+    fn forest(
+        py: Python<'_>,
+        names: Vec<String>,
+        transforms: Vec<String>,
+        mean: Vec<f64>,
+        scale: Vec<f64>,
+        feature: Vec<i64>,
+        threshold: Vec<f64>,
+        left: Vec<i64>,
+        right: Vec<i64>,
+        value: Vec<f64>,
+        tree_sizes: Vec<i64>,
+    ) -> PyResult<Self> {
+        let trees = TreeArrays { feature, threshold, left, right, value, tree_sizes };
+        let t = self::transforms(py, &transforms)?;
+        Ok(ModelScorer { scorer: Scorer::forest(names, t, mean, scale, &trees).py_result(py)? })
+    }
+
+    /// Feature names, in column order.
+    #[getter]
+    fn names(&self) -> Vec<String> {
+        self.scorer.names().to_vec()
+    }
+
+    /// Probabilities for raw feature columns (1-d float64 or int64 arrays, one per name).
+    fn score_columns<'py>(
+        &self,
+        py: Python<'py>,
+        columns: Vec<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        let names = self.scorer.names();
+        let arrays: Vec<ValueArray<'py>> = columns
+            .iter()
+            .enumerate()
+            .map(|(j, c)| value_column(c, names.get(j).map_or("?", String::as_str)))
+            .collect::<PyResult<_>>()?;
+        let values = arrays.iter().map(ValueArray::values).collect::<PyResult<Vec<_>>>()?;
+        let out = detached(py, || self.scorer.score_columns(&values)).py_result(py)?;
+        Ok(out.into_pyarray(py))
+    }
+
+    /// Probabilities for a C-contiguous float64 matrix of raw features, shape (rows, len(names)).
+    fn score<'py>(
+        &self,
+        py: Python<'py>,
+        x: PyReadonlyArray2<'py, f64>,
+    ) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        let columns = x.shape()[1];
+        let data =
+            x.as_slice().map_err(|e| PyValueError::new_err(format!("matrix must be C-contiguous: {e}")))?;
+        let out = detached(py, || self.scorer.score(data, columns)).py_result(py)?;
+        Ok(out.into_pyarray(py))
+    }
+}
