@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import threading
 from datetime import timedelta
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -280,19 +282,33 @@ def test_repeated_calls_do_not_leak() -> None:
     assert agg.state_size()["keys"] <= 2
 
 
-def test_version_and_cli() -> None:
+def test_version_and_bench(tmp_path: Path) -> None:
     assert fraudstream.__version__
     out = subprocess.run(
         [sys.executable, "-m", "fraudstream", "--version"], capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == f"fraudstream {fraudstream.__version__}"
-    demo = subprocess.run(
-        [sys.executable, "-m", "fraudstream", "demo", "--events", "20000"],
+    bench = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "fraudstream",
+            "bench",
+            "--events",
+            "50000",
+            "--python-events",
+            "20000",
+            "--repeat",
+            "1",
+        ],
         capture_output=True,
         text=True,
         check=True,
+        cwd=tmp_path,
     )
-    assert "events/s" in demo.stdout
+    figures = json.loads(bench.stdout.strip().splitlines()[-1])
+    assert figures["disagreements"] == 0, "fraudstream and the Python loop emit the same windows"
+    assert figures["fraudstream_events_per_s"] > 0 and figures["ratio"] > 0
 
 
 def test_trigger_rows_name_the_event_that_emitted_each_row() -> None:

@@ -1,0 +1,899 @@
+"""``fraudstream demo``: the whole fraud pipeline on a generated stream, in process, no Kafka.
+
+1. A realistic stream from the project's seeded generators
+   (:func:`fraudstream.fraud.scenario.story_incident` over
+   :func:`fraudstream.generator.card_transactions`): cards with a home country, a usual second
+   country, a spending habit and favourite terminals; 12 hours of event time; bounded disorder
+   (every transaction arrives within ``disorder`` of its event time). Injected, with labels:
+   the story's incident (one card, 23 small transactions across 4 countries in 6 hours), fast
+   bursts (5-7 transactions in 3-4 countries within 4 minutes) and spend sprees (a few
+   transactions at 8-20 times the card's usual amount within the hour).
+2. A model: a logistic regression trained at start, with numpy, on the streaming features of
+   another generated stream (a second or so), or a JSON model file (``--model``).
+3. The run: :class:`~fraudstream.pipeline.Pipeline` (a source stamping arrival times, as fast
+   as possible or paced at ``--rate``) -> :class:`~fraudstream.fraud.detector.FraudDetector`
+   -> a collecting sink: the runtime the Kafka path plugs into. A live progress line on a
+   terminal, log lines otherwise.
+4. The summary: throughput, alerts with reasons, per injected scenario the event time at
+   which its pattern became visible, the alert and the wall-clock latency, precision and
+   recall; ``alerts.jsonl``, ``summary.json`` and ``demo.png`` (with the ``plot`` extra) in
+   the output directory.
+
+Precision is per alert (the share of alerts raised on a card while its injected fraud was
+under way or after it), recall per scenario (the share of injected scenarios alerted on).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import math
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+import numpy.typing as npt
+
+from fraudstream import __version__, _core
+from fraudstream.errors import ConfigError
+from fraudstream.fraud.detector import FEATURE_COLUMNS, FraudAlert, FraudDetector
+from fraudstream.fraud.features import StreamingFeatures, compute_features
+from fraudstream.fraud.model import Model, ModelInput, input_matrix, standardization
+from fraudstream.fraud.scenario import story_incident
+from fraudstream.generator import DEFAULT_START_MS
+from fraudstream.kafka.schema import COUNTRIES
+from fraudstream.pipeline import CollectSink, IteratorSource, Pipeline
+
+log = logging.getLogger(__name__)
+
+HOUR_MS = 3_600_000
+MINUTE_MS = 60_000
+STORY_COUNTRIES = ("FR", "DE", "ES", "IT")
+PLOT_HINT = "pip install 'fraudstream[plot]'"
+
+Columns = dict[str, np.ndarray[Any, Any]]
+
+
+# ---------------------------------------------------------------------------------------------
+# The stream
+
+
+@dataclass
+class Scenario:
+    """One injected fraud scenario."""
+
+    kind: str
+    """``story incident``, ``fast burst`` or ``spend spree``."""
+    card: int
+    txn_ids: npt.NDArray[np.int64]
+    times: npt.NDArray[np.int64]
+    """Event times of its transactions, in time order (``txn_ids`` alike)."""
+    visible_at: int
+    """Event time of the transaction that completes the pattern."""
+    visible_index: int
+    """1-based position of that transaction in the scenario."""
+    pattern: str
+    """The pattern, in words: what was visible at ``visible_at``."""
+
+
+@dataclass
+class DemoStream:
+    """The generated stream: detector input columns in arrival order, labels, scenarios."""
+
+    columns: Columns
+    """``txn_id``, ``card_id``, ``terminal_id``, ``amount``, ``country`` (packed ISO alpha-2),
+    ``event_time``, in arrival order."""
+    fraud: npt.NDArray[np.int8]
+    scenario: npt.NDArray[np.int32]
+    """Index into ``scenarios`` per row, -1 for background."""
+    scenarios: list[Scenario]
+    cards: int
+    start_ms: int
+    end_ms: int
+    disorder_ms: int
+
+    def __len__(self) -> int:
+        return len(self.columns["txn_id"])
+
+
+def _card_uniform(card: npt.NDArray[np.int64], salt: int) -> npt.NDArray[np.float64]:
+    """A uniform number in [0, 1) per card, stable across runs (a multiplicative hash)."""
+    h = (card.astype(np.uint64) + np.uint64(salt)) * np.uint64(0x9E3779B97F4A7C15)
+    h ^= h >> np.uint64(29)
+    h *= np.uint64(0xBF58476D1CE4E5B9)
+    h ^= h >> np.uint64(32)
+    return (h >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+def _home_country(card: npt.NDArray[np.int64], country: npt.NDArray[np.int64]) -> dict[int, int]:
+    """Each card's most frequent country (its home: the generator puts most there)."""
+    pairs, counts = np.unique(np.stack([card, country]), axis=1, return_counts=True)
+    order = np.lexsort((-counts, pairs[0]))
+    first = np.r_[True, pairs[0][order][1:] != pairs[0][order][:-1]]
+    pick = order[first]
+    return dict(zip(pairs[0][pick].tolist(), pairs[1][pick].tolist(), strict=True))
+
+
+def _terminal(country: npt.NDArray[np.int64], slot: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    return country * 100_000 + slot
+
+
+def generate_stream(
+    events: int,
+    *,
+    seed: int = 7,
+    hours: float = 12.0,
+    disorder_ms: int = 5_000,
+    bursts: int | None = None,
+    sprees: int | None = None,
+    random_travel: float = 0.01,
+) -> DemoStream:
+    """A seeded transaction stream of about ``events`` rows with injected, labelled fraud.
+
+    Background: :func:`~fraudstream.fraud.scenario.story_incident` (the project's card
+    generator, ``events / 2`` cards over ``hours`` of event time, plus the story's incident),
+    then per card: a home country (its most frequent one), a usual second country where its
+    other transactions go (except ``random_travel`` of them, anywhere), an amount habit
+    (x0.33-3; the generator's gamma amounts are narrowed around it, so a card's amounts vary
+    by about a third) and six favourite home terminals (85% of home transactions), away
+    transactions at any terminal of their country. Then ``bursts`` fast
+    bursts and ``sprees`` spend sprees on existing cards. Every row arrives within
+    ``disorder_ms`` of its event time; ``txn_id`` numbers rows in arrival order.
+    """
+    if events < 1_000:
+        raise ValueError(f"events must be >= 1000 (the story's incident spans 6 hours), got {events}")
+    rng = np.random.default_rng(seed)
+    bursts = max(1, events // 40_000) if bursts is None else bursts
+    sprees = max(1, events // 50_000) if sprees is None else sprees
+    span_ms = int(hours * HOUR_MS)
+    background = max(500, events - 23 - 6 * bursts - 4 * sprees)
+    cards = max(500, events // 2)
+    country_index = {c: i for i, c in enumerate(COUNTRIES)}
+    story = story_incident(
+        background=background,
+        cards=cards,
+        rate_per_s=background / (span_ms / 1000),
+        countries=tuple(country_index[c] for c in STORY_COUNTRIES),
+        start_after_ms=2 * HOUR_MS,
+        start_ms=DEFAULT_START_MS,
+        seed=seed,
+    )
+    cols = story.columns
+    card = cols["card"].astype(np.int64)
+    ts = cols["ts"].astype(np.int64)
+    country = cols["country"].astype(np.int64)
+    amount = cols["amount"].astype(np.float64)
+    n = len(card)
+    incident = np.zeros(n, bool)
+    incident[story.incident_rows] = True
+    bg = ~incident
+
+    # habits: home + usual second country, amount scale, favourite terminals
+    home_of = _home_country(card[bg], country[bg])
+    home = np.array([home_of.get(c, 0) for c in card.tolist()], np.int64)
+    second = (home + 1 + (_card_uniform(card, 1) * (len(COUNTRIES) - 1)).astype(np.int64)) % len(COUNTRIES)
+    away = bg & (country != home) & (rng.random(n) >= random_travel)
+    country = np.where(away, second, country)
+    # the generator's amounts (gamma, mean 50) around each card's habit (x0.33 .. x3), narrowed:
+    # a card's amounts vary by about a third, not by the whole population's spread
+    habit = np.exp(np.log(3.0) * (2 * _card_uniform(card, 2) - 1))
+    amount = np.where(bg, np.round(50.0 * habit * np.sqrt(np.maximum(amount, 0.01) / 50.0), 2), amount)
+    favourite = (_card_uniform(card, 3) * 1_000).astype(np.int64) + rng.integers(0, 6, n) * 167
+    at_home = bg & (country == home) & (rng.random(n) < 0.85)
+    slot = np.where(at_home, favourite % 1_000, rng.integers(1_000, 5_000, n))
+    terminal = _terminal(country, slot)
+
+    parts: dict[str, list[np.ndarray[Any, Any]]] = {
+        "card": [card], "ts": [ts], "amount": [amount], "country": [country], "terminal": [terminal],
+        "scenario": [np.where(incident, 0, -1).astype(np.int32)],
+    }  # fmt: skip
+    kinds = ["story incident"]
+    # candidate victims: background cards with some history, not the busiest
+    counts = np.bincount(card[bg], minlength=cards)
+    victims = rng.permutation(np.flatnonzero((counts >= 3) & (counts <= 40)))
+    if len(victims) < bursts + sprees:
+        victims = rng.permutation(np.flatnonzero(counts >= 1))
+    victim_at = 0
+    for _ in range(bursts):
+        c = int(victims[victim_at])
+        victim_at += 1
+        k = int(rng.integers(5, 8))
+        t0 = DEFAULT_START_MS + int(rng.integers(HOUR_MS // 2, span_ms - HOUR_MS // 2))
+        t = t0 + np.sort(rng.integers(0, int(rng.integers(60_000, 240_001)), k))
+        places = rng.permutation([i for i in range(len(COUNTRIES)) if i != home_of.get(c, 0)])
+        spread = int(rng.integers(3, 5))
+        where = np.array([places[i % spread] for i in range(k)], np.int64)
+        _add(parts, c, t, np.round(rng.uniform(20.0, 400.0, k), 2), where, rng, len(kinds))
+        kinds.append("fast burst")
+    mine = card[bg]
+    for _ in range(sprees):
+        c = int(victims[victim_at % len(victims)])
+        victim_at += 1
+        own = np.sort(ts[bg][mine == c])
+        earliest = int(own[min(2, len(own) - 1)]) + MINUTE_MS
+        t0 = int(rng.integers(earliest, max(earliest + 1, DEFAULT_START_MS + span_ms - HOUR_MS)))
+        k = int(rng.integers(3, 6))
+        t = t0 + np.sort(rng.integers(0, int(rng.integers(20, 61)) * MINUTE_MS, k))
+        usual = float(amount[bg][mine == c].mean())
+        where = np.full(k, home_of.get(c, 0), np.int64)
+        _add(parts, c, t, np.round(usual * rng.uniform(8.0, 20.0, k), 2), where, rng, len(kinds))
+        kinds.append("spend spree")
+
+    merged = {k: np.concatenate(v) for k, v in parts.items()}
+    m = len(merged["ts"])
+    arrival = merged["ts"] + rng.integers(0, disorder_ms + 1, m)
+    order = np.lexsort((merged["ts"], arrival))
+    merged = {k: v[order] for k, v in merged.items()}
+    codes = np.array([_core.pack_code(c) for c in COUNTRIES], np.int64)
+    columns: Columns = {
+        "txn_id": np.arange(m, dtype=np.int64),
+        "card_id": merged["card"],
+        "terminal_id": merged["terminal"],
+        "amount": merged["amount"],
+        "country": codes[merged["country"]],
+        "event_time": merged["ts"],
+    }
+    scenario = merged["scenario"].astype(np.int32)
+    scenarios = [_scenario(kind, i, columns, scenario) for i, kind in enumerate(kinds)]
+    return DemoStream(
+        columns=columns,
+        fraud=(scenario >= 0).astype(np.int8),
+        scenario=scenario,
+        scenarios=scenarios,
+        cards=cards,
+        start_ms=DEFAULT_START_MS,
+        end_ms=int(columns["event_time"].max()),
+        disorder_ms=disorder_ms,
+    )
+
+
+def _add(
+    parts: dict[str, list[np.ndarray[Any, Any]]],
+    card: int,
+    times: npt.NDArray[np.int64],
+    amounts: npt.NDArray[np.float64],
+    countries: npt.NDArray[np.int64],
+    rng: np.random.Generator,
+    index: int,
+) -> None:
+    k = len(times)
+    parts["card"].append(np.full(k, card, np.int64))
+    parts["ts"].append(times.astype(np.int64))
+    parts["amount"].append(amounts)
+    parts["country"].append(countries)
+    parts["terminal"].append(_terminal(countries, rng.integers(5_000, 6_000, k)))
+    parts["scenario"].append(np.full(k, index, np.int32))
+
+
+def _scenario(kind: str, index: int, columns: Columns, scenario: npt.NDArray[np.int32]) -> Scenario:
+    rows = np.flatnonzero(scenario == index)
+    rows = rows[np.lexsort((columns["txn_id"][rows], columns["event_time"][rows]))]
+    card = int(columns["card_id"][rows[0]])
+    times = columns["event_time"][rows]
+    if kind == "spend spree":
+        return Scenario(
+            kind,
+            card,
+            columns["txn_id"][rows],
+            times,
+            int(times[0]),
+            1,
+            "an amount far above the card's usual",
+        )
+    size, count, spread, words = (
+        (6 * HOUR_MS, 15, 4, "15 transactions in 4 countries within 6 h")
+        if kind == "story incident"
+        else (5 * MINUTE_MS, 5, 3, "5 transactions in 3 countries within 5 min")
+    )
+    # every transaction of the card (its own background ones count too), in event-time order
+    own = np.flatnonzero(columns["card_id"] == card)
+    own = own[np.lexsort((columns["txn_id"][own], columns["event_time"][own]))]
+    t_own, c_own = columns["event_time"][own], columns["country"][own]
+    mine = set(rows.tolist())
+    for i, row in enumerate(own.tolist()):
+        if row not in mine:
+            continue
+        inside = t_own[: i + 1] > t_own[i] - size
+        if inside.sum() >= count and len(set(c_own[: i + 1][inside].tolist())) >= spread:
+            at = int(t_own[i])
+            return Scenario(
+                kind,
+                card,
+                columns["txn_id"][rows],
+                times,
+                at,
+                int(np.searchsorted(times, at, "right")),
+                words,
+            )
+    return Scenario(kind, card, columns["txn_id"][rows], times, int(times[-1]), len(rows), words)
+
+
+# ---------------------------------------------------------------------------------------------
+# The model
+
+MODEL_INPUTS = [
+    ModelInput("TX_AMOUNT", "log1p"),
+    ModelInput("CUSTOMER_ID_AMOUNT_RATIO", "log"),
+    ModelInput("CUSTOMER_ID_NB_TX_1HOUR_WINDOW", "log1p"),
+    ModelInput("CUSTOMER_ID_NB_TX_1DAY_WINDOW", "log1p"),
+    ModelInput("CUSTOMER_ID_NB_COUNTRIES_1HOUR_WINDOW"),
+    ModelInput("CUSTOMER_ID_NB_COUNTRIES_1DAY_WINDOW"),
+    ModelInput("CUSTOMER_ID_MS_SINCE_PREV_TX", "log1p"),
+    ModelInput("CUSTOMER_ID_NEW_TERMINAL"),
+]
+"""The demo model's inputs: streaming features of the card's recent behaviour."""
+
+
+def demo_features() -> StreamingFeatures:
+    """The features the demo model needs (card windows 1 h and 1 day; the terminal ones unused),
+    with the detector's column names: less state and work than the full default set."""
+    return StreamingFeatures(customer_windows=("1h", "1d"), terminal_windows=("1d",), columns=FEATURE_COLUMNS)
+
+
+def fit_logistic(
+    x: npt.NDArray[np.float64], y: npt.NDArray[np.int64], *, l2: float = 1.0, iterations: int = 30
+) -> tuple[npt.NDArray[np.float64], float]:
+    """L2-regularized logistic regression by Newton's method (numpy only): coefficients and
+    intercept for standardized inputs ``x``."""
+    a = np.column_stack([np.ones(len(x)), x])
+    w = np.zeros(a.shape[1])
+    penalty = np.full(a.shape[1], l2)
+    penalty[0] = 0.0
+    for _ in range(iterations):
+        p = 1.0 / (1.0 + np.exp(-np.clip(a @ w, -35.0, 35.0)))
+        grad = a.T @ (y - p) - penalty * w
+        hess = (a * (p * (1.0 - p))[:, None]).T @ a + np.diag(penalty) + 1e-9 * np.eye(a.shape[1])
+        step = np.linalg.solve(hess, grad)
+        w += step
+        if float(np.abs(step).max()) < 1e-8:
+            break
+    return w[1:], float(w[0])
+
+
+@dataclass
+class TrainedModel:
+    """The demo's model and how it was made."""
+
+    model: Model
+    rows: int
+    frauds: int
+    seconds: float
+    recall: float
+    """Share of the training frauds scoring at or above the threshold."""
+
+
+def train_model(*, seed: int = 7, events: int = 200_000, false_alarm_rate: float = 2e-5) -> TrainedModel:
+    """A logistic regression on :data:`MODEL_INPUTS`, trained on the streaming features of a
+    generated stream (another seed; 1 injected scenario per 1,250 transactions). The alert
+    threshold lets through ``false_alarm_rate`` of the training stream's legitimate
+    transactions."""
+    began = time.perf_counter()
+    stream = generate_stream(events, seed=seed + 1_000_003, bursts=events // 2_500, sprees=events // 2_500)
+    c = stream.columns
+    table = {
+        "txn_id": c["txn_id"], "ts": c["event_time"], "card": c["card_id"], "terminal": c["terminal_id"],
+        "amount": c["amount"], "country": c["country"],
+    }  # fmt: skip
+    features = compute_features(table, features=demo_features())
+    x = input_matrix(MODEL_INPUTS, features)
+    y = stream.fraud.astype(np.int64)
+    mean, scale = standardization(x)
+    coef, intercept = fit_logistic((x - mean) / scale, y)
+    model = Model(
+        kind="logistic_regression",
+        inputs=list(MODEL_INPUTS),
+        mean=[float(v) for v in mean],
+        scale=[float(v) for v in scale],
+        params={"coef": [float(v) for v in coef], "intercept": intercept},
+        metadata={"name": "fraudstream demo", "trained_on_rows": len(y), "positives": int(y.sum())},
+    )
+    scores = model.score(features)
+    model.threshold = float(np.quantile(scores[y == 0], 1.0 - false_alarm_rate))
+    return TrainedModel(
+        model,
+        rows=len(y),
+        frauds=int(y.sum()),
+        seconds=time.perf_counter() - began,
+        recall=float((scores[y == 1] >= model.threshold).mean()) if y.any() else 0.0,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The run
+
+
+class DemoSource(IteratorSource):
+    """Slices the stream into batches in arrival order and stamps each with its arrival time
+    (``arrival_ms``, wall clock); with ``rate`` (events/s) a batch is released only when its
+    time has come."""
+
+    def __init__(self, columns: Columns, batch_size: int, rate: float | None = None) -> None:
+        self.columns, self.batch_size, self.rate = columns, batch_size, rate
+        self.total = len(columns["txn_id"])
+        self.read_events = 0
+        self.newest_event_time: int | None = None
+        super().__init__(self._batches())
+
+    def _batches(self) -> Iterator[Columns]:
+        began = time.perf_counter()
+        for lo in range(0, self.total, self.batch_size):
+            if self.rate:
+                wait = began + lo / self.rate - time.perf_counter()
+                if wait > 0:
+                    time.sleep(wait)
+            batch = {k: v[lo : lo + self.batch_size] for k, v in self.columns.items()}
+            n = len(batch["txn_id"])
+            batch["arrival_ms"] = np.full(n, time.time_ns() / 1e6)
+            top = int(batch["event_time"].max())
+            self.newest_event_time = (
+                top if self.newest_event_time is None else max(self.newest_event_time, top)
+            )
+            self.read_events += n
+            yield batch
+
+
+class Progress:
+    """A live progress line on a terminal (events/s, alerts, watermark lag), log lines
+    otherwise; reads only thread-safe counters."""
+
+    def __init__(self, detector: FraudDetector, source: DemoSource, out: TextIO, *, tty: bool) -> None:
+        self.detector, self.source, self.out, self.tty = detector, source, out, tty
+        self.interval = 0.2 if tty else 2.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="fraudstream-demo-progress", daemon=True)
+        self._began = time.perf_counter()
+        self._width = 0
+
+    def start(self) -> None:
+        self._began = time.perf_counter()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        if self.tty and self._width:
+            self.out.write("\r" + " " * self._width + "\r")
+            self.out.flush()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.line()
+
+    def line(self) -> str:
+        m = self.detector.metrics()
+        elapsed = max(time.perf_counter() - self._began, 1e-9)
+        done = m["events"] / max(1, self.source.total)
+        newest, wm = self.source.newest_event_time, m["watermark"]
+        lag = "-" if newest is None or wm is None else f"{(newest - wm) / 1000:.1f} s"
+        text = (
+            f"{m['events']:>11,} events  {m['events'] / elapsed:>9,.0f} events/s  alerts {m['alerts']:>3}  "
+            f"watermark lag {lag} (event time)"
+        )
+        if self.tty:
+            bar = "#" * int(done * 24)
+            text = f"  [{bar:<24}] {done:4.0%} {text}"
+            self._width = max(self._width, len(text))
+            self.out.write("\r" + text.ljust(self._width))
+            self.out.flush()
+        else:
+            log.info("demo: %s", text.strip())
+        return text
+
+
+@dataclass
+class DemoOptions:
+    """Options of ``fraudstream demo``."""
+
+    events: int = 200_000
+    seed: int = 7
+    rate: float | None = None
+    """Events per second of wall time; None: as fast as possible."""
+    out: Path = Path("fraudstream-demo-out")
+    progress: bool = True
+    model: Path | None = None
+    """A JSON model file; None: train one at start."""
+    batch_size: int | None = None
+
+
+@dataclass
+class DemoResult:
+    """What a run produced."""
+
+    summary: dict[str, Any]
+    alerts: list[FraudAlert]
+    stream: DemoStream
+    files: list[Path] = field(default_factory=list)
+
+
+def run_demo(options: DemoOptions, out: TextIO | None = None) -> DemoResult:
+    """Generates the stream, gets a model, runs the pipeline, prints the summary and writes
+    the output files."""
+    out = out or sys.stdout
+    say = _printer(out)
+    if options.events < 1_000:
+        raise ValueError(f"--events must be at least 1000, got {options.events}")
+    if options.rate is not None and options.rate <= 0:
+        raise ValueError(f"--rate must be > 0, got {options.rate}")
+    pace = "as fast as possible" if options.rate is None else f"paced at {options.rate:,.0f} events/s"
+    say(f"fraudstream {__version__} demo: {options.events:,} transactions, seed {options.seed}, {pace}")
+
+    began = time.perf_counter()
+    stream = generate_stream(options.events, seed=options.seed)
+    kinds = [s.kind for s in stream.scenarios]
+    hours = (stream.end_ms - stream.start_ms) / HOUR_MS
+    say(
+        f"  stream: {len(stream):,} transactions on {stream.cards:,} cards in {len(COUNTRIES)} countries, "
+        f"{hours:.1f} h of event time, disorder <= {stream.disorder_ms / 1000:.0f} s "
+        f"({time.perf_counter() - began:.2f} s)"
+    )
+    bursts, sprees = (
+        _count(kinds.count("fast burst"), "fast burst"),
+        _count(kinds.count("spend spree"), "spend spree"),
+    )
+    say(
+        f"  injected: the story's incident (23 small transactions, 4 countries, 6 h), {bursts}, {sprees} "
+        f"= {int(stream.fraud.sum())} fraudulent transactions"
+    )
+    model, model_info = _model(options, say)
+
+    # a model file may read any streaming feature: the full default set for it
+    detector = FraudDetector(model=model, features=None if options.model else demo_features())
+    rate = options.rate
+    # flat out: small batches and a short input queue keep the wait behind earlier batches short;
+    # paced: a batch every 10 ms
+    batch_size = options.batch_size or (1_024 if rate is None else max(1, min(4_096, int(rate / 100))))
+    source = DemoSource(stream.columns, batch_size, rate)
+    sink = CollectSink()
+    pipeline = Pipeline(source, detector, sink, capacity=4)
+    tty = bool(getattr(out, "isatty", lambda: False)())
+    progress = Progress(detector, source, out, tty=tty) if options.progress else None
+    if progress is not None:
+        progress.start()
+    began = time.perf_counter()
+    try:
+        pipeline.run()
+    finally:
+        if progress is not None:
+            progress.stop()
+    wall = time.perf_counter() - began
+
+    outputs = [o for o in sink.items if o is not None]
+    alerts = [a for o in outputs for a in o.alerts]
+    batches = [o for o in outputs if o.events and o.latency_ms is not None]
+    # per transaction: its batch's figures
+    latencies = np.repeat([o.latency_ms or 0.0 for o in batches], [o.events for o in batches])
+    processing = np.repeat([o.processing_ms for o in batches], [o.events for o in batches])
+    summary = _summarize(options, stream, alerts, latencies, detector, wall, model_info)
+    summary["processing_ms"] = _percentiles(processing)
+    _report(summary, alerts, stream, say)
+    files = _write(options.out, summary, alerts, stream, latencies, say)
+    return DemoResult(summary, alerts, stream, files)
+
+
+def _printer(out: TextIO) -> Any:
+    def say(line: str = "") -> None:
+        out.write(line + "\n")
+        out.flush()
+
+    return say
+
+
+def _model(options: DemoOptions, say: Any) -> tuple[Model, dict[str, Any]]:
+    if options.model is not None:
+        try:
+            model = Model.load(options.model)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"--model {options.model}: {exc}") from None
+        say(
+            f"  model: {options.model} ({model.kind}, {len(model.inputs)} inputs), "
+            f"alert at score >= {model.threshold:.2f}"
+        )
+        return model, {"file": str(options.model), "kind": model.kind, "threshold": model.threshold}
+    trained = train_model(seed=options.seed)
+    model = trained.model
+    say(
+        f"  model: logistic regression on {len(model.inputs)} streaming features, trained on "
+        f"{trained.rows:,} generated transactions ({trained.frauds} fraudulent) in {trained.seconds:.2f} s; "
+        f"alert at score >= {model.threshold:.2f}"
+    )
+    info = {
+        "kind": model.kind,
+        "inputs": model.feature_names,
+        "threshold": model.threshold,
+        "trained_on_rows": trained.rows,
+        "training_seconds": trained.seconds,
+    }
+    return model, info
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation and summary
+
+
+def _percentiles(values: npt.NDArray[np.float64]) -> dict[str, float | None]:
+    if not len(values):
+        return {"p50": None, "p99": None}
+    return {"p50": float(np.percentile(values, 50)), "p99": float(np.percentile(values, 99))}
+
+
+def match_alerts(stream: DemoStream, alerts: list[FraudAlert]) -> list[int | None]:
+    """For each alert, the injected scenario it caught (None: a false alarm): an alert on a
+    scenario's card at or after the scenario's first transaction."""
+    by_card: dict[int, list[int]] = {}
+    for i, s in enumerate(stream.scenarios):
+        by_card.setdefault(s.card, []).append(i)
+    matched: list[int | None] = []
+    for a in alerts:
+        hits = [i for i in by_card.get(a.card, []) if a.time >= int(stream.scenarios[i].times[0])]
+        matched.append(max(hits, key=lambda i: int(stream.scenarios[i].times[0])) if hits else None)
+    return matched
+
+
+def _summarize(
+    options: DemoOptions,
+    stream: DemoStream,
+    alerts: list[FraudAlert],
+    latencies: npt.NDArray[np.float64],
+    detector: FraudDetector,
+    wall: float,
+    model_info: dict[str, Any],
+) -> dict[str, Any]:
+    matched = match_alerts(stream, alerts)
+    scenarios: list[dict[str, Any]] = []
+    for i, s in enumerate(stream.scenarios):
+        first = next((a for a, m in zip(alerts, matched, strict=True) if m == i), None)
+        row: dict[str, Any] = {
+            "kind": s.kind,
+            "card": s.card,
+            "transactions": len(s.txn_ids),
+            "first_at": int(s.times[0]),
+            "visible_at": s.visible_at,
+            "visible_index": s.visible_index,
+            "pattern": s.pattern,
+            "detected": first is not None,
+        }
+        if first is not None:
+            delay = first.time - s.visible_at
+            row.update(
+                rule=first.rule,
+                reason=first.reason,
+                alert_txn_id=first.txn_id,
+                alert_at=first.time,
+                event_time_delay_ms=delay,
+                latency_ms=first.latency_ms,
+                detection_delay_ms=delay + first.latency_ms,
+                transactions_after_alert=int((s.times > first.time).sum()),
+            )
+        scenarios.append(row)
+    incident = scenarios[0]
+    true_alerts = sum(m is not None for m in matched)
+    metrics = detector.metrics()
+    alert_latency = np.array([a.latency_ms for a in alerts], np.float64)
+    return {
+        "events": len(stream),
+        "events_per_s": len(stream) / wall if wall > 0 else 0.0,
+        "alerts": len(alerts),
+        "incident_detected": bool(incident["detected"]),
+        "incident_detection_delay_ms": incident.get("detection_delay_ms"),
+        "latency_ms": _percentiles(latencies),
+        "precision": true_alerts / len(alerts) if alerts else 0.0,
+        "recall": sum(s["detected"] for s in scenarios) / len(scenarios),
+        "wall_seconds": wall,
+        "seed": options.seed,
+        "rate": options.rate,
+        "event_time_hours": (stream.end_ms - stream.start_ms) / HOUR_MS,
+        "fraudulent_transactions": int(stream.fraud.sum()),
+        "alerts_by_rule": metrics["alerts_by_rule"],
+        "suppressed": metrics["suppressed"],
+        "late": metrics["late"],
+        "true_alerts": true_alerts,
+        "alert_latency_ms": {
+            **_percentiles(alert_latency),
+            "max": float(alert_latency.max()) if len(alerts) else None,
+        },
+        "scenarios": scenarios,
+        "model": model_info,
+        "definitions": {
+            "latency_ms": "wall clock, per transaction: arrival at the pipeline -> its batch processed",
+            "processing_ms": "wall clock, per transaction: the detector's time on its batch",
+            "incident_detection_delay_ms": "alert event time - event time at which the pattern became "
+            "visible, plus the alert's wall-clock latency from the trigger's arrival",
+            "precision": "alerts on a card with injected fraud under way or past / all alerts",
+            "recall": "injected scenarios with an alert / injected scenarios",
+        },
+    }
+
+
+def _clock(ms: int, start: int) -> str:
+    """Event time as ``+h:mm:ss`` since the stream's start."""
+    s = max(0, ms - start) // 1000
+    return f"+{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+
+
+def _delay_words(ms: float) -> str:
+    sign = "-" if ms < 0 else "+"
+    ms = abs(ms)
+    if ms < 1_000:
+        return f"{sign}{ms:.0f} ms"
+    if ms < 60_000:
+        return f"{sign}{ms / 1000:.1f} s"
+    return f"{sign}{ms / 60_000:.1f} min"
+
+
+def _report(summary: dict[str, Any], alerts: list[FraudAlert], stream: DemoStream, say: Any) -> None:
+    start = stream.start_ms
+    wall = max(summary["wall_seconds"], 1e-9)
+    say()
+    hours = summary["event_time_hours"]
+    say(
+        f"done: {summary['events']:,} transactions in {wall:.2f} s, {summary['events_per_s']:,.0f} events/s "
+        f"({hours:.1f} h of event time at {hours * 3600 / wall:,.0f}x real time)"
+    )
+    by_rule = ", ".join(
+        f"{k} {v}" for k, v in sorted(summary["alerts_by_rule"].items(), key=lambda kv: -kv[1])
+    )
+    say(
+        f"alerts: {summary['alerts']} ({by_rule or 'none'}); one per card per incident "
+        f"({summary['suppressed']} repeats held back by the 24 h cool-down)"
+    )
+    matched = match_alerts(stream, alerts)
+    caught = [i for i, m in enumerate(matched) if m is not None][:6]
+    false = [i for i, m in enumerate(matched) if m is None][:2]
+    for i in sorted(caught + false, key=lambda i: alerts[i].time):
+        a, m = alerts[i], matched[i]
+        tag = stream.scenarios[m].kind if m is not None else "false alarm"
+        say(f"  {_clock(a.time, start)}  card {a.card:<8} [{tag}] {a.reason}")
+    if len(alerts) > len(caught) + len(false):
+        say(f"  ... {len(alerts) - len(caught) - len(false)} more in alerts.jsonl")
+    say("detection per injected scenario (event time since the start; delay: alert - pattern visible):")
+    for s in summary["scenarios"]:
+        head = f"  {s['kind']:<14} card {s['card']:<8} visible {_clock(s['visible_at'], start):>9}"
+        if not s["detected"]:
+            say(f"{head}  MISSED")
+            continue
+        early = " (before the pattern was complete)" if s["event_time_delay_ms"] < 0 else ""
+        say(
+            f"{head}  alert {_clock(s['alert_at'], start):>9} {_delay_words(s['event_time_delay_ms']):>8}"
+            f"  latency {s['latency_ms']:6.1f} ms  {s['rule']}{early}"
+        )
+    inc = summary["scenarios"][0]
+    if inc["detected"]:
+        at = (
+            "at that very transaction"
+            if inc["event_time_delay_ms"] == 0
+            else f"{_delay_words(inc['event_time_delay_ms'])} of event time later"
+        )
+        after, total = inc["transactions_after_alert"], inc["transactions"]
+        say(
+            f"the story's incident: visible at its {_ordinal(inc['visible_index'])} transaction "
+            f"({inc['pattern']}), alerted by {inc['rule']} {at}, {inc['latency_ms']:.1f} ms after it "
+            f"arrived; {after} of its {total} transactions came after the alert (the batch job flagged it "
+            "47 h after the last one)"
+        )
+    else:
+        say("the story's incident was NOT detected")
+    lat, proc, al = summary["latency_ms"], summary.get("processing_ms", {}), summary["alert_latency_ms"]
+    if lat["p50"] is not None:
+        p50, p99 = proc.get("p50") or 0.0, proc.get("p99") or 0.0
+        say(
+            f"latency, arrival -> processed: p50 {lat['p50']:.1f} ms, p99 {lat['p99']:.1f} ms per "
+            f"transaction (in the detector: p50 {p50:.1f} ms, p99 {p99:.1f} ms; the rest is waiting "
+            "behind earlier batches)"
+        )
+    if al["p50"] is not None:
+        say(f"alert latency, trigger arrival -> alert: p50 {al['p50']:.1f} ms, max {al['max']:.1f} ms")
+    detected, scenarios = sum(s["detected"] for s in summary["scenarios"]), len(summary["scenarios"])
+    say(
+        f"precision {summary['precision']:.2f} ({summary['true_alerts']} of {summary['alerts']} alerts on "
+        f"injected fraud), recall {summary['recall']:.2f} ({detected} of {scenarios} scenarios)"
+    )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Files
+
+
+def _write(
+    directory: Path,
+    summary: dict[str, Any],
+    alerts: list[FraudAlert],
+    stream: DemoStream,
+    latencies: npt.NDArray[np.float64],
+    say: Any,
+) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    matched = match_alerts(stream, alerts)
+    alerts_path = directory / "alerts.jsonl"
+    with alerts_path.open("w") as f:
+        for a, m in zip(alerts, matched, strict=True):
+            doc = a.to_dict()
+            doc["trigger"]["country_code"] = _core.unpack_code(int(a.trigger["country"]))
+            doc["scenario"] = None if m is None else stream.scenarios[m].kind
+            f.write(json.dumps(doc) + "\n")
+    summary_path = directory / "summary.json"
+    summary_path.write_text(json.dumps(summary, indent=2) + "\n")
+    files = [alerts_path, summary_path]
+    png = directory / "demo.png"
+    if write_plot(png, summary, alerts, stream, latencies):
+        files.append(png)
+        say(f"wrote {alerts_path}, {summary_path.name}, {png.name}")
+    else:
+        say(f"wrote {alerts_path}, {summary_path.name}; for the picture (demo.png): {PLOT_HINT}")
+    return files
+
+
+def write_plot(
+    path: Path,
+    summary: dict[str, Any],
+    alerts: list[FraudAlert],
+    stream: DemoStream,
+    latencies: npt.NDArray[np.float64],
+) -> bool:
+    """The incident card's timeline and the latency histogram as a PNG; False when matplotlib
+    (the ``plot`` extra) is not installed."""
+    try:  # imported by name: matplotlib is optional, and typed only where it is installed
+        figure = importlib.import_module("matplotlib.figure")
+        backend = importlib.import_module("matplotlib.backends.backend_agg")
+    except ImportError:
+        return False
+    fig = figure.Figure(figsize=(12, 4.6), layout="constrained")
+    backend.FigureCanvasAgg(fig)
+    timeline, histogram = fig.subplots(1, 2, width_ratios=[3, 2])
+
+    inc = stream.scenarios[0]
+    info = summary["scenarios"][0]
+    rows = np.flatnonzero(stream.columns["card_id"] == inc.card)
+    hours = (stream.columns["event_time"][rows] - stream.start_ms) / HOUR_MS
+    names = [_core.unpack_code(int(c)) for c in stream.columns["country"][rows]]
+    places = sorted(set(names))
+    y = np.array([places.index(n) for n in names])
+    visible_h = (inc.visible_at - stream.start_ms) / HOUR_MS
+    timeline.axvspan(
+        max(0.0, visible_h - 6), visible_h, color="tab:orange", alpha=0.08, label="the 6 h before"
+    )
+    if info["detected"]:
+        alert_h = (info["alert_at"] - stream.start_ms) / HOUR_MS
+        label = f"alert: {info['rule']}, {info['latency_ms']:.1f} ms after its transaction arrived"
+        timeline.axvline(alert_h, color="tab:red", lw=2, label=label)
+    else:
+        alert_h = math.inf
+    timeline.axvline(visible_h, color="tab:orange", ls="--", label=f"pattern visible: {inc.pattern}")
+    before = hours <= alert_h
+    timeline.scatter(hours[before], y[before], s=36, color="tab:blue", label="before the alert", zorder=3)
+    timeline.scatter(hours[~before], y[~before], s=36, color="tab:gray", label="after the alert", zorder=3)
+    timeline.set_yticks(range(len(places)), places)
+    timeline.set_ylim(-0.6, len(places) - 0.4)
+    timeline.set_xlabel("event time since the stream start (h)")
+    timeline.set_title(f"the story's incident: card {inc.card}, {len(rows)} small transactions")
+    timeline.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncols=2, fontsize=8, frameon=False)
+
+    if len(latencies):
+        bins = np.linspace(0.0, float(latencies.max()) * 1.05 + 1e-3, 50)
+        histogram.hist(latencies, bins=bins, color="tab:blue", alpha=0.8)
+        for i, a in enumerate(alerts):
+            histogram.axvline(
+                a.latency_ms, color="tab:red", alpha=0.6, lw=1, label="alerts" if i == 0 else None
+            )
+        lat = summary["latency_ms"]
+        histogram.set_title(f"arrival -> processed: p50 {lat['p50']:.1f} ms, p99 {lat['p99']:.1f} ms")
+        if alerts:
+            histogram.legend(fontsize=8)
+    histogram.set_xlabel("wall-clock latency (ms)")
+    histogram.set_ylabel("transactions")
+    fig.savefig(path, dpi=110)
+    return True

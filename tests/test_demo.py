@@ -1,0 +1,303 @@
+"""``fraudstream demo`` and the detector it runs.
+
+The demo generates a stream with injected fraud, runs it through the pipeline and must catch
+the story's incident; its files are what a person or a script reads afterwards. The detector
+tests pin what the demo (and later the Kafka loop) relies on: batches never change which
+alerts are raised, the reorder buffer feeds the features in order, bad input is rejected
+whole.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from fraudstream.cli import main
+from fraudstream.demo import PLOT_HINT, DemoOptions, generate_stream, run_demo, train_model
+from fraudstream.errors import ConfigError, InvalidBatchError
+from fraudstream.fraud.detector import FEATURE_COLUMNS, FraudDetector
+from fraudstream.fraud.features import StreamingFeatures, compute_features
+from fraudstream.fraud.model import Model, ModelInput
+from fraudstream.fraud.rules import default_rules
+from fraudstream.pipeline import IdleWatermark
+
+EVENTS = 20_000
+SUMMARY_TYPES: dict[str, Any] = {
+    "events": int,
+    "events_per_s": float,
+    "alerts": int,
+    "incident_detected": bool,
+    "incident_detection_delay_ms": float,
+    "latency_ms": dict,
+    "precision": float,
+    "recall": float,
+}
+HAS_MATPLOTLIB = importlib.util.find_spec("matplotlib") is not None
+
+
+def check_outputs(out: Path, stdout: str) -> dict[str, Any]:
+    """The files of a run, checked; returns summary.json."""
+    summary = json.loads((out / "summary.json").read_text())
+    for key, kind in SUMMARY_TYPES.items():
+        assert key in summary, key
+        value = summary[key]
+        assert isinstance(value, kind) or (kind is float and isinstance(value, int)), (key, value)
+        assert not (kind is not bool and isinstance(value, bool)), (key, value)
+    assert summary["events"] >= EVENTS - 10 and summary["events_per_s"] > 0
+    assert summary["incident_detected"] is True
+    assert summary["incident_detection_delay_ms"] >= 0
+    assert set(summary["latency_ms"]) >= {"p50", "p99"}
+    assert 0 <= summary["latency_ms"]["p50"] <= summary["latency_ms"]["p99"]
+    assert 0.0 <= summary["precision"] <= 1.0 and 0.0 <= summary["recall"] <= 1.0
+
+    lines = (out / "alerts.jsonl").read_text().splitlines()
+    assert len(lines) == summary["alerts"] >= 1
+    alerts = [json.loads(line) for line in lines]
+    for a in alerts:
+        assert {"card", "txn_id", "event_time", "rule", "reason", "latency_ms", "trigger", "scenario"} <= set(
+            a
+        )
+        assert a["latency_ms"] >= 0 and a["reason"]
+    story = [a for a in alerts if a["scenario"] == "story incident"]
+    assert len(story) == 1, "one alert for the incident"
+    assert story[0]["reason"].startswith("spread_6h: 15 transactions in 4 countries within 6 h")
+
+    assert "events/s" in stdout and "the story's incident" in stdout and "precision" in stdout
+    if HAS_MATPLOTLIB:
+        assert (out / "demo.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    else:
+        assert not (out / "demo.png").exists()
+        assert PLOT_HINT in stdout
+    return summary
+
+
+def test_demo_command_in_a_subprocess(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FRAUDSTREAM_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "fraudstream", "demo", "--events", str(EVENTS), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    summary = check_outputs(out, done.stdout)
+    assert summary["rate"] is None
+    # not a terminal: progress goes to log lines (stderr), never a carriage-return bar on stdout
+    assert "\r" not in done.stdout
+
+
+def test_demo_in_process(tmp_path: Path) -> None:
+    out = tmp_path / "demo"
+    text = io.StringIO()
+    result = run_demo(DemoOptions(events=EVENTS, seed=7, out=out, progress=False), out=text)
+    summary = check_outputs(out, text.getvalue())
+    assert summary == json.loads(json.dumps(result.summary)), "summary.json is the returned summary"
+    assert len(result.alerts) == summary["alerts"]
+    incident = summary["scenarios"][0]
+    assert incident["kind"] == "story incident" and incident["transactions"] == 23
+    assert incident["visible_index"] == 15 and incident["rule"] == "spread_6h"
+    assert incident["event_time_delay_ms"] == 0, "alerted at the transaction that made it visible"
+    assert incident["transactions_after_alert"] == 8
+    kinds = {s["kind"] for s in summary["scenarios"]}
+    assert kinds == {"story incident", "fast burst", "spend spree"}
+
+
+def test_demo_paced_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "paced"
+    assert main(["demo", "--events", "5000", "--rate", "20000", "--no-progress", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rate"] == 20_000 and summary["incident_detected"]
+    assert summary["wall_seconds"] >= 5_000 / 20_000 * 0.9, "paced, not as fast as possible"
+    assert "paced at 20,000 events/s" in capsys.readouterr().out
+
+
+def test_demo_rejects_bad_options(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--events", "10"]) == 2
+    assert main(["demo", "--rate", "0"]) == 2
+    assert main(["demo", "--events", "1000", "--model", "/nonexistent/model.json", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "--events must be at least 1000" in err and "--rate must be > 0" in err
+    assert "--model /nonexistent/model.json: " in err
+
+
+def test_demo_with_a_model_file(tmp_path: Path) -> None:
+    model = train_model(seed=3, events=50_000).model
+    path = tmp_path / "model.json"
+    model.save(path)
+    text = io.StringIO()
+    result = run_demo(DemoOptions(events=5_000, out=tmp_path / "o", progress=False, model=path), out=text)
+    assert result.summary["model"]["file"] == str(path)
+    assert f"model: {path}" in text.getvalue()
+
+
+# -- the stream ---------------------------------------------------------------------------
+
+
+def test_the_stream_is_seeded_labelled_and_boundedly_disordered() -> None:
+    a, b = generate_stream(10_000, seed=5), generate_stream(10_000, seed=5)
+    for name in a.columns:
+        np.testing.assert_array_equal(a.columns[name], b.columns[name])
+    ts = a.columns["event_time"]
+    assert int((np.maximum.accumulate(ts) - ts).max()) <= a.disorder_ms
+    assert not np.array_equal(ts, np.sort(ts)), "some disorder"
+    assert a.columns["txn_id"].tolist() == list(range(len(a)))
+    assert int(a.fraud.sum()) == sum(len(s.txn_ids) for s in a.scenarios)
+    story = a.scenarios[0]
+    assert story.kind == "story incident" and len(story.txn_ids) == 23
+    assert story.times[-1] - story.times[0] <= 6 * 3_600_000
+    assert len(set(a.columns["country"][np.isin(a.columns["txn_id"], story.txn_ids)].tolist())) == 4
+    for s in a.scenarios:
+        assert s.times[0] <= s.visible_at <= s.times[-1]
+    for burst in (s for s in a.scenarios if s.kind == "fast burst"):
+        assert len(burst.txn_ids) >= 5 and burst.times[-1] - burst.times[0] <= 5 * 60_000
+
+
+# -- the detector -------------------------------------------------------------------------
+
+STREAM = generate_stream(20_000, seed=11)
+
+
+def run_detector(detector: FraudDetector, batch_size: int) -> list[tuple[int, int, str]]:
+    cols, n = STREAM.columns, len(STREAM)
+    alerts = []
+    for lo in range(0, n, batch_size):
+        alerts += detector.process({k: v[lo : lo + batch_size] for k, v in cols.items()}).alerts
+    alerts += detector.flush().alerts
+    return sorted((a.card, a.txn_id, a.rule) for a in alerts)
+
+
+def test_rule_alerts_do_not_depend_on_batching() -> None:
+    runs = [run_detector(FraudDetector(), size) for size in (len(STREAM), 4_096, 333)]
+    assert runs[0] == runs[1] == runs[2]
+    story = STREAM.scenarios[0]
+    mine = [a for a in runs[0] if a[0] == story.card]
+    assert len(mine) == 1 and mine[0][2] == "spread_6h"
+
+
+def test_the_reorder_buffer_feeds_the_features_in_event_time_order() -> None:
+    detector = FraudDetector(rules=[])
+    seen: list[dict[str, np.ndarray]] = []
+    process = detector.features.process
+
+    def spy(batch: Any) -> Any:
+        out = process(batch)
+        seen.append(
+            {"txn_id": np.asarray(batch["txn_id"]).copy(), "ts": np.asarray(batch["ts"]).copy(), **out}
+        )
+        return out
+
+    detector.features.process = spy  # type: ignore[method-assign]
+    run_detector(detector, 1_000)
+    m = detector.metrics()
+    assert m["scored"] == m["events"] == len(STREAM) and m["late"] == 0 and m["held"] == 0
+    got = {k: np.concatenate([b[k] for b in seen]) for k in seen[0]}
+    order = np.lexsort((got["txn_id"], got["ts"]))
+    assert np.array_equal(order, np.arange(len(order))), "released in (time, id) order"
+    c = STREAM.columns
+    table = {
+        "txn_id": c["txn_id"], "ts": c["event_time"], "card": c["card_id"], "terminal": c["terminal_id"],
+        "amount": c["amount"], "country": c["country"],
+    }  # fmt: skip
+    want = compute_features(table, features=StreamingFeatures(columns=FEATURE_COLUMNS))
+    in_order = np.lexsort((want["txn_id"], c["event_time"]))
+    assert np.array_equal(want["txn_id"][in_order], got["txn_id"])
+    for name in detector.features.feature_names:
+        np.testing.assert_allclose(got[name], want[name][in_order], rtol=1e-12, err_msg=name)
+
+
+def test_late_transactions_are_counted_and_skip_the_model_path() -> None:
+    detector = FraudDetector(rules=[])
+    row = {k: v[:1] for k, v in STREAM.columns.items()}
+    t = int(row["event_time"][0])
+    detector.process({**row, "event_time": np.array([t + 60_000]), "txn_id": np.array([10**9])})
+    detector.process({**row, "event_time": np.array([t + 120_000]), "txn_id": np.array([10**9 + 1])})
+    detector.process({**row, "event_time": np.array([t]), "txn_id": np.array([10**9 + 2])})  # too old
+    m = detector.metrics()
+    assert (m["events"], m["late"], m["scored"], m["held"]) == (3, 1, 1, 1)
+    assert m["watermark"] == t + 115_000 and m["watermark_lag_ms"] == 5_000
+    twice = {k: np.repeat(v, 2) for k, v in row.items()}
+    out = detector.process({**twice, "event_time": np.full(2, t + 130_000), "txn_id": np.full(2, 10**9 + 3)})
+    assert out.scored == 1, "the held row, now before the watermark"
+    assert detector.flush().scored == 1, "one of the two copies"
+    m = detector.metrics()
+    assert (m["duplicates"], m["scored"], m["held"]) == (1, 3, 0)
+
+
+def test_idle_time_releases_held_transactions() -> None:
+    now = [0.0]
+    detector = FraudDetector(
+        rules=[], idle=IdleWatermark(after="1s", rule="wall_clock"), clock=lambda: now[0]
+    )
+    batch = {k: v[:50] for k, v in STREAM.columns.items()}
+    now[0] = float(batch["event_time"].max())
+    detector.process(batch)
+    assert detector.metrics()["held"] > 0
+    assert detector.on_idle(0.5) is None, "not idle long enough"
+    now[0] += 10_000
+    out = detector.on_idle(2.0)
+    assert out is not None and out.scored > 0 and detector.metrics()["held"] == 0
+
+
+def test_a_bad_batch_is_rejected_whole() -> None:
+    detector = FraudDetector()
+    good = {k: v[:100] for k, v in STREAM.columns.items()}
+    amounts = good["amount"].copy()
+    amounts[7] = np.nan
+    with pytest.raises(InvalidBatchError, match="column 'amount' row 7"):
+        detector.process({**good, "amount": amounts})
+    with pytest.raises(InvalidBatchError, match="missing column 'terminal_id'"):
+        detector.process({k: v for k, v in good.items() if k != "terminal_id"})
+    assert detector.metrics()["events"] == 0
+    detector.process(good)
+    assert detector.metrics()["events"] == 100
+
+
+def test_model_alerts_carry_a_score_and_readable_reasons() -> None:
+    model = train_model(seed=1, events=50_000).model
+    assert 0.0 < model.threshold < 1.0
+    detector = FraudDetector(model=model, model_threshold=0.0, rules=[], cooldown=0)
+    batch = {k: v[:2_000] for k, v in STREAM.columns.items()}
+    alerts = detector.process(batch).alerts + detector.flush().alerts
+    assert len(alerts) == 2_000, "threshold 0 and no cool-down: every transaction alerts"
+    assert sorted(a.txn_id for a in alerts) == sorted(batch["txn_id"].tolist())
+    a = alerts[0]
+    assert a.rule == "model" and a.source == "model" and a.score is not None and 0.0 <= a.score <= 1.0
+    assert a.reason.startswith("model: fraud score ") and a.figures["score"] == a.score
+    assert a.latency_ms >= 0 and set(a.trigger) == {"terminal", "amount", "country"}
+    assert json.loads(json.dumps(a.to_dict()))["txn_id"] == a.txn_id
+
+
+def test_detector_configuration_errors_name_the_problem() -> None:
+    model = Model(
+        kind="logistic_regression",
+        inputs=[ModelInput("NO_SUCH_FEATURE")],
+        mean=[0.0],
+        scale=[1.0],
+        params={"coef": [1.0], "intercept": 0.0},
+    )
+    with pytest.raises(ConfigError, match="NO_SUCH_FEATURE"):
+        FraudDetector(model=model)
+    with pytest.raises(ConfigError, match="no_such_column"):
+        FraudDetector(rules=default_rules(habit_column="no_such_column"))
+    with pytest.raises(ConfigError, match="model_threshold"):
+        FraudDetector(model_threshold=1.5)
+
+
+def test_feature_rules_run_on_the_ordered_path() -> None:
+    rules = [r for r in default_rules(habit_column="CUSTOMER_ID_AMOUNT_RATIO") if r.name.startswith("spend")]
+    detector = FraudDetector(rules=rules)
+    assert detector.rules is None and detector.feature_rules is not None
+    alerts = run_detector(detector, 4_096)
+    assert alerts and {a[2] for a in alerts} <= {r.name for r in rules}
