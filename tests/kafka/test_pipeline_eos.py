@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import signal
 import threading
 import time
 from collections import Counter
@@ -202,3 +203,24 @@ def test_hostile_records_go_to_the_dead_letter_topic_and_the_pipeline_continues(
         assert expected in entry["reason"], (entry["reason"], expected)
         assert entry["topic"] == eos_topic and entry["partition"] >= 0
     assert_exact(config)
+
+
+def test_sigterm_stops_cleanly_within_a_bounded_time(
+    kafka_bootstrap: str, eos_topic: str, tmp_path: Path
+) -> None:
+    records = stream_with_bursts(30_000, seed=6)
+    feeder = threading.Thread(target=produce, args=(kafka_bootstrap, eos_topic, records, 3_000.0))
+    feeder.start()
+    config = make_config(kafka_bootstrap, eos_topic, consume_batch=100)
+    log = tmp_path / "instance.log"
+    proc = run_instance(write_toml(config, tmp_path / "c.toml"), log, "--idle-exit", "60")
+    time.sleep(4.0)
+    proc.send_signal(signal.SIGTERM)
+    began = time.monotonic()
+    assert proc.wait(timeout=30) == 0, log.read_text()[-3000:]
+    assert time.monotonic() - began < 15, "stopped within a bounded time"
+    feeder.join()
+    stats = last_json_line(log)
+    assert stats["consumed"] > 0 and stats["consumed"] == stats["processed"] + stats["dead_lettered"]
+    alerts = committed_alerts(config, PARTITIONS)
+    assert len(alerts) == len(set(alerts)), "nothing committed twice"
