@@ -52,6 +52,7 @@ def int_column(obj: Any, column: str) -> IntArray:
             raise _bad(column, row, f"value {arr[row]} does not fit in int64")
         return np.ascontiguousarray(arr, dtype=np.int64)
     if np.issubdtype(arr.dtype, np.floating):
+        arr = arr.astype(np.float64, copy=False)  # compare in float64: the bound overflows float16
         bad = ~np.isfinite(arr) | (arr != np.round(arr)) | (np.abs(arr) > 2.0**63 - 1024)
         if bad.any():
             row = int(np.argmax(bad))
