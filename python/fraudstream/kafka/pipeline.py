@@ -215,6 +215,8 @@ class KafkaPipeline:
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
                 "session.timeout.ms": k.session_timeout_ms,
+                # three heartbeats per session: the default 3 s would expire short sessions
+                "heartbeat.interval.ms": max(100, k.session_timeout_ms // 3),
                 "enable.partition.eof": False,
                 # large fetches: the loop takes thousands of records per call
                 "max.partition.fetch.bytes": 8 << 20,
@@ -569,11 +571,13 @@ class KafkaPipeline:
             return
         began = time.monotonic()
         k = self.config.kafka
+        # Offsets first: this waits for a previous owner's pending transaction (a zombie resuming
+        # mid-commit), whose changelog records must then be part of what is read next.
+        committed = self.consumer.committed(
+            [TopicPartition(k.input_topic, p) for p in partitions], timeout=k.transaction_timeout_ms / 1000
+        )
         restored = read_changelog(
             client_config(self.config), k.changelog_topic, f"{k.group_id}-restore", partitions
-        )
-        committed = self.consumer.committed(
-            [TopicPartition(k.input_topic, p) for p in partitions], timeout=30
         )
         for tp in committed:  # where processing resumes: records before it are done
             self._positions[tp.partition] = max(tp.offset, 0)
