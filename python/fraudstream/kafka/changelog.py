@@ -145,6 +145,7 @@ def read_changelog(
     )
     restored = {p: Restored() for p in partitions}
     try:
+        _wait_stable(client, reader, topic, partitions, timeout)
         assignment, pending = [], set()
         for p in partitions:
             low, high = _watermarks(reader, TopicPartition(topic, p), timeout)
@@ -154,13 +155,17 @@ def read_changelog(
         if not assignment:
             return restored
         reader.assign(assignment)
-        partial: dict[int, dict[tuple[bytes, int], list[bytes | None]]] = {p: {} for p in partitions}
-        deadline = time.monotonic() + timeout
+        # chunks of the frames being assembled, and how many are still missing
+        Assembling = dict[tuple[bytes, int], tuple[list[bytes], list[int]]]
+        partial: dict[int, Assembling] = {p: {} for p in partitions}
+        deadline = time.monotonic() + timeout  # moved on by every record: a stall, not a size limit
         next_report = time.monotonic() + 1.0
         while pending:
             now = time.monotonic()
             if now > deadline:
-                raise StreamError(f"timed out restoring changelog partitions {sorted(pending)}")
+                raise StreamError(
+                    f"restoring changelog partitions {sorted(pending)}: nothing received for {timeout:.0f} s"
+                )
             if now >= next_report:  # progress of a long restore
                 next_report = now + 1.0
                 log.info(
@@ -169,7 +174,10 @@ def read_changelog(
                     sum(r.bytes_read for r in restored.values()),
                     sorted(pending),
                 )
-            for m in reader.consume(num_messages=1_000, timeout=0.2):
+            msgs = reader.consume(num_messages=1_000, timeout=0.2)
+            if msgs:
+                deadline = time.monotonic() + timeout
+            for m in msgs:
                 err = m.error()
                 if err is not None:
                     if err.code() == KafkaError._PARTITION_EOF:
@@ -185,10 +193,11 @@ def read_changelog(
                 r.records_read += 1
                 r.bytes_read += len(value)
                 _, kind, seq, index, count = HEADER.unpack_from(value)
-                parts = partial[p].setdefault((kind, seq), [None] * count)
+                parts, missing = partial[p].setdefault((kind, seq), ([b""] * count, [count]))
                 parts[index] = value[HEADER.size :]
-                if all(c is not None for c in parts):
-                    payload = b"".join(c for c in parts if c is not None)
+                missing[0] -= 1
+                if not missing[0]:
+                    payload = b"".join(parts)
                     del partial[p][(kind, seq)]
                     if kind == SNAPSHOT:
                         r.snapshot, r.changes = payload, []
@@ -198,6 +207,42 @@ def read_changelog(
     finally:
         reader.close()
     return restored
+
+
+def _wait_stable(
+    client: dict[str, object], reader: Consumer, topic: str, partitions: list[int], timeout: float
+) -> None:
+    """Waits until every transaction that wrote to the changelog partitions before this call is
+    resolved.
+
+    The committed input offsets turn stable as soon as the commit marker of the previous owner's
+    transaction reaches the offsets topic; its markers on the changelog partitions may land a
+    moment later. A ``read_committed`` reader that started in between would stop at the last
+    stable offset, before that transaction's state, and resume from offsets the state has not
+    seen. Waiting for the last stable offset to pass the log end seen at the start closes the
+    gap (an aborted transaction resolves too, at the latest after the transaction timeout)."""
+    uncommitted = Consumer(
+        {**client, "group.id": "fraudstream-log-end", "isolation.level": "read_uncommitted"}
+    )
+    try:
+        log_end = {p: _watermarks(uncommitted, TopicPartition(topic, p), timeout)[1] for p in partitions}
+    finally:
+        uncommitted.close()
+    deadline = time.monotonic() + timeout
+    waiting = set(partitions)
+    while waiting:
+        # the reader is read_committed: its high watermark is the last stable offset
+        waiting = {
+            p for p in waiting if _watermarks(reader, TopicPartition(topic, p), timeout)[1] < log_end[p]
+        }
+        if not waiting:
+            break
+        if time.monotonic() > deadline:
+            raise StreamError(
+                f"changelog partitions {sorted(waiting)} of {topic} still hold an open transaction "
+                f"after {timeout:.0f} s"
+            )
+        time.sleep(0.02)
 
 
 def _watermarks(reader: Consumer, tp: TopicPartition, timeout: float) -> tuple[int, int]:

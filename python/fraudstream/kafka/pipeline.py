@@ -577,7 +577,12 @@ class KafkaPipeline:
             [TopicPartition(k.input_topic, p) for p in partitions], timeout=k.transaction_timeout_ms / 1000
         )
         restored = read_changelog(
-            client_config(self.config), k.changelog_topic, f"{k.group_id}-restore", partitions
+            client_config(self.config),
+            k.changelog_topic,
+            f"{k.group_id}-restore",
+            partitions,
+            # an open transaction on the changelog resolves within the transaction timeout
+            timeout=max(60.0, k.transaction_timeout_ms / 1000 + 10),
         )
         for tp in committed:  # where processing resumes: records before it are done
             self._positions[tp.partition] = max(tp.offset, 0)
