@@ -56,8 +56,6 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import signal
-
     from fraudstream.config import load_config
     from fraudstream.kafka.pipeline import KafkaPipeline
 
@@ -68,13 +66,13 @@ def _run(args: argparse.Namespace) -> int:
     if pipeline.metrics.port:
         logging.getLogger("fraudstream").info("metrics on http://127.0.0.1:%d/metrics", pipeline.metrics.port)
 
-    def on_signal(signum: int, frame: object) -> None:
-        logging.getLogger("fraudstream").info("signal %d: finishing the open transaction", signum)
-        pipeline.stop()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    stats = pipeline.run(idle_exit_s=args.idle_exit, max_seconds=args.max_seconds)
+    # SIGTERM/SIGINT finish the open transaction; a stuck client or shutdown ends the process
+    pipeline.watchdog.handle_signals()
+    pipeline.watchdog.start()
+    try:
+        stats = pipeline.run(idle_exit_s=args.idle_exit, max_seconds=args.max_seconds)
+    finally:
+        pipeline.watchdog.close()
     print(json.dumps(stats.as_dict()))
     return 0
 

@@ -64,6 +64,11 @@ class KafkaSection:
     one exceed the state's size and this many bytes; older records are then deleted."""
     session_timeout_ms: int = 10_000
     transaction_timeout_ms: int = 60_000
+    stuck_call_timeout_ms: int = 90_000
+    """A blocking client call (they have 30 s timeouts) still running after this long ends the
+    process with exit code 75, for its supervisor to restart it (``fraudstream run`` only)."""
+    shutdown_timeout_ms: int = 20_000
+    """After SIGTERM/SIGINT, the time to finish the open transaction before exiting with 75."""
     client: dict[str, str] = field(default_factory=dict)
     """Extra librdkafka settings for every client (SASL/SSL pass through here)."""
 
@@ -128,6 +133,8 @@ class Config:
             "consume_batch",
             "session_timeout_ms",
             "transaction_timeout_ms",
+            "stuck_call_timeout_ms",
+            "shutdown_timeout_ms",
         ):
             if getattr(k, name) <= 0:
                 raise ConfigError(f"kafka.{name} must be > 0, got {getattr(k, name)}")

@@ -52,6 +52,7 @@ from fraudstream.kafka.changelog import ChangelogWriter, PartitionLog, read_chan
 from fraudstream.kafka.producing import produce_waiting
 from fraudstream.kafka.schema import decode_batch
 from fraudstream.kafka.state import PartitionState, make_dedup_engine
+from fraudstream.kafka.watchdog import Watchdog
 from fraudstream.metrics import PipelineMetrics
 from fraudstream.windows import EmitKind, WindowedAggregation, hopping, to_millis
 
@@ -223,6 +224,16 @@ class KafkaPipeline:
                 "fetch.max.bytes": 64 << 20,
             }
         )
+        self.producer = self._make_producer()
+        self.changelog = ChangelogWriter(self.producer, k.changelog_topic, k.changelog_snapshot_min_bytes)
+        self.admin = AdminClient(common)
+        self.metrics = PipelineMetrics(config.metrics.port)
+        self._next_gauges = 0.0
+        self.watchdog = Watchdog(k.stuck_call_timeout_ms / 1000, k.shutdown_timeout_ms / 1000, self.stop)
+        """Tracks blocking client calls; armed by ``fraudstream run`` (:mod:`.watchdog`)."""
+
+    def _make_producer(self) -> Producer:
+        k = self.config.kafka
         transactional = (
             {
                 "transactional.id": f"{k.group_id}-{k.instance_id}",
@@ -231,19 +242,27 @@ class KafkaPipeline:
             if k.exactly_once
             else {}
         )
-        self.producer = Producer(
+        return Producer(
             {
-                **common,
+                **client_config(self.config),
                 **transactional,
                 "enable.idempotence": True,
                 "linger.ms": 2,
-                "message.max.bytes": max(2 * config.decode.max_record_bytes, 1 << 20),
+                "message.max.bytes": max(2 * self.config.decode.max_record_bytes, 1 << 20),
             }
         )
-        self.changelog = ChangelogWriter(self.producer, k.changelog_topic, k.changelog_snapshot_min_bytes)
-        self.admin = AdminClient(common)
-        self.metrics = PipelineMetrics(config.metrics.port)
-        self._next_gauges = 0.0
+
+    def _renew_producer(self) -> None:
+        """Replaces the producer by a new one with the same transactional id (which fences the
+        old one). After a broker outage, librdkafka's producer can keep a stale group coordinator
+        and block in ``send_offsets_to_transaction`` (librdkafka issue 5511); a new client looks
+        the coordinator up afresh."""
+        old = self.producer
+        self.producer = self._make_producer()
+        self.changelog.producer = self.producer
+        with self.watchdog.call("init_transactions"):
+            self.producer.init_transactions(30)
+        old.flush(0)  # its transaction is aborted (fenced); nothing of it is kept
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -256,7 +275,8 @@ class KafkaPipeline:
         k = self.config.kafka
         ensure_topics(self.config)
         if k.exactly_once:
-            self.producer.init_transactions(30)
+            with self.watchdog.call("init_transactions"):
+                self.producer.init_transactions(30)
         self.consumer.subscribe(
             [k.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
         )
@@ -287,8 +307,9 @@ class KafkaPipeline:
             )
             raise
         finally:
-            self.consumer.close()
-            self.producer.flush(10)
+            with self.watchdog.call("close"):
+                self.consumer.close()
+                self.producer.flush(10)
             self.metrics.close()
         return self.stats
 
@@ -456,10 +477,12 @@ class KafkaPipeline:
             return
         try:
             if offsets:
-                self.producer.send_offsets_to_transaction(
-                    offsets, self.consumer.consumer_group_metadata(), 30
-                )
-            _retrying(lambda: self.producer.commit_transaction(30))
+                with self.watchdog.call("send_offsets_to_transaction"):
+                    self.producer.send_offsets_to_transaction(
+                        offsets, self.consumer.consumer_group_metadata(), 30
+                    )
+            with self.watchdog.call("commit_transaction"):
+                _retrying(lambda: self.producer.commit_transaction(30))
         except KafkaException as exc:
             self._on_commit_error(exc)
             return
@@ -502,7 +525,8 @@ class KafkaPipeline:
         commit: its offset (seek) and its state (changelog). ``lost`` partitions are dropped."""
         if self._in_txn:
             try:
-                self.producer.abort_transaction(30)
+                with self.watchdog.call("abort_transaction"):
+                    self.producer.abort_transaction(30)
             except KafkaException as exc:
                 if exc.args[0].fatal():
                     raise FencedError(str(exc.args[0])) from exc
@@ -554,6 +578,8 @@ class KafkaPipeline:
         lost = frozenset(tp.partition for tp in partitions)
         log.warning("partitions lost: %s; aborting the open transaction", sorted(lost))
         self._abort_and_rewind(lost)
+        if self.config.kafka.exactly_once:  # lost: the group or the broker went away
+            self._renew_producer()
 
     def _new_state(self) -> PartitionState:
         d = self.config.decode
