@@ -118,6 +118,8 @@ impl AggSpec {
     }
 }
 
+/// Where an aggregate keeps its state in an [`Acc`]: `num`/`time` are word indices, `word` is
+/// the word of a distinct set's bitmap and `set` its index among the distinct sets.
 #[derive(Debug, Clone, Copy)]
 enum Slot {
     Count,
@@ -127,10 +129,11 @@ enum Slot {
     Mean { num: usize, col: usize },
     First { num: usize, time: usize, col: usize },
     Last { num: usize, time: usize, col: usize },
-    Distinct { set: usize, col: usize },
+    Distinct { word: usize, set: usize, col: usize },
 }
 
-/// Exact distinct set: inline for the few values a card sees in a window, hashed beyond.
+/// Exact set of the values of a distinct count that the bitmap of an [`Acc`] does not hold
+/// (outside `[0, 64)`): inline for the few values a card sees in a window, hashed beyond.
 #[derive(Debug, Clone, PartialEq)]
 pub enum DistinctSet {
     /// Up to [`DistinctSet::SMALL`] values, unsorted, scanned linearly.
@@ -201,7 +204,10 @@ impl DistinctSet {
     }
 
     fn clear(&mut self) {
-        *self = DistinctSet::default();
+        match self {
+            DistinctSet::Small(s) => s.clear(),
+            DistinctSet::Large(_) => *self = DistinctSet::default(),
+        }
     }
 
     fn heap_bytes(&self) -> usize {
@@ -213,14 +219,92 @@ impl DistinctSet {
     }
 }
 
+/// Values of a distinct count below this bound (and not negative) live in a bitmap word.
+const BITMAP_VALUES: i64 = 64;
+
 /// The running state of one pane or session.
+///
+/// Compact on purpose (56 bytes for up to four state words), since keyed state for many keys
+/// is bound by cache misses: `words` holds the numeric slots (f64 bits), the time slots and one
+/// bitmap per distinct count (its values in `[0, 64)`, e.g. small category codes); distinct
+/// values outside that range go to `others`, allocated only when such a value occurs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Acc {
     /// Events added.
     pub count: u64,
-    num: SmallVec<[f64; 4]>,
-    time: SmallVec<[i64; 2]>,
-    sets: SmallVec<[DistinctSet; 1]>,
+    words: SmallVec<[u64; 4]>,
+    others: Option<Box<SmallVec<[DistinctSet; 1]>>>,
+}
+
+impl Acc {
+    /// Whether the accumulator holds heap data (distinct values outside the bitmap range, or
+    /// more state words than fit inline).
+    #[inline]
+    #[must_use]
+    pub fn has_heap(&self) -> bool {
+        self.others.is_some() || self.words.spilled()
+    }
+
+    #[inline]
+    fn num(&self, i: usize) -> f64 {
+        f64::from_bits(self.words[i])
+    }
+
+    #[inline]
+    fn set_num(&mut self, i: usize, x: f64) {
+        self.words[i] = x.to_bits();
+    }
+
+    #[inline]
+    #[allow(clippy::cast_possible_wrap)]
+    fn time(&self, i: usize) -> i64 {
+        self.words[i] as i64
+    }
+
+    #[inline]
+    #[allow(clippy::cast_sign_loss)]
+    fn set_time(&mut self, i: usize, t: i64) {
+        self.words[i] = t as u64;
+    }
+
+    fn others_of(&self, set: usize) -> Option<&DistinctSet> {
+        self.others.as_ref().map(|o| &o[set])
+    }
+
+    fn others_mut(&mut self, set: usize, sets: usize) -> &mut DistinctSet {
+        &mut self.others.get_or_insert_with(|| Box::new((0..sets).map(|_| DistinctSet::default()).collect()))
+            [set]
+    }
+
+    /// Adds `v` to the distinct set with bitmap `word` and index `set` (of `sets`).
+    #[inline]
+    #[allow(clippy::cast_sign_loss)]
+    fn insert_distinct(&mut self, word: usize, set: usize, sets: usize, v: i64) {
+        if (0..BITMAP_VALUES).contains(&v) {
+            self.words[word] |= 1u64 << v;
+        } else {
+            self.others_mut(set, sets).insert(v);
+        }
+    }
+
+    fn distinct_len(&self, word: usize, set: usize) -> usize {
+        self.words[word].count_ones() as usize + self.others_of(set).map_or(0, DistinctSet::len)
+    }
+
+    /// The values of a distinct set, sorted.
+    fn distinct_values(&self, word: usize, set: usize) -> Vec<i64> {
+        let mut values: Vec<i64> = Vec::with_capacity(self.distinct_len(word, set));
+        let mut bits = self.words[word];
+        while bits != 0 {
+            values.push(i64::from(bits.trailing_zeros()));
+            bits &= bits - 1;
+        }
+        if let Some(o) = self.others_of(set) {
+            values.extend(o.values());
+        }
+        values.sort_unstable();
+        values
+    }
 }
 
 /// Where each aggregate's result goes in an output: integer or float column, and its index.
@@ -239,6 +323,10 @@ pub struct Layout {
     slots: Vec<Slot>,
     outputs: Vec<OutputSlot>,
     columns: Vec<String>,
+    /// Numbers of numeric slots, time slots and distinct sets.
+    nums: usize,
+    times: usize,
+    sets: usize,
     template: Acc,
 }
 
@@ -301,7 +389,7 @@ impl Layout {
                 AggKind::Mean => Slot::Mean { num: take(&mut nums), col },
                 AggKind::First => Slot::First { num: take(&mut nums), time: take(&mut times), col },
                 AggKind::Last => Slot::Last { num: take(&mut nums), time: take(&mut times), col },
-                AggKind::CountDistinct => Slot::Distinct { set: take(&mut sets), col },
+                AggKind::CountDistinct => Slot::Distinct { word: 0, set: take(&mut sets), col },
             });
             outputs.push(if spec.kind.is_integer() {
                 OutputSlot::Int(take(&mut ints))
@@ -309,14 +397,25 @@ impl Layout {
                 OutputSlot::Float(take(&mut floats))
             });
         }
-        let mut template = Acc {
-            count: 0,
-            num: SmallVec::from_elem(0.0, nums),
-            time: SmallVec::from_elem(0, times),
-            sets: (0..sets).map(|_| DistinctSet::default()).collect(),
+        // Word layout: numeric slots, then time slots, then one bitmap per distinct set.
+        for slot in &mut slots {
+            match slot {
+                Slot::First { time, .. } | Slot::Last { time, .. } => *time += nums,
+                Slot::Distinct { word, set, .. } => *word = nums + times + *set,
+                _ => {}
+            }
+        }
+        let mut template = Acc { count: 0, words: SmallVec::from_elem(0, nums + times + sets), others: None };
+        let mut layout = Layout {
+            specs: specs.to_vec(),
+            slots,
+            outputs,
+            columns,
+            nums,
+            times,
+            sets,
+            template: template.clone(),
         };
-        let mut layout =
-            Layout { specs: specs.to_vec(), slots, outputs, columns, template: template.clone() };
         layout.reset(&mut template);
         layout.template = template;
         Ok(layout)
@@ -349,8 +448,9 @@ impl Layout {
 
     /// A fresh, empty accumulator.
     #[must_use]
+    #[inline]
     pub fn new_acc(&self) -> Acc {
-        self.template.clone()
+        Acc { count: 0, words: SmallVec::from_slice(&self.template.words), others: None }
     }
 
     /// Empties `acc` in place (keeps its allocations).
@@ -359,19 +459,22 @@ impl Layout {
         for slot in &self.slots {
             match *slot {
                 Slot::Count => {}
-                Slot::Sum { num, .. } | Slot::Mean { num, .. } => acc.num[num] = 0.0,
-                Slot::Min { num, .. } => acc.num[num] = f64::INFINITY,
-                Slot::Max { num, .. } => acc.num[num] = f64::NEG_INFINITY,
+                Slot::Sum { num, .. } | Slot::Mean { num, .. } => acc.set_num(num, 0.0),
+                Slot::Min { num, .. } => acc.set_num(num, f64::INFINITY),
+                Slot::Max { num, .. } => acc.set_num(num, f64::NEG_INFINITY),
                 Slot::First { num, time, .. } => {
-                    acc.num[num] = f64::NAN;
-                    acc.time[time] = i64::MAX;
+                    acc.set_num(num, f64::NAN);
+                    acc.set_time(time, i64::MAX);
                 }
                 Slot::Last { num, time, .. } => {
-                    acc.num[num] = f64::NAN;
-                    acc.time[time] = i64::MIN;
+                    acc.set_num(num, f64::NAN);
+                    acc.set_time(time, i64::MIN);
                 }
-                Slot::Distinct { set, .. } => acc.sets[set].clear(),
+                Slot::Distinct { word, .. } => acc.words[word] = 0,
             }
+        }
+        if let Some(others) = &mut acc.others {
+            others.iter_mut().for_each(DistinctSet::clear);
         }
     }
 
@@ -384,23 +487,25 @@ impl Layout {
             match *slot {
                 Slot::Count => {}
                 Slot::Sum { num, col } | Slot::Mean { num, col } => {
-                    acc.num[num] += values[col].number(row);
+                    acc.set_num(num, acc.num(num) + values[col].number(row));
                 }
-                Slot::Min { num, col } => acc.num[num] = acc.num[num].min(values[col].number(row)),
-                Slot::Max { num, col } => acc.num[num] = acc.num[num].max(values[col].number(row)),
+                Slot::Min { num, col } => acc.set_num(num, acc.num(num).min(values[col].number(row))),
+                Slot::Max { num, col } => acc.set_num(num, acc.num(num).max(values[col].number(row))),
                 Slot::First { num, time, col } => {
-                    if t < acc.time[time] {
-                        acc.time[time] = t;
-                        acc.num[num] = values[col].number(row);
+                    if t < acc.time(time) {
+                        acc.set_time(time, t);
+                        acc.set_num(num, values[col].number(row));
                     }
                 }
                 Slot::Last { num, time, col } => {
-                    if t >= acc.time[time] {
-                        acc.time[time] = t;
-                        acc.num[num] = values[col].number(row);
+                    if t >= acc.time(time) {
+                        acc.set_time(time, t);
+                        acc.set_num(num, values[col].number(row));
                     }
                 }
-                Slot::Distinct { set, col } => acc.sets[set].insert(values[col].identity(row)),
+                Slot::Distinct { word, set, col } => {
+                    acc.insert_distinct(word, set, self.sets, values[col].identity(row));
+                }
             }
         }
     }
@@ -411,22 +516,29 @@ impl Layout {
         for slot in &self.slots {
             match *slot {
                 Slot::Count => {}
-                Slot::Sum { num, .. } | Slot::Mean { num, .. } => into.num[num] += from.num[num],
-                Slot::Min { num, .. } => into.num[num] = into.num[num].min(from.num[num]),
-                Slot::Max { num, .. } => into.num[num] = into.num[num].max(from.num[num]),
+                Slot::Sum { num, .. } | Slot::Mean { num, .. } => {
+                    into.set_num(num, into.num(num) + from.num(num))
+                }
+                Slot::Min { num, .. } => into.set_num(num, into.num(num).min(from.num(num))),
+                Slot::Max { num, .. } => into.set_num(num, into.num(num).max(from.num(num))),
                 Slot::First { num, time, .. } => {
-                    if from.time[time] < into.time[time] {
-                        into.time[time] = from.time[time];
-                        into.num[num] = from.num[num];
+                    if from.time(time) < into.time(time) {
+                        into.set_time(time, from.time(time));
+                        into.set_num(num, from.num(num));
                     }
                 }
                 Slot::Last { num, time, .. } => {
-                    if from.count > 0 && from.time[time] >= into.time[time] {
-                        into.time[time] = from.time[time];
-                        into.num[num] = from.num[num];
+                    if from.count > 0 && from.time(time) >= into.time(time) {
+                        into.set_time(time, from.time(time));
+                        into.set_num(num, from.num(num));
                     }
                 }
-                Slot::Distinct { set, .. } => into.sets[set].merge(&from.sets[set]),
+                Slot::Distinct { word, set, .. } => {
+                    into.words[word] |= from.words[word];
+                    if let Some(o) = from.others_of(set).filter(|o| !o.is_empty()) {
+                        into.others_mut(set, self.sets).merge(o);
+                    }
+                }
             }
         }
     }
@@ -441,9 +553,9 @@ impl Layout {
             | Slot::Min { num, .. }
             | Slot::Max { num, .. }
             | Slot::First { num, .. }
-            | Slot::Last { num, .. } => acc.num[num],
-            Slot::Mean { num, .. } => acc.num[num] / acc.count as f64,
-            Slot::Distinct { set, .. } => acc.sets[set].len() as f64,
+            | Slot::Last { num, .. } => acc.num(num),
+            Slot::Mean { num, .. } => acc.num(num) / acc.count as f64,
+            Slot::Distinct { word, set, .. } => acc.distinct_len(word, set) as f64,
         }
     }
 
@@ -453,8 +565,8 @@ impl Layout {
         for (agg, out) in self.outputs.iter().enumerate() {
             match (*out, self.slots[agg]) {
                 (OutputSlot::Int(i), Slot::Count) => ints[i].push(acc.count as i64),
-                (OutputSlot::Int(i), Slot::Distinct { set, .. }) => {
-                    ints[i].push(acc.sets[set].len() as i64);
+                (OutputSlot::Int(i), Slot::Distinct { word, set, .. }) => {
+                    ints[i].push(acc.distinct_len(word, set) as i64);
                 }
                 (OutputSlot::Float(f), _) => floats[f].push(self.value(acc, agg)),
                 (OutputSlot::Int(_), _) => unreachable!("integer outputs are counts"),
@@ -465,23 +577,26 @@ impl Layout {
     /// Heap bytes held by `acc` beyond its inline size.
     #[must_use]
     pub fn heap_bytes(acc: &Acc) -> usize {
-        let inline = |spilled: bool, bytes: usize| if spilled { bytes } else { 0 };
-        inline(acc.num.spilled(), acc.num.capacity() * 8)
-            + inline(acc.time.spilled(), acc.time.capacity() * 8)
-            + acc.sets.iter().map(DistinctSet::heap_bytes).sum::<usize>()
+        let words = if acc.words.spilled() { acc.words.capacity() * 8 } else { 0 };
+        words
+            + acc.others.as_ref().map_or(0, |o| {
+                std::mem::size_of_val::<SmallVec<[DistinctSet; 1]>>(o)
+                    + if o.spilled() { o.capacity() * std::mem::size_of::<DistinctSet>() } else { 0 }
+                    + o.iter().map(DistinctSet::heap_bytes).sum::<usize>()
+            })
     }
 
-    /// Writes `acc` to a snapshot.
-    pub fn write_acc(acc: &Acc, w: &mut Writer) {
+    /// Writes `acc` to a snapshot (numeric slots, time slots, then each distinct set's values
+    /// in increasing order).
+    pub fn write_acc(&self, acc: &Acc, w: &mut Writer) {
         w.u64(acc.count);
-        w.count(acc.num.len());
-        acc.num.iter().for_each(|&x| w.f64(x));
-        w.count(acc.time.len());
-        acc.time.iter().for_each(|&t| w.i64(t));
-        w.count(acc.sets.len());
-        for set in &acc.sets {
-            let mut values: Vec<i64> = set.values().collect();
-            values.sort_unstable();
+        w.count(self.nums);
+        (0..self.nums).for_each(|i| w.f64(acc.num(i)));
+        w.count(self.times);
+        (0..self.times).for_each(|i| w.i64(acc.time(self.nums + i)));
+        w.count(self.sets);
+        for set in 0..self.sets {
+            let values = acc.distinct_values(self.nums + self.times + set, set);
             w.count(values.len());
             values.iter().for_each(|&v| w.i64(v));
         }
@@ -494,19 +609,19 @@ impl Layout {
     pub fn read_acc(&self, r: &mut Reader<'_>) -> CoreResult<Acc> {
         let mut acc = self.new_acc();
         acc.count = r.u64()?;
-        r.expect_len(acc.num.len(), "numeric slots")?;
-        for x in &mut acc.num {
-            *x = r.f64()?;
+        r.expect_len(self.nums, "numeric slots")?;
+        for i in 0..self.nums {
+            acc.set_num(i, r.f64()?);
         }
-        r.expect_len(acc.time.len(), "time slots")?;
-        for t in &mut acc.time {
-            *t = r.i64()?;
+        r.expect_len(self.times, "time slots")?;
+        for i in 0..self.times {
+            acc.set_time(self.nums + i, r.i64()?);
         }
-        r.expect_len(acc.sets.len(), "distinct sets")?;
-        for set in &mut acc.sets {
+        r.expect_len(self.sets, "distinct sets")?;
+        for set in 0..self.sets {
             let n = r.count()?;
             for _ in 0..n {
-                set.insert(r.i64()?);
+                acc.insert_distinct(self.nums + self.times + set, set, self.sets, r.i64()?);
             }
         }
         Ok(acc)
@@ -515,6 +630,10 @@ impl Layout {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
+    use proptest::prelude::*;
+
     use super::*;
 
     fn layout() -> Layout {
@@ -580,6 +699,78 @@ mod tests {
         assert_eq!(s.len(), 70);
     }
 
+    fn distinct_layout() -> Layout {
+        Layout::new(&[
+            AggSpec::new("n", AggKind::Count, None),
+            AggSpec::new("a", AggKind::CountDistinct, Some("x")),
+            AggSpec::new("s", AggKind::Sum, Some("y")),
+            AggSpec::new("b", AggKind::CountDistinct, Some("y")),
+        ])
+        .unwrap()
+    }
+
+    fn add_values(l: &Layout, acc: &mut Acc, xs: &[i64]) {
+        let keys = vec![0; xs.len()];
+        let ys: Vec<f64> = xs.iter().map(|&x| (x % 7) as f64).collect();
+        let b = Batch { values: vec![Values::I64(xs), Values::F64(&ys)], ..Batch::new(&keys, &keys) };
+        for row in 0..xs.len() {
+            l.add(acc, &b, row, 0);
+        }
+    }
+
+    /// Values around the bitmap bounds, small codes and large ids.
+    fn value() -> impl Strategy<Value = i64> {
+        prop_oneof![0i64..64, -3i64..3, 60i64..70, any::<i64>(), Just(i64::MIN), Just(i64::MAX)]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        /// The compact distinct set (bitmap for [0, 64) + inline/hashed rest) against a BTreeSet:
+        /// add, merge, snapshot round trip and reset.
+        #[test]
+        fn compact_distinct_set_matches_btreeset(
+            xs in proptest::collection::vec(value(), 0..80),
+            ys in proptest::collection::vec(value(), 0..80),
+        ) {
+            let l = distinct_layout();
+            let (mut a, mut b) = (l.new_acc(), l.new_acc());
+            add_values(&l, &mut a, &xs);
+            add_values(&l, &mut b, &ys);
+            let oracle_a: BTreeSet<i64> = xs.iter().copied().collect();
+            prop_assert_eq!(l.value(&a, 1), oracle_a.len() as f64);
+            prop_assert_eq!(a.distinct_values(1, 0), oracle_a.iter().copied().collect::<Vec<_>>());
+            l.merge(&mut a, &b);
+            let oracle: BTreeSet<i64> = xs.iter().chain(&ys).copied().collect();
+            prop_assert_eq!(l.value(&a, 1), oracle.len() as f64);
+            prop_assert_eq!(a.distinct_values(1, 0), oracle.iter().copied().collect::<Vec<_>>());
+            let ys_oracle: BTreeSet<i64> = xs.iter().chain(&ys).map(|&x| Values::F64(&[(x % 7) as f64]).identity(0)).collect();
+            prop_assert_eq!(l.value(&a, 3), ys_oracle.len() as f64);
+            prop_assert_eq!(a.count, (xs.len() + ys.len()) as u64);
+
+            let mut w = Writer::default();
+            l.write_acc(&a, &mut w);
+            let bytes = w.into_bytes();
+            let back = l.read_acc(&mut Reader::new(&bytes)).unwrap();
+            let mut w2 = Writer::default();
+            l.write_acc(&back, &mut w2);
+            prop_assert_eq!(w2.into_bytes(), bytes, "round trip gives the same bytes");
+            prop_assert_eq!(l.value(&back, 1), oracle.len() as f64);
+
+            l.reset(&mut a);
+            prop_assert_eq!(l.value(&a, 1), 0.0);
+            prop_assert_eq!(l.value(&a, 3), 0.0);
+            add_values(&l, &mut a, &ys);
+            let oracle_b: BTreeSet<i64> = ys.iter().copied().collect();
+            prop_assert_eq!(a.distinct_values(1, 0), oracle_b.iter().copied().collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn accumulator_is_compact() {
+        assert_eq!(std::mem::size_of::<Acc>(), 56);
+    }
+
     #[test]
     fn configuration_errors() {
         assert!(Layout::new(&[]).is_err());
@@ -597,7 +788,7 @@ mod tests {
         let mut acc = l.new_acc();
         add_all(&l, &mut acc, &[5, 3], &[10.0, 2.0], &[1, 2]);
         let mut w = Writer::default();
-        Layout::write_acc(&acc, &mut w);
+        l.write_acc(&acc, &mut w);
         let bytes = w.into_bytes();
         let back = l.read_acc(&mut Reader::new(&bytes)).unwrap();
         for i in 0..8 {

@@ -18,7 +18,7 @@ use crate::window::{EmitMode, Geometry, Rules, WindowSpec};
 use crate::{CoreError, CoreResult};
 
 /// How many events ahead the state of upcoming keys is prefetched.
-const PREFETCH_DISTANCE: usize = 8;
+const PREFETCH_DISTANCE: usize = 16;
 
 /// Early firing, as configured (the predicate as text, compiled by the engine).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -312,8 +312,8 @@ impl Engine {
     pub fn snapshot(&self) -> Vec<u8> {
         let mut w = self.state_header(SNAPSHOT);
         match &self.op {
-            Operator::Sliding(op) => op.write(&mut w),
-            Operator::Session(op) => op.write(&mut w),
+            Operator::Sliding(op) => op.write(&self.rules.layout, &mut w),
+            Operator::Session(op) => op.write(&self.rules.layout, &mut w),
         }
         w.into_bytes()
     }
@@ -362,8 +362,8 @@ impl Engine {
     pub fn take_changes(&mut self) -> Vec<u8> {
         let mut w = self.state_header(CHANGES);
         match &mut self.op {
-            Operator::Sliding(op) => op.write_changes(&mut w),
-            Operator::Session(op) => op.write_changes(&mut w),
+            Operator::Sliding(op) => op.write_changes(&self.rules.layout, &mut w),
+            Operator::Session(op) => op.write_changes(&self.rules.layout, &mut w),
         }
         w.into_bytes()
     }

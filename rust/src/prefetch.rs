@@ -5,15 +5,16 @@
 //! events `i + D` ahead. A prefetch has no architectural effect: it cannot fault, read or
 //! write anything visible, so any address is sound; we only pass addresses of live references.
 
-/// Hints the CPU to bring every cache line of `value` into all cache levels.
+/// Hints the CPU to bring every cache line of `value` (a value or a slice) into all cache
+/// levels.
 #[inline(always)]
 #[allow(unsafe_code)]
-pub fn prefetch<T>(value: &T) {
+pub fn prefetch<T: ?Sized>(value: &T) {
     #[cfg(target_arch = "x86_64")]
     {
         let start = std::ptr::from_ref(value).cast::<i8>();
         let mut offset = 0;
-        while offset < std::mem::size_of::<T>() {
+        while offset < std::mem::size_of_val(value) {
             // SAFETY: `_mm_prefetch` only hints the cache; it never faults or has an observable
             // effect, whatever the address, and SSE is part of the x86_64 baseline.
             unsafe {

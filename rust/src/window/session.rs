@@ -251,8 +251,8 @@ impl SessionWindows {
     }
 
     /// Writes every key's state.
-    pub fn write(&self, w: &mut Writer) {
-        write_states(&self.keys, w);
+    pub fn write(&self, layout: &Layout, w: &mut Writer) {
+        write_states(&self.keys, layout, w);
     }
 
     /// Reads what [`SessionWindows::write`] wrote.
@@ -266,9 +266,9 @@ impl SessionWindows {
     }
 
     /// Writes the keys changed since the last call (tracking must be on).
-    pub fn write_changes(&mut self, w: &mut Writer) {
+    pub fn write_changes(&mut self, layout: &Layout, w: &mut Writer) {
         let mut changed = self.changed.take().unwrap_or_default();
-        write_changes(&self.keys, &mut changed, w);
+        write_changes(&self.keys, layout, &mut changed, w);
         self.changed = Some(changed);
     }
 
@@ -284,14 +284,14 @@ impl SessionWindows {
 }
 
 impl KeyedState for KeyState {
-    fn write(&self, w: &mut Writer) {
+    fn write(&self, layout: &Layout, w: &mut Writer) {
         w.i64(self.timer);
         w.count(self.sessions.len());
         for s in &self.sessions {
             w.i64(s.start);
             w.i64(s.end);
             w.u8(u8::from(s.emitted) | u8::from(s.closed) << 1 | u8::from(s.triggered) << 2);
-            Layout::write_acc(&s.acc, w);
+            layout.write_acc(&s.acc, w);
         }
     }
 

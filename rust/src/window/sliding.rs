@@ -11,7 +11,7 @@
 //! - A pane is dropped once every window containing it is past `end - 1 + allowed_lateness`;
 //!   a key is dropped with its last pane. Memory is keys x open panes.
 
-use std::collections::VecDeque;
+use std::cell::Cell;
 
 use smallvec::SmallVec;
 
@@ -26,37 +26,43 @@ use crate::batch::Batch;
 use crate::snapshot::{Reader, Writer};
 use crate::CoreResult;
 
+/// One pane: exactly one cache line (an event touches one pane; keyed state is bound by cache
+/// misses, so a pane must not straddle lines).
 #[derive(Debug, Clone)]
+#[repr(align(64))]
 struct Pane {
     start: i64,
     acc: Acc,
 }
 
+/// Per-key state: with its key, one cache line in the key table (hot fields only; the rarely
+/// used early-firing marks are boxed).
 #[derive(Debug, Clone)]
 struct KeyState {
-    panes: VecDeque<Pane>,
+    /// Sorted by start (a few panes: a vector shifts less than a deque indexes).
+    panes: Vec<Pane>,
     next_end: i64,
     timer: i64,
     /// Sequence number of the live timer entry.
     timer_seq: u64,
     /// Ends of open windows that already fired early on the predicate.
-    triggered: SmallVec<[i64; 2]>,
+    triggered: Option<Box<SmallVec<[i64; 2]>>>,
 }
 
 impl KeyState {
     fn new() -> Self {
         KeyState {
-            panes: VecDeque::new(),
+            panes: Vec::new(),
             next_end: i64::MAX,
             timer: i64::MAX,
             timer_seq: u64::MAX,
-            triggered: SmallVec::new(),
+            triggered: None,
         }
     }
 
     fn wanted_timer(&self, g: &Geometry, lateness: i64) -> i64 {
         let fire = if self.next_end == i64::MAX { i64::MAX } else { self.next_end - 1 };
-        let cleanup = self.panes.front().map_or(i64::MAX, |p| g.last_end(p.start) - 1 + lateness);
+        let cleanup = self.panes.first().map_or(i64::MAX, |p| g.last_end(p.start) - 1 + lateness);
         fire.min(cleanup)
     }
 
@@ -70,7 +76,10 @@ impl KeyState {
     }
 }
 
-fn combine(layout: &Layout, panes: &VecDeque<Pane>, window: (i64, i64), into: &mut Acc) {
+/// How many timer entries ahead `on_watermark` prefetches panes (and twice that, key states).
+const WATERMARK_PREFETCH: usize = 8;
+
+fn combine(layout: &Layout, panes: &[Pane], window: (i64, i64), into: &mut Acc) {
     layout.reset(into);
     for pane in panes.iter().filter(|p| p.start >= window.0 && p.start < window.1) {
         layout.merge(into, &pane.acc);
@@ -89,6 +98,9 @@ pub struct SlidingWindows {
     created: bool,
     /// Keys changed since the last `write_changes`, when tracking.
     changed: Option<FxHashSet<i64>>,
+    /// Some pane may hold heap data (`state_bytes` must then visit every pane; otherwise the
+    /// key table alone gives the size). Cleared by `state_bytes` when no pane does.
+    maybe_heap: Cell<bool>,
 }
 
 impl SlidingWindows {
@@ -103,6 +115,7 @@ impl SlidingWindows {
             panes: 0,
             created: false,
             changed: None,
+            maybe_heap: Cell::new(false),
         }
     }
 
@@ -139,7 +152,7 @@ impl SlidingWindows {
         if let Some(slot) = far {
             self.keys.prefetch(slot);
         }
-        if let Some(pane) = near.and_then(|s| self.keys.state(s)).and_then(|st| st.panes.back()) {
+        if let Some(pane) = near.and_then(|s| self.keys.state(s)).and_then(|st| st.panes.last()) {
             crate::prefetch::prefetch(pane);
         }
     }
@@ -199,7 +212,11 @@ impl SlidingWindows {
         } else {
             idx -= 1;
         }
-        layout.add(&mut st.panes[idx].acc, batch, row, t);
+        let acc = &mut st.panes[idx].acc;
+        layout.add(acc, batch, row, t);
+        if acc.has_heap() {
+            self.maybe_heap.set(true);
+        }
 
         let first_end = g.first_end(ps);
         if first_end - 1 <= wm || rules.emit != EmitMode::Final {
@@ -220,10 +237,10 @@ impl SlidingWindows {
                             out.push(layout, key, window, EmitKind::Early, &self.scratch);
                         }
                         EmitMode::When(pred) => {
-                            if !st.triggered.contains(&end) {
+                            if !st.triggered.as_ref().is_some_and(|t| t.contains(&end)) {
                                 combine(layout, &st.panes, window, &mut self.scratch);
                                 if pred.eval(layout, &self.scratch) {
-                                    st.triggered.push(end);
+                                    st.triggered.get_or_insert_default().push(end);
                                     out.push(layout, key, window, EmitKind::Early, &self.scratch);
                                 }
                             }
@@ -238,7 +255,15 @@ impl SlidingWindows {
             if let Some(end) = g.first_unfired_end(ps, wm) {
                 st.next_end = st.next_end.min(end);
             }
-            let timer = st.wanted_timer(&g, lateness);
+            // The timer is already at most the cleanup time of the oldest pane, unless the new
+            // pane is the oldest (reading the oldest pane would cost a cache miss per new pane).
+            let timer = if idx == 0 {
+                st.wanted_timer(&g, lateness)
+            } else if st.next_end == i64::MAX {
+                i64::MAX
+            } else {
+                st.next_end - 1
+            };
             if timer < st.timer {
                 st.timer = timer;
                 st.timer_seq = self.timers.push(timer, slot, key);
@@ -254,13 +279,11 @@ impl SlidingWindows {
         while let Some((time, mut entries)) = self.timers.pop_due(wm) {
             entries.sort_unstable_by_key(|&(_, key, _)| key); // rows of one time: by key
             for (i, &(slot, key, seq)) in entries.iter().enumerate() {
-                if let Some(&(ahead, _, _)) = entries.get(i + 8) {
+                if let Some(&(ahead, _, _)) = entries.get(i + 2 * WATERMARK_PREFETCH) {
                     self.keys.prefetch(ahead);
                 }
-                if let Some(pane) =
-                    entries.get(i + 4).and_then(|e| self.keys.state(e.0)).and_then(|st| st.panes.front())
-                {
-                    crate::prefetch::prefetch(pane);
+                if let Some(st) = entries.get(i + WATERMARK_PREFETCH).and_then(|e| self.keys.state(e.0)) {
+                    crate::prefetch::prefetch(st.panes.as_slice());
                 }
                 let Some(st) = self.keys.get_checked(slot, key) else { continue };
                 if st.timer_seq != seq {
@@ -277,16 +300,22 @@ impl SlidingWindows {
                     if self.scratch.count > 0 {
                         out.push(layout, key, window, EmitKind::Final, &self.scratch);
                     }
-                    st.triggered.retain(|e| *e > end);
+                    if let Some(t) = &mut st.triggered {
+                        t.retain(|e| *e > end);
+                        if t.is_empty() {
+                            st.triggered = None;
+                        }
+                    }
                     st.next_end = st.next_end_after(&g, end);
                 }
-                while st
+                let expired = st
                     .panes
-                    .front()
-                    .is_some_and(|p| g.last_end(p.start) - 1 + rules.allowed_lateness <= time)
-                {
-                    st.panes.pop_front();
-                    self.panes -= 1;
+                    .iter()
+                    .take_while(|p| g.last_end(p.start) - 1 + rules.allowed_lateness <= time)
+                    .count();
+                if expired > 0 {
+                    st.panes.drain(..expired);
+                    self.panes -= expired;
                 }
                 if st.panes.is_empty() {
                     self.keys.remove(slot);
@@ -320,15 +349,18 @@ impl SlidingWindows {
     #[must_use]
     pub fn state_bytes(&self) -> usize {
         let per_pane = std::mem::size_of::<Pane>();
-        let heap: usize = self
-            .keys
-            .iter()
-            .map(|(_, _, st)| {
-                st.panes.capacity() * per_pane
-                    + st.panes.iter().map(|p| Layout::heap_bytes(&p.acc)).sum::<usize>()
-            })
-            .sum();
-        self.keys.table_bytes() + heap + self.timers.len() * 24
+        let panes: usize = self.keys.iter().map(|(_, _, st)| st.panes.capacity()).sum::<usize>() * per_pane;
+        let mut heap = 0;
+        if self.maybe_heap.get() {
+            heap = self
+                .keys
+                .iter()
+                .flat_map(|(_, _, st)| &st.panes)
+                .map(|p| Layout::heap_bytes(&p.acc))
+                .sum::<usize>();
+            self.maybe_heap.set(heap > 0); // heap data always has a size
+        }
+        self.keys.table_bytes() + panes + heap + self.timers.len() * 24
     }
 
     /// Starts (or stops) recording which keys change, for [`SlidingWindows::write_changes`].
@@ -343,8 +375,8 @@ impl SlidingWindows {
     }
 
     /// Writes every key's state.
-    pub fn write(&self, w: &mut Writer) {
-        write_states(&self.keys, w);
+    pub fn write(&self, layout: &Layout, w: &mut Writer) {
+        write_states(&self.keys, layout, w);
     }
 
     /// Reads what [`SlidingWindows::write`] wrote.
@@ -354,13 +386,14 @@ impl SlidingWindows {
     pub fn read(geo: Geometry, layout: &Layout, r: &mut Reader<'_>) -> CoreResult<Self> {
         let mut op = SlidingWindows::new(geo, layout);
         op.panes = read_states(layout, r, &mut op.keys, &mut op.timers)?;
+        op.maybe_heap.set(true);
         Ok(op)
     }
 
     /// Writes the keys changed since the last call (tracking must be on).
-    pub fn write_changes(&mut self, w: &mut Writer) {
+    pub fn write_changes(&mut self, layout: &Layout, w: &mut Writer) {
         let mut changed = self.changed.take().unwrap_or_default();
-        write_changes(&self.keys, &mut changed, w);
+        write_changes(&self.keys, layout, &mut changed, w);
         self.changed = Some(changed);
     }
 
@@ -370,21 +403,23 @@ impl SlidingWindows {
     /// [`crate::CoreError::Snapshot`] on malformed bytes.
     pub fn apply_changes(&mut self, layout: &Layout, r: &mut Reader<'_>) -> CoreResult<()> {
         let delta = apply_changes(layout, r, &mut self.keys, &mut self.timers)?;
+        self.maybe_heap.set(true);
         self.panes = self.panes.saturating_add_signed(delta);
         Ok(())
     }
 }
 
 impl KeyedState for KeyState {
-    fn write(&self, w: &mut Writer) {
+    fn write(&self, layout: &Layout, w: &mut Writer) {
         w.i64(self.next_end);
         w.i64(self.timer);
-        w.count(self.triggered.len());
-        self.triggered.iter().for_each(|&e| w.i64(e));
+        let triggered = self.triggered.as_deref().map_or(&[][..], |t| t.as_slice());
+        w.count(triggered.len());
+        triggered.iter().for_each(|&e| w.i64(e));
         w.count(self.panes.len());
         for pane in &self.panes {
             w.i64(pane.start);
-            Layout::write_acc(&pane.acc, w);
+            layout.write_acc(&pane.acc, w);
         }
     }
 
@@ -393,11 +428,11 @@ impl KeyedState for KeyState {
         st.next_end = r.i64()?;
         st.timer = r.i64()?;
         for _ in 0..r.count()? {
-            st.triggered.push(r.i64()?);
+            st.triggered.get_or_insert_default().push(r.i64()?);
         }
         for _ in 0..r.count()? {
             let start = r.i64()?;
-            st.panes.push_back(Pane { start, acc: layout.read_acc(r)? });
+            st.panes.push(Pane { start, acc: layout.read_acc(r)? });
         }
         Ok(st)
     }
@@ -412,5 +447,16 @@ impl KeyedState for KeyState {
 
     fn windows(&self) -> usize {
         self.panes.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hot_state_fits_cache_lines() {
+        assert_eq!(std::mem::size_of::<Pane>(), 64, "a pane is one cache line");
+        assert!(std::mem::size_of::<KeyState>() <= 56, "key + state fit one line in the key table");
     }
 }
