@@ -49,6 +49,7 @@ from confluent_kafka.cimpl import NewTopic
 from fraudstream.config import Config
 from fraudstream.errors import StreamError
 from fraudstream.kafka.changelog import ChangelogWriter, PartitionLog, read_changelog
+from fraudstream.kafka.client_log import logging_config
 from fraudstream.kafka.producing import produce_waiting
 from fraudstream.kafka.schema import decode_batch
 from fraudstream.kafka.state import PartitionState, make_dedup_engine
@@ -135,13 +136,9 @@ def client_config(config: Config) -> dict[str, Any]:
     ``[kafka.client]`` (security settings)."""
     return {
         "bootstrap.servers": config.kafka.bootstrap_servers,
-        "error_cb": _log_client_error,
+        **logging_config(),
         **config.kafka.client,
     }
-
-
-def _log_client_error(err: KafkaError) -> None:
-    (log.error if err.fatal() else log.warning)("Kafka client error: %s", err)
 
 
 def ensure_topics(config: Config, timeout: float = 30.0) -> int:
@@ -310,6 +307,7 @@ class KafkaPipeline:
             with self.watchdog.call("close"):
                 self.consumer.close()
                 self.producer.flush(10)
+                self.changelog.wait_truncated(10)
             self.metrics.close()
         return self.stats
 
@@ -466,7 +464,7 @@ class KafkaPipeline:
         for partition in sorted(self._dirty):
             state = self.states.get(partition)
             if state is not None:
-                self.changelog.write(partition, state.snapshot, state.changes, state.state_bytes())
+                self.changelog.write(partition, state.snapshot, state.changes)
         offsets = [TopicPartition(k.input_topic, p, off) for p, off in sorted(self._positions.items())]
         if not k.exactly_once:  # at-least-once: outputs durable first, then the offsets
             if self.producer.flush(30) > 0:
