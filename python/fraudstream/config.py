@@ -61,7 +61,7 @@ class KafkaSection:
     """Longest wait for a batch to fill: bounds the latency a quiet stream adds."""
     changelog_snapshot_min_bytes: int = 1 << 20
     """A partition's changelog gets a new full snapshot once the changes written since the last
-    one exceed the state's size and this many bytes; older records are then deleted."""
+    one exceed the last snapshot and this many bytes; older records are then deleted."""
     session_timeout_ms: int = 10_000
     transaction_timeout_ms: int = 60_000
     stuck_call_timeout_ms: int = 90_000

@@ -21,7 +21,7 @@ import logging
 import struct
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
@@ -75,17 +75,15 @@ class ChangelogWriter:
         self.producer, self.topic = producer, topic
         self.snapshot_min_bytes = snapshot_min_bytes
         self.logs: dict[int, PartitionLog] = {}
+        self._truncating: list[Future[object]] = []
 
-    def write(
-        self, partition: int, snapshot: Callable[[], bytes], changes: Callable[[], bytes], state_bytes: int
-    ) -> None:
+    def write(self, partition: int, snapshot: Callable[[], bytes], changes: Callable[[], bytes]) -> None:
         """Writes the partition's changes, or a snapshot when the changes since the last one
-        exceed the state's size (or there is none yet)."""
+        outgrow it (or there is none yet): a restore then reads at most about twice the
+        serialized state, however long the history."""
         plog = self.logs.setdefault(partition, PartitionLog())
         plog.seq += 1
-        if not plog.has_snapshot or plog.changes_bytes > max(
-            plog.snapshot_bytes, state_bytes, self.snapshot_min_bytes
-        ):
+        if not plog.has_snapshot or plog.changes_bytes > max(plog.snapshot_bytes, self.snapshot_min_bytes):
             payload = snapshot()
             changes()  # the snapshot includes them
             kind = SNAPSHOT
@@ -116,9 +114,18 @@ class ChangelogWriter:
         ]
         for plog in self.logs.values():
             plog.snapshot_offset = None
+        self._truncating = [f for f in self._truncating if not f.done()]
         if targets:
             for tp, future in admin.delete_records(targets).items():
                 future.add_done_callback(functools.partial(_log_failure, tp=tp))
+                self._truncating.append(future)
+
+    def wait_truncated(self, timeout: float) -> None:
+        """Waits for the deletions under way (at shutdown: the next restore reads less)."""
+        _, not_done = wait(self._truncating, timeout)
+        self._truncating = list(not_done)
+        if not_done:
+            log.warning("%d changelog truncations still pending after %.0f s", len(not_done), timeout)
 
     def forget(self, partition: int) -> None:
         self.logs.pop(partition, None)

@@ -55,9 +55,8 @@ class Watchdog:
         self._call: tuple[str, float] | None = None
         self._stop_requested_at: float | None = None
         self._signals: frozenset[int] = frozenset()
-        self._wakeup_r, self._wakeup_w = socket.socketpair()
-        self._wakeup_r.setblocking(False)
-        self._wakeup_w.setblocking(False)
+        self._wakeup: tuple[socket.socket, socket.socket] | None = None
+        """Read and write ends the interpreter writes received signal numbers to."""
         self._previous_wakeup_fd: int | None = None
         self._closed = threading.Event()
         self._thread: threading.Thread | None = None
@@ -84,7 +83,11 @@ class Watchdog:
         self._signals = frozenset(int(s) for s in signals)
         for s in signals:
             signal.signal(s, lambda signum, frame: self.request_stop())
-        self._previous_wakeup_fd = signal.set_wakeup_fd(self._wakeup_w.fileno(), warn_on_full_buffer=False)
+        if self._wakeup is None:
+            self._wakeup = socket.socketpair()
+            for end in self._wakeup:
+                end.setblocking(False)
+        self._previous_wakeup_fd = signal.set_wakeup_fd(self._wakeup[1].fileno(), warn_on_full_buffer=False)
 
     def start(self) -> Watchdog:
         """Arms the watchdog: a daemon thread checks the limits every ``poll_s``."""
@@ -101,8 +104,10 @@ class Watchdog:
         if self._previous_wakeup_fd is not None:
             signal.set_wakeup_fd(self._previous_wakeup_fd)
             self._previous_wakeup_fd = None
-        self._wakeup_r.close()
-        self._wakeup_w.close()
+        if self._wakeup is not None:
+            for end in self._wakeup:
+                end.close()
+            self._wakeup = None
 
     def check(self, now: float) -> str | None:
         """Why the process must end now, if it must."""
@@ -119,10 +124,12 @@ class Watchdog:
 
     def _watch(self) -> None:
         while not self._closed.is_set():
-            readable, _, _ = select.select([self._wakeup_r], [], [], self.poll_s)
-            if readable:
+            wakeup = self._wakeup
+            if wakeup is None:
+                self._closed.wait(self.poll_s)
+            elif select.select([wakeup[0]], [], [], self.poll_s)[0]:
                 try:
-                    received = self._wakeup_r.recv(64)
+                    received = wakeup[0].recv(64)
                 except BlockingIOError:
                     received = b""
                 if self._signals.intersection(received):
