@@ -75,6 +75,7 @@ from fraudstream.kafka.changelog import read_changelog
 from fraudstream.kafka.pipeline import make_rule_engine
 from fraudstream.kafka.schema import decode_batch
 from fraudstream.kafka.state import PartitionState, make_dedup_engine, pack
+from fraudstream.kafka.watchdog import EXIT_RESTART
 from fraudstream.windows import EmitKind, to_millis
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -218,6 +219,9 @@ def chaos_config(bootstrap: str, topic: str, dedup_horizon: str = "10m", **kafka
         group_id=f"{topic}-group",
         session_timeout_ms=3_000,
         consume_batch=1_000,
+        # a stuck client is ended (and restarted by Instance.supervise) well within the run
+        stuck_call_timeout_ms=40_000,
+        shutdown_timeout_ms=5_000,
     )
     section = replace(section, **kafka)
     # librdkafka heartbeats every 3 s by default: a session timeout of 3 s then expires between
@@ -268,9 +272,13 @@ class Instance:
         self.starts = 0
         self.crashes: list[str] = []
         self.hung = False
+        self.watchdog_exits = 0
+        """Exits with EXIT_RESTART: the instance's watchdog ended a stuck process."""
+        self._args: tuple[str, ...] = ()
 
     def start(self, *args: str) -> Instance:
         assert not self.alive, f"instance {self.instance_id} is already running"
+        self._args = args
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         cmd = self.wrapper or [sys.executable, "-m", "fraudstream", "run"]
         if os.environ.get("FRAUDSTREAM_CHAOS_TRACE"):
@@ -302,6 +310,16 @@ class Instance:
     def assigned(self) -> bool:
         """Whether the current process has restored (been assigned) partitions."""
         return "restored partitions" in self.current_log()
+
+    def supervise(self) -> bool:
+        """What a supervisor (systemd ``Restart=on-failure``) does: an instance its watchdog
+        ended is started again. Returns whether the instance runs."""
+        if self.proc is not None and self.proc.poll() == EXIT_RESTART:
+            self.watchdog_exits += 1
+            log(f"instance {self.instance_id}: ended by its watchdog (exit {EXIT_RESTART}): restarting it")
+            self.proc = None
+            self.start(*self._args)
+        return self.alive
 
     def signal(self, sig: int) -> None:
         if self.alive:
@@ -337,6 +355,8 @@ class Instance:
         rc = self.proc.poll()
         if rc is None:
             return 0
+        if rc == EXIT_RESTART:  # counted by supervise(); a restart, not a crash
+            return rc
         if rc not in (0, -signal.SIGKILL, -signal.SIGTERM):
             tail = "\n".join(self.current_log().splitlines()[-6:])
             self.crashes.append(f"exit {rc}: {tail}")
@@ -760,10 +780,13 @@ def finish(
     catch_up_s = CATCH_UP_S if catch_up_s is None else catch_up_s
     stop_timeout = STOP_TIMEOUT_S if stop_timeout is None else stop_timeout
     for inst in instances:
+        inst.supervise()
         inst.check_exit()
     if not any(i.alive for i in instances) and not wait_caught_up(config, partitions, 0, lambda: False):
         instances[0].start()  # the last one crashed or was killed: one to drain
-    caught_up = wait_caught_up(config, partitions, catch_up_s, lambda: any(i.alive for i in instances))
+    caught_up = wait_caught_up(
+        config, partitions, catch_up_s, lambda: any([i.supervise() for i in instances])
+    )
     for inst in instances:
         inst.stop(stop_timeout)
     if not caught_up:  # a crashed group: drain with a fresh process, so the verdict is about the output
@@ -785,7 +808,11 @@ def finish(
         verdict.problems.append(
             f"{hung} instance(s) hung: no progress, SIGTERM ignored (killed with SIGKILL)"
         )
-    extra = {**(extra or {}), "hung_instances": hung}
+    extra = {
+        **(extra or {}),
+        "hung_instances": hung,
+        "watchdog_restarts": sum(i.watchdog_exits for i in instances),
+    }
     out = Outcome(name, runs, verdict, time.monotonic() - began, extra, crashes)
     log(f"{name}: {'OK' if out.ok else 'FAILED'} {json.dumps(out.as_json())}")
     return out
@@ -1346,8 +1373,10 @@ def traced_run(config_path: str, idle_exit: float | None, stall_after: float | N
                 return result
 
         pipeline.producer = StallingProducer()  # type: ignore[assignment]
-    signal.signal(signal.SIGTERM, lambda *_: pipeline.stop())
+    pipeline.watchdog.handle_signals()
+    pipeline.watchdog.start()
     stats = pipeline.run(idle_exit_s=idle_exit)
+    pipeline.watchdog.close()
     print(json.dumps(stats.as_dict()), flush=True)
     return 0
 
