@@ -10,6 +10,7 @@ from fraudstream._core import __version__
 from fraudstream.errors import (
     ConfigError,
     DecodeError,
+    FencedError,
     InvalidBatchError,
     QueueClosedError,
     QueueTimeoutError,
@@ -33,6 +34,7 @@ __all__ = [
     "ConfigError",
     "DecodeError",
     "EmitKind",
+    "FencedError",
     "Hopping",
     "InvalidBatchError",
     "QueueClosedError",

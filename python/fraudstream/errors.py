@@ -43,9 +43,16 @@ class QueueTimeoutError(StreamError, TimeoutError):
     """A blocking queue operation did not complete in time."""
 
 
+class FencedError(StreamError):
+    """The instance's Kafka producer can no longer commit: another instance took over its
+    transactional id or partitions (fenced), or the producer hit another fatal error. The
+    instance stops; its open transaction is aborted and nothing of it becomes visible."""
+
+
 __all__ = [
     "ConfigError",
     "DecodeError",
+    "FencedError",
     "InvalidBatchError",
     "QueueClosedError",
     "QueueTimeoutError",

@@ -14,6 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 from eos_helpers import (
     committed_alerts,
@@ -29,7 +30,7 @@ from eos_helpers import (
 
 from fraudstream.config import Config, DecodeSection
 from fraudstream.kafka.changelog import read_changelog
-from fraudstream.kafka.pipeline import KafkaPipeline
+from fraudstream.kafka.pipeline import FencedError, KafkaPipeline
 
 pytestmark = pytest.mark.kafka
 PARTITIONS = 3
@@ -224,3 +225,47 @@ def test_sigterm_stops_cleanly_within_a_bounded_time(
     assert stats["consumed"] > 0 and stats["consumed"] == stats["processed"] + stats["dead_lettered"]
     alerts = committed_alerts(config, PARTITIONS)
     assert len(alerts) == len(set(alerts)), "nothing committed twice"
+
+
+def test_a_fenced_instance_stops_with_fenced_error_and_commits_nothing_more(
+    kafka_bootstrap: str, eos_topic: str
+) -> None:
+    """A second producer with the instance's transactional id (a duplicate instance id, or a
+    newer incarnation) fences it: its next commit raises FencedError (not a raw client error,
+    even while closing), and none of the fenced transaction's output becomes visible."""
+    config = make_config(kafka_bootstrap, eos_topic)
+    records = stream_with_bursts(4_000, seed=9)
+    half = len(records) // 2
+    produce(kafka_bootstrap, eos_topic, records[:half])
+    pipeline = KafkaPipeline(config)
+    outcome: list[BaseException | None] = []
+
+    def run() -> None:
+        try:
+            pipeline.run(idle_exit_s=20.0, max_seconds=60)
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    runner = threading.Thread(target=run)
+    runner.start()
+    deadline = time.monotonic() + 60
+    while pipeline.stats.consumed < half and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)  # its last commit (every 100 ms) is done; it now waits for input
+    committed_before = committed_alerts(config, PARTITIONS)
+    assert committed_before, "the first half must alert"
+    newer = Producer(
+        {
+            "bootstrap.servers": kafka_bootstrap,
+            "transactional.id": f"{config.kafka.group_id}-{config.kafka.instance_id}",
+        }
+    )
+    newer.init_transactions(30)  # fences the running pipeline's producer
+    produce(kafka_bootstrap, eos_topic, records[half:])
+    runner.join(90)
+    assert not runner.is_alive()
+    assert len(outcome) == 1 and isinstance(outcome[0], FencedError), outcome
+    assert committed_alerts(config, PARTITIONS) == committed_before
+    # the fenced run processed the second half, whose alerts exist: they were not committed
+    assert len(reference_alerts(config, PARTITIONS)) > len(committed_before)

@@ -47,7 +47,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from fraudstream.config import Config
-from fraudstream.errors import StreamError
+from fraudstream.errors import FencedError, StreamError
 from fraudstream.kafka.changelog import ChangelogWriter, PartitionLog, read_changelog
 from fraudstream.kafka.client_log import logging_config
 from fraudstream.kafka.producing import produce_waiting
@@ -64,10 +64,6 @@ MAX_ABORTS_IN_A_ROW = 5
 COMMITTED_COUNTS = ("consumed", "processed", "dead_lettered", "alerts", "duplicates", "skipped")
 """RunStats fields that count committed results: an abort rolls them back to the last commit."""
 DLQ_VALUE_PREFIX_BYTES = 1_024
-
-
-class FencedError(StreamError):
-    """Another instance took over this instance's partitions or transactional id."""
 
 
 @dataclass
@@ -202,6 +198,7 @@ class KafkaPipeline:
         self._last_commit = time.monotonic()
         self._stop = False
         self._aborts_in_a_row = 0
+        self._failed = False
         self._counts_at_commit = {c: 0 for c in COMMITTED_COUNTS}
         k = config.kafka
         common = client_config(config)
@@ -297,19 +294,34 @@ class KafkaPipeline:
             if self._uncommitted or self._in_txn:
                 self._commit()
         except FencedError:
+            self._failed = True
             log.error(
                 "this instance was fenced by a newer one (transactional id %s-%s): stopping",
                 k.group_id,
                 k.instance_id,
             )
             raise
+        except BaseException:
+            self._failed = True
+            raise
         finally:
-            with self.watchdog.call("close"):
+            self._close()
+        return self.stats
+
+    def _close(self) -> None:
+        """Leaves the group and flushes. After a failure nothing more is committed (the open
+        transaction is left to abort) and errors here are logged: the failure is what the
+        caller must see."""
+        with self.watchdog.call("close"):
+            try:
                 self.consumer.close()
                 self.producer.flush(10)
                 self.changelog.wait_truncated(10)
-            self.metrics.close()
-        return self.stats
+            except (KafkaException, StreamError) as exc:
+                if not self._failed:
+                    raise
+                log.warning("while closing after a failure: %s", exc)
+        self.metrics.close()
 
     # -- processing ---------------------------------------------------------------------------
 
@@ -565,7 +577,7 @@ class KafkaPipeline:
         self._restore([tp.partition for tp in partitions])
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        if self._uncommitted or self._in_txn:
+        if (self._uncommitted or self._in_txn) and not self._failed:
             self._commit()
         for tp in partitions:
             self.states.pop(tp.partition, None)

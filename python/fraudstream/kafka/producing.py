@@ -12,7 +12,9 @@ import logging
 import time
 from typing import Any
 
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
+
+from fraudstream.errors import FencedError
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +27,11 @@ def produce_waiting(producer: Producer, topic: str, **kwargs: Any) -> float:
         try:
             producer.produce(topic, **kwargs)
             return 0.0 if waited_since is None else time.monotonic() - waited_since
+        except KafkaException as exc:  # a fenced transactional producer refuses every record
+            err = exc.args[0]
+            if err.fatal() or err.code() == KafkaError._FATAL:
+                raise FencedError(f"the producer can no longer send: {err}") from exc
+            raise
         except BufferError:
             if waited_since is None:
                 waited_since = time.monotonic()
