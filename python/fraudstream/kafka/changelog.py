@@ -62,18 +62,26 @@ class Restored:
     records_read: int = 0
 
 
-def frames(kind: bytes, seq: int, payload: bytes) -> list[bytes]:
-    """``payload`` as one or more frames."""
-    chunks = [payload[i : i + CHUNK_BYTES] for i in range(0, len(payload), CHUNK_BYTES)] or [b""]
+def frames(kind: bytes, seq: int, payload: bytes, chunk_bytes: int = CHUNK_BYTES) -> list[bytes]:
+    """``payload`` as one or more frames of at most ``chunk_bytes`` of payload each."""
+    chunks = [payload[i : i + chunk_bytes] for i in range(0, len(payload), chunk_bytes)] or [b""]
     return [HEADER.pack(MAGIC, kind, seq, i, len(chunks)) + c for i, c in enumerate(chunks)]
 
 
 class ChangelogWriter:
     """Writes snapshots or changes of a partition's engine inside the open transaction."""
 
-    def __init__(self, producer: Producer, topic: str, snapshot_min_bytes: int = 1 << 20) -> None:
+    def __init__(
+        self,
+        producer: Producer,
+        topic: str,
+        snapshot_min_bytes: int = 1 << 20,
+        chunk_bytes: int = CHUNK_BYTES,
+    ) -> None:
         self.producer, self.topic = producer, topic
         self.snapshot_min_bytes = snapshot_min_bytes
+        self.chunk_bytes = chunk_bytes
+        """Payload bytes per record: a record must fit the producer's local queue."""
         self.logs: dict[int, PartitionLog] = {}
         self._truncating: list[Future[object]] = []
 
@@ -92,7 +100,7 @@ class ChangelogWriter:
             payload = changes()
             kind = CHANGES
             plog.changes_bytes += len(payload)
-        for i, frame in enumerate(frames(kind, plog.seq, payload)):
+        for i, frame in enumerate(frames(kind, plog.seq, payload, self.chunk_bytes)):
             on_delivery = None
             if kind == SNAPSHOT and i == 0:
                 plog.snapshot_offset = None

@@ -48,7 +48,7 @@ from confluent_kafka.cimpl import NewTopic
 
 from fraudstream.config import Config
 from fraudstream.errors import FencedError, StreamError
-from fraudstream.kafka.changelog import ChangelogWriter, PartitionLog, read_changelog
+from fraudstream.kafka.changelog import CHUNK_BYTES, ChangelogWriter, PartitionLog, read_changelog
 from fraudstream.kafka.client_log import logging_config
 from fraudstream.kafka.producing import produce_waiting
 from fraudstream.kafka.schema import decode_batch
@@ -219,7 +219,9 @@ class KafkaPipeline:
             }
         )
         self.producer = self._make_producer()
-        self.changelog = ChangelogWriter(self.producer, k.changelog_topic, k.changelog_snapshot_min_bytes)
+        self.changelog = ChangelogWriter(
+            self.producer, k.changelog_topic, k.changelog_snapshot_min_bytes, changelog_chunk_bytes(config)
+        )
         self.admin = AdminClient(common)
         self.metrics = PipelineMetrics(config.metrics.port)
         self._next_gauges = 0.0
@@ -660,6 +662,13 @@ def _retrying(call: Callable[[], T], attempts: int = 10) -> T:
             log.warning("retrying after retriable error: %s", err)
             time.sleep(0.1 * (attempt + 1))
     raise AssertionError("unreachable")
+
+
+def changelog_chunk_bytes(config: Config) -> int:
+    """Changelog payload per record: 512 KiB, less when the producer's local queue is set
+    smaller (``queue.buffering.max.kbytes``), so that one record always fits in it."""
+    queue_kbytes = int(config.kafka.client.get("queue.buffering.max.kbytes", 1 << 20))
+    return max(1 << 10, min(CHUNK_BYTES, queue_kbytes * 1024 // 4))
 
 
 def _partition(m: Message) -> int:

@@ -14,7 +14,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from fraudstream.errors import FencedError
+from fraudstream.errors import FencedError, StreamError
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +24,7 @@ def produce_waiting(producer: Producer, topic: str, **kwargs: Any) -> float:
     seconds spent waiting (0 when there was room)."""
     waited_since = None
     while True:
+        queue_was_empty = len(producer) == 0  # only this thread adds to it
         try:
             producer.produce(topic, **kwargs)
             return 0.0 if waited_since is None else time.monotonic() - waited_since
@@ -33,6 +34,12 @@ def produce_waiting(producer: Producer, topic: str, **kwargs: Any) -> float:
                 raise FencedError(f"the producer can no longer send: {err}") from exc
             raise
         except BufferError:
+            if queue_was_empty:  # no room in an empty queue: waiting cannot help
+                size = len(kwargs.get("value") or b"") + len(kwargs.get("key") or b"")
+                raise StreamError(
+                    f"a record of {size} bytes for {topic} can never fit the producer's queue "
+                    "(queue.buffering.max.kbytes / queue.buffering.max.messages are set too small)"
+                ) from None
             if waited_since is None:
                 waited_since = time.monotonic()
                 log.debug("producer queue full: waiting for the broker")
