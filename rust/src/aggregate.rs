@@ -228,7 +228,10 @@ const BITMAP_VALUES: i64 = 64;
 /// is bound by cache misses: `words` holds the numeric slots (f64 bits), the time slots and one
 /// bitmap per distinct count (its values in `[0, 64)`, e.g. small category codes); distinct
 /// values outside that range go to `others`, allocated only when such a value occurs.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// The default is an empty placeholder without state words (for storage slots not in use);
+/// [`Layout::new_acc`] makes a real one.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Acc {
     /// Events added.
     pub count: u64,

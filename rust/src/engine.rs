@@ -298,10 +298,16 @@ impl Engine {
         self.advance_to(WATERMARK_END)
     }
 
+    #[inline]
     fn on_watermark(&mut self, advanced: Option<Millis>, out: &mut Output) {
         if let Some(wm) = advanced {
             match &mut self.op {
-                Operator::Sliding(op) => op.on_watermark(&self.rules, wm, out),
+                // (The watermark advances on most events; mostly nothing is due.)
+                Operator::Sliding(op) => {
+                    if op.has_due(wm) {
+                        op.on_watermark(&self.rules, wm, out);
+                    }
+                }
                 Operator::Session(op) => op.on_watermark(&self.rules, wm, out),
             }
         }

@@ -8,9 +8,10 @@
 //!   touches one pane; a window's result combines its panes when it fires.
 //! - [`session`]: per-key sessions that merge when they overlap or touch.
 //! - [`timers`]: the time-ordered index that finds due windows without scanning keys.
-//! - [`keys`]: the key table (key -> dense slot).
+//! - [`keys`]: the key table (key -> dense slot), over [`index`] (key -> slot, prefetchable).
 //! - [`output`]: the emitted rows as columns, and the late side output.
 
+pub mod index;
 pub mod keys;
 pub mod output;
 pub mod session;

@@ -81,6 +81,59 @@ impl Output {
         layout.emit(acc, &mut self.ints, &mut self.floats);
     }
 
+    /// Empties the output, keeping its allocations.
+    pub fn clear(&mut self) {
+        self.keys.clear();
+        self.starts.clear();
+        self.ends.clear();
+        self.kinds.clear();
+        self.ints.iter_mut().for_each(Vec::clear);
+        self.floats.iter_mut().for_each(Vec::clear);
+        self.late_rows.clear();
+        self.triggers.clear();
+    }
+
+    /// Appends the rows of `from` (not its late rows) in increasing key order, stably.
+    /// `by_key` and `tmp` are scratch space.
+    pub fn append_by_key(&mut self, from: &Output, by_key: &mut Vec<(i64, u32)>, tmp: &mut Vec<(i64, u32)>) {
+        /// Appends `from` permuted by `order`; a column of one repeated value (window bounds,
+        /// kinds and triggers of rows fired together) is filled without a gather.
+        fn put<T: Copy + PartialEq>(to: &mut Vec<T>, from: &[T], order: &[(i64, u32)]) {
+            match from.first() {
+                Some(&v) if from.iter().all(|&x| x == v) => to.extend(std::iter::repeat_n(v, from.len())),
+                _ => to.extend(order.iter().map(|&(_, i)| from[i as usize])),
+            }
+        }
+        if from.keys.is_sorted() {
+            self.keys.extend_from_slice(&from.keys);
+            self.starts.extend_from_slice(&from.starts);
+            self.ends.extend_from_slice(&from.ends);
+            self.kinds.extend_from_slice(&from.kinds);
+            self.triggers.extend_from_slice(&from.triggers);
+            for (to, col) in self.ints.iter_mut().zip(&from.ints) {
+                to.extend_from_slice(col);
+            }
+            for (to, col) in self.floats.iter_mut().zip(&from.floats) {
+                to.extend_from_slice(col);
+            }
+            return;
+        }
+        by_key.clear();
+        by_key.extend(from.keys.iter().zip(0u32..).map(|(&k, i)| (k, i)));
+        sort_by_key_radix(by_key, tmp);
+        self.keys.extend(by_key.iter().map(|&(k, _)| k));
+        put(&mut self.starts, &from.starts, by_key);
+        put(&mut self.ends, &from.ends, by_key);
+        put(&mut self.kinds, &from.kinds, by_key);
+        put(&mut self.triggers, &from.triggers, by_key);
+        for (to, col) in self.ints.iter_mut().zip(&from.ints) {
+            put(to, col, by_key);
+        }
+        for (to, col) in self.floats.iter_mut().zip(&from.floats) {
+            put(to, col, by_key); // (NaN != NaN: a column with one takes the gather)
+        }
+    }
+
     /// Appends all rows of `other`, with its late rows offset by `row_offset`.
     pub fn append(&mut self, mut other: Output, row_offset: u64) {
         self.keys.append(&mut other.keys);
@@ -96,5 +149,73 @@ impl Output {
         self.late_rows.extend(other.late_rows.iter().map(|r| r + row_offset));
         self.triggers
             .extend(other.triggers.iter().map(|&r| if r == NO_TRIGGER { r } else { r + row_offset }));
+    }
+}
+
+/// Sorts `(key, index)` pairs by key, stably (pairs of equal keys keep their order): a
+/// least-significant-digit radix sort over the bytes of the key that differ between pairs.
+/// `tmp` is scratch space.
+#[allow(clippy::cast_sign_loss, clippy::cast_possible_truncation)]
+pub fn sort_by_key_radix(v: &mut Vec<(i64, u32)>, tmp: &mut Vec<(i64, u32)>) {
+    if v.len() < 256 {
+        v.sort_by_key(|&(k, _)| k);
+        return;
+    }
+    // Order-preserving map of i64 to u64 (flip the sign bit).
+    let ukey = |k: i64| (k as u64) ^ (1 << 63);
+    let mut counts = [[0usize; 256]; 8];
+    for &(k, _) in v.iter() {
+        let u = ukey(k);
+        for (byte, c) in counts.iter_mut().enumerate() {
+            c[((u >> (8 * byte)) & 0xFF) as usize] += 1;
+        }
+    }
+    // A stable scatter per byte that varies, from the least significant.
+    tmp.clear();
+    tmp.resize(v.len(), (0, 0));
+    for (byte, c) in counts.iter().enumerate() {
+        if c.contains(&v.len()) {
+            continue; // all pairs share this byte
+        }
+        let mut offsets = [0usize; 256];
+        let mut sum = 0;
+        for (o, &n) in offsets.iter_mut().zip(c.iter()) {
+            *o = sum;
+            sum += n;
+        }
+        for &(k, i) in v.iter() {
+            let b = ((ukey(k) >> (8 * byte)) & 0xFF) as usize;
+            tmp[offsets[b]] = (k, i);
+            offsets[b] += 1;
+        }
+        std::mem::swap(v, tmp);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// Equals a stable comparison sort, on keys from narrow and wide ranges, signs mixed.
+        #[test]
+        fn radix_sort_sorts(keys in prop_oneof![
+            prop::collection::vec(any::<i64>(), 0..2000),
+            prop::collection::vec(-300i64..300, 0..2000),
+            prop::collection::vec(0i64..100_000, 0..2000),
+            prop::collection::vec(prop_oneof![Just(i64::MIN), Just(i64::MAX), Just(-1), Just(0)], 0..600),
+        ]) {
+            // Indexes in no particular order, so that stability shows.
+            let mut v: Vec<(i64, u32)> = keys.iter().zip(0u32..).map(|(&k, i)| (k, i.wrapping_mul(2_654_435_761))).collect();
+            let mut want = v.clone();
+            want.sort_by_key(|&(k, _)| k);
+            let mut tmp = Vec::new();
+            sort_by_key_radix(&mut v, &mut tmp);
+            prop_assert_eq!(v, want);
+        }
     }
 }

@@ -14,7 +14,7 @@ use smallvec::SmallVec;
 
 use rustc_hash::FxHashSet;
 
-use super::keys::{apply_changes, read_states, write_changes, write_states, KeyTable, KeyedState};
+use super::keys::{apply_changes, read_states, write_changes, write_states, KeyTable, KeyedState, Recycle};
 use super::output::{EmitKind, Output};
 use super::timers::TimerIndex;
 use super::{EmitMode, Rules};
@@ -61,6 +61,16 @@ impl KeyState {
 
     fn wanted_timer(&self, lateness: i64) -> i64 {
         self.sessions.iter().map(|s| s.next_action(lateness)).min().unwrap_or(i64::MAX)
+    }
+}
+
+impl Recycle for KeyState {
+    fn fresh() -> Self {
+        KeyState::new()
+    }
+
+    fn recycle(&mut self) {
+        *self = KeyState::new();
     }
 }
 
@@ -111,7 +121,7 @@ impl SessionWindows {
         if !merges && end - 1 + lateness <= wm {
             return false;
         }
-        let slot = self.keys.slot_or_insert_with(key, KeyState::new);
+        let slot = self.keys.slot_or_insert(key);
         if let Some(changed) = &mut self.changed {
             changed.insert(key);
         }

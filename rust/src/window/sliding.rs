@@ -1,15 +1,19 @@
 //! Tumbling and hopping windows over panes (Flink's "slicing").
 //!
 //! Invariants:
-//! - State per key is a deque of non-empty panes sorted by start; an event updates exactly one
-//!   pane (O(1) plus a short search from the back for out-of-order events).
+//! - State per key is a list of non-empty panes sorted by start, held inline in the key's
+//!   table entry (up to `INLINE_PANES`, else on the heap); an event updates exactly one pane
+//!   (O(1) plus a short search from the back for out-of-order events).
 //! - `next_end` is the earliest window end of the key that has data and has not fired; the
 //!   key's single live timer is `min(next_end - 1, cleanup time of its oldest pane)`.
 //! - Every window with data whose `end - 1 <= watermark` has been emitted; so a late event
 //!   (within lateness) into a window with other data re-emits it as an `Update`, and into an
 //!   empty one emits it for the first time as `Final`.
 //! - A pane is dropped once every window containing it is past `end - 1 + allowed_lateness`;
-//!   a key is dropped with its last pane. Memory is keys x open panes.
+//!   a key is dropped with its last pane. Memory is keys x open panes (a key's entry has room
+//!   for `INLINE_PANES`).
+//! - Firing visits the keys due at one time in slot order (memory order of the key table), then
+//!   emits their rows in key order, the canonical order of `docs/semantics.md`.
 
 use std::cell::Cell;
 
@@ -17,7 +21,7 @@ use smallvec::SmallVec;
 
 use rustc_hash::FxHashSet;
 
-use super::keys::{apply_changes, read_states, write_changes, write_states, KeyTable, KeyedState};
+use super::keys::{apply_changes, read_states, write_changes, write_states, KeyTable, KeyedState, Recycle};
 use super::output::{EmitKind, Output};
 use super::timers::TimerIndex;
 use super::{EmitMode, Geometry, Rules};
@@ -27,32 +31,177 @@ use crate::snapshot::{Reader, Writer};
 use crate::CoreResult;
 
 /// One pane: exactly one cache line (an event touches one pane; keyed state is bound by cache
-/// misses, so a pane must not straddle lines).
-#[derive(Debug, Clone)]
-#[repr(align(64))]
+/// misses, so a pane must not straddle lines). Panes live inline in the key table's entry right
+/// after its first line, which keeps them 64-byte aligned.
+#[derive(Debug, Clone, Default)]
 struct Pane {
     start: i64,
     acc: Acc,
 }
 
-/// Per-key state: with its key, one cache line in the key table (hot fields only; the rarely
-/// used early-firing marks are boxed).
+/// Panes held inline in a key's table entry; a key with more open panes moves all of them to
+/// the heap until they fit again. 7 covers HOP(size, slide) with size/slide <= 5 plus bounded
+/// disorder, and every tumbling window, without an allocation per key.
+const INLINE_PANES: usize = 7;
+
+/// A key's open panes, sorted by start: inline (`inline[..len]`) while they fit, else all in
+/// `spill`. With the key and the fields before it in [`KeyState`], the head is one cache line
+/// and each inline pane one more line of the same entry (no pointer to chase, one page).
 #[derive(Debug, Clone)]
+#[repr(C)]
+struct Panes {
+    /// (Boxed: 8 bytes in the head, not 24.)
+    #[allow(clippy::box_collection)]
+    spill: Option<Box<Vec<Pane>>>,
+    len: u32,
+    /// Fills the head to 56 bytes, so that the inline panes start on a line of their own.
+    _pad: [u8; 12],
+    inline: [Pane; INLINE_PANES],
+}
+
+impl Panes {
+    fn new() -> Self {
+        Panes { spill: None, len: 0, _pad: [0; 12], inline: std::array::from_fn(|_| Pane::default()) }
+    }
+
+    #[inline]
+    fn as_slice(&self) -> &[Pane] {
+        match &self.spill {
+            Some(v) => v,
+            None => &self.inline[..self.len as usize],
+        }
+    }
+
+    #[inline]
+    fn as_mut_slice(&mut self) -> &mut [Pane] {
+        match &mut self.spill {
+            Some(v) => v,
+            None => &mut self.inline[..self.len as usize],
+        }
+    }
+
+    #[inline]
+    fn len(&self) -> usize {
+        self.as_slice().len()
+    }
+
+    #[inline]
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    #[inline]
+    fn first(&self) -> Option<&Pane> {
+        self.as_slice().first()
+    }
+
+    fn iter(&self) -> std::slice::Iter<'_, Pane> {
+        self.as_slice().iter()
+    }
+
+    /// Inserts `pane` at `idx` (`<= len`, keeping starts sorted).
+    #[inline]
+    fn insert(&mut self, idx: usize, pane: Pane) {
+        let len = self.len as usize;
+        if let Some(v) = &mut self.spill {
+            v.insert(idx, pane);
+        } else if len < INLINE_PANES {
+            if idx < len {
+                self.inline[idx..=len].rotate_right(1);
+            }
+            self.inline[idx] = pane;
+            self.len += 1;
+        } else {
+            let mut v: Vec<Pane> = Vec::with_capacity(2 * INLINE_PANES);
+            v.extend(self.inline.iter_mut().map(std::mem::take));
+            v.insert(idx, pane);
+            self.spill = Some(Box::new(v));
+            self.len = 0;
+        }
+    }
+
+    /// Drops the `n` oldest panes.
+    fn drain_front(&mut self, n: usize) {
+        if let Some(v) = &mut self.spill {
+            v.drain(..n);
+            if v.len() <= INLINE_PANES {
+                let len = v.len();
+                for (slot, pane) in self.inline.iter_mut().zip(v.drain(..)) {
+                    *slot = pane;
+                }
+                self.len = u32::try_from(len).unwrap_or(u32::MAX);
+                self.spill = None;
+            }
+        } else {
+            let len = self.len as usize;
+            // Release heap data while the panes are where they were just read, then move the
+            // rest down (swaps of whole lines, in cache: no call to a general rotation).
+            for pane in &mut self.inline[..n] {
+                if pane.acc.has_heap() {
+                    *pane = Pane::default();
+                }
+            }
+            for i in n..len {
+                self.inline.swap(i - n, i);
+            }
+            self.len -= u32::try_from(n).unwrap_or(u32::MAX);
+        }
+    }
+
+    /// Prefetch hint for the newest pane and the slot after it (where a new pane would go).
+    #[inline]
+    fn prefetch_tail(&self) {
+        match &self.spill {
+            Some(v) => {
+                if let Some(p) = v.last() {
+                    crate::prefetch::prefetch(p);
+                }
+            }
+            None => {
+                let len = self.len as usize;
+                crate::prefetch::prefetch(&self.inline[len.saturating_sub(1)..(len + 1).min(INLINE_PANES)]);
+            }
+        }
+    }
+
+    /// Empties the panes; the inline slots beyond the open panes never hold heap data, so only
+    /// open ones are visited.
+    fn clear(&mut self) {
+        if self.spill.take().is_none() {
+            for pane in &mut self.inline[..self.len as usize] {
+                if pane.acc.has_heap() {
+                    *pane = Pane::default();
+                }
+            }
+        }
+        self.len = 0;
+    }
+
+    /// Bytes held on the heap for the panes themselves (not their accumulators' heap data).
+    fn heap_bytes(&self) -> usize {
+        self.spill.as_ref().map_or(0, |v| v.capacity() * std::mem::size_of::<Pane>())
+    }
+}
+
+/// Per-key state: with its key, the first line of the key-table entry holds the hot fields
+/// (the rarely used early-firing marks are boxed); the inline panes follow.
+#[derive(Debug, Clone)]
+#[repr(C)]
 struct KeyState {
-    /// Sorted by start (a few panes: a vector shifts less than a deque indexes).
-    panes: Vec<Pane>,
     next_end: i64,
     timer: i64,
     /// Sequence number of the live timer entry.
     timer_seq: u64,
     /// Ends of open windows that already fired early on the predicate.
     triggered: Option<Box<SmallVec<[i64; 2]>>>,
+    /// Sorted by start.
+    panes: Panes,
 }
 
 impl KeyState {
     fn new() -> Self {
         KeyState {
-            panes: Vec::new(),
+            panes: Panes::new(),
             next_end: i64::MAX,
             timer: i64::MAX,
             timer_seq: u64::MAX,
@@ -76,6 +225,9 @@ impl KeyState {
     }
 }
 
+/// How many keys ahead `resolve_slots` prefetches index buckets.
+const INDEX_PREFETCH: usize = 16;
+
 /// How many timer entries ahead `on_watermark` prefetches panes (and twice that, key states).
 const WATERMARK_PREFETCH: usize = 8;
 
@@ -86,6 +238,23 @@ fn combine(layout: &Layout, panes: &[Pane], window: (i64, i64), into: &mut Acc) 
     }
 }
 
+/// A pane's start and the ends of the first and last windows containing it.
+#[derive(Debug, Clone, Copy)]
+struct PaneSpan {
+    start: i64,
+    first_end: i64,
+    last_end: i64,
+}
+
+/// Scratch space for firing: the rows of one firing time in slot order, and their keys with
+/// positions, sorted to append them in key order.
+#[derive(Debug, Clone)]
+struct Firing {
+    stage: Output,
+    by_key: Vec<(i64, u32)>,
+    sort_tmp: Vec<(i64, u32)>,
+}
+
 /// Keyed tumbling/hopping window state.
 #[derive(Debug, Clone)]
 pub struct SlidingWindows {
@@ -93,6 +262,10 @@ pub struct SlidingWindows {
     keys: KeyTable<KeyState>,
     timers: TimerIndex,
     scratch: Acc,
+    /// The pane of the last event and its window ends (see `span_of`).
+    span: PaneSpan,
+    /// Scratch space of `on_watermark` (boxed: large and cold).
+    firing: Box<Firing>,
     panes: usize,
     /// `resolve_slots` created key states that `end_batch` must check.
     created: bool,
@@ -112,11 +285,31 @@ impl SlidingWindows {
             keys: KeyTable::default(),
             timers: TimerIndex::default(),
             scratch: layout.new_acc(),
+            span: PaneSpan { start: i64::MAX, first_end: 0, last_end: 0 },
+            firing: Box::new(Firing {
+                stage: Output::for_layout(layout),
+                by_key: Vec::new(),
+                sort_tmp: Vec::new(),
+            }),
             panes: 0,
             created: false,
             changed: None,
             maybe_heap: Cell::new(false),
         }
+    }
+
+    /// The pane of time `t` and its first and last window ends (remembered for the last pane
+    /// asked for: consecutive events mostly share a pane, and this saves three divisions).
+    #[inline]
+    fn span_of(&mut self, t: i64) -> PaneSpan {
+        let span = self.span;
+        if t >= span.start && t - span.start < self.geo.pane {
+            return span;
+        }
+        let g = self.geo;
+        let start = g.pane_start(t);
+        self.span = PaneSpan { start, first_end: g.first_end(start), last_end: g.last_end(start) };
+        self.span
     }
 
     /// Adds the event at `row`; `wm` is the watermark before it. Returns `false` when the
@@ -136,24 +329,31 @@ impl SlidingWindows {
     }
 
     /// Resolves the slot of every key of a batch up front (independent lookups overlap their
-    /// cache misses), creating empty states for new keys. Call [`SlidingWindows::end_batch`]
+    /// cache misses), creating empty states for new keys. The slots are candidates, confirmed
+    /// when each event is handled (see [`KeyTable::slot_or_insert_unchecked`]). Call [`SlidingWindows::end_batch`]
     /// after the batch to drop the ones no event ended up in.
     pub fn resolve_slots(&mut self, keys: &[i64], slots: &mut Vec<u32>) {
         let before = self.keys.len();
         slots.clear();
-        slots.extend(keys.iter().map(|&k| self.keys.slot_or_insert_with(k, KeyState::new)));
+        for (i, &key) in keys.iter().enumerate() {
+            if let Some(&ahead) = keys.get(i + INDEX_PREFETCH) {
+                self.keys.prefetch_key(ahead);
+            }
+            slots.push(self.keys.slot_or_insert_unchecked(key));
+        }
         self.created = self.keys.len() > before;
     }
 
     /// Prefetch hints for the state of a key whose event comes soon: `far` is the slot of an
-    /// event further ahead (its table entry is fetched), `near` one closer (its newest pane).
+    /// event further ahead (the head of its table entry is fetched), `near` one closer (its
+    /// newest pane and the slot after it).
     #[inline]
     pub fn prefetch(&self, far: Option<u32>, near: Option<u32>) {
         if let Some(slot) = far {
             self.keys.prefetch(slot);
         }
-        if let Some(pane) = near.and_then(|s| self.keys.state(s)).and_then(|st| st.panes.last()) {
-            crate::prefetch::prefetch(pane);
+        if let Some(st) = near.and_then(|s| self.keys.state(s)) {
+            st.panes.prefetch_tail();
         }
     }
 
@@ -188,44 +388,42 @@ impl SlidingWindows {
         let g = self.geo;
         let lateness = rules.allowed_lateness;
         let layout = &rules.layout;
-        let ps = g.pane_start(t);
-        let last_end = g.last_end(ps);
+        let PaneSpan { start: ps, first_end, last_end } = self.span_of(t);
         if last_end - 1 + lateness <= wm {
             return false;
         }
         let slot = match slot {
             Some(s) if self.keys.get(s, key).is_some() => s,
-            _ => self.keys.slot_or_insert_with(key, KeyState::new),
+            _ => self.keys.slot_or_insert(key),
         };
         if let Some(changed) = &mut self.changed {
             changed.insert(key);
         }
         let st = self.keys.state_mut(slot);
         let mut idx = st.panes.len();
-        while idx > 0 && st.panes[idx - 1].start > ps {
+        while idx > 0 && st.panes.as_slice()[idx - 1].start > ps {
             idx -= 1;
         }
-        let new_pane = !(idx > 0 && st.panes[idx - 1].start == ps);
+        let new_pane = !(idx > 0 && st.panes.as_slice()[idx - 1].start == ps);
         if new_pane {
             st.panes.insert(idx, Pane { start: ps, acc: layout.new_acc() });
             self.panes += 1;
         } else {
             idx -= 1;
         }
-        let acc = &mut st.panes[idx].acc;
+        let acc = &mut st.panes.as_mut_slice()[idx].acc;
         layout.add(acc, batch, row, t);
         if acc.has_heap() {
             self.maybe_heap.set(true);
         }
 
-        let first_end = g.first_end(ps);
         if first_end - 1 <= wm || rules.emit != EmitMode::Final {
             let mut end = first_end;
             while end <= last_end {
                 let window = (end - g.size, end);
                 if end - 1 <= wm {
                     if end - 1 + lateness > wm {
-                        combine(layout, &st.panes, window, &mut self.scratch);
+                        combine(layout, st.panes.as_slice(), window, &mut self.scratch);
                         let kind = if self.scratch.count > 1 { EmitKind::Update } else { EmitKind::Final };
                         out.push(layout, key, window, kind, &self.scratch);
                     }
@@ -233,12 +431,12 @@ impl SlidingWindows {
                     match &rules.emit {
                         EmitMode::Final => {}
                         EmitMode::EveryUpdate => {
-                            combine(layout, &st.panes, window, &mut self.scratch);
+                            combine(layout, st.panes.as_slice(), window, &mut self.scratch);
                             out.push(layout, key, window, EmitKind::Early, &self.scratch);
                         }
                         EmitMode::When(pred) => {
                             if !st.triggered.as_ref().is_some_and(|t| t.contains(&end)) {
-                                combine(layout, &st.panes, window, &mut self.scratch);
+                                combine(layout, st.panes.as_slice(), window, &mut self.scratch);
                                 if pred.eval(layout, &self.scratch) {
                                     st.triggered.get_or_insert_default().push(end);
                                     out.push(layout, key, window, EmitKind::Early, &self.scratch);
@@ -272,12 +470,28 @@ impl SlidingWindows {
         true
     }
 
+    /// Whether some timer is due at watermark `wm` ([`SlidingWindows::on_watermark`] would do
+    /// something).
+    #[inline]
+    #[must_use]
+    pub fn has_due(&self, wm: i64) -> bool {
+        self.timers.has_due(wm)
+    }
+
     /// Fires every window with `end - 1 <= wm` in time order and drops expired panes.
+    #[inline(never)]
     pub fn on_watermark(&mut self, rules: &Rules, wm: i64, out: &mut Output) {
         let g = self.geo;
         let layout = &rules.layout;
         while let Some((time, mut entries)) = self.timers.pop_due(wm) {
-            entries.sort_unstable_by_key(|&(_, key, _)| key); // rows of one time: by key
+            // Keys are visited in slot order, i.e. in memory order of the key table (all keys
+            // with data often fire at the same time: that is a sequential scan, not a random
+            // walk); the rows of one time are then put in key order.
+            // (Stable sort: the entries mostly come in runs already in slot order, those pushed
+            // by the previous firing, which it merges in linear time.)
+            entries.sort_by_key(|&(slot, _, _)| slot);
+            self.firing.stage.clear();
+            self.firing.stage.trigger = out.trigger;
             for (i, &(slot, key, seq)) in entries.iter().enumerate() {
                 if let Some(&(ahead, _, _)) = entries.get(i + 2 * WATERMARK_PREFETCH) {
                     self.keys.prefetch(ahead);
@@ -296,9 +510,9 @@ impl SlidingWindows {
                 if st.next_end != i64::MAX && st.next_end - 1 <= time {
                     let end = st.next_end;
                     let window = (end - g.size, end);
-                    combine(layout, &st.panes, window, &mut self.scratch);
+                    combine(layout, st.panes.as_slice(), window, &mut self.scratch);
                     if self.scratch.count > 0 {
-                        out.push(layout, key, window, EmitKind::Final, &self.scratch);
+                        self.firing.stage.push(layout, key, window, EmitKind::Final, &self.scratch);
                     }
                     if let Some(t) = &mut st.triggered {
                         t.retain(|e| *e > end);
@@ -314,7 +528,7 @@ impl SlidingWindows {
                     .take_while(|p| g.last_end(p.start) - 1 + rules.allowed_lateness <= time)
                     .count();
                 if expired > 0 {
-                    st.panes.drain(..expired);
+                    st.panes.drain_front(expired);
                     self.panes -= expired;
                 }
                 if st.panes.is_empty() {
@@ -324,6 +538,8 @@ impl SlidingWindows {
                     st.timer_seq = self.timers.push(st.timer, slot, key);
                 }
             }
+            let f = &mut *self.firing;
+            out.append_by_key(&f.stage, &mut f.by_key, &mut f.sort_tmp);
         }
     }
 
@@ -348,14 +564,13 @@ impl SlidingWindows {
     /// Approximate bytes of state.
     #[must_use]
     pub fn state_bytes(&self) -> usize {
-        let per_pane = std::mem::size_of::<Pane>();
-        let panes: usize = self.keys.iter().map(|(_, _, st)| st.panes.capacity()).sum::<usize>() * per_pane;
+        let panes: usize = self.keys.iter().map(|(_, _, st)| st.panes.heap_bytes()).sum();
         let mut heap = 0;
         if self.maybe_heap.get() {
             heap = self
                 .keys
                 .iter()
-                .flat_map(|(_, _, st)| &st.panes)
+                .flat_map(|(_, _, st)| st.panes.iter())
                 .map(|p| Layout::heap_bytes(&p.acc))
                 .sum::<usize>();
             self.maybe_heap.set(heap > 0); // heap data always has a size
@@ -409,6 +624,22 @@ impl SlidingWindows {
     }
 }
 
+impl Recycle for KeyState {
+    fn fresh() -> Self {
+        KeyState::new()
+    }
+
+    /// Keeps the inline panes' storage (a removed key usually has no open pane, so only the
+    /// head line is written).
+    fn recycle(&mut self) {
+        self.panes.clear();
+        self.next_end = i64::MAX;
+        self.timer = i64::MAX;
+        self.timer_seq = u64::MAX;
+        self.triggered = None;
+    }
+}
+
 impl KeyedState for KeyState {
     fn write(&self, layout: &Layout, w: &mut Writer) {
         w.i64(self.next_end);
@@ -417,7 +648,7 @@ impl KeyedState for KeyState {
         w.count(triggered.len());
         triggered.iter().for_each(|&e| w.i64(e));
         w.count(self.panes.len());
-        for pane in &self.panes {
+        for pane in self.panes.iter() {
             w.i64(pane.start);
             layout.write_acc(&pane.acc, w);
         }
@@ -432,7 +663,8 @@ impl KeyedState for KeyState {
         }
         for _ in 0..r.count()? {
             let start = r.i64()?;
-            st.panes.push(Pane { start, acc: layout.read_acc(r)? });
+            let at = st.panes.len();
+            st.panes.insert(at, Pane { start, acc: layout.read_acc(r)? });
         }
         Ok(st)
     }
@@ -457,6 +689,11 @@ mod tests {
     #[test]
     fn hot_state_fits_cache_lines() {
         assert_eq!(std::mem::size_of::<Pane>(), 64, "a pane is one cache line");
-        assert!(std::mem::size_of::<KeyState>() <= 56, "key + state fit one line in the key table");
+        assert_eq!(std::mem::offset_of!(KeyState, panes) + std::mem::offset_of!(Panes, inline), 56);
+        assert_eq!(
+            std::mem::size_of::<KeyState>(),
+            56 + 64 * INLINE_PANES,
+            "key + head fit one line, then one line per inline pane"
+        );
     }
 }
