@@ -975,7 +975,7 @@ def scenario_stall_in_commit(broker: Broker, events: int, rate: float, seed: int
         deadline = time.monotonic() + 90
         while psutil.Process(zombie.pid).status() != psutil.STATUS_STOPPED:
             if time.monotonic() > deadline or not zombie.alive:
-                raise RuntimeError("the zombie never stopped itself")
+                raise RuntimeError(f"the zombie never stopped itself:\n{zombie.current_log()[-2_000:]}")
             time.sleep(0.05)
         restores = other.current_log().count("restored partitions")
         time.sleep(config.kafka.session_timeout_ms / 1000 + 4.0)
@@ -1364,6 +1364,9 @@ def traced_run(config_path: str, idle_exit: float | None, stall_after: float | N
 
             def __getattr__(self, name: str) -> Any:
                 return getattr(inner, name)
+
+            def __len__(self) -> int:  # special methods bypass __getattr__
+                return len(inner)
 
             def commit_transaction(self, *args: Any) -> Any:
                 if self.stalled or time.monotonic() - began < stall_after:
