@@ -59,7 +59,7 @@ import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +69,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from fraudstream.config import Config, DecodeSection, KafkaSection
+from fraudstream.config import Config, DecodeSection, KafkaSection, to_toml
 from fraudstream.errors import StreamError
 from fraudstream.kafka.changelog import read_changelog
 from fraudstream.kafka.pipeline import make_rule_engine
@@ -231,31 +231,9 @@ def chaos_config(bootstrap: str, topic: str, dedup_horizon: str = "10m", **kafka
     return Config(kafka=section, decode=decode).validate()
 
 
-def toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int | float):
-        return repr(v)
-    return json.dumps(str(v))
-
-
 def write_toml(config: Config, path: Path) -> Path:
     """The whole configuration as a TOML file for ``fraudstream run --config``."""
-    lines: list[str] = []
-    for section in fields(config):
-        sec = getattr(config, section.name)
-        lines.append(f"[{section.name}]")
-        tables = []
-        for f in fields(sec):
-            v = getattr(sec, f.name)
-            if isinstance(v, dict):
-                tables.append((f.name, v))
-            else:
-                lines.append(f"{f.name} = {toml_value(v)}")
-        for name, table in tables:
-            lines.append(f"[{section.name}.{name}]")
-            lines.extend(f"{json.dumps(k)} = {json.dumps(str(v))}" for k, v in table.items())
-    path.write_text("\n".join(lines) + "\n")
+    path.write_text(to_toml(config))
     return path
 
 
@@ -1282,7 +1260,7 @@ def make_state(config_path: str, keys: int) -> None:
     producer.init_transactions(60)
     producer.begin_transaction()
     writer = ChangelogWriter(producer, k.changelog_topic)
-    writer.write(0, lambda: pack([snapshot]), lambda: pack([b""]), size["bytes"])
+    writer.write(0, lambda: pack([snapshot]), lambda: pack([b""]))
     producer.commit_transaction(600)
     print(json.dumps({"keys": size["keys"], "state_bytes": size["bytes"], "snapshot_bytes": len(snapshot)}))
 

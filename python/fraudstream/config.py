@@ -240,3 +240,40 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
 def as_dict(config: Config) -> dict[str, Any]:
     """The configuration as plain data (for logs and ``--print-config``)."""
     return dataclasses.asdict(config)
+
+
+def to_toml(config: Config) -> str:
+    """The configuration as a TOML document that :func:`load_config` reads back equal (every
+    key written out: a file that pins a run's whole configuration)."""
+    lines: list[str] = []
+    for section in fields(config):
+        values = getattr(config, section.name)
+        lines.append(f"[{section.name}]")
+        tables = []
+        for f in fields(values):
+            v = getattr(values, f.name)
+            if isinstance(v, dict):
+                tables.append((f.name, v))
+            else:
+                lines.append(f"{f.name} = {_toml_value(v)}")
+        for name, table in tables:  # after the section's plain keys, as TOML requires
+            lines.append(f"[{section.name}.{name}]")
+            lines.extend(f"{_toml_string(k)} = {_toml_string(str(v))}" for k, v in table.items())
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return repr(v)
+    return _toml_string(str(v))
+
+
+def _toml_string(text: str) -> str:
+    """A TOML basic string: quotes, backslashes and control characters escaped, the rest as is
+    (JSON's surrogate-pair escapes for characters beyond U+FFFF are not valid TOML)."""
+    escaped = "".join(
+        f"\\u{ord(c):04x}" if ord(c) < 0x20 or ord(c) == 0x7F else "\\" + c if c in '"\\' else c for c in text
+    )
+    return f'"{escaped}"'

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
-from fraudstream.config import Config, KafkaSection, load_config
+from fraudstream.config import Config, KafkaSection, to_toml
 from fraudstream.generator import card_transactions
 from fraudstream.kafka.pipeline import make_rule_engine
 from fraudstream.kafka.schema import decode_batch, encode_transactions
@@ -39,22 +39,7 @@ def make_config(bootstrap: str, topic: str, **kafka: Any) -> Config:
 
 
 def write_toml(config: Config, path: Path) -> Path:
-    k = config.kafka
-    lines = ["[kafka]"]
-    for name in (
-        "bootstrap_servers",
-        "input_topic",
-        "alerts_topic",
-        "dead_letter_topic",
-        "changelog_topic",
-        "group_id",
-        "instance_id",
-    ):
-        lines.append(f'{name} = "{getattr(k, name)}"')
-    for name in ("commit_interval_ms", "consume_batch", "session_timeout_ms"):
-        lines.append(f"{name} = {getattr(k, name)}")
-    path.write_text("\n".join(lines) + "\n")
-    assert load_config(path, env={}).kafka.input_topic == k.input_topic
+    path.write_text(to_toml(config))
     return path
 
 
