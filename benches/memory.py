@@ -8,10 +8,16 @@ window combines its five panes when it fires).
 1. ``--keys`` distinct cards, one event each, all in one pane: ``bytes_per_key`` is the engine's
    ``state_size()["bytes"] / keys`` with one open window (pane) per key; the process RSS growth per
    key is shown beside it as a check of that estimate.
-2. ``keys / panes`` distinct cards with ``--panes`` open panes each: the marginal bytes of one more
-   open window (pane) of a key, ``bytes_per_open_window``.
-3. Then the watermark passes every window: the state must drop to zero keys (memory follows open
-   windows, never events or keys seen).
+2. ``keys / 10`` distinct cards get one more open pane each, up to ``--max-panes`` (the same rule
+   with an allowed lateness of one hour, so no pane closes meanwhile). A key's entry in the key
+   table holds a few panes inline (the capacity follows the window geometry: 7 for this rule);
+   the state is measured after every pane. ``inline_panes`` is the capacity seen (the pane
+   count before the first jump: the key's panes move to the heap), ``bytes_per_open_window``
+   the marginal bytes of an open pane within it (no more than its aggregates' heap data),
+   ``bytes_per_open_window_beyond_inline`` the marginal bytes per pane from the capacity to
+   ``--max-panes`` (heap storage, the inline room stays reserved).
+3. Then the watermark passes every window: the state must drop to zero keys and the key table
+   shrinks back (memory follows open windows, never events or keys seen): ``bytes_after_watermark_passes``.
 
     python benches/memory.py                 # 10M keys (about 8 GB of RAM)
     python benches/memory.py --keys 1000000
@@ -61,7 +67,30 @@ def fill(engine: WindowedAggregation, keys: int, panes: int) -> float:
     return time.perf_counter() - began
 
 
-def measure(keys: int, panes: int) -> dict[str, Any]:
+def pane_curve(config: Config, keys: int, max_panes: int) -> list[float]:
+    """State bytes per key with 1..max_panes open panes per key."""
+    config.rule.allowed_lateness = "1h"
+    engine = make_rule_engine(config)
+    curve = []
+    for p in range(max_panes):
+        card = np.arange(keys, dtype=np.int64)
+        engine.process(
+            {
+                "card_id": card,
+                "event_time": BASE + p * PANE_MS + card % 50_000,
+                "amount": (card % 1_000) / 10.0,
+                "country": (card + p) % 30,
+            }
+        )
+        size = engine.state_size()
+        assert size["keys"] == keys and size["windows"] == keys * (p + 1), size
+        curve.append(size["bytes"] / keys)
+    del engine
+    gc.collect()
+    return curve
+
+
+def measure(keys: int, max_panes: int) -> dict[str, Any]:
     config = Config()
     gc.collect()
     rss0 = rss()
@@ -76,24 +105,25 @@ def measure(keys: int, panes: int) -> dict[str, Any]:
     del engine
     gc.collect()
 
-    multi_keys = max(1, keys // panes)
-    engine = make_rule_engine(config)
-    fill(engine, multi_keys, panes)
-    many = engine.state_size()
-    assert many["windows"] == multi_keys * panes, many
-    del engine
-    gc.collect()
-
+    multi_keys = max(1, keys // 10)
+    curve = pane_curve(config, multi_keys, max_panes)
+    # The first jump of more than 256 bytes per key (a spill holds at least 2 x 2 panes of 64 B).
+    jumps = [p for p in range(1, max_panes) if curve[p] - curve[p - 1] > 256]
+    inline = jumps[0] if jumps else None
+    top = inline or max_panes
     per_key = one["bytes"] / keys
-    per_window = (many["bytes"] / multi_keys - per_key) / (panes - 1)
+    per_window = (curve[top - 1] - curve[0]) / (top - 1) if top > 1 else 0.0
+    beyond = (curve[-1] - curve[inline - 1]) / (max_panes - inline) if inline and inline < max_panes else None
     return {
         "keys": keys,
         "bytes_per_key": round(per_key, 1),
+        "inline_panes": inline,
         "bytes_per_open_window": round(per_window, 1),
+        "bytes_per_open_window_beyond_inline": None if beyond is None else round(beyond, 1),
         "state_bytes": one["bytes"],
         "rss_bytes_per_key": round(rss_one / keys, 1),
         "fill_events_per_s": round(keys / seconds),
-        "multi_pane": {"keys": multi_keys, "panes_per_key": panes, "state_bytes": many["bytes"]},
+        "multi_pane": {"keys": multi_keys, "bytes_per_key_by_open_panes": [round(b, 1) for b in curve]},
         "keys_after_watermark_passes": after["keys"],
         "bytes_after_watermark_passes": after["bytes"],
     }
@@ -102,17 +132,21 @@ def measure(keys: int, panes: int) -> dict[str, Any]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--keys", type=int, default=10_000_000)
-    ap.add_argument("--panes", type=int, default=5, help="open panes per key in part 2 (2..5)")
+    ap.add_argument("--max-panes", type=int, default=14, help="open panes per key at the end of part 2 (2..60)")
     args = ap.parse_args()
-    if not 2 <= args.panes <= 5:
-        ap.error("--panes must be in 2..5 (a sixth pane would close the first window)")
-    r = measure(args.keys, args.panes)
+    if not 2 <= args.max_panes <= 60:
+        ap.error("--max-panes must be in 2..60 (the allowed lateness of part 2 keeps 60 panes open)")
+    r = measure(args.keys, args.max_panes)
     print(f"{'distinct keys':<34} {r['keys']:>14,}")
     print(f"{'state bytes (state_size)':<34} {r['state_bytes']:>14,}")
     print(f"{'bytes per key (one open window)':<34} {r['bytes_per_key']:>14,.1f}")
     print(f"{'RSS growth per key':<34} {r['rss_bytes_per_key']:>14,.1f}")
-    print(f"{'bytes per additional open window':<34} {r['bytes_per_open_window']:>14,.1f}")
+    print(f"{'inline panes per key':<34} {str(r['inline_panes']):>14}")
+    print(f"{'bytes per open window (inline)':<34} {r['bytes_per_open_window']:>14,.1f}")
+    beyond = r["bytes_per_open_window_beyond_inline"]
+    print(f"{'bytes per open window beyond':<34} {'-' if beyond is None else f'{beyond:,.1f}':>14}")
     print(f"{'keys once the watermark passes':<34} {r['keys_after_watermark_passes']:>14,}")
+    print(f"{'bytes once the watermark passes':<34} {r['bytes_after_watermark_passes']:>14,}")
     print(json.dumps(r))
 
 

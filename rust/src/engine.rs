@@ -13,7 +13,7 @@ use crate::time::{check_duration, Millis, WATERMARK_END};
 use crate::watermark::WatermarkTracker;
 use crate::window::output::Output;
 use crate::window::session::SessionWindows;
-use crate::window::sliding::SlidingWindows;
+use crate::window::sliding::{inline_panes, Sliding, SlidingWindows};
 use crate::window::{EmitMode, Geometry, Rules, WindowSpec};
 use crate::{CoreError, CoreResult};
 
@@ -72,6 +72,13 @@ impl EngineConfig {
         }
     }
 
+    /// Panes a key of a tumbling/hopping window holds inline ([`inline_panes`]): disorder is
+    /// bounded by `out_of_orderness` with one partition only.
+    fn inline_panes(&self, geo: &Geometry) -> usize {
+        let disorder = (self.partitions == 1).then_some(self.out_of_orderness);
+        inline_panes(geo, self.allowed_lateness, disorder)
+    }
+
     fn fingerprint(&self) -> String {
         format!("{self:?}")
     }
@@ -81,6 +88,60 @@ impl EngineConfig {
 enum Operator {
     Sliding(SlidingWindows),
     Session(SessionWindows),
+}
+
+/// The events of `batch` through tumbling/hopping windows, the watermark advancing after each.
+#[allow(clippy::too_many_arguments)]
+fn sliding_rows<const N: usize>(
+    op: &mut Sliding<N>,
+    rules: &Rules,
+    watermark: &mut WatermarkTracker,
+    slots: &mut Vec<u32>,
+    batch: &Batch<'_>,
+    now: Option<Millis>,
+    out: &mut Output,
+) {
+    op.resolve_slots(batch.keys, slots);
+    for row in 0..batch.len() {
+        out.trigger = row as u64;
+        let (key, t) = (batch.keys[row], batch.times[row]);
+        let wm = watermark.current();
+        op.prefetch(
+            slots.get(row + 2 * PREFETCH_DISTANCE).copied(),
+            slots.get(row + PREFETCH_DISTANCE).copied(),
+        );
+        if !op.on_event_at(rules, Some(slots[row]), key, t, row, batch, wm, out) {
+            out.late_rows.push(row as u64);
+        }
+        if let Some(wm) = watermark.observe(batch.partition(row), t, now) {
+            // (The watermark advances on most events; mostly nothing is due.)
+            if op.has_due(wm) {
+                op.on_watermark(rules, wm, out);
+            }
+        }
+    }
+    op.end_batch(slots, batch.keys);
+}
+
+/// The events of `batch` through session windows, the watermark advancing after each.
+fn session_rows(
+    op: &mut SessionWindows,
+    rules: &Rules,
+    watermark: &mut WatermarkTracker,
+    batch: &Batch<'_>,
+    now: Option<Millis>,
+    out: &mut Output,
+) {
+    for row in 0..batch.len() {
+        out.trigger = row as u64;
+        let (key, t) = (batch.keys[row], batch.times[row]);
+        if !op.on_event(rules, key, t, row, batch, watermark.current(), out) {
+            out.late_rows.push(row as u64);
+        }
+        if let Some(wm) = watermark.observe(batch.partition(row), t, now) {
+            op.on_watermark(rules, wm, out);
+        }
+    }
 }
 
 /// Counters since the engine was created (or restored).
@@ -162,7 +223,7 @@ impl Engine {
         let watermark =
             WatermarkTracker::new(config.out_of_orderness, config.partitions, config.idle_timeout)?;
         let op = match Geometry::of(&config.window) {
-            Some(geo) => Operator::Sliding(SlidingWindows::new(geo, &layout)),
+            Some(geo) => Operator::Sliding(SlidingWindows::new(geo, &layout, config.inline_panes(&geo))),
             None => match config.window {
                 WindowSpec::Session { gap } => Operator::Session(SessionWindows::new(gap)),
                 _ => unreachable!("every non-session window has a geometry"),
@@ -240,32 +301,13 @@ impl Engine {
             let advanced = self.watermark.tick(now);
             self.on_watermark(advanced, &mut out);
         }
-        if let Operator::Sliding(op) = &mut self.op {
-            op.resolve_slots(batch.keys, &mut self.slots);
-        }
-        for row in 0..batch.len() {
-            out.trigger = row as u64;
-            let (key, t) = (batch.keys[row], batch.times[row]);
-            let wm = self.watermark.current();
-            let accepted = match &mut self.op {
-                Operator::Sliding(op) => {
-                    op.prefetch(
-                        self.slots.get(row + 2 * PREFETCH_DISTANCE).copied(),
-                        self.slots.get(row + PREFETCH_DISTANCE).copied(),
-                    );
-                    let slot = Some(self.slots[row]);
-                    op.on_event_at(&self.rules, slot, key, t, row, batch, wm, &mut out)
-                }
-                Operator::Session(op) => op.on_event(&self.rules, key, t, row, batch, wm, &mut out),
-            };
-            if !accepted {
-                out.late_rows.push(row as u64);
+        let (rules, watermark) = (&self.rules, &mut self.watermark);
+        match &mut self.op {
+            // (One dispatch on the inline capacity per batch: the loop is monomorphic.)
+            Operator::Sliding(sw) => {
+                crate::with_sliding!(sw, op => sliding_rows(op, rules, watermark, &mut self.slots, batch, now, &mut out));
             }
-            let advanced = self.watermark.observe(batch.partition(row), t, now);
-            self.on_watermark(advanced, &mut out);
-        }
-        if let Operator::Sliding(op) = &mut self.op {
-            op.end_batch(&self.slots, batch.keys);
+            Operator::Session(op) => session_rows(op, rules, watermark, batch, now, &mut out),
         }
         out.trigger = crate::window::output::NO_TRIGGER;
         let late = out.late_rows.len() as u64;
@@ -303,11 +345,11 @@ impl Engine {
         if let Some(wm) = advanced {
             match &mut self.op {
                 // (The watermark advances on most events; mostly nothing is due.)
-                Operator::Sliding(op) => {
+                Operator::Sliding(sw) => crate::with_sliding!(sw, op => {
                     if op.has_due(wm) {
                         op.on_watermark(&self.rules, wm, out);
                     }
-                }
+                }),
                 Operator::Session(op) => op.on_watermark(&self.rules, wm, out),
             }
         }
@@ -337,7 +379,8 @@ impl Engine {
             WindowSpec::Session { gap } => Operator::Session(SessionWindows::read(gap, layout, &mut r)?),
             spec => {
                 let geo = Geometry::of(&spec).ok_or_else(|| CoreError::Snapshot("geometry".into()))?;
-                Operator::Sliding(SlidingWindows::read(geo, layout, &mut r)?)
+                let inline = engine.config.inline_panes(&geo);
+                Operator::Sliding(SlidingWindows::read(geo, layout, inline, &mut r)?)
             }
         };
         r.finish()?;

@@ -485,3 +485,50 @@ proptest! {
         }
     }
 }
+
+/// Rows as comparable tuples, without the rows of keys `>= below`.
+fn rows_below(out: &Output, below: i64) -> Vec<(i64, i64, i64, u8, i64)> {
+    (0..out.len())
+        .filter(|&i| out.keys[i] < below)
+        .map(|i| (out.keys[i], out.starts[i], out.ends[i], out.kinds[i], out.ints[0][i]))
+        .collect()
+}
+
+#[test]
+fn state_shrinks_after_a_spike_and_the_remaining_keys_continue_identically() {
+    for window in [
+        WindowSpec::Hopping { size: 300_000, slide: 60_000, offset: 0 },
+        WindowSpec::Tumbling { size: 60_000, offset: 0 },
+        WindowSpec::Session { gap: 60_000 },
+    ] {
+        let config = EngineConfig::new(window, vec![AggSpec::new("n", AggKind::Count, None)]);
+        // `spiked` sees 100k keys once, then only the 100 keys `plain` sees.
+        let mut spiked = Engine::new(config.clone()).unwrap();
+        let mut plain = Engine::new(config.clone()).unwrap();
+        let spike: Vec<i64> = (1_000..101_000).collect();
+        let spike_times: Vec<i64> = spike.iter().map(|k| k % 50_000).collect();
+        spiked.process(&Batch::new(&spike, &spike_times), None).unwrap();
+        let peak = spiked.state_size().bytes;
+        let few: Vec<i64> = (0..100).collect();
+        let mut got = Vec::new();
+        let mut want = Vec::new();
+        for step in 0..8i64 {
+            // The spike's windows fire inside the first of these batches (the watermark moves
+            // after every event), the table compacts at the batch end.
+            let times: Vec<i64> = few.iter().map(|k| 400_000 + step * 70_000 + k).collect();
+            got.extend(rows_below(&spiked.process(&Batch::new(&few, &times), None).unwrap(), 1_000));
+            want.extend(rows_below(&plain.process(&Batch::new(&few, &times), None).unwrap(), 1_000));
+            assert_eq!(spiked.state_size().keys, plain.state_size().keys);
+            assert_eq!(spiked.state_size().windows, plain.state_size().windows);
+        }
+        let after = spiked.state_size().bytes;
+        assert!(after * 20 < peak, "{window:?}: {after} bytes after the spike, {peak} at its peak");
+        let mut restored = Engine::restore(config.clone(), &spiked.snapshot()).unwrap();
+        let last = rows_below(&spiked.flush(), 1_000);
+        assert_eq!(rows_below(&restored.flush(), 1_000), last, "{window:?}: restored after compaction");
+        got.extend(last);
+        want.extend(rows_below(&plain.flush(), 1_000));
+        assert_eq!(got, want, "{window:?}");
+        assert!(!got.is_empty());
+    }
+}

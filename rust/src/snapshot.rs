@@ -168,6 +168,12 @@ impl<'a> Reader<'a> {
             .map_err(|_| CoreError::Snapshot("string is not UTF-8".into()))
     }
 
+    /// Bytes not read yet.
+    #[must_use]
+    pub fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
     /// Fails unless every byte was read.
     #[allow(clippy::missing_errors_doc)]
     pub fn finish(&self) -> CoreResult<()> {

@@ -51,6 +51,29 @@ impl KeyIndex {
         KeyIndex { buckets: vec![FREE; n], shift: 32 - n.trailing_zeros(), len: 0 }
     }
 
+    /// Empty, with room for `keys` keys without growing.
+    #[must_use]
+    pub fn with_capacity(keys: usize) -> Self {
+        KeyIndex::with_buckets(Self::buckets_for(keys))
+    }
+
+    /// Fewest buckets (a power of two, at least [`MIN_BUCKETS`]) that hold `keys` keys.
+    fn buckets_for(keys: usize) -> usize {
+        let mut n = MIN_BUCKETS;
+        while keys * 4 > n * 3 {
+            n *= 2;
+        }
+        n
+    }
+
+    /// Makes room for `keys` keys in all without growing (one rehash at most, now).
+    pub fn reserve(&mut self, keys: usize) {
+        let n = Self::buckets_for(keys);
+        if n > self.buckets.len() {
+            self.resize(n);
+        }
+    }
+
     #[inline]
     fn home(&self, tag: u32) -> usize {
         // A shift by 32 (one bucket) is not possible: there are at least 16.
@@ -147,7 +170,11 @@ impl KeyIndex {
     }
 
     fn grow(&mut self) {
-        let old = std::mem::replace(self, KeyIndex::with_buckets(self.buckets.len() * 2));
+        self.resize(self.buckets.len() * 2);
+    }
+
+    fn resize(&mut self, buckets: usize) {
+        let old = std::mem::replace(self, KeyIndex::with_buckets(buckets));
         for b in old.buckets.into_iter().filter(|b| b.slot != EMPTY) {
             self.put(b);
         }

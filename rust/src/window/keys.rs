@@ -1,7 +1,8 @@
 //! The key table: maps each live key to a dense slot holding its state.
 //!
-//! Slots of removed keys are reused, so the table's size follows the number of keys with open
-//! windows, not the number of keys ever seen. A slot is identified together with its key
+//! Slots of removed keys are reused, and the table compacts (with its index) once fewer than a
+//! quarter of its slots are live ([`shrink_if_sparse`]), so its size follows the number of keys
+//! with open windows, not the number of keys ever seen nor their peak. A slot is identified together with its key
 //! ([`KeyTable::get_checked`]) so stale references (timers of a removed key) are detected.
 
 use rustc_hash::FxHashSet;
@@ -28,6 +29,9 @@ pub trait KeyedState: Sized {
     fn set_timer_seq(&mut self, seq: u64);
     /// Open panes or sessions held.
     fn windows(&self) -> usize;
+    /// Fewest bytes [`KeyedState::write`] writes for a key with open windows: bounds the keys
+    /// that a snapshot's remaining bytes can hold, to reserve room for them up front.
+    const MIN_WRITTEN: usize;
 }
 
 /// Writes every live key and its state, in key order (so equal states give equal bytes).
@@ -53,8 +57,14 @@ pub fn read_states<S: KeyedState + Recycle>(
     timers: &mut TimerIndex,
 ) -> CoreResult<usize> {
     let mut windows = 0;
-    for _ in 0..r.count()? {
+    let n = r.count()?;
+    // Room for all keys at once: no rehash of the index, no copy of the table as it grows.
+    keys.reserve(n.min(r.remaining() / (8 + S::MIN_WRITTEN.max(1))));
+    for _ in 0..n {
         let key = r.i64()?;
+        if keys.slot_of(key).is_some() {
+            return Err(crate::CoreError::Snapshot(format!("key {key} appears twice")));
+        }
         let st = S::read(layout, r)?;
         windows += st.windows();
         put(keys, timers, key, st);
@@ -62,10 +72,27 @@ pub fn read_states<S: KeyedState + Recycle>(
     Ok(windows)
 }
 
+/// Compacts `keys` when few of its slots are live ([`KeyTable::shrink_if_sparse`]); the keys
+/// that moved get their timers again (the timer index is rebuilt from the live keys' timers,
+/// which also drops its stale entries). Call it only where no slot is held across the call.
+pub fn shrink_if_sparse<S: KeyedState + Recycle>(keys: &mut KeyTable<S>, timers: &mut TimerIndex) {
+    if !keys.shrink_if_sparse() {
+        return;
+    }
+    timers.reset();
+    for (slot, key, st) in keys.iter_mut() {
+        let timer = st.timer();
+        if timer != i64::MAX {
+            let seq = timers.push(timer, slot, key);
+            st.set_timer_seq(seq);
+        }
+    }
+}
+
 /// Inserts a key that is not in the table, with its timer.
 fn put<S: KeyedState + Recycle>(keys: &mut KeyTable<S>, timers: &mut TimerIndex, key: i64, st: S) {
     let timer = st.timer();
-    let slot = keys.insert(key, st);
+    let slot = keys.insert_absent(key, st);
     if timer != i64::MAX {
         let seq = timers.push(timer, slot, key);
         keys.state_mut(slot).set_timer_seq(seq);
@@ -142,6 +169,9 @@ struct Entry<S> {
     state: S,
 }
 
+/// A table with at most this many slots is never compacted.
+const MIN_SHRINK_SLOTS: usize = 16;
+
 /// Per-key state `S` stored in dense, reusable slots.
 #[derive(Debug, Clone)]
 pub struct KeyTable<S> {
@@ -217,8 +247,24 @@ impl<S: Recycle> KeyTable<S> {
     /// When `key` is live, or beyond `u32::MAX` live keys.
     pub fn insert(&mut self, key: i64, st: S) -> u32 {
         assert!(self.slot_of(key).is_none(), "key {key} is already live");
-        let slot = self.slot_or_insert(key);
-        self.slots[slot as usize].state = st;
+        self.insert_absent(key, st)
+    }
+
+    /// [`KeyTable::insert`] of a key known to be absent (not checked): the state is moved into
+    /// its slot once (no fresh state is built first).
+    fn insert_absent(&mut self, key: i64, st: S) -> u32 {
+        let slot = if let Some(slot) = self.free.pop() {
+            let entry = &mut self.slots[slot as usize];
+            entry.key = key;
+            entry.state = st;
+            self.live[slot as usize] = true;
+            slot
+        } else {
+            self.slots.push(Entry { key, state: st });
+            self.live.push(true);
+            u32::try_from(self.slots.len() - 1).expect("more than u32::MAX live keys")
+        };
+        self.index.insert_new(key, slot);
         slot
     }
 
@@ -285,6 +331,67 @@ impl<S: Recycle> KeyTable<S> {
         }
     }
 
+    /// Whether the table would compact: fewer than a quarter of its slots are live (and it is
+    /// not tiny). After a compaction all slots are live, so the next one needs the removal of
+    /// three quarters of the slots: its O(slots) cost is amortised O(1) per removal, and growth
+    /// (which doubles) and shrinking never alternate on a small change of the live keys.
+    #[must_use]
+    pub fn is_sparse(&self) -> bool {
+        self.slots.len() > MIN_SHRINK_SLOTS && self.len() * 4 < self.slots.len()
+    }
+
+    /// When [`KeyTable::is_sparse`], moves the live entries to the front (in slot order),
+    /// releases the rest and rebuilds the index for the live keys; returns whether it did.
+    /// Slots change: references to them (timers) must be rebuilt, see [`shrink_if_sparse`].
+    pub fn shrink_if_sparse(&mut self) -> bool {
+        if !self.is_sparse() {
+            return false;
+        }
+        let mut n = 0;
+        for i in 0..self.slots.len() {
+            if self.live[i] {
+                self.slots.swap(n, i);
+                n += 1;
+            }
+        }
+        self.slots.truncate(n);
+        self.slots.shrink_to_fit();
+        self.live = vec![true; n];
+        self.free = Vec::new();
+        self.index = KeyIndex::with_capacity(n);
+        for (slot, e) in self.slots.iter().enumerate() {
+            self.index.insert_new(e.key, u32::try_from(slot).expect("fewer slots than before"));
+        }
+        true
+    }
+
+    /// Room for `n` more keys without reallocating (the index is sized for them up front).
+    pub fn reserve(&mut self, n: usize) {
+        let want = self.len() + n;
+        if want > self.slots.len() + self.free.len() {
+            let more = want - self.slots.len() - self.free.len();
+            self.slots.reserve_exact(more);
+            self.live.reserve_exact(more);
+        }
+        self.index.reserve(want);
+    }
+
+    /// Number of slots (live and free).
+    #[must_use]
+    pub fn slots(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Live (slot, key, state) in slot order, states mutable.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (u32, i64, &mut S)> {
+        self.slots
+            .iter_mut()
+            .zip(&self.live)
+            .enumerate()
+            .filter(|(_, (_, &live))| live)
+            .map(|(i, (e, _))| (u32::try_from(i).unwrap_or(u32::MAX), e.key, &mut e.state))
+    }
+
     /// Live (slot, key, state) in slot order.
     pub fn iter(&self) -> impl Iterator<Item = (u32, i64, &S)> {
         self.slots
@@ -313,7 +420,213 @@ impl<S: Recycle> KeyTable<S> {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
+    use proptest::prelude::*;
+
     use super::*;
+
+    /// A test state with a timer: `(value, timer, timer_seq)`.
+    #[derive(Debug, Clone, PartialEq)]
+    struct Timed(u64, i64, u64);
+
+    impl Recycle for Timed {
+        fn fresh() -> Self {
+            Timed(0, i64::MAX, u64::MAX)
+        }
+        fn recycle(&mut self) {
+            *self = Timed::fresh();
+        }
+    }
+
+    impl KeyedState for Timed {
+        fn write(&self, _: &Layout, w: &mut Writer) {
+            w.i64(self.0.cast_signed());
+        }
+        fn read(_: &Layout, r: &mut Reader<'_>) -> CoreResult<Self> {
+            Ok(Timed(r.i64()?.cast_unsigned(), i64::MAX, u64::MAX))
+        }
+        fn timer(&self) -> i64 {
+            self.1
+        }
+        fn set_timer_seq(&mut self, seq: u64) {
+            self.2 = seq;
+        }
+        fn windows(&self) -> usize {
+            1
+        }
+        const MIN_WRITTEN: usize = 8;
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Insert(i64, u64),
+        Remove(i64),
+        Add(i64, u64),
+        /// Removes all keys but every `n`-th (a spike going away).
+        Thin(usize),
+    }
+
+    fn op(keys: impl Strategy<Value = i64> + Clone) -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (keys.clone(), any::<u64>()).prop_map(|(k, v)| Op::Insert(k, v)),
+            3 => keys.clone().prop_map(Op::Remove),
+            2 => (keys, any::<u64>()).prop_map(|(k, v)| Op::Add(k, v)),
+            1 => (1usize..8).prop_map(Op::Thin),
+        ]
+    }
+
+    /// Every key's state, slot lookup, timer (its live entry points at its current slot) and
+    /// the table's size agree with a `HashMap`.
+    fn check_against(t: &mut KeyTable<Timed>, timers: &TimerIndex, oracle: &HashMap<i64, u64>) {
+        assert_eq!(t.len(), oracle.len());
+        for (&k, &v) in oracle {
+            let slot = t.slot_of(k).expect("live key found");
+            assert_eq!(t.get(slot, k).map(|s| s.0), Some(v));
+            assert_eq!(t.get_checked(slot, k).map(|s| s.0), Some(v));
+            let st = t.get(slot, k).unwrap();
+            let live: Vec<_> = timers.iter().filter(|(_, (_, key, seq))| *key == k && *seq == st.2).collect();
+            assert_eq!(live.len(), 1, "one live timer entry");
+            assert_eq!(live[0].0, st.1);
+            assert_eq!(live[0].1 .0, slot, "the timer points at the key's slot");
+        }
+        assert_eq!(t.iter().count(), oracle.len());
+        assert!(!t.is_sparse(), "a sparse table is compacted");
+    }
+
+    fn run(ops: Vec<Op>) {
+        let mut t: KeyTable<Timed> = KeyTable::default();
+        let mut timers = TimerIndex::default();
+        let mut oracle: HashMap<i64, u64> = HashMap::new();
+        for op in ops {
+            match op {
+                Op::Insert(k, v) => {
+                    if let std::collections::hash_map::Entry::Vacant(e) = oracle.entry(k) {
+                        e.insert(v);
+                        put(&mut t, &mut timers, k, Timed(v, k.rem_euclid(1000), u64::MAX));
+                    }
+                }
+                Op::Remove(k) => {
+                    if let Some(slot) = t.slot_of(k) {
+                        t.remove(slot);
+                    }
+                    oracle.remove(&k);
+                }
+                Op::Add(k, v) => {
+                    let slot = t.slot_or_insert(k);
+                    let st = t.state_mut(slot);
+                    st.0 = st.0.wrapping_add(v);
+                    if st.1 == i64::MAX {
+                        st.1 = 7;
+                        st.2 = timers.push(7, slot, k);
+                    }
+                    let e = oracle.entry(k).or_insert(0);
+                    *e = e.wrapping_add(v);
+                }
+                Op::Thin(n) => {
+                    let mut all: Vec<i64> = oracle.keys().copied().collect();
+                    all.sort_unstable();
+                    for (i, k) in all.into_iter().enumerate() {
+                        if i % n != 0 {
+                            t.remove(t.slot_of(k).unwrap());
+                            oracle.remove(&k);
+                        }
+                    }
+                }
+            }
+            shrink_if_sparse(&mut t, &mut timers);
+            check_against(&mut t, &timers, &oracle);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        /// Random inserts and removals through growth and compaction keep every key's state,
+        /// lookup and timer.
+        #[test]
+        fn states_and_lookups_survive_grow_and_shrink(ops in prop::collection::vec(op(0i64..300), 0..600)) {
+            run(ops);
+        }
+
+        #[test]
+        fn any_keys_survive_grow_and_shrink(
+            ops in prop::collection::vec(op(prop_oneof![any::<i64>(), Just(i64::MIN), Just(i64::MAX)]), 0..300)
+        ) {
+            run(ops);
+        }
+    }
+
+    #[test]
+    fn reading_states_sizes_the_table_once_and_rejects_duplicate_keys() {
+        let layout =
+            Layout::new(&[crate::aggregate::AggSpec::new("n", crate::aggregate::AggKind::Count, None)])
+                .unwrap();
+        let mut w = Writer::default();
+        w.count(1000);
+        for k in 0..1000 {
+            w.i64(k * 7);
+            Timed(k.cast_unsigned(), i64::MAX, u64::MAX).write(&layout, &mut w);
+        }
+        let bytes = w.into_bytes();
+        let (mut t, mut timers) = (KeyTable::<Timed>::default(), TimerIndex::default());
+        assert_eq!(read_states(&layout, &mut Reader::new(&bytes), &mut t, &mut timers).unwrap(), 1000);
+        assert_eq!(t.slots.capacity(), 1000, "reserved exactly, never grown");
+        assert_eq!(t.index.capacity(), 2048);
+        assert!((0..1000)
+            .all(|k| t.slot_of(k * 7).and_then(|s| t.get(s, k * 7)).map(|s| s.0) == Some(k.cast_unsigned())));
+
+        let mut w = Writer::default();
+        w.count(2);
+        for _ in 0..2 {
+            w.i64(5);
+            Timed(1, i64::MAX, u64::MAX).write(&layout, &mut w);
+        }
+        let bytes = w.into_bytes();
+        let (mut t, mut timers) = (KeyTable::<Timed>::default(), TimerIndex::default());
+        assert!(
+            read_states(&layout, &mut Reader::new(&bytes), &mut t, &mut timers).is_err(),
+            "an error, no panic"
+        );
+    }
+
+    #[test]
+    fn capacity_follows_live_keys() {
+        let mut t: KeyTable<Timed> = KeyTable::default();
+        let mut timers = TimerIndex::default();
+        for k in 0..100_000 {
+            put(&mut t, &mut timers, k, Timed(k.cast_unsigned(), k % 10, u64::MAX));
+        }
+        let big = t.table_bytes();
+        assert_eq!(t.slots(), 100_000);
+        // Remove all but every 100th key: the table compacts once a quarter are left.
+        for k in (0..100_000).filter(|k| k % 100 != 0) {
+            t.remove(t.slot_of(k).unwrap());
+            shrink_if_sparse(&mut t, &mut timers);
+        }
+        assert_eq!(t.len(), 1000);
+        assert!(t.slots() < 4 * 1000, "slots {}", t.slots());
+        assert!(t.table_bytes() * 20 < big, "{} vs {big}", t.table_bytes());
+        assert!(timers.len() <= t.slots(), "stale timer entries dropped: {}", timers.len());
+        let oracle: HashMap<i64, u64> =
+            (0i64..100_000).step_by(100).map(|k| (k, k.cast_unsigned())).collect();
+        check_against(&mut t, &timers, &oracle);
+        // Everything goes: back to the minimum.
+        for k in (0..100_000).step_by(100) {
+            t.remove(t.slot_of(k).unwrap());
+            shrink_if_sparse(&mut t, &mut timers);
+        }
+        assert!(t.slots() <= MIN_SHRINK_SLOTS);
+        assert!(t.table_bytes() < 4096, "{}", t.table_bytes());
+        // No flapping: a table just compacted does not compact again on one removal and
+        // reinsertion.
+        for k in 0..64 {
+            put(&mut t, &mut timers, k, Timed(0, 1, u64::MAX));
+        }
+        assert!(!t.shrink_if_sparse());
+        t.remove(t.slot_of(5).unwrap());
+        assert!(!t.shrink_if_sparse());
+    }
 
     impl Recycle for u32 {
         fn fresh() -> Self {

@@ -14,7 +14,9 @@ use smallvec::SmallVec;
 
 use rustc_hash::FxHashSet;
 
-use super::keys::{apply_changes, read_states, write_changes, write_states, KeyTable, KeyedState, Recycle};
+use super::keys::{
+    apply_changes, read_states, shrink_if_sparse, write_changes, write_states, KeyTable, KeyedState, Recycle,
+};
 use super::output::{EmitKind, Output};
 use super::timers::TimerIndex;
 use super::{EmitMode, Rules};
@@ -211,6 +213,8 @@ impl SessionWindows {
                 }
             }
         }
+        // (No slot is held across calls: the key table may be compacted.)
+        shrink_if_sparse(&mut self.keys, &mut self.timers);
     }
 
     /// Live keys.
@@ -289,6 +293,7 @@ impl SessionWindows {
     pub fn apply_changes(&mut self, layout: &Layout, r: &mut Reader<'_>) -> CoreResult<()> {
         let delta = apply_changes(layout, r, &mut self.keys, &mut self.timers)?;
         self.sessions = self.sessions.saturating_add_signed(delta);
+        shrink_if_sparse(&mut self.keys, &mut self.timers);
         Ok(())
     }
 }
@@ -330,6 +335,10 @@ impl KeyedState for KeyState {
     fn set_timer_seq(&mut self, seq: u64) {
         self.timer_seq = seq;
     }
+
+    /// The timer, the count and one session: start, end, flags, count and the lengths of its
+    /// slot lists.
+    const MIN_WRITTEN: usize = 8 + 8 + 8 + 8 + 1 + 8 + 3 * 8;
 
     fn windows(&self) -> usize {
         self.sessions.len()

@@ -2,7 +2,8 @@
 //!
 //! Invariants:
 //! - State per key is a list of non-empty panes sorted by start, held inline in the key's
-//!   table entry (up to `INLINE_PANES`, else on the heap); an event updates exactly one pane
+//!   table entry (up to `N`, chosen per engine from the window geometry by [`inline_panes`],
+//!   else on the heap); an event updates exactly one pane
 //!   (O(1) plus a short search from the back for out-of-order events).
 //! - `next_end` is the earliest window end of the key that has data and has not fired; the
 //!   key's single live timer is `min(next_end - 1, cleanup time of its oldest pane)`.
@@ -11,7 +12,8 @@
 //!   empty one emits it for the first time as `Final`.
 //! - A pane is dropped once every window containing it is past `end - 1 + allowed_lateness`;
 //!   a key is dropped with its last pane. Memory is keys x open panes (a key's entry has room
-//!   for `INLINE_PANES`).
+//!   for `N`); the key table compacts when most of its slots are free (after `end_batch` or a
+//!   watermark step outside a batch, never while a batch holds resolved slots).
 //! - Firing visits the keys due at one time in slot order (memory order of the key table), then
 //!   emits their rows in key order, the canonical order of `docs/semantics.md`.
 
@@ -21,7 +23,9 @@ use smallvec::SmallVec;
 
 use rustc_hash::FxHashSet;
 
-use super::keys::{apply_changes, read_states, write_changes, write_states, KeyTable, KeyedState, Recycle};
+use super::keys::{
+    apply_changes, read_states, shrink_if_sparse, write_changes, write_states, KeyTable, KeyedState, Recycle,
+};
 use super::output::{EmitKind, Output};
 use super::timers::TimerIndex;
 use super::{EmitMode, Geometry, Rules};
@@ -39,27 +43,50 @@ struct Pane {
     acc: Acc,
 }
 
-/// Panes held inline in a key's table entry; a key with more open panes moves all of them to
-/// the heap until they fit again. 7 covers HOP(size, slide) with size/slide <= 5 plus bounded
-/// disorder, and every tumbling window, without an allocation per key.
-const INLINE_PANES: usize = 7;
+/// Most panes held inline in a key's table entry; a key with more open panes moves all of them
+/// to the heap until they fit again. 7 covers HOP(size, slide) with size/slide <= 5 plus bounded
+/// disorder without an allocation per key. The capacity of an engine follows its geometry
+/// ([`inline_panes`]): every inline pane costs a cache line per key, open or not.
+pub const MAX_INLINE_PANES: usize = 7;
+
+/// The inline capacities compiled (each one a monomorphic copy of the window code).
+pub const INLINE_CAPACITIES: [usize; 4] = [2, 3, 4, MAX_INLINE_PANES];
+
+/// The panes a key can hold open at once, rounded up to a compiled capacity (at most
+/// [`MAX_INLINE_PANES`]). Open panes of a key start within `(wm + 1 - size - lateness, wm +
+/// disorder]` (a pane is dropped at `last end - 1 + lateness <= wm`, events come at most
+/// `disorder` after the watermark): at most `ceil((size + lateness + disorder - 1) / pane)` of
+/// them, plus one opened by an event far ahead, before the watermark moves past the others.
+/// `disorder` is `None` when unbounded (several partitions: one may run ahead of the
+/// watermark).
+#[must_use]
+pub fn inline_panes(geo: &Geometry, lateness: i64, disorder: Option<i64>) -> usize {
+    let Some(disorder) = disorder else { return MAX_INLINE_PANES };
+    let span = i128::from(geo.size) + i128::from(lateness.max(0)) + i128::from(disorder.max(0)) - 1;
+    let pane = i128::from(geo.pane.max(1));
+    let want = (span + pane - 1) / pane + 1;
+    INLINE_CAPACITIES
+        .into_iter()
+        .find(|&c| i128::try_from(c).is_ok_and(|c| c >= want))
+        .unwrap_or(MAX_INLINE_PANES)
+}
 
 /// A key's open panes, sorted by start: inline (`inline[..len]`) while they fit, else all in
 /// `spill`. With the key and the fields before it in [`KeyState`], the head is one cache line
 /// and each inline pane one more line of the same entry (no pointer to chase, one page).
 #[derive(Debug, Clone)]
 #[repr(C)]
-struct Panes {
+struct Panes<const N: usize> {
     /// (Boxed: 8 bytes in the head, not 24.)
     #[allow(clippy::box_collection)]
     spill: Option<Box<Vec<Pane>>>,
     len: u32,
     /// Fills the head to 56 bytes, so that the inline panes start on a line of their own.
     _pad: [u8; 12],
-    inline: [Pane; INLINE_PANES],
+    inline: [Pane; N],
 }
 
-impl Panes {
+impl<const N: usize> Panes<N> {
     fn new() -> Self {
         Panes { spill: None, len: 0, _pad: [0; 12], inline: std::array::from_fn(|_| Pane::default()) }
     }
@@ -105,14 +132,14 @@ impl Panes {
         let len = self.len as usize;
         if let Some(v) = &mut self.spill {
             v.insert(idx, pane);
-        } else if len < INLINE_PANES {
+        } else if len < N {
             if idx < len {
                 self.inline[idx..=len].rotate_right(1);
             }
             self.inline[idx] = pane;
             self.len += 1;
         } else {
-            let mut v: Vec<Pane> = Vec::with_capacity(2 * INLINE_PANES);
+            let mut v: Vec<Pane> = Vec::with_capacity(2 * N);
             v.extend(self.inline.iter_mut().map(std::mem::take));
             v.insert(idx, pane);
             self.spill = Some(Box::new(v));
@@ -124,7 +151,7 @@ impl Panes {
     fn drain_front(&mut self, n: usize) {
         if let Some(v) = &mut self.spill {
             v.drain(..n);
-            if v.len() <= INLINE_PANES {
+            if v.len() <= N {
                 let len = v.len();
                 for (slot, pane) in self.inline.iter_mut().zip(v.drain(..)) {
                     *slot = pane;
@@ -159,7 +186,7 @@ impl Panes {
             }
             None => {
                 let len = self.len as usize;
-                crate::prefetch::prefetch(&self.inline[len.saturating_sub(1)..(len + 1).min(INLINE_PANES)]);
+                crate::prefetch::prefetch(&self.inline[len.saturating_sub(1)..(len + 1).min(N)]);
             }
         }
     }
@@ -187,7 +214,7 @@ impl Panes {
 /// (the rarely used early-firing marks are boxed); the inline panes follow.
 #[derive(Debug, Clone)]
 #[repr(C)]
-struct KeyState {
+struct KeyState<const N: usize> {
     next_end: i64,
     timer: i64,
     /// Sequence number of the live timer entry.
@@ -195,10 +222,10 @@ struct KeyState {
     /// Ends of open windows that already fired early on the predicate.
     triggered: Option<Box<SmallVec<[i64; 2]>>>,
     /// Sorted by start.
-    panes: Panes,
+    panes: Panes<N>,
 }
 
-impl KeyState {
+impl<const N: usize> KeyState<N> {
     fn new() -> Self {
         KeyState {
             panes: Panes::new(),
@@ -257,9 +284,9 @@ struct Firing {
 
 /// Keyed tumbling/hopping window state.
 #[derive(Debug, Clone)]
-pub struct SlidingWindows {
+pub struct Sliding<const N: usize> {
     geo: Geometry,
-    keys: KeyTable<KeyState>,
+    keys: KeyTable<KeyState<N>>,
     timers: TimerIndex,
     scratch: Acc,
     /// The pane of the last event and its window ends (see `span_of`).
@@ -269,6 +296,9 @@ pub struct SlidingWindows {
     panes: usize,
     /// `resolve_slots` created key states that `end_batch` must check.
     created: bool,
+    /// Between `resolve_slots` and `end_batch`: slots are held, so the key table must not be
+    /// compacted (`on_watermark` leaves that to `end_batch`).
+    in_batch: bool,
     /// Keys changed since the last `write_changes`, when tracking.
     changed: Option<FxHashSet<i64>>,
     /// Some pane may hold heap data (`state_bytes` must then visit every pane; otherwise the
@@ -276,11 +306,11 @@ pub struct SlidingWindows {
     maybe_heap: Cell<bool>,
 }
 
-impl SlidingWindows {
+impl<const N: usize> Sliding<N> {
     /// Empty state for windows of geometry `geo`.
     #[must_use]
     pub fn new(geo: Geometry, layout: &Layout) -> Self {
-        SlidingWindows {
+        Sliding {
             geo,
             keys: KeyTable::default(),
             timers: TimerIndex::default(),
@@ -293,6 +323,7 @@ impl SlidingWindows {
             }),
             panes: 0,
             created: false,
+            in_batch: false,
             changed: None,
             maybe_heap: Cell::new(false),
         }
@@ -330,7 +361,7 @@ impl SlidingWindows {
 
     /// Resolves the slot of every key of a batch up front (independent lookups overlap their
     /// cache misses), creating empty states for new keys. The slots are candidates, confirmed
-    /// when each event is handled (see [`KeyTable::slot_or_insert_unchecked`]). Call [`SlidingWindows::end_batch`]
+    /// when each event is handled (see [`KeyTable::slot_or_insert_unchecked`]). Call [`Sliding::end_batch`]
     /// after the batch to drop the ones no event ended up in.
     pub fn resolve_slots(&mut self, keys: &[i64], slots: &mut Vec<u32>) {
         let before = self.keys.len();
@@ -342,6 +373,7 @@ impl SlidingWindows {
             slots.push(self.keys.slot_or_insert_unchecked(key));
         }
         self.created = self.keys.len() > before;
+        self.in_batch = true;
     }
 
     /// Prefetch hints for the state of a key whose event comes soon: `far` is the slot of an
@@ -357,20 +389,27 @@ impl SlidingWindows {
         }
     }
 
-    /// Drops key states created by [`SlidingWindows::resolve_slots`] that received no event
+    /// Drops key states created by [`Sliding::resolve_slots`] that received no event
     /// (all their events were late).
     pub fn end_batch(&mut self, slots: &[u32], keys: &[i64]) {
-        if !std::mem::take(&mut self.created) {
-            return;
-        }
-        for (&slot, &key) in slots.iter().zip(keys) {
-            if self.keys.get(slot, key).is_some_and(|st| st.panes.is_empty()) {
-                self.keys.remove(slot);
+        if std::mem::take(&mut self.created) {
+            for (&slot, &key) in slots.iter().zip(keys) {
+                if self.keys.get(slot, key).is_some_and(|st| st.panes.is_empty()) {
+                    self.keys.remove(slot);
+                }
             }
         }
+        self.in_batch = false;
+        self.shrink();
     }
 
-    /// [`SlidingWindows::on_event`] with the key's slot resolved in advance (it is re-checked:
+    /// Compacts the key table when few of its slots are live (memory follows the live keys
+    /// after a spike).
+    fn shrink(&mut self) {
+        shrink_if_sparse(&mut self.keys, &mut self.timers);
+    }
+
+    /// [`Sliding::on_event`] with the key's slot resolved in advance (it is re-checked:
     /// the key may have been dropped and re-created since).
     #[allow(clippy::too_many_arguments)]
     #[inline]
@@ -470,7 +509,7 @@ impl SlidingWindows {
         true
     }
 
-    /// Whether some timer is due at watermark `wm` ([`SlidingWindows::on_watermark`] would do
+    /// Whether some timer is due at watermark `wm` ([`Sliding::on_watermark`] would do
     /// something).
     #[inline]
     #[must_use]
@@ -541,6 +580,9 @@ impl SlidingWindows {
             let f = &mut *self.firing;
             out.append_by_key(&f.stage, &mut f.by_key, &mut f.sort_tmp);
         }
+        if !self.in_batch {
+            self.shrink();
+        }
     }
 
     /// Live keys.
@@ -578,7 +620,7 @@ impl SlidingWindows {
         self.keys.table_bytes() + panes + heap + self.timers.len() * 24
     }
 
-    /// Starts (or stops) recording which keys change, for [`SlidingWindows::write_changes`].
+    /// Starts (or stops) recording which keys change, for [`Sliding::write_changes`].
     pub fn track_changes(&mut self, on: bool) {
         self.changed = on.then(FxHashSet::default);
     }
@@ -594,12 +636,12 @@ impl SlidingWindows {
         write_states(&self.keys, layout, w);
     }
 
-    /// Reads what [`SlidingWindows::write`] wrote.
+    /// Reads what [`Sliding::write`] wrote.
     ///
     /// # Errors
     /// [`crate::CoreError::Snapshot`] on malformed bytes.
     pub fn read(geo: Geometry, layout: &Layout, r: &mut Reader<'_>) -> CoreResult<Self> {
-        let mut op = SlidingWindows::new(geo, layout);
+        let mut op = Sliding::new(geo, layout);
         op.panes = read_states(layout, r, &mut op.keys, &mut op.timers)?;
         op.maybe_heap.set(true);
         Ok(op)
@@ -612,7 +654,7 @@ impl SlidingWindows {
         self.changed = Some(changed);
     }
 
-    /// Applies changes written by [`SlidingWindows::write_changes`].
+    /// Applies changes written by [`Sliding::write_changes`].
     ///
     /// # Errors
     /// [`crate::CoreError::Snapshot`] on malformed bytes.
@@ -620,11 +662,12 @@ impl SlidingWindows {
         let delta = apply_changes(layout, r, &mut self.keys, &mut self.timers)?;
         self.maybe_heap.set(true);
         self.panes = self.panes.saturating_add_signed(delta);
+        self.shrink();
         Ok(())
     }
 }
 
-impl Recycle for KeyState {
+impl<const N: usize> Recycle for KeyState<N> {
     fn fresh() -> Self {
         KeyState::new()
     }
@@ -640,7 +683,7 @@ impl Recycle for KeyState {
     }
 }
 
-impl KeyedState for KeyState {
+impl<const N: usize> KeyedState for KeyState<N> {
     fn write(&self, layout: &Layout, w: &mut Writer) {
         w.i64(self.next_end);
         w.i64(self.timer);
@@ -680,20 +723,167 @@ impl KeyedState for KeyState {
     fn windows(&self) -> usize {
         self.panes.len()
     }
+
+    /// The head (`next_end`, `timer`, two counts) and one pane: its start, count and the
+    /// lengths of its slot lists.
+    const MIN_WRITTEN: usize = 4 * 8 + 8 + 8 + 3 * 8;
+}
+
+/// Keyed tumbling/hopping window state with the inline pane capacity chosen once per engine
+/// ([`inline_panes`]); each variant is monomorphic code (see [`with_sliding!`](crate::with_sliding)
+/// to run a generic function on the variant once per batch, not once per event).
+#[derive(Debug, Clone)]
+pub enum SlidingWindows {
+    /// 2 inline panes.
+    P2(Sliding<2>),
+    /// 3 inline panes.
+    P3(Sliding<3>),
+    /// 4 inline panes.
+    P4(Sliding<4>),
+    /// [`MAX_INLINE_PANES`] inline panes.
+    P7(Sliding<MAX_INLINE_PANES>),
+}
+
+/// Runs `$body` with `$op` bound to the [`Sliding`] inside a [`SlidingWindows`] (`$sw`).
+#[macro_export]
+macro_rules! with_sliding {
+    ($sw:expr, $op:ident => $body:expr) => {
+        match $sw {
+            $crate::window::sliding::SlidingWindows::P2($op) => $body,
+            $crate::window::sliding::SlidingWindows::P3($op) => $body,
+            $crate::window::sliding::SlidingWindows::P4($op) => $body,
+            $crate::window::sliding::SlidingWindows::P7($op) => $body,
+        }
+    };
+}
+
+impl SlidingWindows {
+    /// Empty state for windows of geometry `geo`, with `inline` panes per key in the key table
+    /// (rounded up to a compiled capacity, at most [`MAX_INLINE_PANES`]).
+    #[must_use]
+    pub fn new(geo: Geometry, layout: &Layout, inline: usize) -> Self {
+        match INLINE_CAPACITIES.into_iter().find(|&c| c >= inline).unwrap_or(MAX_INLINE_PANES) {
+            2 => SlidingWindows::P2(Sliding::new(geo, layout)),
+            3 => SlidingWindows::P3(Sliding::new(geo, layout)),
+            4 => SlidingWindows::P4(Sliding::new(geo, layout)),
+            _ => SlidingWindows::P7(Sliding::new(geo, layout)),
+        }
+    }
+
+    /// Reads what [`SlidingWindows::write`] wrote (with any inline capacity: the bytes do not
+    /// depend on it).
+    ///
+    /// # Errors
+    /// [`crate::CoreError::Snapshot`] on malformed bytes.
+    pub fn read(geo: Geometry, layout: &Layout, inline: usize, r: &mut Reader<'_>) -> CoreResult<Self> {
+        let mut op = SlidingWindows::new(geo, layout, inline);
+        with_sliding!(&mut op, w => *w = Sliding::read(geo, layout, r)?);
+        Ok(op)
+    }
+
+    /// Panes held inline per key.
+    #[must_use]
+    pub fn inline_capacity(&self) -> usize {
+        match self {
+            SlidingWindows::P2(_) => 2,
+            SlidingWindows::P3(_) => 3,
+            SlidingWindows::P4(_) => 4,
+            SlidingWindows::P7(_) => MAX_INLINE_PANES,
+        }
+    }
+
+    /// Live keys.
+    #[must_use]
+    pub fn keys(&self) -> usize {
+        with_sliding!(self, op => op.keys())
+    }
+
+    /// Open panes over all keys.
+    #[must_use]
+    pub fn panes(&self) -> usize {
+        with_sliding!(self, op => op.panes())
+    }
+
+    /// Pending timer entries (stale ones included).
+    #[must_use]
+    pub fn timers(&self) -> usize {
+        with_sliding!(self, op => op.timers())
+    }
+
+    /// Approximate bytes of state.
+    #[must_use]
+    pub fn state_bytes(&self) -> usize {
+        with_sliding!(self, op => op.state_bytes())
+    }
+
+    /// See [`Sliding::track_changes`].
+    pub fn track_changes(&mut self, on: bool) {
+        with_sliding!(self, op => op.track_changes(on));
+    }
+
+    /// Whether changes are being recorded.
+    #[must_use]
+    pub fn tracks_changes(&self) -> bool {
+        with_sliding!(self, op => op.tracks_changes())
+    }
+
+    /// Writes every key's state.
+    pub fn write(&self, layout: &Layout, w: &mut Writer) {
+        with_sliding!(self, op => op.write(layout, w));
+    }
+
+    /// Writes the keys changed since the last call (tracking must be on).
+    pub fn write_changes(&mut self, layout: &Layout, w: &mut Writer) {
+        with_sliding!(self, op => op.write_changes(layout, w));
+    }
+
+    /// Applies changes written by [`SlidingWindows::write_changes`].
+    ///
+    /// # Errors
+    /// [`crate::CoreError::Snapshot`] on malformed bytes.
+    pub fn apply_changes(&mut self, layout: &Layout, r: &mut Reader<'_>) -> CoreResult<()> {
+        with_sliding!(self, op => op.apply_changes(layout, r))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn fits_cache_lines<const N: usize>() {
+        assert_eq!(std::mem::offset_of!(KeyState<N>, panes) + std::mem::offset_of!(Panes<N>, inline), 56);
+        assert_eq!(
+            std::mem::size_of::<KeyState<N>>(),
+            56 + 64 * N,
+            "key + head fit one line, then one line per inline pane"
+        );
+    }
+
     #[test]
     fn hot_state_fits_cache_lines() {
         assert_eq!(std::mem::size_of::<Pane>(), 64, "a pane is one cache line");
-        assert_eq!(std::mem::offset_of!(KeyState, panes) + std::mem::offset_of!(Panes, inline), 56);
-        assert_eq!(
-            std::mem::size_of::<KeyState>(),
-            56 + 64 * INLINE_PANES,
-            "key + head fit one line, then one line per inline pane"
-        );
+        fits_cache_lines::<2>();
+        fits_cache_lines::<3>();
+        fits_cache_lines::<4>();
+        fits_cache_lines::<7>();
+    }
+
+    fn geo(size: i64, slide: i64) -> Geometry {
+        Geometry::of(&crate::window::WindowSpec::Hopping { size, slide, offset: 0 }).unwrap()
+    }
+
+    #[test]
+    fn inline_capacity_follows_the_geometry() {
+        // HOP(5 min, 1 min) with 5 s of disorder: panes of 5 windows, one more for disorder,
+        // one opened by a jump ahead.
+        assert_eq!(inline_panes(&geo(300_000, 60_000), 0, Some(5_000)), 7);
+        assert_eq!(inline_panes(&geo(300_000, 60_000), 0, Some(0)), 7);
+        assert_eq!(inline_panes(&geo(60_000, 60_000), 0, Some(0)), 2, "tumbling, in order");
+        assert_eq!(inline_panes(&geo(60_000, 60_000), 0, Some(5_000)), 3, "tumbling, disorder");
+        assert_eq!(inline_panes(&geo(60_000, 60_000), 60_000, Some(5_000)), 4, "with lateness");
+        assert_eq!(inline_panes(&geo(600_000, 300_000), 0, Some(1_000)), 4);
+        assert_eq!(inline_panes(&geo(3_600_000, 60_000), 0, Some(0)), 7, "capped");
+        assert_eq!(inline_panes(&geo(60_000, 60_000), 0, None), 7, "unbounded disorder");
+        assert_eq!(inline_panes(&geo(i64::MAX / 2, 1), i64::MAX, Some(i64::MAX)), 7, "no overflow");
     }
 }

@@ -73,6 +73,11 @@ impl TimerIndex {
         self.by_time.iter().flat_map(|(&t, es)| es.iter().map(move |&e| (t, e)))
     }
 
+    /// Drops every entry; sequence numbers continue (a number is never given twice).
+    pub fn reset(&mut self) {
+        *self = TimerIndex { next_seq: self.next_seq, ..TimerIndex::default() };
+    }
+
     /// Drops every entry.
     pub fn clear(&mut self) {
         *self = TimerIndex::default();
