@@ -226,6 +226,28 @@ impl<S: Recycle> KeyTable<S> {
         }
     }
 
+    /// Appends a live entry; a grown table asks for huge pages (see
+    /// [`crate::prefetch::advise_huge_pages`]) before its new memory is first touched.
+    #[inline]
+    fn push_slot(&mut self, entry: Entry<S>) {
+        if self.slots.len() == self.slots.capacity() {
+            self.grow_slots(self.slots.len().max(4));
+        }
+        self.slots.push(entry);
+        self.live.push(true);
+    }
+
+    /// Reallocates the slots with room for `more` entries: the entries move by a copy into a
+    /// fresh allocation advised for huge pages first (a `realloc` would move the pages of a
+    /// large table as they are, small ones).
+    #[inline(never)]
+    fn grow_slots(&mut self, more: usize) {
+        let mut slots = Vec::with_capacity(self.slots.len() + more);
+        crate::prefetch::advise_huge_pages(&slots);
+        slots.append(&mut self.slots);
+        self.slots = slots;
+    }
+
     /// Inserts `key`, which must be absent, with a fresh (or recycled) state.
     fn insert_fresh(&mut self, key: i64) -> u32 {
         let slot = if let Some(slot) = self.free.pop() {
@@ -233,8 +255,7 @@ impl<S: Recycle> KeyTable<S> {
             self.live[slot as usize] = true;
             slot
         } else {
-            self.slots.push(Entry { key, state: S::fresh() });
-            self.live.push(true);
+            self.push_slot(Entry { key, state: S::fresh() });
             u32::try_from(self.slots.len() - 1).expect("more than u32::MAX live keys")
         };
         self.index.insert_new(key, slot);
@@ -260,8 +281,7 @@ impl<S: Recycle> KeyTable<S> {
             self.live[slot as usize] = true;
             slot
         } else {
-            self.slots.push(Entry { key, state: st });
-            self.live.push(true);
+            self.push_slot(Entry { key, state: st });
             u32::try_from(self.slots.len() - 1).expect("more than u32::MAX live keys")
         };
         self.index.insert_new(key, slot);
@@ -355,7 +375,10 @@ impl<S: Recycle> KeyTable<S> {
             }
         }
         self.slots.truncate(n);
-        self.slots.shrink_to_fit();
+        let mut slots = Vec::with_capacity(n);
+        crate::prefetch::advise_huge_pages(&slots);
+        slots.append(&mut self.slots);
+        self.slots = slots;
         self.live = vec![true; n];
         self.free = Vec::new();
         self.index = KeyIndex::with_capacity(n);
@@ -370,7 +393,7 @@ impl<S: Recycle> KeyTable<S> {
         let want = self.len() + n;
         if want > self.slots.len() + self.free.len() {
             let more = want - self.slots.len() - self.free.len();
-            self.slots.reserve_exact(more);
+            self.grow_slots(more);
             self.live.reserve_exact(more);
         }
         self.index.reserve(want);
