@@ -132,7 +132,7 @@ def measure(keys: int, max_panes: int) -> dict[str, Any]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--keys", type=int, default=10_000_000)
-    ap.add_argument("--max-panes", type=int, default=14, help="open panes per key at the end of part 2 (2..60)")
+    ap.add_argument("--max-panes", type=int, default=14, help="open panes per key at the end, 2..60")
     args = ap.parse_args()
     if not 2 <= args.max_panes <= 60:
         ap.error("--max-panes must be in 2..60 (the allowed lateness of part 2 keeps 60 panes open)")
@@ -141,7 +141,7 @@ def main() -> None:
     print(f"{'state bytes (state_size)':<34} {r['state_bytes']:>14,}")
     print(f"{'bytes per key (one open window)':<34} {r['bytes_per_key']:>14,.1f}")
     print(f"{'RSS growth per key':<34} {r['rss_bytes_per_key']:>14,.1f}")
-    print(f"{'inline panes per key':<34} {str(r['inline_panes']):>14}")
+    print(f"{'inline panes per key':<34} {r['inline_panes']!s:>14}")
     print(f"{'bytes per open window (inline)':<34} {r['bytes_per_open_window']:>14,.1f}")
     beyond = r["bytes_per_open_window_beyond_inline"]
     print(f"{'bytes per open window beyond':<34} {'-' if beyond is None else f'{beyond:,.1f}':>14}")
