@@ -65,7 +65,7 @@ from typing import Any
 
 import numpy as np
 import psutil
-from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
@@ -73,6 +73,7 @@ from fraudstream.config import Config, DecodeSection, KafkaSection, to_toml
 from fraudstream.errors import StreamError
 from fraudstream.kafka.changelog import read_changelog
 from fraudstream.kafka.pipeline import make_rule_engine
+from fraudstream.kafka.read_alerts import read_to_end
 from fraudstream.kafka.schema import decode_batch
 from fraudstream.kafka.state import PartitionState, make_dedup_engine, pack
 from fraudstream.kafka.watchdog import EXIT_RESTART
@@ -432,40 +433,7 @@ def end_offsets(bootstrap: str, topic: str, partitions: int, committed: bool = T
 
 def read_topic(bootstrap: str, topic: str, partitions: int, timeout: float = 120) -> list[Any]:
     """Every committed record of ``topic``, in partition then offset order."""
-    c = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": "chaos-reader",
-            "isolation.level": "read_committed",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-            "fetch.max.bytes": 64 << 20,
-            "error_cb": lambda err: None,
-        }
-    )
-    try:
-        tps = []
-        for p in range(partitions):
-            low, high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
-            if high > low:
-                tps.append(TopicPartition(topic, p, low))
-        c.assign(tps)
-        pending = {tp.partition for tp in tps}
-        out: dict[int, list[Any]] = defaultdict(list)
-        deadline = time.monotonic() + timeout
-        while pending:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"reading {topic}: partitions {sorted(pending)} did not reach their end")
-            for m in c.consume(2_000, timeout=0.5):
-                if m.error():
-                    if m.error().code() == KafkaError._PARTITION_EOF:
-                        pending.discard(m.partition())
-                        continue
-                    raise KafkaException(m.error())
-                out[m.partition()].append(m)
-        return [m for p in sorted(out) for m in out[p]]
-    finally:
-        c.close()
+    return read_to_end(bootstrap, topic, partitions, timeout=timeout)
 
 
 def committed_offsets(config: Config, partitions: int) -> dict[int, int]:

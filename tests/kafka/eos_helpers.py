@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka import Producer
 
 from fraudstream.config import Config, KafkaSection, to_toml
 from fraudstream.generator import card_transactions
 from fraudstream.kafka.pipeline import make_rule_engine
+from fraudstream.kafka.read_alerts import read_to_end
 from fraudstream.kafka.schema import decode_batch, encode_transactions
 from fraudstream.windows import EmitKind
 
@@ -79,35 +80,7 @@ def produce(bootstrap: str, topic: str, records: list[tuple[int, bytes]], rate: 
 
 def read_all(bootstrap: str, topic: str, partitions: int, committed: bool = True) -> list[Any]:
     """Every record of ``topic`` (read_committed by default), in partition then offset order."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": "fs-test-reader",
-            "isolation.level": "read_committed" if committed else "read_uncommitted",
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-        }
-    )
-    try:
-        tps = []
-        for p in range(partitions):
-            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            if high > low:
-                tps.append(TopicPartition(topic, p, low))
-        consumer.assign(tps)
-        pending = {tp.partition for tp in tps}
-        out: dict[int, list[Any]] = defaultdict(list)
-        while pending:
-            for m in consumer.consume(1_000, timeout=1.0):
-                if m.error():
-                    if m.error().code() == KafkaError._PARTITION_EOF:
-                        pending.discard(m.partition())
-                        continue
-                    raise RuntimeError(m.error())
-                out[m.partition()].append(m)
-        return [m for p in sorted(out) for m in out[p]]
-    finally:
-        consumer.close()
+    return read_to_end(bootstrap, topic, partitions, committed)
 
 
 def reference_alerts(config: Config, partitions: int) -> list[Alert]:

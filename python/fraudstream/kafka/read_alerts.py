@@ -8,9 +8,54 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 import uuid
+from collections import defaultdict
 
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+
+def read_to_end(
+    bootstrap: str, topic: str, partitions: int, committed: bool = True, timeout: float = 120.0
+) -> list[Message]:
+    """Every record of ``topic`` up to its current end (``read_committed`` unless ``committed``
+    is false), in partition then offset order: what the checks of the tests and the chaos
+    benchmark compare."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"read-to-end-{uuid.uuid4().hex[:8]}",
+            "isolation.level": "read_committed" if committed else "read_uncommitted",
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+            "fetch.max.bytes": 64 << 20,
+            "error_cb": lambda err: None,  # transient; the deadline reports a failure
+        }
+    )
+    try:
+        assignment = []
+        for p in range(partitions):
+            low, high = consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=30)
+            if high > low:
+                assignment.append(TopicPartition(topic, p, low))
+        consumer.assign(assignment)
+        pending = {tp.partition for tp in assignment}
+        out: dict[int, list[Message]] = defaultdict(list)
+        deadline = time.monotonic() + timeout
+        while pending:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"reading {topic}: partitions {sorted(pending)} did not reach their end")
+            for m in consumer.consume(2_000, timeout=0.5):
+                err = m.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        pending.discard(m.partition() or 0)
+                        continue
+                    raise KafkaException(err)
+                out[m.partition() or 0].append(m)
+        return [m for p in sorted(out) for m in out[p]]
+    finally:
+        consumer.close()
 
 
 def main(argv: list[str] | None = None) -> int:
