@@ -239,6 +239,9 @@ pub struct Acc {
     others: Option<Box<SmallVec<[DistinctSet; 1]>>>,
 }
 
+/// Distinct values outside the bitmaps, one set per distinct count (allocated on first use).
+type Others = Option<Box<SmallVec<[DistinctSet; 1]>>>;
+
 impl Acc {
     /// Whether the accumulator holds heap data (distinct values outside the bitmap range, or
     /// more state words than fit inline).
@@ -246,6 +249,85 @@ impl Acc {
     #[must_use]
     pub fn has_heap(&self) -> bool {
         self.others.is_some() || self.words.spilled()
+    }
+
+    #[inline]
+    fn view(&self) -> AccRef<'_> {
+        AccRef { count: self.count, words: &self.words, others: self.others.as_deref() }
+    }
+
+    #[inline]
+    fn view_mut(&mut self) -> AccMut<'_> {
+        AccMut { count: &mut self.count, words: &mut self.words, others: Some(&mut self.others) }
+    }
+
+    /// The values of a distinct set, sorted.
+    fn distinct_values(&self, word: usize, set: usize) -> Vec<i64> {
+        let acc = self.view();
+        let mut values: Vec<i64> = Vec::with_capacity(acc.distinct_len(word, set));
+        let mut bits = acc.words[word];
+        while bits != 0 {
+            values.push(i64::from(bits.trailing_zeros()));
+            bits &= bits - 1;
+        }
+        if let Some(o) = acc.others_of(set) {
+            values.extend(o.values());
+        }
+        values.sort_unstable();
+        values
+    }
+}
+
+/// An accumulator's state, read: its count, its state words (f64 bits of the numeric slots,
+/// the time slots, a bitmap per distinct count) and its distinct values outside the bitmaps.
+/// Views an [`Acc`] or a flat accumulator (`[count, words...]`, no values outside the bitmaps):
+/// one implementation of each aggregate for both.
+#[derive(Clone, Copy)]
+struct AccRef<'a> {
+    count: u64,
+    words: &'a [u64],
+    others: Option<&'a SmallVec<[DistinctSet; 1]>>,
+}
+
+impl<'a> AccRef<'a> {
+    #[inline]
+    fn flat(flat: &'a [u64]) -> Self {
+        AccRef { count: flat[0], words: &flat[1..], others: None }
+    }
+
+    #[inline]
+    fn num(&self, i: usize) -> f64 {
+        f64::from_bits(self.words[i])
+    }
+
+    #[inline]
+    #[allow(clippy::cast_possible_wrap)]
+    fn time(&self, i: usize) -> i64 {
+        self.words[i] as i64
+    }
+
+    fn others_of(&self, set: usize) -> Option<&'a DistinctSet> {
+        self.others.map(|o| &o[set])
+    }
+
+    #[inline]
+    fn distinct_len(&self, word: usize, set: usize) -> usize {
+        self.words[word].count_ones() as usize + self.others_of(set).map_or(0, DistinctSet::len)
+    }
+}
+
+/// An accumulator's state, written (see [`AccRef`]); `others` is `None` for a flat one.
+struct AccMut<'a> {
+    count: &'a mut u64,
+    words: &'a mut [u64],
+    others: Option<&'a mut Others>,
+}
+
+impl<'a> AccMut<'a> {
+    #[inline]
+    fn flat(flat: &'a mut [u64]) -> Self {
+        let (count, words) = flat.split_first_mut().expect("a flat accumulator starts with its count");
+        AccMut { count, words, others: None }
     }
 
     #[inline]
@@ -270,13 +352,12 @@ impl Acc {
         self.words[i] = t as u64;
     }
 
-    fn others_of(&self, set: usize) -> Option<&DistinctSet> {
-        self.others.as_ref().map(|o| &o[set])
-    }
-
     fn others_mut(&mut self, set: usize, sets: usize) -> &mut DistinctSet {
-        &mut self.others.get_or_insert_with(|| Box::new((0..sets).map(|_| DistinctSet::default()).collect()))
-            [set]
+        let others = self
+            .others
+            .as_deref_mut()
+            .expect("a flat accumulator only takes distinct values inside the bitmaps (Layout::fits_flat)");
+        &mut others.get_or_insert_with(|| Box::new((0..sets).map(|_| DistinctSet::default()).collect()))[set]
     }
 
     /// Adds `v` to the distinct set with bitmap `word` and index `set` (of `sets`).
@@ -289,25 +370,6 @@ impl Acc {
             self.others_mut(set, sets).insert(v);
         }
     }
-
-    fn distinct_len(&self, word: usize, set: usize) -> usize {
-        self.words[word].count_ones() as usize + self.others_of(set).map_or(0, DistinctSet::len)
-    }
-
-    /// The values of a distinct set, sorted.
-    fn distinct_values(&self, word: usize, set: usize) -> Vec<i64> {
-        let mut values: Vec<i64> = Vec::with_capacity(self.distinct_len(word, set));
-        let mut bits = self.words[word];
-        while bits != 0 {
-            values.push(i64::from(bits.trailing_zeros()));
-            bits &= bits - 1;
-        }
-        if let Some(o) = self.others_of(set) {
-            values.extend(o.values());
-        }
-        values.sort_unstable();
-        values
-    }
 }
 
 /// Where each aggregate's result goes in an output: integer or float column, and its index.
@@ -319,11 +381,46 @@ pub enum OutputSlot {
     Float(usize),
 }
 
+/// The slots of a layout grouped by what adding and merging do to them, so that those run as
+/// loops over short lists rather than a branch on the kind of every slot (word indices and
+/// value columns, as in [`Slot`]).
+#[derive(Debug, Clone, Default)]
+struct Ops {
+    /// `(num, col)` of sums and means.
+    sums: Vec<(usize, usize)>,
+    mins: Vec<(usize, usize)>,
+    maxs: Vec<(usize, usize)>,
+    /// `(num, time, col)`.
+    firsts: Vec<(usize, usize, usize)>,
+    lasts: Vec<(usize, usize, usize)>,
+    /// `(word, set, col)`.
+    distincts: Vec<(usize, usize, usize)>,
+}
+
+impl Ops {
+    fn of(slots: &[Slot]) -> Self {
+        let mut ops = Ops::default();
+        for slot in slots {
+            match *slot {
+                Slot::Count => {}
+                Slot::Sum { num, col } | Slot::Mean { num, col } => ops.sums.push((num, col)),
+                Slot::Min { num, col } => ops.mins.push((num, col)),
+                Slot::Max { num, col } => ops.maxs.push((num, col)),
+                Slot::First { num, time, col } => ops.firsts.push((num, time, col)),
+                Slot::Last { num, time, col } => ops.lasts.push((num, time, col)),
+                Slot::Distinct { word, set, col } => ops.distincts.push((word, set, col)),
+            }
+        }
+        ops
+    }
+}
+
 /// A compiled list of aggregates.
 #[derive(Debug, Clone)]
 pub struct Layout {
     specs: Vec<AggSpec>,
     slots: Vec<Slot>,
+    ops: Ops,
     outputs: Vec<OutputSlot>,
     columns: Vec<String>,
     /// Numbers of numeric slots, time slots and distinct sets.
@@ -418,8 +515,10 @@ impl Layout {
             times,
             sets,
             template: template.clone(),
+            ops: Ops::default(),
         };
-        layout.reset(&mut template);
+        layout.empty_words(&mut template.view_mut());
+        layout.ops = Ops::of(&layout.slots);
         layout.template = template;
         Ok(layout)
     }
@@ -459,6 +558,14 @@ impl Layout {
     /// Empties `acc` in place (keeps its allocations).
     pub fn reset(&self, acc: &mut Acc) {
         acc.count = 0;
+        acc.words.copy_from_slice(&self.template.words);
+        if let Some(others) = &mut acc.others {
+            others.iter_mut().for_each(DistinctSet::clear);
+        }
+    }
+
+    /// The empty state words of this layout, by slot.
+    fn empty_words(&self, acc: &mut AccMut<'_>) {
         for slot in &self.slots {
             match *slot {
                 Slot::Count => {}
@@ -476,80 +583,94 @@ impl Layout {
                 Slot::Distinct { word, .. } => acc.words[word] = 0,
             }
         }
-        if let Some(others) = &mut acc.others {
-            others.iter_mut().for_each(DistinctSet::clear);
-        }
     }
 
     /// Adds the event at `row` of `batch` (event time `t`).
     #[inline]
     pub fn add(&self, acc: &mut Acc, batch: &Batch<'_>, row: usize, t: i64) {
-        acc.count += 1;
+        self.add_to(&mut acc.view_mut(), batch, row, t);
+    }
+
+    #[inline(always)]
+    fn add_to(&self, acc: &mut AccMut<'_>, batch: &Batch<'_>, row: usize, t: i64) {
+        *acc.count += 1;
         let values: &[Values<'_>] = &batch.values;
-        for slot in &self.slots {
-            match *slot {
-                Slot::Count => {}
-                Slot::Sum { num, col } | Slot::Mean { num, col } => {
-                    acc.set_num(num, acc.num(num) + values[col].number(row));
-                }
-                Slot::Min { num, col } => acc.set_num(num, acc.num(num).min(values[col].number(row))),
-                Slot::Max { num, col } => acc.set_num(num, acc.num(num).max(values[col].number(row))),
-                Slot::First { num, time, col } => {
-                    if t < acc.time(time) {
-                        acc.set_time(time, t);
-                        acc.set_num(num, values[col].number(row));
-                    }
-                }
-                Slot::Last { num, time, col } => {
-                    if t >= acc.time(time) {
-                        acc.set_time(time, t);
-                        acc.set_num(num, values[col].number(row));
-                    }
-                }
-                Slot::Distinct { word, set, col } => {
-                    acc.insert_distinct(word, set, self.sets, values[col].identity(row));
-                }
+        let ops = &self.ops;
+        for &(num, col) in &ops.sums {
+            acc.set_num(num, acc.num(num) + values[col].number(row));
+        }
+        for &(num, col) in &ops.mins {
+            acc.set_num(num, acc.num(num).min(values[col].number(row)));
+        }
+        for &(num, col) in &ops.maxs {
+            acc.set_num(num, acc.num(num).max(values[col].number(row)));
+        }
+        for &(num, time, col) in &ops.firsts {
+            if t < acc.time(time) {
+                acc.set_time(time, t);
+                acc.set_num(num, values[col].number(row));
             }
+        }
+        for &(num, time, col) in &ops.lasts {
+            if t >= acc.time(time) {
+                acc.set_time(time, t);
+                acc.set_num(num, values[col].number(row));
+            }
+        }
+        for &(word, set, col) in &ops.distincts {
+            acc.insert_distinct(word, set, self.sets, values[col].identity(row));
         }
     }
 
     /// Folds `from` into `into`. For `first`/`last` ties, `into` is taken as the earlier.
     pub fn merge(&self, into: &mut Acc, from: &Acc) {
-        into.count += from.count;
-        for slot in &self.slots {
-            match *slot {
-                Slot::Count => {}
-                Slot::Sum { num, .. } | Slot::Mean { num, .. } => {
-                    into.set_num(num, into.num(num) + from.num(num))
-                }
-                Slot::Min { num, .. } => into.set_num(num, into.num(num).min(from.num(num))),
-                Slot::Max { num, .. } => into.set_num(num, into.num(num).max(from.num(num))),
-                Slot::First { num, time, .. } => {
-                    if from.time(time) < into.time(time) {
-                        into.set_time(time, from.time(time));
-                        into.set_num(num, from.num(num));
-                    }
-                }
-                Slot::Last { num, time, .. } => {
-                    if from.count > 0 && from.time(time) >= into.time(time) {
-                        into.set_time(time, from.time(time));
-                        into.set_num(num, from.num(num));
-                    }
-                }
-                Slot::Distinct { word, set, .. } => {
-                    into.words[word] |= from.words[word];
-                    if let Some(o) = from.others_of(set).filter(|o| !o.is_empty()) {
-                        into.others_mut(set, self.sets).merge(o);
-                    }
-                }
+        self.merge_words(&mut into.view_mut(), from.view());
+        if let Some(others) = &from.others {
+            for (set, o) in others.iter().enumerate().filter(|(_, o)| !o.is_empty()) {
+                into.view_mut().others_mut(set, self.sets).merge(o);
             }
+        }
+    }
+
+    /// [`Layout::merge`] of the count and words (not of distinct values outside the bitmaps).
+    #[inline(always)]
+    fn merge_words(&self, into: &mut AccMut<'_>, from: AccRef<'_>) {
+        *into.count += from.count;
+        let ops = &self.ops;
+        for &(num, _) in &ops.sums {
+            into.set_num(num, into.num(num) + from.num(num));
+        }
+        for &(num, _) in &ops.mins {
+            into.set_num(num, into.num(num).min(from.num(num)));
+        }
+        for &(num, _) in &ops.maxs {
+            into.set_num(num, into.num(num).max(from.num(num)));
+        }
+        for &(num, time, _) in &ops.firsts {
+            if from.time(time) < into.time(time) {
+                into.set_time(time, from.time(time));
+                into.set_num(num, from.num(num));
+            }
+        }
+        for &(num, time, _) in &ops.lasts {
+            if from.count > 0 && from.time(time) >= into.time(time) {
+                into.set_time(time, from.time(time));
+                into.set_num(num, from.num(num));
+            }
+        }
+        for &(word, _, _) in &ops.distincts {
+            into.words[word] |= from.words[word];
         }
     }
 
     /// The result of aggregate `agg` as a float (for predicates).
     #[must_use]
-    #[allow(clippy::cast_precision_loss)]
     pub fn value(&self, acc: &Acc, agg: usize) -> f64 {
+        self.value_of(acc.view(), agg)
+    }
+
+    #[allow(clippy::cast_precision_loss)]
+    fn value_of(&self, acc: AccRef<'_>, agg: usize) -> f64 {
         match self.slots[agg] {
             Slot::Count => acc.count as f64,
             Slot::Sum { num, .. }
@@ -563,18 +684,97 @@ impl Layout {
     }
 
     /// Appends every aggregate's result to the output columns.
-    #[allow(clippy::cast_possible_wrap)]
     pub fn emit(&self, acc: &Acc, ints: &mut [Vec<i64>], floats: &mut [Vec<f64>]) {
+        self.emit_of(acc.view(), ints, floats);
+    }
+
+    #[inline]
+    fn emit_of(&self, acc: AccRef<'_>, ints: &mut [Vec<i64>], floats: &mut [Vec<f64>]) {
+        self.emit_with(acc, |i, v| ints[i].push(v), |f, v| floats[f].push(v));
+    }
+
+    /// Every aggregate's result of `acc`, to `int(column, value)` or `float(column, value)`.
+    #[inline]
+    #[allow(clippy::cast_possible_wrap)]
+    fn emit_with(&self, acc: AccRef<'_>, mut int: impl FnMut(usize, i64), mut float: impl FnMut(usize, f64)) {
         for (agg, out) in self.outputs.iter().enumerate() {
             match (*out, self.slots[agg]) {
-                (OutputSlot::Int(i), Slot::Count) => ints[i].push(acc.count as i64),
+                (OutputSlot::Int(i), Slot::Count) => int(i, acc.count as i64),
                 (OutputSlot::Int(i), Slot::Distinct { word, set, .. }) => {
-                    ints[i].push(acc.distinct_len(word, set) as i64);
+                    int(i, acc.distinct_len(word, set) as i64);
                 }
-                (OutputSlot::Float(f), _) => floats[f].push(self.value(acc, agg)),
+                (OutputSlot::Float(f), _) => float(f, self.value_of(acc, agg)),
                 (OutputSlot::Int(_), _) => unreachable!("integer outputs are counts"),
             }
         }
+    }
+
+    /// Words of a flat accumulator: its count, then its state words. Flat accumulators are
+    /// plain `u64` runs that columnar state stores side by side; they hold distinct values
+    /// inside the bitmaps only ([`Layout::fits_flat`]).
+    #[must_use]
+    pub fn flat_width(&self) -> usize {
+        1 + self.template.words.len()
+    }
+
+    /// An empty flat accumulator.
+    #[must_use]
+    pub fn flat_empty(&self) -> Vec<u64> {
+        std::iter::once(0).chain(self.template.words.iter().copied()).collect()
+    }
+
+    /// Whether the event at `row` fits a flat accumulator: each distinct count's value is in
+    /// the bitmap range `[0, 64)`.
+    #[inline]
+    #[must_use]
+    pub fn fits_flat(&self, batch: &Batch<'_>, row: usize) -> bool {
+        self.ops
+            .distincts
+            .iter()
+            .all(|&(_, _, col)| (0..BITMAP_VALUES).contains(&batch.values[col].identity(row)))
+    }
+
+    /// [`Layout::add`] into a flat accumulator (the event must [`Layout::fits_flat`]).
+    #[inline]
+    pub fn add_flat(&self, acc: &mut [u64], batch: &Batch<'_>, row: usize, t: i64) {
+        self.add_to(&mut AccMut::flat(acc), batch, row, t);
+    }
+
+    /// [`Layout::merge`] of flat accumulators.
+    #[inline]
+    pub fn merge_flat(&self, into: &mut [u64], from: &[u64]) {
+        self.merge_words(&mut AccMut::flat(into), AccRef::flat(from));
+    }
+
+    /// [`Layout::emit`] of a flat accumulator.
+    #[inline]
+    pub fn emit_flat(&self, acc: &[u64], ints: &mut [Vec<i64>], floats: &mut [Vec<f64>]) {
+        self.emit_of(AccRef::flat(acc), ints, floats);
+    }
+
+    /// Writes the results of a flat accumulator to row `at` of the output columns (which have
+    /// that row already).
+    #[inline]
+    pub fn emit_flat_at(&self, acc: &[u64], ints: &mut [Vec<i64>], floats: &mut [Vec<f64>], at: usize) {
+        self.emit_with(AccRef::flat(acc), |i, v| ints[i][at] = v, |f, v| floats[f][at] = v);
+    }
+
+    /// The [`Acc`] of a flat accumulator.
+    #[must_use]
+    pub fn acc_of_flat(&self, flat: &[u64]) -> Acc {
+        Acc { count: flat[0], words: SmallVec::from_slice(&flat[1..]), others: None }
+    }
+
+    /// Writes `acc` into the flat accumulator `flat`; `false` (and `flat` untouched) when `acc`
+    /// holds distinct values outside the bitmaps.
+    #[must_use]
+    pub fn flat_of_acc(&self, acc: &Acc, flat: &mut [u64]) -> bool {
+        if acc.others.as_ref().is_some_and(|o| o.iter().any(|s| !s.is_empty())) {
+            return false;
+        }
+        flat[0] = acc.count;
+        flat[1..].copy_from_slice(&acc.words);
+        true
     }
 
     /// Heap bytes held by `acc` beyond its inline size.
@@ -593,10 +793,11 @@ impl Layout {
     /// in increasing order).
     pub fn write_acc(&self, acc: &Acc, w: &mut Writer) {
         w.u64(acc.count);
+        let view = acc.view();
         w.count(self.nums);
-        (0..self.nums).for_each(|i| w.f64(acc.num(i)));
+        (0..self.nums).for_each(|i| w.f64(view.num(i)));
         w.count(self.times);
-        (0..self.times).for_each(|i| w.i64(acc.time(self.nums + i)));
+        (0..self.times).for_each(|i| w.i64(view.time(self.nums + i)));
         w.count(self.sets);
         for set in 0..self.sets {
             let values = acc.distinct_values(self.nums + self.times + set, set);
@@ -611,20 +812,21 @@ impl Layout {
     /// [`CoreError::Snapshot`] when truncated or shaped for another layout.
     pub fn read_acc(&self, r: &mut Reader<'_>) -> CoreResult<Acc> {
         let mut acc = self.new_acc();
-        acc.count = r.u64()?;
+        let mut view = acc.view_mut();
+        *view.count = r.u64()?;
         r.expect_len(self.nums, "numeric slots")?;
         for i in 0..self.nums {
-            acc.set_num(i, r.f64()?);
+            view.set_num(i, r.f64()?);
         }
         r.expect_len(self.times, "time slots")?;
         for i in 0..self.times {
-            acc.set_time(self.nums + i, r.i64()?);
+            view.set_time(self.nums + i, r.i64()?);
         }
         r.expect_len(self.sets, "distinct sets")?;
         for set in 0..self.sets {
             let n = r.count()?;
             for _ in 0..n {
-                acc.insert_distinct(self.nums + self.times + set, set, self.sets, r.i64()?);
+                view.insert_distinct(self.nums + self.times + set, set, self.sets, r.i64()?);
             }
         }
         Ok(acc)
