@@ -13,6 +13,7 @@ use crate::time::{check_duration, Millis, WATERMARK_END};
 use crate::watermark::WatermarkTracker;
 use crate::window::output::Output;
 use crate::window::session::SessionWindows;
+use crate::window::slices::Slices;
 use crate::window::sliding::{inline_panes, Sliding, SlidingWindows};
 use crate::window::{EmitMode, Geometry, Rules, WindowSpec};
 use crate::{CoreError, CoreResult};
@@ -79,6 +80,15 @@ impl EngineConfig {
         inline_panes(geo, self.allowed_lateness, disorder)
     }
 
+    /// Whether the windows are kept by pane time ([`Slices`]): tumbling/hopping windows that
+    /// fire final results only, over one partition (disorder bounded by `out_of_orderness`,
+    /// hence a bounded number of live pane times).
+    fn by_pane_time(&self) -> bool {
+        self.early == EarlyFiring::Never
+            && self.partitions == 1
+            && !matches!(self.window, WindowSpec::Session { .. })
+    }
+
     fn fingerprint(&self) -> String {
         format!("{self:?}")
     }
@@ -86,7 +96,10 @@ impl EngineConfig {
 
 #[derive(Debug, Clone)]
 enum Operator {
+    /// Tumbling/hopping windows, panes kept per key.
     Sliding(SlidingWindows),
+    /// Tumbling/hopping windows, panes kept per pane time (see [`EngineConfig::by_pane_time`]).
+    Slices(Box<Slices>),
     Session(SessionWindows),
 }
 
@@ -98,19 +111,21 @@ fn sliding_rows<const N: usize>(
     watermark: &mut WatermarkTracker,
     slots: &mut Vec<u32>,
     batch: &Batch<'_>,
+    from: usize,
     now: Option<Millis>,
     out: &mut Output,
 ) {
-    op.resolve_slots(batch.keys, slots);
-    for row in 0..batch.len() {
+    op.resolve_slots(&batch.keys[from..], slots);
+    for row in from..batch.len() {
         out.trigger = row as u64;
         let (key, t) = (batch.keys[row], batch.times[row]);
         let wm = watermark.current();
+        let at = row - from;
         op.prefetch(
-            slots.get(row + 2 * PREFETCH_DISTANCE).copied(),
-            slots.get(row + PREFETCH_DISTANCE).copied(),
+            slots.get(at + 2 * PREFETCH_DISTANCE).copied(),
+            slots.get(at + PREFETCH_DISTANCE).copied(),
         );
-        if !op.on_event_at(rules, Some(slots[row]), key, t, row, batch, wm, out) {
+        if !op.on_event_at(rules, Some(slots[at]), key, t, row, batch, wm, out) {
             out.late_rows.push(row as u64);
         }
         if let Some(wm) = watermark.observe(batch.partition(row), t, now) {
@@ -120,7 +135,42 @@ fn sliding_rows<const N: usize>(
             }
         }
     }
-    op.end_batch(slots, batch.keys);
+    op.end_batch(slots, &batch.keys[from..]);
+}
+
+/// The events of `batch` through windows kept by pane time, the watermark advancing after
+/// each; stops at the first event that needs panes per key and returns its row.
+fn slices_rows(
+    op: &mut Slices,
+    rules: &Rules,
+    watermark: &mut WatermarkTracker,
+    slots: &mut Vec<u32>,
+    batch: &Batch<'_>,
+    now: Option<Millis>,
+    out: &mut Output,
+) -> Option<usize> {
+    op.resolve_slots(batch.keys, slots);
+    let mut handover = None;
+    for row in 0..batch.len() {
+        out.trigger = row as u64;
+        let (key, t) = (batch.keys[row], batch.times[row]);
+        op.prefetch(slots.get(row + PREFETCH_DISTANCE).copied());
+        match op.on_event(rules, slots[row], key, t, row, batch, watermark.current(), out) {
+            Ok(true) => {}
+            Ok(false) => out.late_rows.push(row as u64),
+            Err(_) => {
+                handover = Some(row);
+                break;
+            }
+        }
+        if let Some(wm) = watermark.observe(batch.partition(row), t, now) {
+            if op.has_due(wm) {
+                op.on_watermark(rules, wm, out);
+            }
+        }
+    }
+    op.end_batch();
+    handover
 }
 
 /// The events of `batch` through session windows, the watermark advancing after each.
@@ -223,6 +273,7 @@ impl Engine {
         let watermark =
             WatermarkTracker::new(config.out_of_orderness, config.partitions, config.idle_timeout)?;
         let op = match Geometry::of(&config.window) {
+            Some(geo) if config.by_pane_time() => Operator::Slices(Box::new(Slices::new(geo, &layout))),
             Some(geo) => Operator::Sliding(SlidingWindows::new(geo, &layout, config.inline_panes(&geo))),
             None => match config.window {
                 WindowSpec::Session { gap } => Operator::Session(SessionWindows::new(gap)),
@@ -279,6 +330,12 @@ impl Engine {
                 timers: op.timers(),
                 bytes: op.state_bytes(),
             },
+            Operator::Slices(op) => StateSize {
+                keys: op.keys(),
+                windows: op.panes(),
+                timers: op.slices(),
+                bytes: op.state_bytes(),
+            },
             Operator::Session(op) => StateSize {
                 keys: op.keys(),
                 windows: op.sessions(),
@@ -302,12 +359,24 @@ impl Engine {
             self.on_watermark(advanced, &mut out);
         }
         let (rules, watermark) = (&self.rules, &mut self.watermark);
-        match &mut self.op {
+        let handover = match &mut self.op {
             // (One dispatch on the inline capacity per batch: the loop is monomorphic.)
             Operator::Sliding(sw) => {
-                crate::with_sliding!(sw, op => sliding_rows(op, rules, watermark, &mut self.slots, batch, now, &mut out));
+                crate::with_sliding!(sw, op => sliding_rows(op, rules, watermark, &mut self.slots, batch, 0, now, &mut out));
+                None
             }
-            Operator::Session(op) => session_rows(op, rules, watermark, batch, now, &mut out),
+            Operator::Slices(op) => slices_rows(op, rules, watermark, &mut self.slots, batch, now, &mut out),
+            Operator::Session(op) => {
+                session_rows(op, rules, watermark, batch, now, &mut out);
+                None
+            }
+        };
+        if let Some(row) = handover {
+            self.panes_per_key();
+            let (rules, watermark) = (&self.rules, &mut self.watermark);
+            if let Operator::Sliding(sw) = &mut self.op {
+                crate::with_sliding!(sw, op => sliding_rows(op, rules, watermark, &mut self.slots, batch, row, now, &mut out));
+            }
         }
         out.trigger = crate::window::output::NO_TRIGGER;
         let late = out.late_rows.len() as u64;
@@ -350,9 +419,31 @@ impl Engine {
                         op.on_watermark(&self.rules, wm, out);
                     }
                 }),
+                Operator::Slices(op) => {
+                    if op.has_due(wm) {
+                        op.on_watermark(&self.rules, wm, out);
+                    }
+                }
                 Operator::Session(op) => op.on_watermark(&self.rules, wm, out),
             }
         }
+    }
+
+    /// Hands the state of [`Slices`] over to [`SlidingWindows`] (panes per key), for an event
+    /// whose accumulator cannot be flat; for good, since such values may come again.
+    pub(crate) fn panes_per_key(&mut self) {
+        let Operator::Slices(op) = &self.op else { return };
+        let Some(geo) = Geometry::of(&self.config.window) else { return };
+        let layout = &self.rules.layout;
+        let mut w = Writer::default();
+        op.write(layout, self.watermark.current(), self.config.allowed_lateness, &mut w);
+        let bytes = w.into_bytes();
+        let changed = op.changed_keys();
+        let mut sliding =
+            SlidingWindows::read(geo, layout, self.config.inline_panes(&geo), &mut Reader::new(&bytes))
+                .expect("state written by Slices::write reads back");
+        sliding.set_changed(changed);
+        self.op = Operator::Sliding(sliding);
     }
 
     /// The whole state as versioned bytes.
@@ -361,6 +452,9 @@ impl Engine {
         let mut w = self.state_header(SNAPSHOT);
         match &self.op {
             Operator::Sliding(op) => op.write(&self.rules.layout, &mut w),
+            Operator::Slices(op) => {
+                op.write(&self.rules.layout, self.watermark.current(), self.config.allowed_lateness, &mut w);
+            }
             Operator::Session(op) => op.write(&self.rules.layout, &mut w),
         }
         w.into_bytes()
@@ -379,8 +473,22 @@ impl Engine {
             WindowSpec::Session { gap } => Operator::Session(SessionWindows::read(gap, layout, &mut r)?),
             spec => {
                 let geo = Geometry::of(&spec).ok_or_else(|| CoreError::Snapshot("geometry".into()))?;
-                let inline = engine.config.inline_panes(&geo);
-                Operator::Sliding(SlidingWindows::read(geo, layout, inline, &mut r)?)
+                let slices = if engine.config.by_pane_time() {
+                    let mut at = r.clone();
+                    Slices::read(geo, &engine.rules, engine.watermark.current(), &mut at)?.map(|op| (op, at))
+                } else {
+                    None
+                };
+                match slices {
+                    Some((op, at)) => {
+                        r = at;
+                        Operator::Slices(Box::new(op))
+                    }
+                    None => {
+                        let inline = engine.config.inline_panes(&geo);
+                        Operator::Sliding(SlidingWindows::read(geo, layout, inline, &mut r)?)
+                    }
+                }
             }
         };
         r.finish()?;
@@ -392,6 +500,7 @@ impl Engine {
     pub fn tracks_changes(&self) -> bool {
         match &self.op {
             Operator::Sliding(op) => op.tracks_changes(),
+            Operator::Slices(op) => op.tracks_changes(),
             Operator::Session(op) => op.tracks_changes(),
         }
     }
@@ -400,6 +509,7 @@ impl Engine {
     pub fn track_changes(&mut self, on: bool) {
         match &mut self.op {
             Operator::Sliding(op) => op.track_changes(on),
+            Operator::Slices(op) => op.track_changes(on),
             Operator::Session(op) => op.track_changes(on),
         }
     }
@@ -412,6 +522,10 @@ impl Engine {
         let mut w = self.state_header(CHANGES);
         match &mut self.op {
             Operator::Sliding(op) => op.write_changes(&self.rules.layout, &mut w),
+            Operator::Slices(op) => {
+                let (wm, lateness) = (self.watermark.current(), self.config.allowed_lateness);
+                op.write_changes(&self.rules.layout, wm, lateness, &mut w);
+            }
             Operator::Session(op) => op.write_changes(&self.rules.layout, &mut w),
         }
         w.into_bytes()
@@ -425,9 +539,17 @@ impl Engine {
     /// snapshot again in that case.
     pub fn apply_changes(&mut self, bytes: &[u8]) -> CoreResult<()> {
         let mut r = self.read_state_header(bytes, CHANGES)?;
+        if let Operator::Slices(op) = &mut self.op {
+            let mut at = r.clone();
+            if op.apply_changes(&self.rules, self.watermark.current(), &mut at)? {
+                return at.finish();
+            }
+            self.panes_per_key();
+        }
         let layout = &self.rules.layout;
         match &mut self.op {
             Operator::Sliding(op) => op.apply_changes(layout, &mut r)?,
+            Operator::Slices(_) => unreachable!("handed over above"),
             Operator::Session(op) => op.apply_changes(layout, &mut r)?,
         }
         r.finish()

@@ -486,6 +486,45 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    /// Panes kept by pane time (`Slices`) and per key (`Sliding`) are two layouts of one state:
+    /// same rows, same snapshots, after every batch. With `wide`, some distinct values fall
+    /// outside the bitmaps, which hands `Slices` over to `Sliding` mid-batch.
+    #[test]
+    fn panes_by_time_and_per_key_agree(
+        config in config(),
+        s in stream(),
+        cuts in prop::collection::vec(0usize..120, 0..5),
+        wide in any::<bool>(),
+    ) {
+        let mut config = config;
+        config.early = EarlyFiring::Never;
+        config.partitions = 1;
+        let mut s = s;
+        if wide {
+            s.countries.iter_mut().filter(|c| **c == 3).for_each(|c| *c = 1_000);
+        }
+        let mut by_time = Engine::new(config.clone()).unwrap();
+        let mut per_key = Engine::new(config.clone()).unwrap();
+        per_key.panes_per_key();
+        prop_assert!(matches!(per_key.op, Operator::Sliding(_) | Operator::Session(_)));
+        let mut bounds: Vec<usize> = cuts.iter().map(|&c| c.min(s.keys.len())).collect();
+        bounds.extend([0, s.keys.len()]);
+        bounds.sort_unstable();
+        for w in bounds.windows(2) {
+            let a = by_time.process(&s.batch(w[0], w[1], false), None).unwrap();
+            let b = per_key.process(&s.batch(w[0], w[1], false), None).unwrap();
+            prop_assert_eq!(a, b);
+            prop_assert_eq!(by_time.snapshot(), per_key.snapshot());
+            prop_assert_eq!(by_time.state_size().windows, per_key.state_size().windows);
+        }
+        prop_assert_eq!(by_time.flush(), per_key.flush());
+        prop_assert_eq!(by_time.state_size().keys, 0);
+    }
+}
+
 /// Rows as comparable tuples, without the rows of keys `>= below`.
 fn rows_below(out: &Output, below: i64) -> Vec<(i64, i64, i64, u8, i64)> {
     (0..out.len())

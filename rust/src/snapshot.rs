@@ -66,7 +66,7 @@ impl Writer {
 }
 
 /// Reads what a [`Writer`] wrote, checking bounds on every read.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,

@@ -15,6 +15,7 @@ pub mod index;
 pub mod keys;
 pub mod output;
 pub mod session;
+pub mod slices;
 pub mod sliding;
 pub mod timers;
 

@@ -73,12 +73,54 @@ impl Output {
     /// Appends a row.
     #[inline]
     pub fn push(&mut self, layout: &Layout, key: i64, window: (i64, i64), kind: EmitKind, acc: &Acc) {
+        self.push_head(key, window, kind);
+        layout.emit(acc, &mut self.ints, &mut self.floats);
+    }
+
+    /// Appends a row of a flat accumulator (see [`Layout::flat_width`]).
+    #[inline]
+    pub fn push_flat(&mut self, layout: &Layout, key: i64, window: (i64, i64), kind: EmitKind, acc: &[u64]) {
+        self.push_head(key, window, kind);
+        layout.emit_flat(acc, &mut self.ints, &mut self.floats);
+    }
+
+    /// Appends window bounds, kind and trigger for `n` rows whose keys and aggregates the
+    /// caller appends.
+    pub fn extend_head(&mut self, window: (i64, i64), kind: EmitKind, n: usize) {
+        self.starts.extend(std::iter::repeat_n(window.0, n));
+        self.ends.extend(std::iter::repeat_n(window.1, n));
+        self.kinds.extend(std::iter::repeat_n(kind as u8, n));
+        self.triggers.extend(std::iter::repeat_n(self.trigger, n));
+    }
+
+    /// Keeps the rows from `base` on whose `keep` (one per such row) is true.
+    pub fn retain_rows_from(&mut self, base: usize, keep: &[bool]) {
+        fn retain<T: Copy>(col: &mut Vec<T>, base: usize, keep: &[bool]) {
+            let mut to = base;
+            for (from, &k) in (base..col.len()).zip(keep) {
+                if k {
+                    col[to] = col[from];
+                    to += 1;
+                }
+            }
+            col.truncate(to);
+        }
+        retain(&mut self.keys, base, keep);
+        retain(&mut self.starts, base, keep);
+        retain(&mut self.ends, base, keep);
+        retain(&mut self.kinds, base, keep);
+        retain(&mut self.triggers, base, keep);
+        self.ints.iter_mut().for_each(|c| retain(c, base, keep));
+        self.floats.iter_mut().for_each(|c| retain(c, base, keep));
+    }
+
+    #[inline]
+    fn push_head(&mut self, key: i64, window: (i64, i64), kind: EmitKind) {
         self.keys.push(key);
         self.starts.push(window.0);
         self.ends.push(window.1);
         self.kinds.push(kind as u8);
         self.triggers.push(self.trigger);
-        layout.emit(acc, &mut self.ints, &mut self.floats);
     }
 
     /// Empties the output, keeping its allocations.
@@ -168,20 +210,22 @@ pub fn sort_by_key_radix(v: &mut Vec<(i64, u32)>, tmp: &mut Vec<(i64, u32)>) {
     }
     // Order-preserving map of i64 to u64 (flip the sign bit).
     let ukey = |k: i64| (k as u64) ^ (1 << 63);
-    let mut counts = [[0usize; 256]; 8];
+    // The bytes in which some keys differ (keys of one stream mostly share their high bytes):
+    // only those are counted and scattered.
+    let first = ukey(v[0].0);
+    let differ = v.iter().fold(0u64, |d, &(k, _)| d | (ukey(k) ^ first));
+    let bytes: Vec<usize> = (0..8).filter(|b| (differ >> (8 * b)) & 0xFF != 0).collect();
+    let mut counts = vec![[0usize; 256]; bytes.len()];
     for &(k, _) in v.iter() {
         let u = ukey(k);
-        for (byte, c) in counts.iter_mut().enumerate() {
+        for (&byte, c) in bytes.iter().zip(counts.iter_mut()) {
             c[((u >> (8 * byte)) & 0xFF) as usize] += 1;
         }
     }
     // A stable scatter per byte that varies, from the least significant.
     tmp.clear();
     tmp.resize(v.len(), (0, 0));
-    for (byte, c) in counts.iter().enumerate() {
-        if c.contains(&v.len()) {
-            continue; // all pairs share this byte
-        }
+    for (&byte, c) in bytes.iter().zip(counts.iter()) {
         let mut offsets = [0usize; 256];
         let mut sum = 0;
         for (o, &n) in offsets.iter_mut().zip(c.iter()) {

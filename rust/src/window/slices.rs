@@ -1,0 +1,783 @@
+//! Tumbling and hopping windows that fire final results, with panes stored by time: one
+//! column of flat accumulators per pane ("slice", as Flink calls a pane shared by all keys),
+//! indexed by key slot.
+//!
+//! Why: [`super::sliding`] keeps each key's panes together, so an event of one of many keys
+//! misses the cache twice (the key's entry, then its pane). Here an event touches one
+//! accumulator of the newest slice, which all recent events share and which stays in cache;
+//! a window that fires reads its keys' accumulators from a few slices, a pass that prefetches
+//! well. Same semantics, same output, same snapshot bytes as [`super::sliding::Sliding`]; the
+//! engine uses this operator for final-only windows of one partition (bounded disorder, so
+//! a bounded number of live slices) and hands over to `Sliding` when an event needs what flat
+//! accumulators cannot hold (a distinct value outside the bitmaps, see
+//! [`Layout::fits_flat`]).
+//!
+//! Invariants:
+//! - `slices` are the live panes, sorted by start. The accumulator of a slot in a slice is
+//!   empty unless the slot's key had events in that pane; `touched` lists the slots whose
+//!   accumulator became non-empty (a slot can appear twice after its key was dropped and
+//!   another took the slot; empty accumulators are skipped).
+//! - `open[slot]` counts the non-empty accumulators of a slot over the live slices; a key is
+//!   dropped when that reaches 0 (at the end of a batch while one is running: the batch holds
+//!   resolved slots).
+//! - Every window with data whose `end - 1 <= wm` has been emitted; `next_fire` is the
+//!   earliest end of a window with data that has not fired. A late event (within lateness)
+//!   re-emits its windows that fired, as in `Sliding`.
+//! - A slice is dropped once every window containing it is past `end - 1 + allowed_lateness`
+//!   (`next_expiry` is the earliest such time).
+
+use rustc_hash::FxHashSet;
+
+use super::index::KeyIndex;
+use super::output::{sort_by_key_radix, EmitKind, Output};
+use super::sliding::{write_key, KeyPanes};
+use super::{Geometry, Rules};
+use crate::aggregate::{Acc, Layout};
+use crate::batch::Batch;
+use crate::snapshot::{Reader, Writer};
+use crate::CoreResult;
+
+/// How many keys ahead `resolve_slots` prefetches index buckets.
+const INDEX_PREFETCH: usize = 16;
+
+/// A table with at most this many slots is never compacted.
+const MIN_SHRINK_SLOTS: usize = 16;
+
+/// One pane time of all keys.
+#[derive(Debug, Clone)]
+struct Slice {
+    start: i64,
+    /// Flat accumulators by slot, `width` words each.
+    accs: Vec<u64>,
+    /// Slots whose accumulator became non-empty.
+    touched: Vec<u32>,
+}
+
+/// A pane's start and the ends of the first and last windows containing it.
+#[derive(Debug, Clone, Copy)]
+struct PaneSpan {
+    start: i64,
+    first_end: i64,
+    last_end: i64,
+}
+
+/// Why an event cannot be handled here (the engine then hands the state to `Sliding`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NeedsPanes;
+
+/// Keyed tumbling/hopping window state stored by pane time; see the module documentation.
+#[derive(Debug, Clone)]
+pub struct Slices {
+    geo: Geometry,
+    /// Words of one flat accumulator.
+    width: usize,
+    /// An empty flat accumulator.
+    empty: Vec<u64>,
+    index: KeyIndex,
+    /// Key of each slot.
+    keys: Vec<i64>,
+    live: Vec<bool>,
+    /// Non-empty accumulators of each slot over the live slices.
+    open: Vec<u32>,
+    /// Window end a slot last fired for (to list a key once per firing).
+    fired: Vec<i64>,
+    free: Vec<u32>,
+    /// Slots to drop at the end of the batch if they still have no data (new keys whose events
+    /// were all late, keys whose last slice expired mid-batch).
+    doomed: Vec<u32>,
+    /// Slots every slice has room for.
+    capacity: usize,
+    /// Live slices, by start.
+    slices: Vec<Slice>,
+    /// Expired slices with every accumulator empty again, for reuse.
+    spare: Vec<Slice>,
+    /// Index in `slices` of the last event's slice (most events share one).
+    last: usize,
+    span: PaneSpan,
+    next_fire: i64,
+    next_expiry: i64,
+    /// Non-empty accumulators over all slices (open panes).
+    panes: usize,
+    in_batch: bool,
+    changed: Option<FxHashSet<i64>>,
+    scratch: Vec<u64>,
+    order: Vec<(i64, u32)>,
+    sort_tmp: Vec<(i64, u32)>,
+    /// Row of each slot in the firing in progress.
+    rank: Vec<u32>,
+    /// Slots of the firing in progress, in slot order.
+    by_slot: Vec<u32>,
+}
+
+impl Slices {
+    /// Empty state for windows of geometry `geo`.
+    #[must_use]
+    pub fn new(geo: Geometry, layout: &Layout) -> Self {
+        Slices {
+            geo,
+            width: layout.flat_width(),
+            empty: layout.flat_empty(),
+            index: KeyIndex::default(),
+            keys: Vec::new(),
+            live: Vec::new(),
+            open: Vec::new(),
+            fired: Vec::new(),
+            free: Vec::new(),
+            doomed: Vec::new(),
+            capacity: 0,
+            slices: Vec::new(),
+            spare: Vec::new(),
+            last: 0,
+            span: PaneSpan { start: i64::MAX, first_end: 0, last_end: 0 },
+            next_fire: i64::MAX,
+            next_expiry: i64::MAX,
+            panes: 0,
+            in_batch: false,
+            changed: None,
+            scratch: layout.flat_empty(),
+            order: Vec::new(),
+            sort_tmp: Vec::new(),
+            rank: Vec::new(),
+            by_slot: Vec::new(),
+        }
+    }
+
+    /// See `Sliding::span_of`.
+    #[inline]
+    fn span_of(&mut self, t: i64) -> PaneSpan {
+        let span = self.span;
+        if t >= span.start && t - span.start < self.geo.pane {
+            return span;
+        }
+        let g = self.geo;
+        let start = g.pane_start(t);
+        self.span = PaneSpan { start, first_end: g.first_end(start), last_end: g.last_end(start) };
+        self.span
+    }
+
+    /// Time at which the slice starting at `start` expires.
+    fn expiry(&self, start: i64, lateness: i64) -> i64 {
+        self.geo.last_end(start) - 1 + lateness
+    }
+
+    // ------------------------------------------------------------------ keys and slots
+
+    /// Slot of `key`, if live.
+    fn slot_of(&self, key: i64) -> Option<u32> {
+        self.index.find(key, |s| self.keys[s as usize] == key && self.live[s as usize])
+    }
+
+    fn insert_key(&mut self, key: i64) -> u32 {
+        let slot = if let Some(slot) = self.free.pop() {
+            let i = slot as usize;
+            self.keys[i] = key;
+            self.live[i] = true;
+            self.fired[i] = i64::MIN;
+            slot
+        } else {
+            let slot = u32::try_from(self.keys.len()).expect("more than u32::MAX live keys");
+            self.keys.push(key);
+            self.live.push(true);
+            self.open.push(0);
+            self.fired.push(i64::MIN);
+            self.rank.push(0);
+            if self.keys.len() > self.capacity {
+                self.grow((self.capacity * 2).max(self.keys.len()).max(64));
+            }
+            slot
+        };
+        self.index.insert_new(key, slot);
+        slot
+    }
+
+    fn slot_or_insert(&mut self, key: i64) -> u32 {
+        match self.slot_of(key) {
+            Some(slot) => slot,
+            None => self.insert_key(key),
+        }
+    }
+
+    /// Room for `capacity` slots in every slice.
+    fn grow(&mut self, capacity: usize) {
+        let (width, empty) = (self.width, &self.empty);
+        for s in self.slices.iter_mut().chain(&mut self.spare) {
+            s.accs.reserve_exact((capacity - self.capacity) * width);
+            for _ in self.capacity..capacity {
+                s.accs.extend_from_slice(empty);
+            }
+        }
+        self.capacity = capacity;
+    }
+
+    /// Drops the key of `slot` if it has no data left.
+    fn drop_if_empty(&mut self, slot: u32) {
+        let i = slot as usize;
+        if self.live[i] && self.open[i] == 0 {
+            self.live[i] = false;
+            let key = self.keys[i];
+            self.index.remove(key, |s| s == slot);
+            self.free.push(slot);
+        }
+    }
+
+    /// Live keys.
+    #[must_use]
+    pub fn keys(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Open panes over all keys.
+    #[must_use]
+    pub fn panes(&self) -> usize {
+        self.panes
+    }
+
+    /// Live slices (the pending firing and cleanup times).
+    #[must_use]
+    pub fn slices(&self) -> usize {
+        self.slices.len()
+    }
+
+    /// Approximate bytes of state.
+    #[must_use]
+    pub fn state_bytes(&self) -> usize {
+        let slices: usize = self
+            .slices
+            .iter()
+            .chain(&self.spare)
+            .map(|s| s.accs.capacity() * 8 + s.touched.capacity() * 4)
+            .sum();
+        self.index.bytes()
+            + self.keys.capacity() * 8
+            + self.live.capacity()
+            + self.open.capacity() * 4
+            + self.fired.capacity() * 8
+            + self.rank.capacity() * 4
+            + (self.free.capacity() + self.doomed.capacity()) * 4
+            + slices
+    }
+
+    /// Compacts the slots when fewer than a quarter are live (memory follows the live keys
+    /// after a spike); only between batches, since slots change.
+    fn shrink(&mut self) {
+        let live = self.index.len();
+        if self.in_batch || self.keys.len() <= MIN_SHRINK_SLOTS || live * 4 >= self.keys.len() {
+            return;
+        }
+        let mut new_slot = vec![u32::MAX; self.keys.len()];
+        let mut keys = Vec::with_capacity(live);
+        let mut open = Vec::with_capacity(live);
+        for (i, slot) in new_slot.iter_mut().enumerate() {
+            if self.live[i] {
+                *slot = u32::try_from(keys.len()).expect("fewer slots than before");
+                keys.push(self.keys[i]);
+                open.push(self.open[i]);
+            }
+        }
+        let width = self.width;
+        for s in &mut self.slices {
+            let mut accs = Vec::with_capacity(live * width);
+            for (old, &new) in new_slot.iter().enumerate() {
+                if new != u32::MAX {
+                    accs.extend_from_slice(&s.accs[old * width..(old + 1) * width]);
+                }
+            }
+            s.accs = accs;
+            let mut touched: Vec<u32> = s
+                .touched
+                .iter()
+                .map(|&old| new_slot[old as usize])
+                .filter(|&new| new != u32::MAX && s.accs[new as usize * width] > 0)
+                .collect();
+            touched.sort_unstable();
+            touched.dedup();
+            s.touched = touched;
+        }
+        self.spare = Vec::new();
+        self.index = KeyIndex::with_capacity(live);
+        for (slot, &key) in keys.iter().enumerate() {
+            self.index.insert_new(key, u32::try_from(slot).expect("fewer slots than before"));
+        }
+        self.live = vec![true; live];
+        self.fired = vec![i64::MIN; live];
+        self.rank = vec![0; live];
+        self.keys = keys;
+        self.open = open;
+        self.free = Vec::new();
+        self.doomed = Vec::new();
+        self.capacity = live;
+    }
+
+    // ------------------------------------------------------------------ slices
+
+    /// Index in `slices` of the slice starting at `start`, created (empty) when absent.
+    #[inline]
+    fn slice_at(&mut self, start: i64, rules: &Rules, wm: i64) -> usize {
+        if self.slices.get(self.last).is_some_and(|s| s.start == start) {
+            return self.last;
+        }
+        let at = match self.slices.binary_search_by_key(&start, |s| s.start) {
+            Ok(at) => at,
+            Err(at) => {
+                self.new_slice(at, start, rules, wm);
+                at
+            }
+        };
+        self.last = at;
+        at
+    }
+
+    #[inline(never)]
+    fn new_slice(&mut self, at: usize, start: i64, rules: &Rules, wm: i64) {
+        let slice = match self.spare.pop() {
+            Some(mut s) => {
+                s.start = start;
+                s
+            }
+            None => {
+                let mut accs = Vec::with_capacity(self.capacity * self.width);
+                for _ in 0..self.capacity {
+                    accs.extend_from_slice(&self.empty);
+                }
+                Slice { start, accs, touched: Vec::new() }
+            }
+        };
+        self.slices.insert(at, slice);
+        if let Some(end) = self.geo.first_unfired_end(start, wm) {
+            self.next_fire = self.next_fire.min(end);
+        }
+        self.next_expiry = self.next_expiry.min(self.expiry(start, rules.allowed_lateness));
+    }
+
+    /// The accumulator of `slot` in slice `s`.
+    #[inline]
+    fn acc(&self, s: usize, slot: u32) -> &[u64] {
+        let at = slot as usize * self.width;
+        &self.slices[s].accs[at..at + self.width]
+    }
+
+    /// Indexes in `slices` of the slices inside `window`.
+    fn slices_in(&self, window: (i64, i64)) -> std::ops::Range<usize> {
+        self.slices.partition_point(|s| s.start < window.0)
+            ..self.slices.partition_point(|s| s.start < window.1)
+    }
+
+    /// Merges the non-empty accumulators of `slot` in `slices[range]` into `scratch`.
+    #[inline]
+    fn combine(&mut self, layout: &Layout, slot: u32, range: std::ops::Range<usize>) {
+        let at = slot as usize * self.width;
+        self.scratch.copy_from_slice(&self.empty);
+        for s in &self.slices[range] {
+            let acc = &s.accs[at..at + self.width];
+            if acc[0] > 0 {
+                layout.merge_flat(&mut self.scratch, acc);
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ events
+
+    /// Resolves the slot of every key of a batch up front (see `Sliding::resolve_slots`).
+    /// Call [`Slices::end_batch`] after the batch.
+    pub fn resolve_slots(&mut self, keys: &[i64], slots: &mut Vec<u32>) {
+        slots.clear();
+        for (i, &key) in keys.iter().enumerate() {
+            if let Some(&ahead) = keys.get(i + INDEX_PREFETCH) {
+                self.index.prefetch(ahead);
+            }
+            let slot = match self.index.candidate(key) {
+                Some(slot) => slot,
+                None => {
+                    let slot = self.insert_key(key);
+                    self.doomed.push(slot);
+                    slot
+                }
+            };
+            slots.push(slot);
+        }
+        self.in_batch = true;
+    }
+
+    /// Prefetch hint for the accumulator that the event with `slot` will update (in the
+    /// slice of the last event: nearly always the right one).
+    #[inline]
+    pub fn prefetch(&self, slot: Option<u32>) {
+        if let (Some(slot), Some(s)) = (slot, self.slices.get(self.last)) {
+            if let Some(acc) = s.accs.get(slot as usize * self.width) {
+                crate::prefetch::prefetch(acc);
+            }
+        }
+    }
+
+    /// Drops the keys that ended the batch without data.
+    pub fn end_batch(&mut self) {
+        for slot in std::mem::take(&mut self.doomed) {
+            self.drop_if_empty(slot);
+        }
+        self.in_batch = false;
+        self.shrink();
+    }
+
+    /// Adds the event at `row`, whose key was resolved to `slot` (re-checked here); `wm` is
+    /// the watermark before it. `Ok(false)`: later than allowed lateness for every window
+    /// (state unchanged). `Err`: the event needs an accumulator that is not flat (state
+    /// unchanged).
+    ///
+    /// # Errors
+    /// [`NeedsPanes`] as said.
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    pub fn on_event(
+        &mut self,
+        rules: &Rules,
+        slot: u32,
+        key: i64,
+        t: i64,
+        row: usize,
+        batch: &Batch<'_>,
+        wm: i64,
+        out: &mut Output,
+    ) -> Result<bool, NeedsPanes> {
+        let layout = &rules.layout;
+        let lateness = rules.allowed_lateness;
+        let PaneSpan { start: ps, first_end, last_end } = self.span_of(t);
+        if last_end - 1 + lateness <= wm {
+            return Ok(false);
+        }
+        if !layout.fits_flat(batch, row) {
+            return Err(NeedsPanes);
+        }
+        let i = slot as usize;
+        let slot =
+            if self.keys.get(i) == Some(&key) && self.live[i] { slot } else { self.slot_or_insert(key) };
+        let s = self.slice_at(ps, rules, wm);
+        let at = slot as usize * self.width;
+        let acc = &mut self.slices[s].accs[at..at + self.width];
+        if acc[0] == 0 {
+            self.slices[s].touched.push(slot);
+            self.open[slot as usize] += 1;
+            self.panes += 1;
+        }
+        let acc = &mut self.slices[s].accs[at..at + self.width];
+        layout.add_flat(acc, batch, row, t);
+        if let Some(changed) = &mut self.changed {
+            changed.insert(key);
+        }
+        if first_end - 1 <= wm {
+            self.emit_late(rules, slot, key, (first_end, last_end), wm, out);
+        }
+        Ok(true)
+    }
+
+    /// Re-emits the windows from `ends.0` to `ends.1` of `slot` that fired and still accept
+    /// late events (as `Sliding` does).
+    #[inline(never)]
+    fn emit_late(&mut self, rules: &Rules, slot: u32, key: i64, ends: (i64, i64), wm: i64, out: &mut Output) {
+        let g = self.geo;
+        let mut end = ends.0;
+        while end <= ends.1 && end - 1 <= wm {
+            if end - 1 + rules.allowed_lateness > wm {
+                let window = (end - g.size, end);
+                self.combine(&rules.layout, slot, self.slices_in(window));
+                let kind = if self.scratch[0] > 1 { EmitKind::Update } else { EmitKind::Final };
+                out.push_flat(&rules.layout, key, window, kind, &self.scratch);
+            }
+            end += g.slide;
+        }
+    }
+
+    // ------------------------------------------------------------------ watermark
+
+    /// Whether [`Slices::on_watermark`] would do something at watermark `wm`.
+    #[inline]
+    #[must_use]
+    pub fn has_due(&self, wm: i64) -> bool {
+        (self.next_fire != i64::MAX && self.next_fire - 1 <= wm) || self.next_expiry <= wm
+    }
+
+    /// Fires every window with `end - 1 <= wm` in end order (keys in key order within one
+    /// end), then drops the slices past their cleanup time.
+    #[inline(never)]
+    pub fn on_watermark(&mut self, rules: &Rules, wm: i64, out: &mut Output) {
+        while self.next_fire != i64::MAX && self.next_fire - 1 <= wm {
+            let end = self.next_fire;
+            self.fire(&rules.layout, end, out);
+            self.next_fire = self.next_end_after(end);
+        }
+        let lateness = rules.allowed_lateness;
+        while self.slices.first().is_some_and(|s| self.expiry(s.start, lateness) <= wm) {
+            let slice = self.slices.remove(0);
+            self.expire(slice);
+        }
+        self.last = 0;
+        self.next_expiry = self.slices.first().map_or(i64::MAX, |s| self.expiry(s.start, lateness));
+        if !self.in_batch {
+            self.shrink();
+        }
+    }
+
+    /// The next firing and expiry times at watermark `wm`, from the live slices (after state
+    /// was read: the watermark may have moved past ends scheduled before).
+    fn reschedule(&mut self, wm: i64, lateness: i64) {
+        let g = self.geo;
+        self.next_fire =
+            self.slices.iter().filter_map(|s| g.first_unfired_end(s.start, wm)).min().unwrap_or(i64::MAX);
+        self.next_expiry = self.slices.first().map_or(i64::MAX, |s| self.expiry(s.start, lateness));
+    }
+
+    /// Earliest end after `end` of a window containing a live slice.
+    fn next_end_after(&self, end: i64) -> i64 {
+        let (g, next) = (self.geo, end + self.geo.slide);
+        self.slices
+            .iter()
+            .filter(|s| g.last_end(s.start) >= next)
+            .map(|s| next.max(g.first_end(s.start)))
+            .min()
+            .unwrap_or(i64::MAX)
+    }
+
+    /// Emits the window ending at `end` of every key with data in it, in key order.
+    ///
+    /// The keys are sorted first, giving each its row; the accumulators are then combined in
+    /// slot order (a pass through the slices that the hardware prefetches) and each result
+    /// written to its row.
+    fn fire(&mut self, layout: &Layout, end: i64, out: &mut Output) {
+        let window = (end - self.geo.size, end);
+        let range = self.slices_in(window);
+        self.order.clear();
+        for s in &self.slices[range.clone()] {
+            for &slot in &s.touched {
+                let i = slot as usize;
+                if self.fired[i] != end {
+                    self.fired[i] = end;
+                    self.order.push((self.keys[i], slot));
+                }
+            }
+        }
+        sort_by_key_radix(&mut self.order, &mut self.sort_tmp);
+        let base = out.len();
+        let rows = self.order.len();
+        out.keys.extend(self.order.iter().map(|&(key, _)| key));
+        out.extend_head(window, EmitKind::Final, rows);
+        out.ints.iter_mut().for_each(|c| c.resize(base + rows, 0));
+        out.floats.iter_mut().for_each(|c| c.resize(base + rows, 0.0));
+        // Row of each slot, then the slots in slot order: all of them when most fire (a
+        // sequential scan), else the listed ones sorted.
+        for (row, &(_, slot)) in self.order.iter().enumerate() {
+            self.rank[slot as usize] = u32::try_from(row).unwrap_or(u32::MAX);
+        }
+        self.by_slot.clear();
+        if rows * 4 >= self.keys.len() {
+            self.by_slot.extend((0..self.keys.len()).filter(|&i| self.fired[i] == end).map(|i| i as u32));
+        } else {
+            self.by_slot.extend(self.order.iter().map(|&(_, slot)| slot));
+            self.by_slot.sort_unstable();
+        }
+        let mut emptied = false;
+        for n in 0..self.by_slot.len() {
+            let slot = self.by_slot[n];
+            self.combine(layout, slot, range.clone());
+            emptied |= self.scratch[0] == 0;
+            let row = base + self.rank[slot as usize] as usize;
+            layout.emit_flat_at(&self.scratch, &mut out.ints, &mut out.floats, row);
+        }
+        if emptied {
+            // Slots listed whose data was replaced since (`set_key`): no row for them.
+            self.drop_empty_rows(layout, base, range, out);
+        }
+    }
+
+    /// Removes the rows from `base` on whose slot has no data in `range` (rare: see `fire`).
+    #[cold]
+    fn drop_empty_rows(
+        &mut self,
+        layout: &Layout,
+        base: usize,
+        range: std::ops::Range<usize>,
+        out: &mut Output,
+    ) {
+        let mut keep = Vec::with_capacity(self.order.len());
+        for n in 0..self.order.len() {
+            self.combine(layout, self.order[n].1, range.clone());
+            keep.push(self.scratch[0] > 0);
+        }
+        out.retain_rows_from(base, &keep);
+    }
+
+    /// Empties an expired slice's accumulators, drops keys left without data and keeps the
+    /// slice for reuse.
+    fn expire(&mut self, mut slice: Slice) {
+        let width = self.width;
+        for &slot in &slice.touched {
+            let i = slot as usize;
+            let acc = &mut slice.accs[i * width..(i + 1) * width];
+            if acc[0] > 0 {
+                acc.copy_from_slice(&self.empty);
+                self.open[i] -= 1;
+                self.panes -= 1;
+                if let Some(changed) = &mut self.changed {
+                    changed.insert(self.keys[i]);
+                }
+                if self.open[i] == 0 {
+                    if self.in_batch {
+                        self.doomed.push(slot);
+                    } else {
+                        self.drop_if_empty(slot);
+                    }
+                }
+            }
+        }
+        slice.touched.clear();
+        self.spare.push(slice);
+    }
+
+    // ------------------------------------------------------------------ state bytes
+
+    /// Starts (or stops) recording which keys change, for [`Slices::write_changes`].
+    pub fn track_changes(&mut self, on: bool) {
+        self.changed = on.then(FxHashSet::default);
+    }
+
+    /// Whether changes are being recorded.
+    #[must_use]
+    pub fn tracks_changes(&self) -> bool {
+        self.changed.is_some()
+    }
+
+    /// The keys changed since the last [`Slices::write_changes`] (`None`: not tracking).
+    #[must_use]
+    pub fn changed_keys(&self) -> Option<FxHashSet<i64>> {
+        self.changed.clone()
+    }
+
+    /// Writes the state of the live key in `slot` as `Sliding` would at watermark `wm`.
+    fn write_slot(&self, layout: &Layout, slot: u32, wm: i64, lateness: i64, w: &mut Writer) {
+        let g = self.geo;
+        let panes: Vec<(i64, Acc)> = (0..self.slices.len())
+            .filter(|&s| self.acc(s, slot)[0] > 0)
+            .map(|s| (self.slices[s].start, layout.acc_of_flat(self.acc(s, slot))))
+            .collect();
+        let next_end = panes.iter().filter_map(|&(start, _)| g.first_unfired_end(start, wm)).min();
+        let next_end = next_end.unwrap_or(i64::MAX);
+        let fire = if next_end == i64::MAX { i64::MAX } else { next_end - 1 };
+        let cleanup = panes.first().map_or(i64::MAX, |&(start, _)| self.expiry(start, lateness));
+        write_key(layout, w, next_end, fire.min(cleanup), &[], panes.iter().map(|(s, a)| (*s, a)));
+    }
+
+    /// Writes every live key's state, in key order, in the format of `Sliding::write`.
+    pub fn write(&self, layout: &Layout, wm: i64, lateness: i64, w: &mut Writer) {
+        let mut live: Vec<(i64, u32)> = (0..self.keys.len())
+            .filter(|&i| self.live[i])
+            .map(|i| (self.keys[i], u32::try_from(i).unwrap_or(u32::MAX)))
+            .collect();
+        live.sort_unstable();
+        w.count(live.len());
+        for (key, slot) in live {
+            w.i64(key);
+            self.write_slot(layout, slot, wm, lateness, w);
+        }
+    }
+
+    /// Writes the keys changed since the last call (tracking must be on), in key order: each
+    /// with its state or as removed (the format of `Sliding::write_changes`).
+    pub fn write_changes(&mut self, layout: &Layout, wm: i64, lateness: i64, w: &mut Writer) {
+        let mut list: Vec<i64> = self.changed.as_mut().map(|c| c.drain().collect()).unwrap_or_default();
+        list.sort_unstable();
+        w.count(list.len());
+        for key in list {
+            w.i64(key);
+            match self.slot_of(key).filter(|&s| self.open[s as usize] > 0) {
+                Some(slot) => {
+                    w.u8(1);
+                    self.write_slot(layout, slot, wm, lateness, w);
+                }
+                None => w.u8(0),
+            }
+        }
+    }
+
+    /// Replaces the state of `key` by `panes` (none: the key is dropped). `Err` when an
+    /// accumulator is not flat (state unchanged).
+    fn set_key(&mut self, rules: &Rules, key: i64, panes: &[(i64, Acc)], wm: i64) -> Result<(), NeedsPanes> {
+        let layout = &rules.layout;
+        let mut flat = vec![0; self.width];
+        if !panes.iter().all(|(_, acc)| layout.flat_of_acc(acc, &mut flat)) {
+            return Err(NeedsPanes);
+        }
+        if let Some(slot) = self.slot_of(key) {
+            let at = slot as usize * self.width;
+            for s in &mut self.slices {
+                let acc = &mut s.accs[at..at + self.width];
+                if acc[0] > 0 {
+                    acc.copy_from_slice(&self.empty);
+                    self.panes -= 1;
+                }
+            }
+            self.open[slot as usize] = 0;
+            self.drop_if_empty(slot);
+        }
+        if panes.is_empty() {
+            return Ok(());
+        }
+        let slot = self.insert_key(key);
+        let at = slot as usize * self.width;
+        for (start, acc) in panes {
+            let s = self.slice_at(*start, rules, wm);
+            let _ = layout.flat_of_acc(acc, &mut self.slices[s].accs[at..at + self.width]);
+            self.slices[s].touched.push(slot);
+            self.open[slot as usize] += 1;
+            self.panes += 1;
+        }
+        Ok(())
+    }
+
+    /// Reads what [`Slices::write`] (or `Sliding::write`) wrote, at watermark `wm`; `Ok(None)`
+    /// when some accumulator is not flat.
+    ///
+    /// # Errors
+    /// [`crate::CoreError::Snapshot`] on malformed bytes.
+    pub fn read(geo: Geometry, rules: &Rules, wm: i64, r: &mut Reader<'_>) -> CoreResult<Option<Self>> {
+        let mut op = Slices::new(geo, &rules.layout);
+        for _ in 0..r.count()? {
+            let key = r.i64()?;
+            if op.slot_of(key).is_some() {
+                return Err(crate::CoreError::Snapshot(format!("key {key} appears twice")));
+            }
+            let state = KeyPanes::read(&rules.layout, r)?;
+            if op.set_key(rules, key, &state.panes, wm).is_err() {
+                return Ok(None);
+            }
+        }
+        op.reschedule(wm, rules.allowed_lateness);
+        Ok(Some(op))
+    }
+
+    /// Applies changes written by [`Slices::write_changes`] (or `Sliding::write_changes`);
+    /// `Ok(false)` (state unchanged) when some accumulator is not flat.
+    ///
+    /// # Errors
+    /// [`crate::CoreError::Snapshot`] on malformed bytes (state unchanged).
+    pub fn apply_changes(&mut self, rules: &Rules, wm: i64, r: &mut Reader<'_>) -> CoreResult<bool> {
+        let n = r.count()?;
+        let mut changes = Vec::with_capacity(n.min(r.remaining() / 9));
+        for _ in 0..n {
+            let key = r.i64()?;
+            let panes = if r.u8()? == 1 { KeyPanes::read(&rules.layout, r)?.panes } else { Vec::new() };
+            changes.push((key, panes));
+        }
+        let mut flat = vec![0; self.width];
+        if !changes
+            .iter()
+            .flat_map(|(_, panes)| panes)
+            .all(|(_, acc)| rules.layout.flat_of_acc(acc, &mut flat))
+        {
+            return Ok(false);
+        }
+        for (key, panes) in changes {
+            let _ = self.set_key(rules, key, &panes, wm);
+        }
+        self.reschedule(wm, rules.allowed_lateness);
+        self.shrink();
+        Ok(true)
+    }
+}
