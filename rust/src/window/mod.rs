@@ -6,6 +6,10 @@
 //!
 //! - [`sliding`]: tumbling and hopping windows kept as panes of `gcd(size, slide)`, so an event
 //!   touches one pane; a window's result combines its panes when it fires.
+//! - [`slices`]: the same windows stored by pane time (one column of accumulators per pane,
+//!   indexed by key slot), for final-only windows of one partition: an event touches the newest
+//!   pane, which stays in cache however many keys there are. Same rows and state bytes as
+//!   [`sliding`], which takes the state over when an event needs more than flat accumulators.
 //! - [`session`]: per-key sessions that merge when they overlap or touch.
 //! - [`timers`]: the time-ordered index that finds due windows without scanning keys.
 //! - [`keys`]: the key table (key -> dense slot), over [`index`] (key -> slot, prefetchable).
@@ -146,6 +150,40 @@ impl Geometry {
         let end =
             if first - 1 > wm { first } else { first + ((wm + 1 - first) / self.slide + 1) * self.slide };
         (end <= self.last_end(ps)).then_some(end)
+    }
+}
+
+/// A pane's start and the ends of the first and last windows containing it.
+#[derive(Debug, Clone, Copy)]
+pub struct PaneSpan {
+    /// Start of the pane.
+    pub start: i64,
+    /// End of the earliest window containing it.
+    pub first_end: i64,
+    /// End of the latest window containing it.
+    pub last_end: i64,
+}
+
+impl PaneSpan {
+    /// A span no time falls in.
+    pub const NONE: PaneSpan = PaneSpan { start: i64::MAX, first_end: 0, last_end: 0 };
+
+    /// The span of the pane of `t`, remembered in `self`: consecutive events mostly share a
+    /// pane, and this saves three divisions.
+    #[inline(always)]
+    pub fn of(&mut self, g: &Geometry, t: i64) -> PaneSpan {
+        let span = *self;
+        if t >= span.start && t - span.start < g.pane {
+            return span;
+        }
+        self.advance(g, t)
+    }
+
+    #[inline(never)]
+    fn advance(&mut self, g: &Geometry, t: i64) -> PaneSpan {
+        let start = g.pane_start(t);
+        *self = PaneSpan { start, first_end: g.first_end(start), last_end: g.last_end(start) };
+        *self
     }
 }
 

@@ -31,7 +31,7 @@ use rustc_hash::FxHashSet;
 use super::index::KeyIndex;
 use super::output::{sort_by_key_radix, EmitKind, Output};
 use super::sliding::{write_key, KeyPanes};
-use super::{Geometry, Rules};
+use super::{Geometry, PaneSpan, Rules};
 use crate::aggregate::{Acc, Layout};
 use crate::batch::Batch;
 use crate::snapshot::{Reader, Writer};
@@ -51,14 +51,6 @@ struct Slice {
     accs: Vec<u64>,
     /// Slots whose accumulator became non-empty.
     touched: Vec<u32>,
-}
-
-/// A pane's start and the ends of the first and last windows containing it.
-#[derive(Debug, Clone, Copy)]
-struct PaneSpan {
-    start: i64,
-    first_end: i64,
-    last_end: i64,
 }
 
 /// Why an event cannot be handled here (the engine then hands the state to `Sliding`).
@@ -128,7 +120,7 @@ impl Slices {
             slices: Vec::new(),
             spare: Vec::new(),
             last: 0,
-            span: PaneSpan { start: i64::MAX, first_end: 0, last_end: 0 },
+            span: PaneSpan::NONE,
             next_fire: i64::MAX,
             next_expiry: i64::MAX,
             panes: 0,
@@ -140,19 +132,6 @@ impl Slices {
             rank: Vec::new(),
             by_slot: Vec::new(),
         }
-    }
-
-    /// See `Sliding::span_of`.
-    #[inline]
-    fn span_of(&mut self, t: i64) -> PaneSpan {
-        let span = self.span;
-        if t >= span.start && t - span.start < self.geo.pane {
-            return span;
-        }
-        let g = self.geo;
-        let start = g.pane_start(t);
-        self.span = PaneSpan { start, first_end: g.first_end(start), last_end: g.last_end(start) };
-        self.span
     }
 
     /// Time at which the slice starting at `start` expires.
@@ -440,7 +419,7 @@ impl Slices {
     ) -> Result<bool, NeedsPanes> {
         let layout = &rules.layout;
         let lateness = rules.allowed_lateness;
-        let PaneSpan { start: ps, first_end, last_end } = self.span_of(t);
+        let PaneSpan { start: ps, first_end, last_end } = self.span.of(&self.geo, t);
         if last_end - 1 + lateness <= wm {
             return Ok(false);
         }

@@ -28,7 +28,7 @@ use super::keys::{
 };
 use super::output::{EmitKind, Output};
 use super::timers::TimerIndex;
-use super::{EmitMode, Geometry, Rules};
+use super::{EmitMode, Geometry, PaneSpan, Rules};
 use crate::aggregate::{Acc, Layout};
 use crate::batch::Batch;
 use crate::snapshot::{Reader, Writer};
@@ -265,14 +265,6 @@ fn combine(layout: &Layout, panes: &[Pane], window: (i64, i64), into: &mut Acc) 
     }
 }
 
-/// A pane's start and the ends of the first and last windows containing it.
-#[derive(Debug, Clone, Copy)]
-struct PaneSpan {
-    start: i64,
-    first_end: i64,
-    last_end: i64,
-}
-
 /// Scratch space for firing: the rows of one firing time in slot order, and their keys with
 /// positions, sorted to append them in key order.
 #[derive(Debug, Clone)]
@@ -289,7 +281,7 @@ pub struct Sliding<const N: usize> {
     keys: KeyTable<KeyState<N>>,
     timers: TimerIndex,
     scratch: Acc,
-    /// The pane of the last event and its window ends (see `span_of`).
+    /// The pane of the last event and its window ends (see [`PaneSpan::of`]).
     span: PaneSpan,
     /// Scratch space of `on_watermark` (boxed: large and cold).
     firing: Box<Firing>,
@@ -315,7 +307,7 @@ impl<const N: usize> Sliding<N> {
             keys: KeyTable::default(),
             timers: TimerIndex::default(),
             scratch: layout.new_acc(),
-            span: PaneSpan { start: i64::MAX, first_end: 0, last_end: 0 },
+            span: PaneSpan::NONE,
             firing: Box::new(Firing {
                 stage: Output::for_layout(layout),
                 by_key: Vec::new(),
@@ -327,20 +319,6 @@ impl<const N: usize> Sliding<N> {
             changed: None,
             maybe_heap: Cell::new(false),
         }
-    }
-
-    /// The pane of time `t` and its first and last window ends (remembered for the last pane
-    /// asked for: consecutive events mostly share a pane, and this saves three divisions).
-    #[inline]
-    fn span_of(&mut self, t: i64) -> PaneSpan {
-        let span = self.span;
-        if t >= span.start && t - span.start < self.geo.pane {
-            return span;
-        }
-        let g = self.geo;
-        let start = g.pane_start(t);
-        self.span = PaneSpan { start, first_end: g.first_end(start), last_end: g.last_end(start) };
-        self.span
     }
 
     /// Adds the event at `row`; `wm` is the watermark before it. Returns `false` when the
@@ -427,7 +405,7 @@ impl<const N: usize> Sliding<N> {
         let g = self.geo;
         let lateness = rules.allowed_lateness;
         let layout = &rules.layout;
-        let PaneSpan { start: ps, first_end, last_end } = self.span_of(t);
+        let PaneSpan { start: ps, first_end, last_end } = self.span.of(&self.geo, t);
         if last_end - 1 + lateness <= wm {
             return false;
         }
