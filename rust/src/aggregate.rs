@@ -395,6 +395,9 @@ struct Ops {
     lasts: Vec<(usize, usize, usize)>,
     /// `(word, set, col)`.
     distincts: Vec<(usize, usize, usize)>,
+    /// Whether any min, max, first or last is present (most layouts are counts, sums and
+    /// distinct counts: one test skips four empty loops per event and per merge).
+    ordered: bool,
 }
 
 impl Ops {
@@ -411,6 +414,8 @@ impl Ops {
                 Slot::Distinct { word, set, col } => ops.distincts.push((word, set, col)),
             }
         }
+        ops.ordered =
+            !(ops.mins.is_empty() && ops.maxs.is_empty() && ops.firsts.is_empty() && ops.lasts.is_empty());
         ops
     }
 }
@@ -599,22 +604,24 @@ impl Layout {
         for &(num, col) in &ops.sums {
             acc.set_num(num, acc.num(num) + values[col].number(row));
         }
-        for &(num, col) in &ops.mins {
-            acc.set_num(num, acc.num(num).min(values[col].number(row)));
-        }
-        for &(num, col) in &ops.maxs {
-            acc.set_num(num, acc.num(num).max(values[col].number(row)));
-        }
-        for &(num, time, col) in &ops.firsts {
-            if t < acc.time(time) {
-                acc.set_time(time, t);
-                acc.set_num(num, values[col].number(row));
+        if ops.ordered {
+            for &(num, col) in &ops.mins {
+                acc.set_num(num, acc.num(num).min(values[col].number(row)));
             }
-        }
-        for &(num, time, col) in &ops.lasts {
-            if t >= acc.time(time) {
-                acc.set_time(time, t);
-                acc.set_num(num, values[col].number(row));
+            for &(num, col) in &ops.maxs {
+                acc.set_num(num, acc.num(num).max(values[col].number(row)));
+            }
+            for &(num, time, col) in &ops.firsts {
+                if t < acc.time(time) {
+                    acc.set_time(time, t);
+                    acc.set_num(num, values[col].number(row));
+                }
+            }
+            for &(num, time, col) in &ops.lasts {
+                if t >= acc.time(time) {
+                    acc.set_time(time, t);
+                    acc.set_num(num, values[col].number(row));
+                }
             }
         }
         for &(word, set, col) in &ops.distincts {
@@ -640,22 +647,24 @@ impl Layout {
         for &(num, _) in &ops.sums {
             into.set_num(num, into.num(num) + from.num(num));
         }
-        for &(num, _) in &ops.mins {
-            into.set_num(num, into.num(num).min(from.num(num)));
-        }
-        for &(num, _) in &ops.maxs {
-            into.set_num(num, into.num(num).max(from.num(num)));
-        }
-        for &(num, time, _) in &ops.firsts {
-            if from.time(time) < into.time(time) {
-                into.set_time(time, from.time(time));
-                into.set_num(num, from.num(num));
+        if ops.ordered {
+            for &(num, _) in &ops.mins {
+                into.set_num(num, into.num(num).min(from.num(num)));
             }
-        }
-        for &(num, time, _) in &ops.lasts {
-            if from.count > 0 && from.time(time) >= into.time(time) {
-                into.set_time(time, from.time(time));
-                into.set_num(num, from.num(num));
+            for &(num, _) in &ops.maxs {
+                into.set_num(num, into.num(num).max(from.num(num)));
+            }
+            for &(num, time, _) in &ops.firsts {
+                if from.time(time) < into.time(time) {
+                    into.set_time(time, from.time(time));
+                    into.set_num(num, from.num(num));
+                }
+            }
+            for &(num, time, _) in &ops.lasts {
+                if from.count > 0 && from.time(time) >= into.time(time) {
+                    into.set_time(time, from.time(time));
+                    into.set_num(num, from.num(num));
+                }
             }
         }
         for &(word, _, _) in &ops.distincts {

@@ -426,9 +426,10 @@ impl Slices {
         if !layout.fits_flat(batch, row) {
             return Err(NeedsPanes);
         }
-        let i = slot as usize;
-        let slot =
-            if self.keys.get(i) == Some(&key) && self.live[i] { slot } else { self.slot_or_insert(key) };
+        // (A slot resolved from the index this batch holds a live key, since keys are only
+        // dropped between batches; the key may differ, on a collision of 32-bit tags.)
+        let slot = if self.keys.get(slot as usize) == Some(&key) { slot } else { self.slot_or_insert(key) };
+        debug_assert!(self.live[slot as usize]);
         let s = self.slice_at(ps, rules, wm);
         let at = slot as usize * self.width;
         let acc = &mut self.slices[s].accs[at..at + self.width];
