@@ -21,6 +21,11 @@ window combines its five panes when it fires).
 
     python benches/memory.py                 # 10M keys (about 8 GB of RAM)
     python benches/memory.py --keys 1000000
+    python benches/memory.py --keys 1000000 --final   # the same windows, final rows only
+
+With ``--final`` the rule has no early firing: the engine then keeps its panes by pane time (a
+column of accumulators per pane, indexed by key) instead of per key, and there is no inline
+capacity (``inline_panes`` is null).
 
 The last line is JSON.
 """
@@ -90,8 +95,10 @@ def pane_curve(config: Config, keys: int, max_panes: int) -> list[float]:
     return curve
 
 
-def measure(keys: int, max_panes: int) -> dict[str, Any]:
+def measure(keys: int, max_panes: int, final: bool = False) -> dict[str, Any]:
     config = Config()
+    if final:
+        config.rule.alert_when = None  # type: ignore[assignment]  # final rows only
     gc.collect()
     rss0 = rss()
     engine = make_rule_engine(config)
@@ -116,6 +123,7 @@ def measure(keys: int, max_panes: int) -> dict[str, Any]:
     beyond = (curve[-1] - curve[inline - 1]) / (max_panes - inline) if inline and inline < max_panes else None
     return {
         "keys": keys,
+        "final_only": final,
         "bytes_per_key": round(per_key, 1),
         "inline_panes": inline,
         "bytes_per_open_window": round(per_window, 1),
@@ -133,10 +141,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--keys", type=int, default=10_000_000)
     ap.add_argument("--max-panes", type=int, default=14, help="open panes per key at the end, 2..60")
+    ap.add_argument("--final", action="store_true", help="the rule without early firing (final rows only)")
     args = ap.parse_args()
     if not 2 <= args.max_panes <= 60:
         ap.error("--max-panes must be in 2..60 (the allowed lateness of part 2 keeps 60 panes open)")
-    r = measure(args.keys, args.max_panes)
+    r = measure(args.keys, args.max_panes, args.final)
     print(f"{'distinct keys':<34} {r['keys']:>14,}")
     print(f"{'state bytes (state_size)':<34} {r['state_bytes']:>14,}")
     print(f"{'bytes per key (one open window)':<34} {r['bytes_per_key']:>14,.1f}")
