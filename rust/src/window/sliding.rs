@@ -265,6 +265,56 @@ fn combine(layout: &Layout, panes: &[Pane], window: (i64, i64), into: &mut Acc) 
     }
 }
 
+/// The aggregates of the windows containing one pane of a key, for its windows in end order,
+/// with few merges: a window is (its panes before the pane) + the pane + (its panes after it).
+/// The first parts are suffixes of the panes before, built once; the last parts a running
+/// prefix of the panes after. For HOP(24 h, 1 h) that is about 3 merges per window instead of
+/// up to 24 (an event re-evaluates every open window of its pane for early firing).
+#[derive(Debug, Clone, Default)]
+struct WindowCombos {
+    /// `suffixes[i]`: the panes from `lo + i` to the pane (excluded); the last one is empty.
+    suffixes: Vec<Acc>,
+    after: Acc,
+    lo: usize,
+    pane: usize,
+    next_before: usize,
+    next_after: usize,
+}
+
+impl WindowCombos {
+    /// Prepares for the windows of `panes[pane]`, the earliest of which starts at `from`.
+    fn start(&mut self, layout: &Layout, panes: &[Pane], pane: usize, from: i64) {
+        let lo = panes[..pane].partition_point(|p| p.start < from);
+        let n = pane - lo + 1;
+        if self.suffixes.len() < n {
+            self.suffixes.resize_with(n, || layout.new_acc());
+        }
+        layout.reset(&mut self.suffixes[n - 1]);
+        for i in (0..n - 1).rev() {
+            let (head, tail) = self.suffixes.split_at_mut(i + 1);
+            head[i].clone_from(&tail[0]);
+            layout.merge(&mut head[i], &panes[lo + i].acc);
+        }
+        layout.reset(&mut self.after);
+        (self.lo, self.pane, self.next_before, self.next_after) = (lo, pane, lo, pane + 1);
+    }
+
+    /// The aggregates of `window` (which contains the pane; ends ascending across calls).
+    fn window(&mut self, layout: &Layout, panes: &[Pane], window: (i64, i64), into: &mut Acc) {
+        while self.next_before < self.pane && panes[self.next_before].start < window.0 {
+            self.next_before += 1;
+        }
+        while self.next_after < panes.len() && panes[self.next_after].start < window.1 {
+            layout.merge(&mut self.after, &panes[self.next_after].acc);
+            self.next_after += 1;
+        }
+        layout.reset(into);
+        layout.merge(into, &self.suffixes[self.next_before - self.lo]);
+        layout.merge(into, &panes[self.pane].acc);
+        layout.merge(into, &self.after);
+    }
+}
+
 /// Scratch space for firing: the rows of one firing time in slot order, and their keys with
 /// positions, sorted to append them in key order.
 #[derive(Debug, Clone)]
@@ -281,6 +331,8 @@ pub struct Sliding<const N: usize> {
     keys: KeyTable<KeyState<N>>,
     timers: TimerIndex,
     scratch: Acc,
+    /// Scratch space of the early-firing path (boxed: cold for final-only windows).
+    combos: Box<WindowCombos>,
     /// The pane of the last event and its window ends (see [`PaneSpan::of`]).
     span: PaneSpan,
     /// Scratch space of `on_watermark` (boxed: large and cold).
@@ -307,6 +359,7 @@ impl<const N: usize> Sliding<N> {
             keys: KeyTable::default(),
             timers: TimerIndex::default(),
             scratch: layout.new_acc(),
+            combos: Box::new(WindowCombos { after: layout.new_acc(), ..WindowCombos::default() }),
             span: PaneSpan::NONE,
             firing: Box::new(Firing {
                 stage: Output::for_layout(layout),
@@ -435,12 +488,29 @@ impl<const N: usize> Sliding<N> {
         }
 
         if first_end - 1 <= wm || rules.emit != EmitMode::Final {
+            let panes = st.panes.as_slice();
+            let combos = &mut *self.combos;
+            let mut ready = false;
+            // The aggregates of this pane's windows, in end order, built on first use (a late
+            // event of final-only windows updates one or two: those are merged directly, in
+            // the order `Slices` merges them, so both layouts give the same bits).
+            let direct = rules.emit == EmitMode::Final;
+            let mut window_acc = |window: (i64, i64), into: &mut Acc| {
+                if direct {
+                    return combine(layout, panes, window, into);
+                }
+                if !ready {
+                    combos.start(layout, panes, idx, first_end - g.size);
+                    ready = true;
+                }
+                combos.window(layout, panes, window, into);
+            };
             let mut end = first_end;
             while end <= last_end {
                 let window = (end - g.size, end);
                 if end - 1 <= wm {
                     if end - 1 + lateness > wm {
-                        combine(layout, st.panes.as_slice(), window, &mut self.scratch);
+                        window_acc(window, &mut self.scratch);
                         let kind = if self.scratch.count > 1 { EmitKind::Update } else { EmitKind::Final };
                         out.push(layout, key, window, kind, &self.scratch);
                     }
@@ -448,12 +518,12 @@ impl<const N: usize> Sliding<N> {
                     match &rules.emit {
                         EmitMode::Final => {}
                         EmitMode::EveryUpdate => {
-                            combine(layout, st.panes.as_slice(), window, &mut self.scratch);
+                            window_acc(window, &mut self.scratch);
                             out.push(layout, key, window, EmitKind::Early, &self.scratch);
                         }
                         EmitMode::When(pred) => {
                             if !st.triggered.as_ref().is_some_and(|t| t.contains(&end)) {
-                                combine(layout, st.panes.as_slice(), window, &mut self.scratch);
+                                window_acc(window, &mut self.scratch);
                                 if pred.eval(layout, &self.scratch) {
                                     st.triggered.get_or_insert_default().push(end);
                                     out.push(layout, key, window, EmitKind::Early, &self.scratch);
@@ -888,6 +958,60 @@ mod tests {
         fits_cache_lines::<3>();
         fits_cache_lines::<4>();
         fits_cache_lines::<7>();
+    }
+
+    proptest::proptest! {
+        /// Window aggregates from suffixes and a running prefix equal merging each window's
+        /// panes one by one, for every window of a pane (dyadic amounts: sums exact).
+        #[test]
+        fn window_combos_equal_direct_merges(
+            panes in proptest::collection::vec((0i64..3, proptest::collection::vec((0i64..8, 0i64..70), 1..4)), 1..12),
+            pick in 0usize..12,
+            size_panes in 1i64..6,
+        ) {
+            use crate::aggregate::{AggKind, AggSpec};
+            use crate::batch::Values;
+            let layout = Layout::new(&[
+                AggSpec::new("n", AggKind::Count, None),
+                AggSpec::new("s", AggKind::Sum, Some("x")),
+                AggSpec::new("lo", AggKind::Min, Some("x")),
+                AggSpec::new("first", AggKind::First, Some("x")),
+                AggSpec::new("last", AggKind::Last, Some("x")),
+                AggSpec::new("d", AggKind::CountDistinct, Some("c")),
+            ]).unwrap();
+            // panes 10 ms long, gaps of 0..3 panes between them
+            let mut start = 0;
+            let mut list = Vec::new();
+            for (gap, events) in &panes {
+                start += 10 * (gap + 1);
+                let xs: Vec<f64> = events.iter().map(|e| e.0 as f64 / 4.0).collect();
+                let cs: Vec<i64> = events.iter().map(|e| e.1).collect();
+                let times: Vec<i64> = events.iter().enumerate().map(|(i, _)| start + i as i64).collect();
+                let keys = vec![0; xs.len()];
+                let b = Batch { values: vec![Values::F64(&xs), Values::I64(&cs)], ..Batch::new(&keys, &times) };
+                let mut acc = layout.new_acc();
+                for (row, &t) in times.iter().enumerate() {
+                    layout.add(&mut acc, &b, row, t);
+                }
+                list.push(Pane { start, acc });
+            }
+            let idx = pick % list.len();
+            let g = geo(10 * size_panes, 10);
+            let ps = list[idx].start;
+            let mut combos = WindowCombos { after: layout.new_acc(), ..WindowCombos::default() };
+            combos.start(&layout, &list, idx, g.first_end(ps) - g.size);
+            let (mut got, mut want) = (layout.new_acc(), layout.new_acc());
+            let mut end = g.first_end(ps);
+            while end <= g.last_end(ps) {
+                let window = (end - g.size, end);
+                combos.window(&layout, &list, window, &mut got);
+                combine(&layout, &list, window, &mut want);
+                for agg in 0..6 {
+                    proptest::prop_assert_eq!(layout.value(&got, agg).to_bits(), layout.value(&want, agg).to_bits(), "agg {} window {:?}", agg, window);
+                }
+                end += g.slide;
+            }
+        }
     }
 
     fn geo(size: i64, slide: i64) -> Geometry {
