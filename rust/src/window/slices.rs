@@ -565,6 +565,11 @@ impl Slices {
             // Slots listed whose data was replaced since (`set_key`): no row for them.
             self.drop_empty_rows(layout, base, range, out);
         }
+        // A key that fired changed its state bytes (its next window end and timer), as in
+        // `Sliding`: the changelog must say so, or a per-key reader would fire it again.
+        if let Some(changed) = &mut self.changed {
+            changed.extend(out.keys[base..].iter().copied());
+        }
     }
 
     /// Removes the rows from `base` on whose slot has no data in `range` (rare: see `fire`).
