@@ -236,11 +236,13 @@ pub struct Acc {
     /// Events added.
     pub count: u64,
     words: SmallVec<[u64; 4]>,
-    others: Option<Box<SmallVec<[DistinctSet; 1]>>>,
+    others: Overflow,
 }
 
-/// Distinct values outside the bitmaps, one set per distinct count (allocated on first use).
-type Others = Option<Box<SmallVec<[DistinctSet; 1]>>>;
+/// The distinct values of an accumulator outside its bitmaps, one set per distinct count
+/// (allocated on first use; `None` while there is none). A flat accumulator keeps it beside
+/// itself, where it has any.
+pub type Overflow = Option<Box<SmallVec<[DistinctSet; 1]>>>;
 
 impl Acc {
     /// Whether the accumulator holds heap data (distinct values outside the bitmap range, or
@@ -291,8 +293,8 @@ struct AccRef<'a> {
 
 impl<'a> AccRef<'a> {
     #[inline]
-    fn flat(flat: &'a [u64]) -> Self {
-        AccRef { count: flat[0], words: &flat[1..], others: None }
+    fn flat(flat: &'a [u64], overflow: Option<&'a Overflow>) -> Self {
+        AccRef { count: flat[0], words: &flat[1..], others: overflow.and_then(|o| o.as_deref()) }
     }
 
     #[inline]
@@ -320,14 +322,14 @@ impl<'a> AccRef<'a> {
 struct AccMut<'a> {
     count: &'a mut u64,
     words: &'a mut [u64],
-    others: Option<&'a mut Others>,
+    others: Option<&'a mut Overflow>,
 }
 
 impl<'a> AccMut<'a> {
     #[inline]
-    fn flat(flat: &'a mut [u64]) -> Self {
+    fn flat(flat: &'a mut [u64], overflow: Option<&'a mut Overflow>) -> Self {
         let (count, words) = flat.split_first_mut().expect("a flat accumulator starts with its count");
-        AccMut { count, words, others: None }
+        AccMut { count, words, others: overflow }
     }
 
     #[inline]
@@ -353,10 +355,9 @@ impl<'a> AccMut<'a> {
     }
 
     fn others_mut(&mut self, set: usize, sets: usize) -> &mut DistinctSet {
-        let others = self
-            .others
-            .as_deref_mut()
-            .expect("a flat accumulator only takes distinct values inside the bitmaps (Layout::fits_flat)");
+        let others = self.others.as_deref_mut().expect(
+            "a distinct value outside the bitmaps needs the accumulator's overflow (Layout::fits_flat)",
+        );
         &mut others.get_or_insert_with(|| Box::new((0..sets).map(|_| DistinctSet::default()).collect()))[set]
     }
 
@@ -632,11 +633,39 @@ impl Layout {
     /// Folds `from` into `into`. For `first`/`last` ties, `into` is taken as the earlier.
     pub fn merge(&self, into: &mut Acc, from: &Acc) {
         self.merge_words(&mut into.view_mut(), from.view());
-        if let Some(others) = &from.others {
+        self.merge_overflow(&mut into.others, &from.others);
+    }
+
+    /// Folds the distinct values of `from` outside the bitmaps into `into` (out of line: rare,
+    /// and the callers are per-row loops).
+    #[inline(never)]
+    fn merge_overflow(&self, into: &mut Overflow, from: &Overflow) {
+        if let Some(others) = from {
             for (set, o) in others.iter().enumerate().filter(|(_, o)| !o.is_empty()) {
-                into.view_mut().others_mut(set, self.sets).merge(o);
+                let sets = self.sets;
+                into.get_or_insert_with(|| Box::new((0..sets).map(|_| DistinctSet::default()).collect()))
+                    [set]
+                    .merge(o);
             }
         }
+    }
+
+    /// Empties `overflow` in place (keeps its allocation).
+    #[inline]
+    pub fn reset_overflow(overflow: &mut Overflow) {
+        if let Some(others) = overflow {
+            others.iter_mut().for_each(DistinctSet::clear);
+        }
+    }
+
+    /// Heap bytes held by `overflow`.
+    #[must_use]
+    pub fn overflow_bytes(overflow: &Overflow) -> usize {
+        overflow.as_ref().map_or(0, |o| {
+            std::mem::size_of_val::<SmallVec<[DistinctSet; 1]>>(o)
+                + if o.spilled() { o.capacity() * std::mem::size_of::<DistinctSet>() } else { 0 }
+                + o.iter().map(DistinctSet::heap_bytes).sum::<usize>()
+        })
     }
 
     /// [`Layout::merge`] of the count and words (not of distinct values outside the bitmaps).
@@ -703,7 +732,7 @@ impl Layout {
     }
 
     /// Every aggregate's result of `acc`, to `int(column, value)` or `float(column, value)`.
-    #[inline]
+    #[inline(always)]
     #[allow(clippy::cast_possible_wrap)]
     fn emit_with(&self, acc: AccRef<'_>, mut int: impl FnMut(usize, i64), mut float: impl FnMut(usize, f64)) {
         for (agg, out) in self.outputs.iter().enumerate() {
@@ -719,8 +748,8 @@ impl Layout {
     }
 
     /// Words of a flat accumulator: its count, then its state words. Flat accumulators are
-    /// plain `u64` runs that columnar state stores side by side; they hold distinct values
-    /// inside the bitmaps only ([`Layout::fits_flat`]).
+    /// plain `u64` runs that columnar state stores side by side; distinct values outside the
+    /// bitmaps go to an [`Overflow`] kept beside them (see [`Layout::fits_flat`]).
     #[must_use]
     pub fn flat_width(&self) -> usize {
         1 + self.template.words.len()
@@ -732,8 +761,8 @@ impl Layout {
         std::iter::once(0).chain(self.template.words.iter().copied()).collect()
     }
 
-    /// Whether the event at `row` fits a flat accumulator: each distinct count's value is in
-    /// the bitmap range `[0, 64)`.
+    /// Whether the event at `row` fits a flat accumulator alone: each distinct count's value
+    /// is in the bitmap range `[0, 64)` (else [`Layout::add_flat`] needs the overflow).
     #[inline]
     #[must_use]
     pub fn fits_flat(&self, batch: &Batch<'_>, row: usize) -> bool {
@@ -743,59 +772,81 @@ impl Layout {
             .all(|&(_, _, col)| (0..BITMAP_VALUES).contains(&batch.values[col].identity(row)))
     }
 
-    /// [`Layout::add`] into a flat accumulator (the event must [`Layout::fits_flat`]).
+    /// [`Layout::add`] into a flat accumulator; `overflow` may be `None` when the event
+    /// [`Layout::fits_flat`].
     #[inline]
-    pub fn add_flat(&self, acc: &mut [u64], batch: &Batch<'_>, row: usize, t: i64) {
-        self.add_to(&mut AccMut::flat(acc), batch, row, t);
+    pub fn add_flat(
+        &self,
+        acc: &mut [u64],
+        overflow: Option<&mut Overflow>,
+        batch: &Batch<'_>,
+        row: usize,
+        t: i64,
+    ) {
+        self.add_to(&mut AccMut::flat(acc, overflow), batch, row, t);
     }
 
-    /// [`Layout::merge`] of flat accumulators.
-    #[inline]
-    pub fn merge_flat(&self, into: &mut [u64], from: &[u64]) {
-        self.merge_words(&mut AccMut::flat(into), AccRef::flat(from));
-    }
-
-    /// [`Layout::emit`] of a flat accumulator.
-    #[inline]
-    pub fn emit_flat(&self, acc: &[u64], ints: &mut [Vec<i64>], floats: &mut [Vec<f64>]) {
-        self.emit_of(AccRef::flat(acc), ints, floats);
+    /// [`Layout::merge`] of flat accumulators and their overflows.
+    #[inline(always)]
+    pub fn merge_flat(
+        &self,
+        into: &mut [u64],
+        into_overflow: &mut Overflow,
+        from: &[u64],
+        from_overflow: Option<&Overflow>,
+    ) {
+        self.merge_words(&mut AccMut::flat(into, None), AccRef::flat(from, None));
+        if let Some(o) = from_overflow {
+            self.merge_overflow(into_overflow, o);
+        }
     }
 
     /// Writes the results of a flat accumulator to row `at` of the output columns (which have
     /// that row already).
+    #[inline(always)]
+    pub fn emit_flat_at(
+        &self,
+        acc: &[u64],
+        overflow: &Overflow,
+        ints: &mut [Vec<i64>],
+        floats: &mut [Vec<f64>],
+        at: usize,
+    ) {
+        self.emit_with(AccRef::flat(acc, Some(overflow)), |i, v| ints[i][at] = v, |f, v| floats[f][at] = v);
+    }
+
+    /// [`Layout::emit`] of a flat accumulator.
     #[inline]
-    pub fn emit_flat_at(&self, acc: &[u64], ints: &mut [Vec<i64>], floats: &mut [Vec<f64>], at: usize) {
-        self.emit_with(AccRef::flat(acc), |i, v| ints[i][at] = v, |f, v| floats[f][at] = v);
+    pub fn emit_flat(
+        &self,
+        acc: &[u64],
+        overflow: &Overflow,
+        ints: &mut [Vec<i64>],
+        floats: &mut [Vec<f64>],
+    ) {
+        self.emit_of(AccRef::flat(acc, Some(overflow)), ints, floats);
     }
 
-    /// The [`Acc`] of a flat accumulator.
+    /// The [`Acc`] of a flat accumulator and its overflow.
     #[must_use]
-    pub fn acc_of_flat(&self, flat: &[u64]) -> Acc {
-        Acc { count: flat[0], words: SmallVec::from_slice(&flat[1..]), others: None }
+    pub fn acc_of_flat(&self, flat: &[u64], overflow: Option<&Overflow>) -> Acc {
+        Acc { count: flat[0], words: SmallVec::from_slice(&flat[1..]), others: overflow.cloned().flatten() }
     }
 
-    /// Writes `acc` into the flat accumulator `flat`; `false` (and `flat` untouched) when `acc`
-    /// holds distinct values outside the bitmaps.
+    /// Writes `acc` into the flat accumulator `flat`; returns its overflow (`None`: nothing
+    /// outside the bitmaps).
     #[must_use]
-    pub fn flat_of_acc(&self, acc: &Acc, flat: &mut [u64]) -> bool {
-        if acc.others.as_ref().is_some_and(|o| o.iter().any(|s| !s.is_empty())) {
-            return false;
-        }
+    pub fn flat_of_acc(&self, acc: &Acc, flat: &mut [u64]) -> Overflow {
         flat[0] = acc.count;
         flat[1..].copy_from_slice(&acc.words);
-        true
+        acc.others.clone().filter(|o| o.iter().any(|s| !s.is_empty()))
     }
 
     /// Heap bytes held by `acc` beyond its inline size.
     #[must_use]
     pub fn heap_bytes(acc: &Acc) -> usize {
         let words = if acc.words.spilled() { acc.words.capacity() * 8 } else { 0 };
-        words
-            + acc.others.as_ref().map_or(0, |o| {
-                std::mem::size_of_val::<SmallVec<[DistinctSet; 1]>>(o)
-                    + if o.spilled() { o.capacity() * std::mem::size_of::<DistinctSet>() } else { 0 }
-                    + o.iter().map(DistinctSet::heap_bytes).sum::<usize>()
-            })
+        words + Layout::overflow_bytes(&acc.others)
     }
 
     /// Writes `acc` to a snapshot (numeric slots, time slots, then each distinct set's values

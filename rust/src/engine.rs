@@ -111,21 +111,19 @@ fn sliding_rows<const N: usize>(
     watermark: &mut WatermarkTracker,
     slots: &mut Vec<u32>,
     batch: &Batch<'_>,
-    from: usize,
     now: Option<Millis>,
     out: &mut Output,
 ) {
-    op.resolve_slots(&batch.keys[from..], slots);
-    for row in from..batch.len() {
+    op.resolve_slots(batch.keys, slots);
+    for row in 0..batch.len() {
         out.trigger = row as u64;
         let (key, t) = (batch.keys[row], batch.times[row]);
         let wm = watermark.current();
-        let at = row - from;
         op.prefetch(
-            slots.get(at + 2 * PREFETCH_DISTANCE).copied(),
-            slots.get(at + PREFETCH_DISTANCE).copied(),
+            slots.get(row + 2 * PREFETCH_DISTANCE).copied(),
+            slots.get(row + PREFETCH_DISTANCE).copied(),
         );
-        if !op.on_event_at(rules, Some(slots[at]), key, t, row, batch, wm, out) {
+        if !op.on_event_at(rules, Some(slots[row]), key, t, row, batch, wm, out) {
             out.late_rows.push(row as u64);
         }
         if let Some(wm) = watermark.observe(batch.partition(row), t, now) {
@@ -135,11 +133,11 @@ fn sliding_rows<const N: usize>(
             }
         }
     }
-    op.end_batch(slots, &batch.keys[from..]);
+    op.end_batch(slots, batch.keys);
 }
 
 /// The events of `batch` through windows kept by pane time, the watermark advancing after
-/// each; stops at the first event that needs panes per key and returns its row.
+/// each.
 fn slices_rows(
     op: &mut Slices,
     rules: &Rules,
@@ -148,20 +146,14 @@ fn slices_rows(
     batch: &Batch<'_>,
     now: Option<Millis>,
     out: &mut Output,
-) -> Option<usize> {
+) {
     op.resolve_slots(batch.keys, slots);
-    let mut handover = None;
     for row in 0..batch.len() {
         out.trigger = row as u64;
         let (key, t) = (batch.keys[row], batch.times[row]);
         op.prefetch(slots.get(row + PREFETCH_DISTANCE).copied());
-        match op.on_event(rules, slots[row], key, t, row, batch, watermark.current(), out) {
-            Ok(true) => {}
-            Ok(false) => out.late_rows.push(row as u64),
-            Err(_) => {
-                handover = Some(row);
-                break;
-            }
+        if !op.on_event(rules, slots[row], key, t, row, batch, watermark.current(), out) {
+            out.late_rows.push(row as u64);
         }
         if let Some(wm) = watermark.observe(batch.partition(row), t, now) {
             if op.has_due(wm) {
@@ -170,7 +162,6 @@ fn slices_rows(
         }
     }
     op.end_batch();
-    handover
 }
 
 /// The events of `batch` through session windows, the watermark advancing after each.
@@ -359,24 +350,13 @@ impl Engine {
             self.on_watermark(advanced, &mut out);
         }
         let (rules, watermark) = (&self.rules, &mut self.watermark);
-        let handover = match &mut self.op {
+        match &mut self.op {
             // (One dispatch on the inline capacity per batch: the loop is monomorphic.)
             Operator::Sliding(sw) => {
-                crate::with_sliding!(sw, op => sliding_rows(op, rules, watermark, &mut self.slots, batch, 0, now, &mut out));
-                None
+                crate::with_sliding!(sw, op => sliding_rows(op, rules, watermark, &mut self.slots, batch, now, &mut out));
             }
             Operator::Slices(op) => slices_rows(op, rules, watermark, &mut self.slots, batch, now, &mut out),
-            Operator::Session(op) => {
-                session_rows(op, rules, watermark, batch, now, &mut out);
-                None
-            }
-        };
-        if let Some(row) = handover {
-            self.panes_per_key();
-            let (rules, watermark) = (&self.rules, &mut self.watermark);
-            if let Operator::Sliding(sw) = &mut self.op {
-                crate::with_sliding!(sw, op => sliding_rows(op, rules, watermark, &mut self.slots, batch, row, now, &mut out));
-            }
+            Operator::Session(op) => session_rows(op, rules, watermark, batch, now, &mut out),
         }
         out.trigger = crate::window::output::NO_TRIGGER;
         let late = out.late_rows.len() as u64;
@@ -429,8 +409,9 @@ impl Engine {
         }
     }
 
-    /// Hands the state of [`Slices`] over to [`SlidingWindows`] (panes per key), for an event
-    /// whose accumulator cannot be flat; for good, since such values may come again.
+    /// Moves the state of [`Slices`] to [`SlidingWindows`] (panes per key): for tests that
+    /// compare the two layouts.
+    #[cfg(test)]
     pub(crate) fn panes_per_key(&mut self) {
         let Operator::Slices(op) = &self.op else { return };
         let Some(geo) = Geometry::of(&self.config.window) else { return };
@@ -473,21 +454,12 @@ impl Engine {
             WindowSpec::Session { gap } => Operator::Session(SessionWindows::read(gap, layout, &mut r)?),
             spec => {
                 let geo = Geometry::of(&spec).ok_or_else(|| CoreError::Snapshot("geometry".into()))?;
-                let slices = if engine.config.by_pane_time() {
-                    let mut at = r.clone();
-                    Slices::read(geo, &engine.rules, engine.watermark.current(), &mut at)?.map(|op| (op, at))
+                if engine.config.by_pane_time() {
+                    let wm = engine.watermark.current();
+                    Operator::Slices(Box::new(Slices::read(geo, &engine.rules, wm, &mut r)?))
                 } else {
-                    None
-                };
-                match slices {
-                    Some((op, at)) => {
-                        r = at;
-                        Operator::Slices(Box::new(op))
-                    }
-                    None => {
-                        let inline = engine.config.inline_panes(&geo);
-                        Operator::Sliding(SlidingWindows::read(geo, layout, inline, &mut r)?)
-                    }
+                    let inline = engine.config.inline_panes(&geo);
+                    Operator::Sliding(SlidingWindows::read(geo, layout, inline, &mut r)?)
                 }
             }
         };
@@ -539,17 +511,10 @@ impl Engine {
     /// snapshot again in that case.
     pub fn apply_changes(&mut self, bytes: &[u8]) -> CoreResult<()> {
         let mut r = self.read_state_header(bytes, CHANGES)?;
-        if let Operator::Slices(op) = &mut self.op {
-            let mut at = r.clone();
-            if op.apply_changes(&self.rules, self.watermark.current(), &mut at)? {
-                return at.finish();
-            }
-            self.panes_per_key();
-        }
         let layout = &self.rules.layout;
         match &mut self.op {
             Operator::Sliding(op) => op.apply_changes(layout, &mut r)?,
-            Operator::Slices(_) => unreachable!("handed over above"),
+            Operator::Slices(op) => op.apply_changes(&self.rules, self.watermark.current(), &mut r)?,
             Operator::Session(op) => op.apply_changes(layout, &mut r)?,
         }
         r.finish()

@@ -9,7 +9,7 @@
 //! - [`slices`]: the same windows stored by pane time (one column of accumulators per pane,
 //!   indexed by key slot), for final-only windows of one partition: an event touches the newest
 //!   pane, which stays in cache however many keys there are. Same rows and state bytes as
-//!   [`sliding`], which takes the state over when an event needs more than flat accumulators.
+//!   [`sliding`].
 //! - [`session`]: per-key sessions that merge when they overlap or touch.
 //! - [`timers`]: the time-ordered index that finds due windows without scanning keys.
 //! - [`keys`]: the key table (key -> dense slot), over [`index`] (key -> slot, prefetchable).

@@ -4,7 +4,7 @@
 //! emitted ([`EmitKind`]); integer aggregates (counts) and float aggregates go to separate
 //! column groups in the order of the layout's [`crate::aggregate::OutputSlot`]s.
 
-use crate::aggregate::{Acc, Layout};
+use crate::aggregate::{Acc, Layout, Overflow};
 
 /// Why a row was emitted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -77,11 +77,18 @@ impl Output {
         layout.emit(acc, &mut self.ints, &mut self.floats);
     }
 
-    /// Appends a row of a flat accumulator (see [`Layout::flat_width`]).
+    /// Appends a row of a flat accumulator and its overflow (see [`Layout::flat_width`]).
     #[inline]
-    pub fn push_flat(&mut self, layout: &Layout, key: i64, window: (i64, i64), kind: EmitKind, acc: &[u64]) {
+    pub fn push_flat(
+        &mut self,
+        layout: &Layout,
+        key: i64,
+        window: (i64, i64),
+        kind: EmitKind,
+        acc: (&[u64], &Overflow),
+    ) {
         self.push_head(key, window, kind);
-        layout.emit_flat(acc, &mut self.ints, &mut self.floats);
+        layout.emit_flat(acc.0, acc.1, &mut self.ints, &mut self.floats);
     }
 
     /// Appends window bounds, kind and trigger for `n` rows whose keys and aggregates the

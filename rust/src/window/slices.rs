@@ -8,9 +8,8 @@
 //! a window that fires reads its keys' accumulators from a few slices, a pass that prefetches
 //! well. Same semantics, same output, same snapshot bytes as [`super::sliding::Sliding`]; the
 //! engine uses this operator for final-only windows of one partition (bounded disorder, so
-//! a bounded number of live slices) and hands over to `Sliding` when an event needs what flat
-//! accumulators cannot hold (a distinct value outside the bitmaps, see
-//! [`Layout::fits_flat`]).
+//! a bounded number of live slices). Distinct values outside the bitmaps (see
+//! [`Layout::fits_flat`]) go to a per-slice map beside the flat accumulators.
 //!
 //! Invariants:
 //! - `slices` are the live panes, sorted by start. The accumulator of a slot in a slice is
@@ -26,13 +25,13 @@
 //! - A slice is dropped once every window containing it is past `end - 1 + allowed_lateness`
 //!   (`next_expiry` is the earliest such time).
 
-use rustc_hash::FxHashSet;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use super::index::KeyIndex;
 use super::output::{sort_by_key_radix, EmitKind, Output};
 use super::sliding::{write_key, KeyPanes};
 use super::{Geometry, PaneSpan, Rules};
-use crate::aggregate::{Acc, Layout};
+use crate::aggregate::{Acc, Layout, Overflow};
 use crate::batch::Batch;
 use crate::snapshot::{Reader, Writer};
 use crate::CoreResult;
@@ -51,11 +50,21 @@ struct Slice {
     accs: Vec<u64>,
     /// Slots whose accumulator became non-empty.
     touched: Vec<u32>,
+    /// Distinct values outside the bitmaps, of the slots that have any.
+    overflow: FxHashMap<u32, Overflow>,
 }
 
-/// Why an event cannot be handled here (the engine then hands the state to `Sliding`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NeedsPanes;
+impl Slice {
+    /// The overflow of `slot`, if it may have one.
+    #[inline]
+    fn overflow_of(&self, slot: u32) -> Option<&Overflow> {
+        if self.overflow.is_empty() {
+            None
+        } else {
+            self.overflow.get(&slot)
+        }
+    }
+}
 
 /// Keyed tumbling/hopping window state stored by pane time; see the module documentation.
 #[derive(Debug, Clone)]
@@ -93,6 +102,7 @@ pub struct Slices {
     in_batch: bool,
     changed: Option<FxHashSet<i64>>,
     scratch: Vec<u64>,
+    scratch_overflow: Overflow,
     order: Vec<(i64, u32)>,
     sort_tmp: Vec<(i64, u32)>,
     /// Row of each slot in the firing in progress.
@@ -127,6 +137,7 @@ impl Slices {
             in_batch: false,
             changed: None,
             scratch: layout.flat_empty(),
+            scratch_overflow: None,
             order: Vec::new(),
             sort_tmp: Vec::new(),
             rank: Vec::new(),
@@ -220,11 +231,15 @@ impl Slices {
     /// Approximate bytes of state.
     #[must_use]
     pub fn state_bytes(&self) -> usize {
+        let overflow = |s: &Slice| {
+            s.overflow.capacity() * (std::mem::size_of::<(u32, Overflow)>() + 1)
+                + s.overflow.values().map(Layout::overflow_bytes).sum::<usize>()
+        };
         let slices: usize = self
             .slices
             .iter()
             .chain(&self.spare)
-            .map(|s| s.accs.capacity() * 8 + s.touched.capacity() * 4)
+            .map(|s| s.accs.capacity() * 8 + s.touched.capacity() * 4 + overflow(s))
             .sum();
         self.index.bytes()
             + self.keys.capacity() * 8
@@ -271,6 +286,12 @@ impl Slices {
             touched.sort_unstable();
             touched.dedup();
             s.touched = touched;
+            s.overflow = std::mem::take(&mut s.overflow)
+                .into_iter()
+                .filter_map(|(old, o)| {
+                    Some(new_slot[old as usize]).filter(|&new| new != u32::MAX).map(|new| (new, o))
+                })
+                .collect();
         }
         self.spare = Vec::new();
         self.index = KeyIndex::with_capacity(live);
@@ -318,7 +339,7 @@ impl Slices {
                 for _ in 0..self.capacity {
                     accs.extend_from_slice(&self.empty);
                 }
-                Slice { start, accs, touched: Vec::new() }
+                Slice { start, accs, touched: Vec::new(), overflow: FxHashMap::default() }
             }
         };
         self.slices.insert(at, slice);
@@ -341,16 +362,37 @@ impl Slices {
             ..self.slices.partition_point(|s| s.start < window.1)
     }
 
-    /// Merges the non-empty accumulators of `slot` in `slices[range]` into `scratch`.
+    /// Whether some slice of `range` holds distinct values outside the bitmaps.
+    fn overflows(&self, range: std::ops::Range<usize>) -> bool {
+        self.slices[range].iter().any(|s| !s.overflow.is_empty())
+    }
+
+    /// Merges the non-empty accumulators of `slot` in `slices[range]` into `scratch`, and
+    /// with `OVERFLOWS` (see [`Slices::overflows`]) their overflows into `scratch_overflow`
+    /// (else that is left as it is: empty).
     #[inline]
-    fn combine(&mut self, layout: &Layout, slot: u32, range: std::ops::Range<usize>) {
+    fn combine<const OVERFLOWS: bool>(&mut self, layout: &Layout, slot: u32, range: std::ops::Range<usize>) {
         let at = slot as usize * self.width;
         self.scratch.copy_from_slice(&self.empty);
+        if OVERFLOWS {
+            Layout::reset_overflow(&mut self.scratch_overflow);
+        }
         for s in &self.slices[range] {
             let acc = &s.accs[at..at + self.width];
             if acc[0] > 0 {
-                layout.merge_flat(&mut self.scratch, acc);
+                let overflow = if OVERFLOWS { s.overflow.get(&slot) } else { None };
+                layout.merge_flat(&mut self.scratch, &mut self.scratch_overflow, acc, overflow);
             }
+        }
+    }
+
+    /// [`Slices::combine`] with its overflows when `overflows`.
+    fn combine_any(&mut self, layout: &Layout, slot: u32, range: std::ops::Range<usize>, overflows: bool) {
+        if overflows {
+            self.combine::<true>(layout, slot, range);
+        } else {
+            Layout::reset_overflow(&mut self.scratch_overflow);
+            self.combine::<false>(layout, slot, range);
         }
     }
 
@@ -398,12 +440,8 @@ impl Slices {
     }
 
     /// Adds the event at `row`, whose key was resolved to `slot` (re-checked here); `wm` is
-    /// the watermark before it. `Ok(false)`: later than allowed lateness for every window
-    /// (state unchanged). `Err`: the event needs an accumulator that is not flat (state
-    /// unchanged).
-    ///
-    /// # Errors
-    /// [`NeedsPanes`] as said.
+    /// the watermark before it. Returns `false` when the event is later than allowed lateness
+    /// for every window (state unchanged).
     #[allow(clippy::too_many_arguments)]
     #[inline]
     pub fn on_event(
@@ -416,15 +454,12 @@ impl Slices {
         batch: &Batch<'_>,
         wm: i64,
         out: &mut Output,
-    ) -> Result<bool, NeedsPanes> {
+    ) -> bool {
         let layout = &rules.layout;
         let lateness = rules.allowed_lateness;
         let PaneSpan { start: ps, first_end, last_end } = self.span.of(&self.geo, t);
         if last_end - 1 + lateness <= wm {
-            return Ok(false);
-        }
-        if !layout.fits_flat(batch, row) {
-            return Err(NeedsPanes);
+            return false;
         }
         // (A slot resolved from the index this batch holds a live key, since keys are only
         // dropped between batches; the key may differ, on a collision of 32-bit tags.)
@@ -438,15 +473,36 @@ impl Slices {
             self.open[slot as usize] += 1;
             self.panes += 1;
         }
-        let acc = &mut self.slices[s].accs[at..at + self.width];
-        layout.add_flat(acc, batch, row, t);
+        if layout.fits_flat(batch, row) {
+            layout.add_flat(&mut self.slices[s].accs[at..at + self.width], None, batch, row, t);
+        } else {
+            self.add_overflowing(layout, s, slot, batch, row, t);
+        }
         if let Some(changed) = &mut self.changed {
             changed.insert(key);
         }
         if first_end - 1 <= wm {
             self.emit_late(rules, slot, key, (first_end, last_end), wm, out);
         }
-        Ok(true)
+        true
+    }
+
+    /// Adds an event with a distinct value outside the bitmaps (kept out of the per-event path).
+    #[cold]
+    #[inline(never)]
+    fn add_overflowing(
+        &mut self,
+        layout: &Layout,
+        s: usize,
+        slot: u32,
+        batch: &Batch<'_>,
+        row: usize,
+        t: i64,
+    ) {
+        let at = slot as usize * self.width;
+        let slice = &mut self.slices[s];
+        let overflow = slice.overflow.entry(slot).or_default();
+        layout.add_flat(&mut slice.accs[at..at + self.width], Some(overflow), batch, row, t);
     }
 
     /// Re-emits the windows from `ends.0` to `ends.1` of `slot` that fired and still accept
@@ -458,9 +514,10 @@ impl Slices {
         while end <= ends.1 && end - 1 <= wm {
             if end - 1 + rules.allowed_lateness > wm {
                 let window = (end - g.size, end);
-                self.combine(&rules.layout, slot, self.slices_in(window));
+                let range = self.slices_in(window);
+                self.combine_any(&rules.layout, slot, range.clone(), self.overflows(range));
                 let kind = if self.scratch[0] > 1 { EmitKind::Update } else { EmitKind::Final };
-                out.push_flat(&rules.layout, key, window, kind, &self.scratch);
+                out.push_flat(&rules.layout, key, window, kind, (&self.scratch, &self.scratch_overflow));
             }
             end += g.slide;
         }
@@ -553,14 +610,12 @@ impl Slices {
             self.by_slot.extend(self.order.iter().map(|&(_, slot)| slot));
             self.by_slot.sort_unstable();
         }
-        let mut emptied = false;
-        for n in 0..self.by_slot.len() {
-            let slot = self.by_slot[n];
-            self.combine(layout, slot, range.clone());
-            emptied |= self.scratch[0] == 0;
-            let row = base + self.rank[slot as usize] as usize;
-            layout.emit_flat_at(&self.scratch, &mut out.ints, &mut out.floats, row);
-        }
+        let emptied = if self.overflows(range.clone()) {
+            self.combine_rows::<true>(layout, base, range.clone(), out)
+        } else {
+            Layout::reset_overflow(&mut self.scratch_overflow);
+            self.combine_rows::<false>(layout, base, range.clone(), out)
+        };
         if emptied {
             // Slots listed whose data was replaced since (`set_key`): no row for them.
             self.drop_empty_rows(layout, base, range, out);
@@ -570,6 +625,26 @@ impl Slices {
         if let Some(changed) = &mut self.changed {
             changed.extend(out.keys[base..].iter().copied());
         }
+    }
+
+    /// Combines the slots of the firing in progress in slot order, writing each result to its
+    /// row; returns whether some slot had no data left (see `drop_empty_rows`).
+    fn combine_rows<const OVERFLOWS: bool>(
+        &mut self,
+        layout: &Layout,
+        base: usize,
+        range: std::ops::Range<usize>,
+        out: &mut Output,
+    ) -> bool {
+        let mut emptied = false;
+        for n in 0..self.by_slot.len() {
+            let slot = self.by_slot[n];
+            self.combine::<OVERFLOWS>(layout, slot, range.clone());
+            emptied |= self.scratch[0] == 0;
+            let row = base + self.rank[slot as usize] as usize;
+            layout.emit_flat_at(&self.scratch, &self.scratch_overflow, &mut out.ints, &mut out.floats, row);
+        }
+        emptied
     }
 
     /// Removes the rows from `base` on whose slot has no data in `range` (rare: see `fire`).
@@ -583,7 +658,7 @@ impl Slices {
     ) {
         let mut keep = Vec::with_capacity(self.order.len());
         for n in 0..self.order.len() {
-            self.combine(layout, self.order[n].1, range.clone());
+            self.combine::<true>(layout, self.order[n].1, range.clone());
             keep.push(self.scratch[0] > 0);
         }
         out.retain_rows_from(base, &keep);
@@ -613,6 +688,7 @@ impl Slices {
             }
         }
         slice.touched.clear();
+        slice.overflow.clear();
         self.spare.push(slice);
     }
 
@@ -640,7 +716,12 @@ impl Slices {
         let g = self.geo;
         let panes: Vec<(i64, Acc)> = (0..self.slices.len())
             .filter(|&s| self.acc(s, slot)[0] > 0)
-            .map(|s| (self.slices[s].start, layout.acc_of_flat(self.acc(s, slot))))
+            .map(|s| {
+                (
+                    self.slices[s].start,
+                    layout.acc_of_flat(self.acc(s, slot), self.slices[s].overflow_of(slot)),
+                )
+            })
             .collect();
         let next_end = panes.iter().filter_map(|&(start, _)| g.first_unfired_end(start, wm)).min();
         let next_end = next_end.unwrap_or(i64::MAX);
@@ -681,20 +762,16 @@ impl Slices {
         }
     }
 
-    /// Replaces the state of `key` by `panes` (none: the key is dropped). `Err` when an
-    /// accumulator is not flat (state unchanged).
-    fn set_key(&mut self, rules: &Rules, key: i64, panes: &[(i64, Acc)], wm: i64) -> Result<(), NeedsPanes> {
+    /// Replaces the state of `key` by `panes` (none: the key is dropped).
+    fn set_key(&mut self, rules: &Rules, key: i64, panes: &[(i64, Acc)], wm: i64) {
         let layout = &rules.layout;
-        let mut flat = vec![0; self.width];
-        if !panes.iter().all(|(_, acc)| layout.flat_of_acc(acc, &mut flat)) {
-            return Err(NeedsPanes);
-        }
         if let Some(slot) = self.slot_of(key) {
             let at = slot as usize * self.width;
             for s in &mut self.slices {
                 let acc = &mut s.accs[at..at + self.width];
                 if acc[0] > 0 {
                     acc.copy_from_slice(&self.empty);
+                    s.overflow.remove(&slot);
                     self.panes -= 1;
                 }
             }
@@ -702,26 +779,27 @@ impl Slices {
             self.drop_if_empty(slot);
         }
         if panes.is_empty() {
-            return Ok(());
+            return;
         }
         let slot = self.insert_key(key);
         let at = slot as usize * self.width;
         for (start, acc) in panes {
             let s = self.slice_at(*start, rules, wm);
-            let _ = layout.flat_of_acc(acc, &mut self.slices[s].accs[at..at + self.width]);
-            self.slices[s].touched.push(slot);
+            let slice = &mut self.slices[s];
+            if let Some(overflow) = layout.flat_of_acc(acc, &mut slice.accs[at..at + self.width]) {
+                slice.overflow.insert(slot, Some(overflow));
+            }
+            slice.touched.push(slot);
             self.open[slot as usize] += 1;
             self.panes += 1;
         }
-        Ok(())
     }
 
-    /// Reads what [`Slices::write`] (or `Sliding::write`) wrote, at watermark `wm`; `Ok(None)`
-    /// when some accumulator is not flat.
+    /// Reads what [`Slices::write`] (or `Sliding::write`) wrote, at watermark `wm`.
     ///
     /// # Errors
     /// [`crate::CoreError::Snapshot`] on malformed bytes.
-    pub fn read(geo: Geometry, rules: &Rules, wm: i64, r: &mut Reader<'_>) -> CoreResult<Option<Self>> {
+    pub fn read(geo: Geometry, rules: &Rules, wm: i64, r: &mut Reader<'_>) -> CoreResult<Self> {
         let mut op = Slices::new(geo, &rules.layout);
         for _ in 0..r.count()? {
             let key = r.i64()?;
@@ -729,20 +807,17 @@ impl Slices {
                 return Err(crate::CoreError::Snapshot(format!("key {key} appears twice")));
             }
             let state = KeyPanes::read(&rules.layout, r)?;
-            if op.set_key(rules, key, &state.panes, wm).is_err() {
-                return Ok(None);
-            }
+            op.set_key(rules, key, &state.panes, wm);
         }
         op.reschedule(wm, rules.allowed_lateness);
-        Ok(Some(op))
+        Ok(op)
     }
 
-    /// Applies changes written by [`Slices::write_changes`] (or `Sliding::write_changes`);
-    /// `Ok(false)` (state unchanged) when some accumulator is not flat.
+    /// Applies changes written by [`Slices::write_changes`] (or `Sliding::write_changes`).
     ///
     /// # Errors
     /// [`crate::CoreError::Snapshot`] on malformed bytes (state unchanged).
-    pub fn apply_changes(&mut self, rules: &Rules, wm: i64, r: &mut Reader<'_>) -> CoreResult<bool> {
+    pub fn apply_changes(&mut self, rules: &Rules, wm: i64, r: &mut Reader<'_>) -> CoreResult<()> {
         let n = r.count()?;
         let mut changes = Vec::with_capacity(n.min(r.remaining() / 9));
         for _ in 0..n {
@@ -750,19 +825,11 @@ impl Slices {
             let panes = if r.u8()? == 1 { KeyPanes::read(&rules.layout, r)?.panes } else { Vec::new() };
             changes.push((key, panes));
         }
-        let mut flat = vec![0; self.width];
-        if !changes
-            .iter()
-            .flat_map(|(_, panes)| panes)
-            .all(|(_, acc)| rules.layout.flat_of_acc(acc, &mut flat))
-        {
-            return Ok(false);
-        }
         for (key, panes) in changes {
-            let _ = self.set_key(rules, key, &panes, wm);
+            self.set_key(rules, key, &panes, wm);
         }
         self.reschedule(wm, rules.allowed_lateness);
         self.shrink();
-        Ok(true)
+        Ok(())
     }
 }
