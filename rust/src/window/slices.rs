@@ -706,6 +706,7 @@ impl Slices {
     }
 
     /// The keys changed since the last [`Slices::write_changes`] (`None`: not tracking).
+    #[cfg(test)]
     #[must_use]
     pub fn changed_keys(&self) -> Option<FxHashSet<i64>> {
         self.changed.clone()

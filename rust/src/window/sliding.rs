@@ -914,7 +914,8 @@ impl SlidingWindows {
     }
 
     /// Records changes from now on as if `changed` had changed already (`None`: not
-    /// tracking); for state moved from [`super::slices::Slices`].
+    /// tracking); for state moved from [`super::slices::Slices`] (tests compare the layouts).
+    #[cfg(test)]
     pub fn set_changed(&mut self, changed: Option<FxHashSet<i64>>) {
         with_sliding!(self, op => op.changed = changed);
     }
