@@ -3,29 +3,26 @@
 The engine is the Kafka pipeline's rule (``make_rule_engine``: HOP(5 min, 1 min), count +
 count_distinct(country) + sum(amount), early firing on ``countries >= 3 and n >= 5``). Its state
 is kept per pane of gcd(size, slide) = 1 min: an open pane is the unit of window state (a hopping
-window combines its five panes when it fires).
+window combines its five panes when it fires). An engine over one partition, as the pipeline
+runs them, keeps its panes by pane time (a column of accumulators per pane, indexed by key);
+engines over several partitions keep them per key, a few inline in the key's table entry
+(``inline_panes``, null for the pane-time layout).
 
 1. ``--keys`` distinct cards, one event each, all in one pane: ``bytes_per_key`` is the engine's
    ``state_size()["bytes"] / keys`` with one open window (pane) per key; the process RSS growth per
    key is shown beside it as a check of that estimate.
 2. ``keys / 10`` distinct cards get one more open pane each, up to ``--max-panes`` (the same rule
-   with an allowed lateness of one hour, so no pane closes meanwhile). A key's entry in the key
-   table holds a few panes inline (the capacity follows the window geometry: 7 for this rule);
-   the state is measured after every pane. ``inline_panes`` is the capacity seen (the pane
-   count before the first jump: the key's panes move to the heap), ``bytes_per_open_window``
-   the marginal bytes of an open pane within it (no more than its aggregates' heap data),
-   ``bytes_per_open_window_beyond_inline`` the marginal bytes per pane from the capacity to
-   ``--max-panes`` (heap storage, the inline room stays reserved).
-3. Then the watermark passes every window: the state must drop to zero keys and the key table
-   shrinks back (memory follows open windows, never events or keys seen): ``bytes_after_watermark_passes``.
+   with an allowed lateness of one hour, so no pane closes meanwhile); the state is measured
+   after every pane. ``bytes_per_open_window`` is the marginal bytes of an open pane; for the
+   per-key layout, ``inline_panes`` is the capacity seen (the pane count before the first jump:
+   the key's panes move to the heap) and ``bytes_per_open_window_beyond_inline`` the marginal
+   bytes per pane beyond it.
+3. Then the watermark passes every window: the state must drop to zero keys and the tables
+   shrink back (memory follows open windows, never events or keys seen): ``bytes_after_watermark_passes``.
 
-    python benches/memory.py                 # 10M keys (about 8 GB of RAM)
+    python benches/memory.py                 # 10M keys
     python benches/memory.py --keys 1000000
     python benches/memory.py --keys 1000000 --final   # the same windows, final rows only
-
-With ``--final`` the rule has no early firing: the engine then keeps its panes by pane time (a
-column of accumulators per pane, indexed by key) instead of per key, and there is no inline
-capacity (``inline_panes`` is null).
 
 The last line is JSON.
 """

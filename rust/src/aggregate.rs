@@ -827,6 +827,12 @@ impl Layout {
         self.emit_of(AccRef::flat(acc, Some(overflow)), ints, floats);
     }
 
+    /// [`Layout::value`] of a flat accumulator and its overflow.
+    #[must_use]
+    pub fn value_flat(&self, acc: &[u64], overflow: &Overflow, agg: usize) -> f64 {
+        self.value_of(AccRef::flat(acc, Some(overflow)), agg)
+    }
+
     /// The [`Acc`] of a flat accumulator and its overflow.
     #[must_use]
     pub fn acc_of_flat(&self, flat: &[u64], overflow: Option<&Overflow>) -> Acc {

@@ -80,13 +80,11 @@ impl EngineConfig {
         inline_panes(geo, self.allowed_lateness, disorder)
     }
 
-    /// Whether the windows are kept by pane time ([`Slices`]): tumbling/hopping windows that
-    /// fire final results only, over one partition (disorder bounded by `out_of_orderness`,
-    /// hence a bounded number of live pane times).
+    /// Whether the windows are kept by pane time ([`Slices`]): tumbling/hopping windows over
+    /// one partition (disorder bounded by `out_of_orderness`, hence a bounded number of live
+    /// pane times).
     fn by_pane_time(&self) -> bool {
-        self.early == EarlyFiring::Never
-            && self.partitions == 1
-            && !matches!(self.window, WindowSpec::Session { .. })
+        self.partitions == 1 && !matches!(self.window, WindowSpec::Session { .. })
     }
 
     fn fingerprint(&self) -> String {

@@ -500,7 +500,6 @@ proptest! {
         wide in any::<bool>(),
     ) {
         let mut config = config;
-        config.early = EarlyFiring::Never;
         config.partitions = 1;
         let mut s = s;
         if wide {

@@ -83,19 +83,25 @@ impl Predicate {
     /// Evaluates on an accumulator of `layout`.
     #[must_use]
     pub fn eval(&self, layout: &Layout, acc: &Acc) -> bool {
+        self.holds(&|agg| layout.value(acc, agg))
+    }
+
+    /// Evaluates with `value(agg)`, the result of aggregate `agg` as a float.
+    #[must_use]
+    pub fn holds(&self, value: &impl Fn(usize) -> f64) -> bool {
         match self {
-            Predicate::And(a, b) => a.eval(layout, acc) && b.eval(layout, acc),
-            Predicate::Or(a, b) => a.eval(layout, acc) || b.eval(layout, acc),
-            Predicate::Not(a) => !a.eval(layout, acc),
-            Predicate::Cmp { agg, op, value } => {
-                let x = layout.value(acc, *agg);
+            Predicate::And(a, b) => a.holds(value) && b.holds(value),
+            Predicate::Or(a, b) => a.holds(value) || b.holds(value),
+            Predicate::Not(a) => !a.holds(value),
+            Predicate::Cmp { agg, op, value: bound } => {
+                let x = value(*agg);
                 match op {
-                    CmpOp::Ge => x >= *value,
-                    CmpOp::Gt => x > *value,
-                    CmpOp::Le => x <= *value,
-                    CmpOp::Lt => x < *value,
-                    CmpOp::Eq => x == *value,
-                    CmpOp::Ne => x != *value,
+                    CmpOp::Ge => x >= *bound,
+                    CmpOp::Gt => x > *bound,
+                    CmpOp::Le => x <= *bound,
+                    CmpOp::Lt => x < *bound,
+                    CmpOp::Eq => x == *bound,
+                    CmpOp::Ne => x != *bound,
                 }
             }
         }

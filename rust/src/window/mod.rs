@@ -7,7 +7,7 @@
 //! - [`sliding`]: tumbling and hopping windows kept as panes of `gcd(size, slide)`, so an event
 //!   touches one pane; a window's result combines its panes when it fires.
 //! - [`slices`]: the same windows stored by pane time (one column of accumulators per pane,
-//!   indexed by key slot), for final-only windows of one partition: an event touches the newest
+//!   indexed by key slot), for windows of one partition: an event touches the newest
 //!   pane, which stays in cache however many keys there are. Same rows and state bytes as
 //!   [`sliding`].
 //! - [`session`]: per-key sessions that merge when they overlap or touch.

@@ -1,15 +1,15 @@
-//! Tumbling and hopping windows that fire final results, with panes stored by time: one
-//! column of flat accumulators per pane ("slice", as Flink calls a pane shared by all keys),
-//! indexed by key slot.
+//! Tumbling and hopping windows with panes stored by time: one column of flat accumulators
+//! per pane ("slice", as Flink calls a pane shared by all keys), indexed by key slot.
 //!
 //! Why: [`super::sliding`] keeps each key's panes together, so an event of one of many keys
 //! misses the cache twice (the key's entry, then its pane). Here an event touches one
 //! accumulator of the newest slice, which all recent events share and which stays in cache;
 //! a window that fires reads its keys' accumulators from a few slices, a pass that prefetches
-//! well. Same semantics, same output, same snapshot bytes as [`super::sliding::Sliding`]; the
-//! engine uses this operator for final-only windows of one partition (bounded disorder, so
-//! a bounded number of live slices). Distinct values outside the bitmaps (see
-//! [`Layout::fits_flat`]) go to a per-slice map beside the flat accumulators.
+//! well. Same semantics, same output (early rows included, merged in the same order), same
+//! snapshot bytes as [`super::sliding::Sliding`]; the engine uses this operator for windows
+//! of one partition (bounded disorder, so a bounded number of live slices). Distinct values
+//! outside the bitmaps (see [`Layout::fits_flat`]) go to a per-slice map beside the flat
+//! accumulators.
 //!
 //! Invariants:
 //! - `slices` are the live panes, sorted by start. The accumulator of a slot in a slice is
@@ -26,11 +26,12 @@
 //!   (`next_expiry` is the earliest such time).
 
 use rustc_hash::{FxHashMap, FxHashSet};
+use smallvec::SmallVec;
 
 use super::index::KeyIndex;
 use super::output::{sort_by_key_radix, EmitKind, Output};
 use super::sliding::{write_key, KeyPanes};
-use super::{Geometry, PaneSpan, Rules};
+use super::{EmitMode, Geometry, PaneSpan, Rules};
 use crate::aggregate::{Acc, Layout, Overflow};
 use crate::batch::Batch;
 use crate::snapshot::{Reader, Writer};
@@ -66,6 +67,20 @@ impl Slice {
     }
 }
 
+/// Where the windows of one event stand (see `Slices::window_acc`).
+#[derive(Debug, Clone, Copy)]
+struct EventCombos {
+    /// First slice of the earliest window.
+    lo: usize,
+    /// First slice after the pivot not yet merged into `after`.
+    next_after: usize,
+    /// Whether the suffixes in `before` are used (no overflow in the windows' slices).
+    shared: bool,
+}
+
+/// Ends of open windows that fired early on the predicate, in the order they did (boxed: rare).
+type Triggered = Option<Box<SmallVec<[i64; 2]>>>;
+
 /// Keyed tumbling/hopping window state stored by pane time; see the module documentation.
 #[derive(Debug, Clone)]
 pub struct Slices {
@@ -82,6 +97,10 @@ pub struct Slices {
     open: Vec<u32>,
     /// Window end a slot last fired for (to list a key once per firing).
     fired: Vec<i64>,
+    /// Ends of open windows of each slot that fired early on the predicate (as in `Sliding`).
+    triggered: Vec<Triggered>,
+    /// Some window ever fired early on the predicate (else `triggered` is all `None`).
+    early_marks: bool,
     free: Vec<u32>,
     /// Slots to drop at the end of the batch if they still have no data (new keys whose events
     /// were all late, keys whose last slice expired mid-batch).
@@ -103,6 +122,10 @@ pub struct Slices {
     changed: Option<FxHashSet<i64>>,
     scratch: Vec<u64>,
     scratch_overflow: Overflow,
+    /// The parts of a window before and after one slice (see [`Slices::combine_around`]);
+    /// `before` holds one accumulator per suffix in `window_acc`.
+    before: Vec<u64>,
+    after: Vec<u64>,
     order: Vec<(i64, u32)>,
     sort_tmp: Vec<(i64, u32)>,
     /// Row of each slot in the firing in progress.
@@ -124,6 +147,8 @@ impl Slices {
             live: Vec::new(),
             open: Vec::new(),
             fired: Vec::new(),
+            triggered: Vec::new(),
+            early_marks: false,
             free: Vec::new(),
             doomed: Vec::new(),
             capacity: 0,
@@ -138,6 +163,8 @@ impl Slices {
             changed: None,
             scratch: layout.flat_empty(),
             scratch_overflow: None,
+            before: layout.flat_empty(),
+            after: layout.flat_empty(),
             order: Vec::new(),
             sort_tmp: Vec::new(),
             rank: Vec::new(),
@@ -163,6 +190,7 @@ impl Slices {
             self.keys[i] = key;
             self.live[i] = true;
             self.fired[i] = i64::MIN;
+            self.triggered[i] = None;
             slot
         } else {
             let slot = u32::try_from(self.keys.len()).expect("more than u32::MAX live keys");
@@ -170,6 +198,7 @@ impl Slices {
             self.live.push(true);
             self.open.push(0);
             self.fired.push(i64::MIN);
+            self.triggered.push(None);
             self.rank.push(0);
             if self.keys.len() > self.capacity {
                 self.grow((self.capacity * 2).max(self.keys.len()).max(64));
@@ -204,6 +233,7 @@ impl Slices {
         let i = slot as usize;
         if self.live[i] && self.open[i] == 0 {
             self.live[i] = false;
+            self.triggered[i] = None;
             let key = self.keys[i];
             self.index.remove(key, |s| s == slot);
             self.free.push(slot);
@@ -246,6 +276,13 @@ impl Slices {
             + self.live.capacity()
             + self.open.capacity() * 4
             + self.fired.capacity() * 8
+            + self.triggered.capacity() * 8
+            + self
+                .triggered
+                .iter()
+                .flatten()
+                .map(|t| std::mem::size_of_val::<SmallVec<[i64; 2]>>(t))
+                .sum::<usize>()
             + self.rank.capacity() * 4
             + (self.free.capacity() + self.doomed.capacity()) * 4
             + slices
@@ -261,11 +298,13 @@ impl Slices {
         let mut new_slot = vec![u32::MAX; self.keys.len()];
         let mut keys = Vec::with_capacity(live);
         let mut open = Vec::with_capacity(live);
+        let mut triggered = Vec::with_capacity(live);
         for (i, slot) in new_slot.iter_mut().enumerate() {
             if self.live[i] {
                 *slot = u32::try_from(keys.len()).expect("fewer slots than before");
                 keys.push(self.keys[i]);
                 open.push(self.open[i]);
+                triggered.push(self.triggered[i].take());
             }
         }
         let width = self.width;
@@ -300,6 +339,7 @@ impl Slices {
         }
         self.live = vec![true; live];
         self.fired = vec![i64::MIN; live];
+        self.triggered = triggered;
         self.rank = vec![0; live];
         self.keys = keys;
         self.open = open;
@@ -396,6 +436,43 @@ impl Slices {
         }
     }
 
+    /// [`Slices::combine`] in the order `Sliding` merges the windows of an event's pane when
+    /// firing early (`WindowCombos`): the slices before `pivot` from the nearest back, then
+    /// `pivot`, then the slices after it; float sums then round alike in both layouts.
+    fn combine_around(&mut self, layout: &Layout, slot: u32, range: std::ops::Range<usize>, pivot: usize) {
+        let (at, width) = (slot as usize * self.width, self.width);
+        // (`before` may hold the suffixes of `prepare_combos`: its first accumulator is used.)
+        let before = &mut self.before[..width];
+        before.copy_from_slice(&self.empty);
+        self.after.copy_from_slice(&self.empty);
+        Layout::reset_overflow(&mut self.scratch_overflow);
+        for j in (range.start..pivot).rev() {
+            let s = &self.slices[j];
+            let acc = &s.accs[at..at + width];
+            if acc[0] > 0 {
+                layout.merge_flat(before, &mut self.scratch_overflow, acc, s.overflow.get(&slot));
+            }
+        }
+        for j in pivot + 1..range.end {
+            let s = &self.slices[j];
+            let acc = &s.accs[at..at + width];
+            if acc[0] > 0 {
+                layout.merge_flat(&mut self.after, &mut self.scratch_overflow, acc, s.overflow.get(&slot));
+            }
+        }
+        self.scratch.copy_from_slice(&self.empty);
+        let mut none = None;
+        layout.merge_flat(&mut self.scratch, &mut none, &self.before[..width], None);
+        let s = &self.slices[pivot];
+        layout.merge_flat(
+            &mut self.scratch,
+            &mut self.scratch_overflow,
+            &s.accs[at..at + width],
+            s.overflow.get(&slot),
+        );
+        layout.merge_flat(&mut self.scratch, &mut none, &self.after, None);
+    }
+
     // ------------------------------------------------------------------ events
 
     /// Resolves the slot of every key of a batch up front (see `Sliding::resolve_slots`).
@@ -481,8 +558,8 @@ impl Slices {
         if let Some(changed) = &mut self.changed {
             changed.insert(key);
         }
-        if first_end - 1 <= wm {
-            self.emit_late(rules, slot, key, (first_end, last_end), wm, out);
+        if first_end - 1 <= wm || rules.emit != EmitMode::Final {
+            self.emit_windows(rules, slot, key, s, (first_end, last_end), wm, out);
         }
         true
     }
@@ -505,22 +582,119 @@ impl Slices {
         layout.add_flat(&mut slice.accs[at..at + self.width], Some(overflow), batch, row, t);
     }
 
-    /// Re-emits the windows from `ends.0` to `ends.1` of `slot` that fired and still accept
-    /// late events (as `Sliding` does).
+    /// The rows an event of pane slice `pivot` causes in its windows (ends `ends.0` to
+    /// `ends.1`), as `Sliding` emits them: re-emitted windows that fired and still accept late
+    /// events, then early rows of open windows (on every update, or once when the predicate
+    /// first holds).
     #[inline(never)]
-    fn emit_late(&mut self, rules: &Rules, slot: u32, key: i64, ends: (i64, i64), wm: i64, out: &mut Output) {
-        let g = self.geo;
+    #[allow(clippy::too_many_arguments)]
+    fn emit_windows(
+        &mut self,
+        rules: &Rules,
+        slot: u32,
+        key: i64,
+        pivot: usize,
+        ends: (i64, i64),
+        wm: i64,
+        out: &mut Output,
+    ) {
+        let (g, layout) = (self.geo, &rules.layout);
+        let mut combos = None;
         let mut end = ends.0;
-        while end <= ends.1 && end - 1 <= wm {
-            if end - 1 + rules.allowed_lateness > wm {
-                let window = (end - g.size, end);
-                let range = self.slices_in(window);
-                self.combine_any(&rules.layout, slot, range.clone(), self.overflows(range));
-                let kind = if self.scratch[0] > 1 { EmitKind::Update } else { EmitKind::Final };
-                out.push_flat(&rules.layout, key, window, kind, (&self.scratch, &self.scratch_overflow));
+        while end <= ends.1 {
+            let window = (end - g.size, end);
+            if end - 1 <= wm {
+                if end - 1 + rules.allowed_lateness > wm {
+                    self.window_acc(rules, slot, pivot, window, &mut combos);
+                    let kind = if self.scratch[0] > 1 { EmitKind::Update } else { EmitKind::Final };
+                    out.push_flat(layout, key, window, kind, (&self.scratch, &self.scratch_overflow));
+                }
+            } else {
+                match &rules.emit {
+                    EmitMode::Final => return,
+                    EmitMode::EveryUpdate => {
+                        self.window_acc(rules, slot, pivot, window, &mut combos);
+                        let acc = (&self.scratch[..], &self.scratch_overflow);
+                        out.push_flat(layout, key, window, EmitKind::Early, acc);
+                    }
+                    EmitMode::When(pred) => {
+                        let triggered = &self.triggered[slot as usize];
+                        if !triggered.as_ref().is_some_and(|t| t.contains(&end)) {
+                            self.window_acc(rules, slot, pivot, window, &mut combos);
+                            let (acc, overflow) = (&self.scratch, &self.scratch_overflow);
+                            if pred.holds(&|agg| layout.value_flat(acc, overflow, agg)) {
+                                self.triggered[slot as usize].get_or_insert_default().push(end);
+                                self.early_marks = true;
+                                out.push_flat(layout, key, window, EmitKind::Early, (acc, overflow));
+                            }
+                        }
+                    }
+                }
             }
             end += g.slide;
         }
+    }
+
+    /// The aggregates of `slot` in `window` (which contains slice `pivot`; windows come in end
+    /// order) into `scratch`. Final-only windows merge their slices in order, as `Sliding`
+    /// fires them; with early firing, in the order of `Sliding`'s `WindowCombos` (the slices
+    /// before the pivot from the nearest back, the pivot, the slices after it), sharing the
+    /// parts before the pivot between windows (`combos`, prepared on first use) unless some
+    /// slice has an overflow.
+    fn window_acc(
+        &mut self,
+        rules: &Rules,
+        slot: u32,
+        pivot: usize,
+        window: (i64, i64),
+        combos: &mut Option<EventCombos>,
+    ) {
+        let range = self.slices_in(window);
+        if rules.emit == EmitMode::Final {
+            return self.combine_any(&rules.layout, slot, range.clone(), self.overflows(range));
+        }
+        let c = *combos.get_or_insert_with(|| self.prepare_combos(&rules.layout, slot, pivot, range.start));
+        if !c.shared {
+            return self.combine_around(&rules.layout, slot, range, pivot);
+        }
+        let (layout, at, width) = (&rules.layout, slot as usize * self.width, self.width);
+        let mut next_after = c.next_after;
+        while next_after < range.end {
+            let acc = &self.slices[next_after].accs[at..at + width];
+            if acc[0] > 0 {
+                layout.merge_flat(&mut self.after, &mut None, acc, None);
+            }
+            next_after += 1;
+        }
+        let k = range.start.max(c.lo) - c.lo;
+        self.scratch.copy_from_slice(&self.empty);
+        Layout::reset_overflow(&mut self.scratch_overflow);
+        layout.merge_flat(&mut self.scratch, &mut None, &self.before[k * width..(k + 1) * width], None);
+        layout.merge_flat(&mut self.scratch, &mut None, &self.slices[pivot].accs[at..at + width], None);
+        layout.merge_flat(&mut self.scratch, &mut None, &self.after, None);
+        *combos = Some(EventCombos { next_after, ..c });
+    }
+
+    /// The suffixes of `slot`'s slices from `lo` to `pivot` (excluded) into `before`, one
+    /// accumulator each, the last one empty; `after` emptied.
+    fn prepare_combos(&mut self, layout: &Layout, slot: u32, pivot: usize, lo: usize) -> EventCombos {
+        let shared = !self.overflows(lo..self.slices.len());
+        if shared {
+            let (at, width) = (slot as usize * self.width, self.width);
+            let n = pivot - lo + 1;
+            self.before.resize(n * width, 0);
+            self.before[(n - 1) * width..].copy_from_slice(&self.empty);
+            for i in (0..n - 1).rev() {
+                let (head, tail) = self.before.split_at_mut((i + 1) * width);
+                head[i * width..].copy_from_slice(&tail[..width]);
+                let acc = &self.slices[lo + i].accs[at..at + width];
+                if acc[0] > 0 {
+                    layout.merge_flat(&mut head[i * width..], &mut None, acc, None);
+                }
+            }
+            self.after.copy_from_slice(&self.empty);
+        }
+        EventCombos { lo, next_after: pivot + 1, shared }
     }
 
     // ------------------------------------------------------------------ watermark
@@ -592,6 +766,9 @@ impl Slices {
             }
         }
         sort_by_key_radix(&mut self.order, &mut self.sort_tmp);
+        if self.early_marks {
+            self.forget_triggers(end);
+        }
         let base = out.len();
         let rows = self.order.len();
         out.keys.extend(self.order.iter().map(|&(key, _)| key));
@@ -624,6 +801,20 @@ impl Slices {
         // `Sliding`: the changelog must say so, or a per-key reader would fire it again.
         if let Some(changed) = &mut self.changed {
             changed.extend(out.keys[base..].iter().copied());
+        }
+    }
+
+    /// Forgets the early-firing marks of the window ending at `end`, which fires now, for the
+    /// keys of the firing in progress (as `Sliding` does).
+    fn forget_triggers(&mut self, end: i64) {
+        for &(_, slot) in &self.order {
+            let marks = &mut self.triggered[slot as usize];
+            if let Some(t) = marks {
+                t.retain(|e| *e > end);
+                if t.is_empty() {
+                    *marks = None;
+                }
+            }
         }
     }
 
@@ -728,7 +919,8 @@ impl Slices {
         let next_end = next_end.unwrap_or(i64::MAX);
         let fire = if next_end == i64::MAX { i64::MAX } else { next_end - 1 };
         let cleanup = panes.first().map_or(i64::MAX, |&(start, _)| self.expiry(start, lateness));
-        write_key(layout, w, next_end, fire.min(cleanup), &[], panes.iter().map(|(s, a)| (*s, a)));
+        let triggered = self.triggered[slot as usize].as_deref().map_or(&[][..], |t| t.as_slice());
+        write_key(layout, w, next_end, fire.min(cleanup), triggered, panes.iter().map(|(s, a)| (*s, a)));
     }
 
     /// Writes every live key's state, in key order, in the format of `Sliding::write`.
@@ -764,7 +956,7 @@ impl Slices {
     }
 
     /// Replaces the state of `key` by `panes` (none: the key is dropped).
-    fn set_key(&mut self, rules: &Rules, key: i64, panes: &[(i64, Acc)], wm: i64) {
+    fn set_key(&mut self, rules: &Rules, key: i64, panes: &[(i64, Acc)], triggered: &[i64], wm: i64) {
         let layout = &rules.layout;
         if let Some(slot) = self.slot_of(key) {
             let at = slot as usize * self.width;
@@ -794,6 +986,10 @@ impl Slices {
             self.open[slot as usize] += 1;
             self.panes += 1;
         }
+        if !triggered.is_empty() {
+            self.triggered[slot as usize] = Some(Box::new(triggered.iter().copied().collect()));
+            self.early_marks = true;
+        }
     }
 
     /// Reads what [`Slices::write`] (or `Sliding::write`) wrote, at watermark `wm`.
@@ -808,7 +1004,7 @@ impl Slices {
                 return Err(crate::CoreError::Snapshot(format!("key {key} appears twice")));
             }
             let state = KeyPanes::read(&rules.layout, r)?;
-            op.set_key(rules, key, &state.panes, wm);
+            op.set_key(rules, key, &state.panes, &state.triggered, wm);
         }
         op.reschedule(wm, rules.allowed_lateness);
         Ok(op)
@@ -823,11 +1019,14 @@ impl Slices {
         let mut changes = Vec::with_capacity(n.min(r.remaining() / 9));
         for _ in 0..n {
             let key = r.i64()?;
-            let panes = if r.u8()? == 1 { KeyPanes::read(&rules.layout, r)?.panes } else { Vec::new() };
-            changes.push((key, panes));
+            let state = if r.u8()? == 1 { Some(KeyPanes::read(&rules.layout, r)?) } else { None };
+            changes.push((key, state));
         }
-        for (key, panes) in changes {
-            self.set_key(rules, key, &panes, wm);
+        for (key, state) in changes {
+            match state {
+                Some(state) => self.set_key(rules, key, &state.panes, &state.triggered, wm),
+                None => self.set_key(rules, key, &[], &[], wm),
+            }
         }
         self.reschedule(wm, rules.allowed_lateness);
         self.shrink();
