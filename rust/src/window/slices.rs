@@ -190,7 +190,9 @@ impl Slices {
             self.keys[i] = key;
             self.live[i] = true;
             self.fired[i] = i64::MIN;
-            self.triggered[i] = None;
+            if self.early_marks {
+                self.triggered[i] = None; // (all `None` otherwise)
+            }
             slot
         } else {
             let slot = u32::try_from(self.keys.len()).expect("more than u32::MAX live keys");
@@ -233,7 +235,9 @@ impl Slices {
         let i = slot as usize;
         if self.live[i] && self.open[i] == 0 {
             self.live[i] = false;
-            self.triggered[i] = None;
+            if self.early_marks {
+                self.triggered[i] = None; // (all `None` otherwise)
+            }
             let key = self.keys[i];
             self.index.remove(key, |s| s == slot);
             self.free.push(slot);
@@ -558,7 +562,7 @@ impl Slices {
         if let Some(changed) = &mut self.changed {
             changed.insert(key);
         }
-        if first_end - 1 <= wm || rules.emit != EmitMode::Final {
+        if first_end - 1 <= wm || !matches!(rules.emit, EmitMode::Final) {
             self.emit_windows(rules, slot, key, s, (first_end, last_end), wm, out);
         }
         true
