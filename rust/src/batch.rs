@@ -140,7 +140,7 @@ impl<'a> Batch<'a> {
         for (name, column) in schema.values.iter().zip(&self.values) {
             check_len(name, column.len())?;
         }
-        if let Some(row) = self.times.iter().position(|&t| !is_valid_event_time(t)) {
+        if let Some(row) = first_where(self.times, |&t| !is_valid_event_time(t)) {
             return Err(CoreError::invalid(
                 &schema.time,
                 row,
@@ -154,7 +154,7 @@ impl<'a> Batch<'a> {
         if let Some(parts) = self.partitions {
             check_len("partition", parts.len())?;
             let limit = i64::try_from(partitions).unwrap_or(i64::MAX);
-            if let Some(row) = parts.iter().position(|&p| p < 0 || p >= limit) {
+            if let Some(row) = first_where(parts, |&p| p < 0 || p >= limit) {
                 return Err(CoreError::invalid(
                     "partition",
                     row,
@@ -164,12 +164,23 @@ impl<'a> Batch<'a> {
         }
         for (name, column) in schema.values.iter().zip(&self.values) {
             if let Values::F64(v) = column {
-                if let Some(row) = v.iter().position(|x| !x.is_finite()) {
+                if let Some(row) = first_where(v, |x| !x.is_finite()) {
                     return Err(CoreError::invalid(name, row, format!("value {} is not finite", v[row])));
                 }
             }
         }
         Ok(())
+    }
+}
+
+/// The first index where `bad` holds. Valid batches are the rule: a branch-free pass over the
+/// whole column (which the compiler vectorizes) says whether to look for the row at all.
+#[inline]
+fn first_where<T>(column: &[T], bad: impl Fn(&T) -> bool) -> Option<usize> {
+    if column.iter().fold(false, |any, x| any | bad(x)) {
+        column.iter().position(bad)
+    } else {
+        None
     }
 }
 
