@@ -217,36 +217,45 @@ pub fn sort_by_key_radix(v: &mut Vec<(i64, u32)>, tmp: &mut Vec<(i64, u32)>) {
     }
     // Order-preserving map of i64 to u64 (flip the sign bit).
     let ukey = |k: i64| (k as u64) ^ (1 << 63);
-    // The bytes in which some keys differ (keys of one stream mostly share their high bytes):
-    // only those are counted and scattered.
+    // Only the bits in which some keys differ are sorted on (keys of one stream mostly share
+    // their high bits), in digits of up to 11 bits (2048 counters stay in L1): keys below
+    // 2^22, say, take two passes instead of three bytes.
     let first = ukey(v[0].0);
     let differ = v.iter().fold(0u64, |d, &(k, _)| d | (ukey(k) ^ first));
-    let bytes: Vec<usize> = (0..8).filter(|b| (differ >> (8 * b)) & 0xFF != 0).collect();
-    let mut counts = vec![[0usize; 256]; bytes.len()];
-    for &(k, _) in v.iter() {
-        let u = ukey(k);
-        for (&byte, c) in bytes.iter().zip(counts.iter_mut()) {
-            c[((u >> (8 * byte)) & 0xFF) as usize] += 1;
-        }
+    if differ == 0 {
+        return;
     }
-    // A stable scatter per byte that varies, from the least significant.
+    let (low, high) = (differ.trailing_zeros(), 64 - differ.leading_zeros());
+    let passes = (high - low).div_ceil(DIGIT_BITS);
+    let width = (high - low).div_ceil(passes);
+    let mask = (1u64 << width) - 1;
+    let digit = |k: i64, pass: u32| ((ukey(k) >> (low + pass * width)) & mask) as usize;
     tmp.clear();
     tmp.resize(v.len(), (0, 0));
-    for (&byte, c) in bytes.iter().zip(counts.iter()) {
-        let mut offsets = [0usize; 256];
+    let mut counts = vec![0usize; 1 << width];
+    for pass in 0..passes {
+        counts.fill(0);
+        for &(k, _) in v.iter() {
+            counts[digit(k, pass)] += 1;
+        }
         let mut sum = 0;
-        for (o, &n) in offsets.iter_mut().zip(c.iter()) {
-            *o = sum;
+        for c in &mut counts {
+            let n = *c;
+            *c = sum;
             sum += n;
         }
+        // A stable scatter per digit, from the least significant.
         for &(k, i) in v.iter() {
-            let b = ((ukey(k) >> (8 * byte)) & 0xFF) as usize;
-            tmp[offsets[b]] = (k, i);
-            offsets[b] += 1;
+            let d = digit(k, pass);
+            tmp[counts[d]] = (k, i);
+            counts[d] += 1;
         }
         std::mem::swap(v, tmp);
     }
 }
+
+/// Most bits of one radix digit (see [`sort_by_key_radix`]).
+const DIGIT_BITS: u32 = 11;
 
 #[cfg(test)]
 mod tests {
