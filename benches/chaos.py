@@ -211,13 +211,9 @@ def delete_topics(bootstrap: str, config: Config) -> None:
 def chaos_config(bootstrap: str, topic: str, dedup_horizon: str = "10m", **kafka: Any) -> Config:
     """The instances' configuration: short session timeout (with a heartbeat well inside it),
     small batches, duplicate detection."""
-    section = KafkaSection(
-        bootstrap_servers=bootstrap,
-        input_topic=topic,
-        alerts_topic=f"{topic}-alerts",
-        dead_letter_topic=f"{topic}-dlq",
-        changelog_topic=f"{topic}-changelog",
-        group_id=f"{topic}-group",
+    section = KafkaSection.for_topic(
+        bootstrap,
+        topic,
         session_timeout_ms=3_000,
         consume_batch=1_000,
         # a stuck client is ended (and restarted by Instance.supervise) well within the run

@@ -55,19 +55,10 @@ def new_topic(bootstrap: str, partitions: int = 6) -> str:
 
 
 def config_for(bootstrap: str, topic: str, exactly_once: bool = True) -> Config:
-    return Config(
-        kafka=KafkaSection(
-            bootstrap_servers=bootstrap,
-            input_topic=topic,
-            alerts_topic=f"{topic}-alerts",
-            dead_letter_topic=f"{topic}-dlq",
-            changelog_topic=f"{topic}-changelog",
-            group_id=f"{topic}-g",
-            exactly_once=exactly_once,
-            consume_batch=10_000,
-            commit_max_records=200_000,
-        )
-    ).validate()
+    section = KafkaSection.for_topic(
+        bootstrap, topic, exactly_once=exactly_once, consume_batch=10_000, commit_max_records=200_000
+    )
+    return Config(kafka=section).validate()
 
 
 def messages(

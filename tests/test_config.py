@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fraudstream.config import Config, load_config, to_toml
+from fraudstream.config import Config, KafkaSection, load_config, to_toml
 
 names = st.text(
     st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), min_size=1, max_size=20
@@ -45,3 +45,15 @@ def test_a_written_configuration_reads_back_equal(
     path = tmp_path_factory.mktemp("toml") / "c.toml"
     path.write_text(to_toml(config), encoding="utf-8")
     assert load_config(path, env={}) == config
+
+
+def test_a_section_for_a_topic_names_its_outputs_after_it() -> None:
+    k = KafkaSection.for_topic("127.0.0.1:1", "txns", consume_batch=7)
+    assert (k.input_topic, k.alerts_topic, k.dead_letter_topic, k.changelog_topic, k.group_id) == (
+        "txns",
+        "txns-alerts",
+        "txns-dlq",
+        "txns-changelog",
+        "txns-group",
+    )
+    assert (k.bootstrap_servers, k.consume_batch) == ("127.0.0.1:1", 7)

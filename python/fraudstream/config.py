@@ -72,6 +72,21 @@ class KafkaSection:
     client: dict[str, str] = field(default_factory=dict)
     """Extra librdkafka settings for every client (SASL/SSL pass through here)."""
 
+    @classmethod
+    def for_topic(cls, bootstrap_servers: str, topic: str, **settings: Any) -> KafkaSection:
+        """A section for input ``topic`` whose alerts, dead-letter and changelog topics and
+        group are named after it (``<topic>-alerts``, ``-dlq``, ``-changelog``, ``-group``):
+        one pipeline per input topic, as tests and benchmarks run them."""
+        return cls(
+            bootstrap_servers=bootstrap_servers,
+            input_topic=topic,
+            alerts_topic=f"{topic}-alerts",
+            dead_letter_topic=f"{topic}-dlq",
+            changelog_topic=f"{topic}-changelog",
+            group_id=f"{topic}-group",
+            **settings,
+        )
+
 
 @dataclass
 class RuleSection:

@@ -26,16 +26,7 @@ Alert = tuple[int, int, int, int, int, int]  # card, window start, window end, n
 
 
 def make_config(bootstrap: str, topic: str, **kafka: Any) -> Config:
-    section = KafkaSection(
-        bootstrap_servers=bootstrap,
-        input_topic=topic,
-        alerts_topic=f"{topic}-alerts",
-        dead_letter_topic=f"{topic}-dlq",
-        changelog_topic=f"{topic}-changelog",
-        group_id=f"{topic}-group",
-        session_timeout_ms=2_000,
-        **kafka,
-    )
+    section = KafkaSection.for_topic(bootstrap, topic, session_timeout_ms=2_000, **kafka)
     return Config(kafka=section).validate()
 
 
