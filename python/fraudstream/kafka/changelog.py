@@ -29,6 +29,7 @@ from confluent_kafka.admin import AdminClient
 
 from fraudstream.errors import StreamError
 from fraudstream.kafka.producing import produce_waiting
+from fraudstream.kafka.read_alerts import data_messages
 
 log = logging.getLogger(__name__)
 
@@ -192,13 +193,7 @@ def read_changelog(
             msgs = reader.consume(num_messages=1_000, timeout=0.2)
             if msgs:
                 deadline = time.monotonic() + timeout
-            for m in msgs:
-                err = m.error()
-                if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        pending.discard(m.partition() or 0)
-                        continue
-                    raise KafkaException(err)
+            for m in data_messages(msgs, pending):
                 part = m.partition()
                 value = m.value()
                 if part is None or value is None or len(value) < HEADER.size or value[:4] != MAGIC:

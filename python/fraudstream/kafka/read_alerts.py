@@ -11,8 +11,23 @@ import sys
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Iterator
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+
+def data_messages(msgs: list[Message], pending: set[int]) -> Iterator[Message]:
+    """The messages of a ``consume()`` call that carry data, for a reader with
+    ``enable.partition.eof``: an end-of-partition event removes its partition from ``pending``;
+    any other error raises."""
+    for m in msgs:
+        err = m.error()
+        if err is not None:
+            if err.code() == KafkaError._PARTITION_EOF:
+                pending.discard(m.partition() or 0)
+                continue
+            raise KafkaException(err)
+        yield m
 
 
 def read_to_end(
@@ -45,13 +60,7 @@ def read_to_end(
         while pending:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"reading {topic}: partitions {sorted(pending)} did not reach their end")
-            for m in consumer.consume(2_000, timeout=0.5):
-                err = m.error()
-                if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        pending.discard(m.partition() or 0)
-                        continue
-                    raise KafkaException(err)
+            for m in data_messages(consumer.consume(2_000, timeout=0.5), pending):
                 out[m.partition() or 0].append(m)
         return [m for p in sorted(out) for m in out[p]]
     finally:
