@@ -1,0 +1,190 @@
+"""One alert type for every path, and the cool-down that makes it one alert per incident.
+
+:class:`Alert` is what the rule set, the fraud detector, a window processor and a user's own
+processor return, what the in-process pipeline hands to its sink and what the Kafka pipeline
+publishes (:meth:`Alert.to_json`). :class:`Cooldown` is the one implementation of "one alert
+per card per incident": a candidate alert is kept unless the card has a kept alert within the
+cool-down of event time (on either side, so disorder cannot split an incident in two); the
+others are counted as suppressed.
+
+Invariants: a cool-down's decisions depend only on the order of the candidates it is given
+(processors give them in arrival order of their triggering transactions, rules in their
+declared order for one transaction), never on how the input was cut into batches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import struct
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from fraudstream.errors import SnapshotError
+
+IntArray = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One alert: which card, which rule or model, why, and the transaction that raised it.
+
+    ``reasons`` are sentences an analyst can act on (a rule's figures, or the model's top
+    feature contributions). ``trigger_row`` is the triggering transaction's row in the batch
+    given to ``process`` (-1 when not known); the Kafka pipeline fills ``partition`` and
+    ``offset`` from the triggering message. ``latency_ms`` is wall-clock time from the
+    trigger's arrival to the alert (None when the arrival time is unknown).
+    """
+
+    card_id: int
+    rule: str
+    reasons: tuple[str, ...]
+    event_time: int
+    trigger_txn_id: int
+    trigger_row: int = -1
+    score: float | None = None
+    model_version: str | None = None
+    latency_ms: float | None = None
+    partition: int | None = None
+    offset: int | None = None
+    figures: Mapping[str, float] = field(default_factory=dict)
+    window: tuple[int, int] | None = None
+
+    @property
+    def reason(self) -> str:
+        """The reasons as one line."""
+        return "; ".join(self.reasons)
+
+    def located(self, **where: Any) -> Alert:
+        """A copy with some fields set (``partition``, ``offset``, ``latency_ms``, ...)."""
+        return dataclasses.replace(self, **where)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for JSON (the alert record of the Kafka pipeline)."""
+        return {
+            "card_id": self.card_id,
+            "rule": self.rule,
+            "reasons": list(self.reasons),
+            "score": self.score,
+            "model_version": self.model_version,
+            "event_time": self.event_time,
+            "trigger_txn_id": self.trigger_txn_id,
+            "partition": self.partition,
+            "offset": self.offset,
+            "latency_ms": None if self.latency_ms is None else round(self.latency_ms, 3),
+            "figures": {k: _plain(v) for k, v in self.figures.items()},
+            "window": None if self.window is None else list(self.window),
+        }
+
+    def to_json(self) -> bytes:
+        """The alert as compact JSON bytes."""
+        return json.dumps(self.to_dict(), separators=(",", ":")).encode()
+
+    def identity(self) -> tuple[int, str, int, int]:
+        """What two runs over the same input agree on (latency and location aside)."""
+        return (self.card_id, self.rule, self.trigger_txn_id, self.event_time)
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, float):
+        return round(v, 6)
+    return v
+
+
+_COOLDOWN_HEADER = struct.Struct("<4sqQ")
+_COOLDOWN_MAGIC = b"FSCD"
+
+
+class Cooldown:
+    """One alert per card per incident, in event time.
+
+    A candidate at time ``t`` is kept unless the card's latest kept alert ``last`` satisfies
+    ``|t - last| < period``; kept candidates move ``last`` forward. Entries older than twice
+    the period behind the newest time seen are pruned (they can no longer suppress anything
+    on time; the bound keeps the state proportional to cards alerted recently).
+    """
+
+    def __init__(self, period_ms: int) -> None:
+        if period_ms < 0:
+            raise ValueError(f"cool-down must be >= 0 ms, got {period_ms}")
+        self.period = int(period_ms)
+        self.last: dict[int, int] = {}
+        self.suppressed = 0
+        self._prune_at = 4_096
+        self._newest: int | None = None
+
+    def decide(self, cards: IntArray, times: IntArray) -> npt.NDArray[np.bool_]:
+        """Which candidates (in the order given) are kept; the rest count as suppressed."""
+        n = len(cards)
+        keep = np.zeros(n, dtype=bool)
+        if n == 0:
+            return keep
+        top = int(times.max())
+        self._newest = top if self._newest is None else max(self._newest, top)
+        if self.period == 0:
+            keep[:] = True
+        else:
+            # group by card (stable: keeps the given order inside a card), then walk each group
+            by = np.argsort(cards, kind="stable")
+            sorted_cards = cards[by]
+            starts = np.flatnonzero(np.r_[True, sorted_cards[1:] != sorted_cards[:-1]])
+            ends = np.r_[starts[1:], n]
+            for lo, hi in zip(starts.tolist(), ends.tolist(), strict=True):
+                card = int(sorted_cards[lo])
+                last = self.last.get(card)
+                for i in by[lo:hi].tolist():
+                    t = int(times[i])
+                    if last is not None and abs(t - last) < self.period:
+                        continue
+                    keep[i] = True
+                    last = t if last is None else max(last, t)
+                if last is not None:
+                    self.last[card] = last
+        self.suppressed += n - int(keep.sum())
+        self._prune()
+        return keep
+
+    def _prune(self) -> None:
+        if len(self.last) <= self._prune_at or self._newest is None:
+            return
+        horizon = self._newest - 2 * self.period
+        self.last = {k: v for k, v in self.last.items() if v >= horizon}
+        self._prune_at = max(4_096, 2 * len(self.last))
+
+    def snapshot(self) -> bytes:
+        """Versioned bytes: the cards' last kept alert times and the counters."""
+        cards = np.fromiter(self.last.keys(), np.int64, len(self.last))
+        times = np.fromiter(self.last.values(), np.int64, len(self.last))
+        newest = -(2**63) if self._newest is None else self._newest
+        return (
+            _COOLDOWN_HEADER.pack(_COOLDOWN_MAGIC, newest, self.suppressed)
+            + struct.pack("<Q", len(cards))
+            + cards.tobytes()
+            + times.tobytes()
+        )
+
+    def restore(self, data: bytes) -> None:
+        """Replaces the state by a snapshot's."""
+        try:
+            magic, newest, suppressed = _COOLDOWN_HEADER.unpack_from(data, 0)
+            (count,) = struct.unpack_from("<Q", data, _COOLDOWN_HEADER.size)
+        except struct.error as exc:
+            raise SnapshotError(f"cool-down snapshot is truncated: {exc}") from None
+        at = _COOLDOWN_HEADER.size + 8
+        if magic != _COOLDOWN_MAGIC or len(data) != at + 16 * count:
+            raise SnapshotError("not a cool-down snapshot (bad magic or length)")
+        cards = np.frombuffer(data, np.int64, count, at)
+        times = np.frombuffer(data, np.int64, count, at + 8 * count)
+        self.last = dict(zip(cards.tolist(), times.tolist(), strict=True))
+        self._newest = None if newest == -(2**63) else newest
+        self.suppressed = suppressed
+        self._prune_at = max(4_096, 2 * len(self.last))
+
+
+__all__ = ["Alert", "Cooldown"]
