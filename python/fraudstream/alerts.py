@@ -105,9 +105,13 @@ class Cooldown:
     """One alert per card per incident, in event time.
 
     A candidate at time ``t`` is kept unless the card's latest kept alert ``last`` satisfies
-    ``|t - last| < period``; kept candidates move ``last`` forward. Entries older than twice
-    the period behind the newest time seen are pruned (they can no longer suppress anything
-    on time; the bound keeps the state proportional to cards alerted recently).
+    ``|t - last| < period``; kept candidates move ``last`` forward. An entry more than twice
+    the period behind the newest candidate time seen so far (in the order given, this
+    candidate included) has expired: it suppresses nothing, and a kept candidate replaces it.
+    Expired entries are pruned now and then (the bound keeps the state proportional to cards
+    alerted recently); since an expired entry counts as absent, when pruning happens never
+    changes a decision, and :meth:`snapshot` writes the live entries only, sorted by card, so
+    its bytes depend only on the candidates given, never on how they were split into calls.
     """
 
     def __init__(self, period_ms: int) -> None:
@@ -125,11 +129,15 @@ class Cooldown:
         keep = np.zeros(n, dtype=bool)
         if n == 0:
             return keep
-        top = int(times.max())
-        self._newest = top if self._newest is None else max(self._newest, top)
+        # the newest time seen up to each candidate, in the order given: what expires entries
+        newest = np.maximum.accumulate(times.astype(np.int64, copy=False))
+        if self._newest is not None:
+            newest = np.maximum(newest, self._newest)
+        self._newest = int(newest[-1])
         if self.period == 0:
             keep[:] = True
         else:
+            span = 2 * self.period
             # group by card (stable: keeps the given order inside a card), then walk each group
             by = np.argsort(cards, kind="stable")
             sorted_cards = cards[by]
@@ -140,10 +148,13 @@ class Cooldown:
                 last = self.last.get(card)
                 for i in by[lo:hi].tolist():
                     t = int(times[i])
-                    if last is not None and abs(t - last) < self.period:
-                        continue
+                    if last is not None and last >= int(newest[i]) - span:  # live
+                        if abs(t - last) < self.period:
+                            continue
+                        last = max(last, t)
+                    else:  # none, or expired
+                        last = t
                     keep[i] = True
-                    last = t if last is None else max(last, t)
                 if last is not None:
                     self.last[card] = last
         self.suppressed += n - int(keep.sum())
@@ -158,9 +169,15 @@ class Cooldown:
         self._prune_at = max(4_096, 2 * len(self.last))
 
     def snapshot(self) -> bytes:
-        """Versioned bytes: the cards' last kept alert times and the counters."""
+        """Versioned bytes: the live entries (cards' last kept alert times, by card) and the
+        counters."""
         cards = np.fromiter(self.last.keys(), np.int64, len(self.last))
         times = np.fromiter(self.last.values(), np.int64, len(self.last))
+        if self._newest is not None and self.period:
+            live = times >= self._newest - 2 * self.period
+            cards, times = cards[live], times[live]
+        by = np.argsort(cards)
+        cards, times = cards[by], times[by]
         newest = -(2**63) if self._newest is None else self._newest
         return (
             _COOLDOWN_HEADER.pack(_COOLDOWN_MAGIC, newest, self.suppressed)

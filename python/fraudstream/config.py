@@ -45,6 +45,8 @@ class KafkaSection:
     bootstrap_servers: str = "127.0.0.1:9092"
     input_topic: str = "transactions"
     alerts_topic: str = "alerts"
+    scores_topic: str = "transactions-scored"
+    """One record per processed transaction (txn_id, card_id, score, decision); "" turns it off."""
     dead_letter_topic: str = "transactions-dlq"
     changelog_topic: str = "fraudstream-changelog"
     group_id: str = "fraudstream"
@@ -62,6 +64,9 @@ class KafkaSection:
     changelog_snapshot_min_bytes: int = 1 << 20
     """A partition's changelog gets a new full snapshot once the changes written since the last
     one exceed the last snapshot and this many bytes; older records are then deleted."""
+    idle_timeout_ms: int = 30_000
+    """A partition with no record for this long is advanced by the wall clock (its processor's
+    ``advance``): its windows close and their state is freed. 0 turns idle ticks off."""
     session_timeout_ms: int = 10_000
     transaction_timeout_ms: int = 60_000
     stuck_call_timeout_ms: int = 90_000
@@ -81,6 +86,7 @@ class KafkaSection:
             bootstrap_servers=bootstrap_servers,
             input_topic=topic,
             alerts_topic=f"{topic}-alerts",
+            scores_topic=f"{topic}-scored",
             dead_letter_topic=f"{topic}-dlq",
             changelog_topic=f"{topic}-changelog",
             group_id=f"{topic}-group",
@@ -97,6 +103,26 @@ class RuleSection:
     out_of_orderness: str = "5s"
     allowed_lateness: str = "0s"
     alert_when: str = "countries >= 3 and n >= 5"
+
+
+@dataclass
+class DetectorSection:
+    """What ``fraudstream run`` runs on each input partition.
+
+    ``kind``: ``"detector"`` (the fraud detector: multi-horizon rules, streaming features and
+    the model), ``"velocity"`` (the single ``[rule]`` window rule), or ``"module:function"``, a
+    factory that takes the :class:`Config` and returns a processor (``fraudstream.processor``).
+    """
+
+    kind: str = "detector"
+    rules_file: str = ""
+    """A RuleSet TOML file (``[[rules]]``); "" = the default rules."""
+    model_file: str = ""
+    """A model JSON file; "" = the model shipped in the package; "none" = rules only."""
+    threshold: float = -1.0
+    """Alert when the model's score reaches this; < 0 = the model's own threshold."""
+    cooldown: str = "24h"
+    """One alert per card per incident: alerts within this much event time of one are suppressed."""
 
 
 @dataclass
@@ -125,6 +151,7 @@ class Config:
 
     kafka: KafkaSection = field(default_factory=KafkaSection)
     rule: RuleSection = field(default_factory=RuleSection)
+    detector: DetectorSection = field(default_factory=DetectorSection)
     decode: DecodeSection = field(default_factory=DecodeSection)
     metrics: MetricsSection = field(default_factory=MetricsSection)
 
@@ -155,6 +182,20 @@ class Config:
                 raise ConfigError(f"kafka.{name} must be > 0, got {getattr(k, name)}")
         if k.alert_commit_min_interval_ms < 0:
             raise ConfigError("kafka.alert_commit_min_interval_ms must be >= 0")
+        if k.idle_timeout_ms < 0:
+            raise ConfigError("kafka.idle_timeout_ms must be >= 0 (0 turns idle ticks off)")
+        d = self.detector
+        if d.kind not in ("detector", "velocity") and ":" not in d.kind:
+            raise ConfigError(
+                f"detector.kind must be 'detector', 'velocity' or 'module:function', got {d.kind!r}"
+            )
+        if d.threshold > 1.0:
+            raise ConfigError(f"detector.threshold must be <= 1 (a probability), got {d.threshold}")
+        try:
+            if to_millis(d.cooldown, "detector.cooldown") < 0:
+                raise ConfigError("detector.cooldown must be >= 0")
+        except ConfigError as exc:
+            raise ConfigError(f"detector.cooldown: {exc}") from None
         for name in ("size", "slide", "out_of_orderness", "allowed_lateness"):
             try:
                 to_millis(getattr(self.rule, name), f"rule.{name}")

@@ -17,12 +17,12 @@ from confluent_kafka import Producer
 
 from fraudstream.config import Config, KafkaSection, to_toml
 from fraudstream.generator import card_transactions
-from fraudstream.kafka.pipeline import make_rule_engine
+from fraudstream.kafka.processors import processor_factory
 from fraudstream.kafka.read_alerts import read_to_end
-from fraudstream.kafka.schema import decode_batch, encode_transactions
-from fraudstream.windows import EmitKind
+from fraudstream.kafka.schema import encode_transactions
+from fraudstream.kafka.task import ALERTS, PartitionTask
 
-Alert = tuple[int, int, int, int, int, int]  # card, window start, window end, n, countries, trigger txn
+Alert = tuple[int, str, int, int, int, int]  # card, rule, trigger txn, event time, partition, offset
 
 
 def make_config(bootstrap: str, topic: str, **kafka: Any) -> Config:
@@ -75,50 +75,27 @@ def read_all(bootstrap: str, topic: str, partitions: int, committed: bool = True
 
 
 def reference_alerts(config: Config, partitions: int) -> list[Alert]:
-    """What the in-process engine alerts on the input, one engine per partition, offset order."""
+    """What the pipeline's own partition task computes over the committed input, one task
+    per partition in offset order, in one batch (outputs do not depend on batching)."""
     msgs = read_all(config.kafka.bootstrap_servers, config.kafka.input_topic, partitions)
-    by_partition: dict[int, list[bytes]] = defaultdict(list)
-    seen: set[int] = set()
-    dedup = config.decode.dedup_horizon not in ("0s", "0")
+    by_partition: dict[int, list[Any]] = defaultdict(list)
     for m in msgs:
-        if dedup:  # the tests' duplicates are exact copies sent close together: keep the first
-            try:
-                txn = json.loads(m.value())["txn_id"]
-            except (ValueError, KeyError, TypeError):
-                txn = None
-            if isinstance(txn, int):
-                if txn in seen:
-                    continue
-                seen.add(txn)
-        by_partition[m.partition()].append(m.value())
+        by_partition[m.partition()].append(m)
+    factory = processor_factory(config)
     alerts: list[Alert] = []
-    for values in by_partition.values():
-        engine = make_rule_engine(config)
-        decoded = decode_batch(values, config.decode)
-        out = engine.process(decoded.columns)
-        early = out.select(out["kind"] == EmitKind.EARLY)
-        for row, trig in zip(early.rows(), early.trigger_rows.tolist(), strict=True):
-            alerts.append(
-                (
-                    row["key"],
-                    row["window_start"],
-                    row["window_end"],
-                    row["n"],
-                    row["countries"],
-                    int(decoded.columns["txn_id"][trig]),
-                )
-            )
+    for p, batch in by_partition.items():
+        out = PartitionTask(p, factory(), config).process(batch)
+        alerts.extend(alert_identity(json.loads(value)) for _, value in out.records[ALERTS])
     return sorted(alerts)
 
 
+def alert_identity(a: dict[str, Any]) -> Alert:
+    return (a["card_id"], a["rule"], a["trigger_txn_id"], a["event_time"], a["partition"], a["offset"])
+
+
 def committed_alerts(config: Config, partitions: int) -> list[Alert]:
-    out = []
-    for m in read_all(config.kafka.bootstrap_servers, config.kafka.alerts_topic, partitions):
-        a = json.loads(m.value())
-        out.append(
-            (a["card_id"], a["window_start"], a["window_end"], a["n"], a["countries"], a["trigger_txn_id"])
-        )
-    return sorted(out)
+    records = read_all(config.kafka.bootstrap_servers, config.kafka.alerts_topic, partitions)
+    return sorted(alert_identity(json.loads(m.value())) for m in records)
 
 
 def run_instance(config_path: Path, log: Path, *args: str) -> subprocess.Popen[bytes]:

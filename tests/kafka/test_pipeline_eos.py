@@ -40,7 +40,7 @@ PARTITIONS = 3
 def eos_topic(kafka_topic_factory: Callable[..., str], kafka_admin: AdminClient) -> Iterator[str]:
     topic = kafka_topic_factory(PARTITIONS)
     yield topic
-    derived = [f"{topic}-{s}" for s in ("alerts", "dlq", "changelog")]
+    derived = [f"{topic}-{s}" for s in ("alerts", "scored", "dlq", "changelog")]
     existing = set(kafka_admin.list_topics(timeout=10).topics)
     doomed = [t for t in derived if t in existing]
     if doomed:

@@ -1,0 +1,107 @@
+"""The processor ``fraudstream run`` puts on each input partition, from the ``[detector]``
+section: the fraud detector (default), the single ``[rule]`` velocity rule, or a user's
+factory (``"package.module:function"``, called with the :class:`~fraudstream.config.Config`).
+
+Every input partition gets its own processor (a card's transactions live in one partition),
+built by :func:`processor_factory`'s result once per partition.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from pathlib import Path
+
+from fraudstream.config import Config
+from fraudstream.errors import ConfigError
+from fraudstream.processor import Processor, WindowProcessor
+from fraudstream.windows import WindowedAggregation, hopping, to_millis
+
+
+def make_rule_engine(config: Config) -> WindowedAggregation:
+    """The window engine of the ``[rule]`` section: HOP windows per card, early firing."""
+    rule = config.rule
+    return WindowedAggregation(
+        key="card_id",
+        time="event_time",
+        window=hopping(rule.size, rule.slide),
+        aggregations={"n": "count", "countries": ("count_distinct", "country"), "total": ("sum", "amount")},
+        out_of_orderness=rule.out_of_orderness,
+        allowed_lateness=rule.allowed_lateness,
+        early_fire=rule.alert_when,
+    )
+
+
+def velocity_processor(config: Config) -> WindowProcessor:
+    """The ``[rule]`` window rule as a processor: an alert when its predicate first holds."""
+    return WindowProcessor(
+        make_rule_engine(config),
+        alert_rule="velocity",
+        reason="{rule}: {n} transactions in {countries} countries within the window (total {total:.2f})",
+        cooldown_ms=to_millis(config.detector.cooldown, "detector.cooldown"),
+        idle_lag_ms=to_millis(config.rule.out_of_orderness, "rule.out_of_orderness"),
+        txn_id="txn_id",
+    )
+
+
+def detector_processor(config: Config) -> Processor:
+    """The fraud detector with the ``[detector]`` section's rules, model and cool-down."""
+    from fraudstream.fraud.detector import FraudDetector
+    from fraudstream.fraud.model import Model, default_model
+    from fraudstream.fraud.rules import RuleSet, default_rules
+
+    d = config.detector
+    rules = default_rules()
+    if d.rules_file:
+        rules = RuleSet.from_toml(_read(d.rules_file, "detector.rules_file")).rules
+    if d.model_file.lower() == "none":
+        model = None
+    elif d.model_file:
+        _read(d.model_file, "detector.model_file")
+        model = Model.load(d.model_file)
+    else:
+        model = default_model()
+    return FraudDetector(
+        rules=rules,
+        model=model,
+        model_threshold=None if d.threshold < 0 else d.threshold,
+        cooldown=d.cooldown,
+        out_of_orderness=config.rule.out_of_orderness,
+    )
+
+
+def _read(path: str, key: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"{key}: cannot read {path}: {exc.strerror or exc}") from None
+
+
+def processor_factory(config: Config) -> Callable[[], Processor]:
+    """A function that builds one partition's processor, checked once now (a bad rules file,
+    model or factory fails at start, not at the first assignment)."""
+    kind = config.detector.kind
+    factory: Callable[[], Processor]
+    if kind == "detector":
+        factory = lambda: detector_processor(config)  # noqa: E731
+    elif kind == "velocity":
+        factory = lambda: velocity_processor(config)  # noqa: E731
+    else:
+        module_name, _, attr = kind.partition(":")
+        try:
+            user = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(f"detector.kind: cannot load {kind!r}: {exc}") from None
+        factory = lambda: user(config)  # noqa: E731
+    probe = factory()
+    missing = [
+        m
+        for m in ("process", "advance", "flush", "snapshot", "changes", "restore", "apply_changes")
+        if not callable(getattr(probe, m, None))
+    ]
+    if missing:
+        raise ConfigError(f"detector.kind {kind!r} builds {type(probe).__name__}, which lacks {missing}")
+    return factory
+
+
+__all__ = ["detector_processor", "make_rule_engine", "processor_factory", "velocity_processor"]

@@ -1,0 +1,69 @@
+"""The counters of one pipeline run (``fraudstream run`` prints them as its last line)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+COMMITTED_COUNTS = (
+    "consumed", "processed", "dead_lettered", "alerts", "scored", "suppressed", "duplicates", "skipped",
+)  # fmt: skip
+"""RunStats fields that count committed results: an abort rolls them back to the last commit."""
+
+
+@dataclass
+class RunStats:
+    """Counters of one run. Record counts are those of committed transactions (an abort rolls
+    them back; Prometheus counters, which count work done, do not); ``consumed == processed +
+    dead_lettered`` holds, each counted where it happens."""
+
+    consumed: int = 0
+    processed: int = 0
+    dead_lettered: int = 0
+    alerts: int = 0
+    scored: int = 0
+    """Scored-transaction records published."""
+    suppressed: int = 0
+    """Candidate alerts dropped by the cool-down (one alert per card per incident)."""
+    idle_ticks: int = 0
+    """Wall-clock advances of quiet partitions."""
+    skipped: int = 0
+    """Records returned by a consume call that ran a rebalance, for partitions no longer owned
+    or already processed; they are processed once, by whoever owns the partition."""
+    duplicates: int = 0
+    """Records dropped as duplicates (they are also counted in ``dead_lettered``)."""
+    commits: int = 0
+    aborts: int = 0
+    restores: int = 0
+    restore_ms: float = 0.0
+    restore_bytes: int = 0
+    commit_ms: list[float] = field(default_factory=list)
+    backpressure_s: float = 0.0
+    """Time spent waiting for a full producer queue (a slow broker holding the input back)."""
+    first_input_at: float | None = None
+    """Monotonic time of the first record consumed (start-up and group join excluded)."""
+    last_commit_at: float | None = None
+
+    @property
+    def processing_seconds(self) -> float:
+        """From the first record consumed to the last commit."""
+        if self.first_input_at is None or self.last_commit_at is None:
+            return 0.0
+        return max(self.last_commit_at - self.first_input_at, 1e-9)
+
+    def as_dict(self) -> dict[str, Any]:
+        d = {
+            k: v
+            for k, v in self.__dict__.items()
+            if k not in ("commit_ms", "first_input_at", "last_commit_at")
+        }
+        d["processing_seconds"] = self.processing_seconds
+        if self.commit_ms:
+            d["commit_ms_p50"] = float(np.percentile(self.commit_ms, 50))
+            d["commit_ms_p99"] = float(np.percentile(self.commit_ms, 99))
+        return d
+
+
+__all__ = ["COMMITTED_COUNTS", "RunStats"]

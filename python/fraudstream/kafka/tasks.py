@@ -1,0 +1,153 @@
+"""The task manager: which input partitions this instance owns, and their state.
+
+As Kafka Streams' TaskManager: on assignment a partition's task is built and its state
+restored from the changelog (the latest committed snapshot, then the changes after it) before
+any of its records is processed; on revocation the task is dropped (the loop commits first);
+on loss, or after an aborted transaction, every task still owned is put back to the last
+commit: its offset (seek) and its state (changelog).
+
+Invariants: a record is processed by a task only at or past the task's position (records a
+consume call fetched before a rebalance are skipped, and processed once by their owner); the
+positions are what the next commit sends as offsets.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from confluent_kafka import Consumer, TopicPartition
+
+from fraudstream.config import Config
+from fraudstream.kafka.changelog import ChangelogWriter, PartitionLog, read_changelog
+from fraudstream.kafka.stats import RunStats
+from fraudstream.kafka.task import PartitionTask
+from fraudstream.kafka.topics import client_config
+from fraudstream.processor import Processor
+
+log = logging.getLogger(__name__)
+
+
+class TaskManager:
+    """The tasks of the partitions this instance owns (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: Config,
+        consumer: Consumer,
+        changelog: ChangelogWriter,
+        processor_factory: Callable[[], Processor],
+        stats: RunStats,
+    ) -> None:
+        self.config = config
+        self.consumer = consumer
+        self.changelog = changelog
+        self.processor_factory = processor_factory
+        self.stats = stats
+        self.tasks: dict[int, PartitionTask] = {}
+        self.positions: dict[int, int] = {}
+        """Per owned partition, the offset after the last record processed."""
+        self.dirty: set[int] = set()
+        """Partitions whose state changed since the last commit."""
+
+    def accepts(self, partition: int, offset: int) -> bool:
+        """Whether a consumed record is this instance's to process now."""
+        return partition in self.tasks and offset >= self.positions.get(partition, 0)
+
+    def processed(self, partition: int, next_offset: int | None) -> None:
+        if next_offset is not None:
+            self.positions[partition] = next_offset
+        self.dirty.add(partition)
+
+    def offsets(self) -> list[TopicPartition]:
+        topic = self.config.kafka.input_topic
+        return [TopicPartition(topic, p, off) for p, off in sorted(self.positions.items())]
+
+    def write_changelog(self) -> None:
+        """Writes the changed partitions' state (changes or a snapshot) into the transaction."""
+        for partition in sorted(self.dirty):
+            task = self.tasks.get(partition)
+            if task is not None:
+                self.changelog.write(partition, task.snapshot, task.changes)
+
+    def committed(self) -> None:
+        self.dirty.clear()
+
+    # -- ownership --------------------------------------------------------------------------
+
+    def assign(self, partitions: list[int]) -> None:
+        """New partitions: tasks built and restored before any record is processed."""
+        self._restore(partitions)
+
+    def revoke(self, partitions: list[int]) -> None:
+        """Partitions given up after a commit: their tasks and positions are dropped."""
+        for p in partitions:
+            self._drop(p)
+
+    def rewind(self, lost: frozenset[int] = frozenset()) -> None:
+        """After an abort: ``lost`` partitions are dropped, the others go back to the last
+        commit (offset and state)."""
+        for p in lost:
+            self._drop(p)
+        kept = sorted(self.tasks)
+        if kept:
+            topic = self.config.kafka.input_topic
+            for tp in self.consumer.committed([TopicPartition(topic, p) for p in kept], timeout=30):
+                self.consumer.seek(TopicPartition(tp.topic, tp.partition, max(tp.offset, 0)))
+        self._restore(kept)
+        self.dirty.clear()
+
+    def _drop(self, partition: int) -> None:
+        self.tasks.pop(partition, None)
+        self.positions.pop(partition, None)
+        self.dirty.discard(partition)
+        self.changelog.forget(partition)
+
+    def _restore(self, partitions: list[int]) -> None:
+        """Rebuilds the tasks of ``partitions`` from their changelog."""
+        if not partitions:
+            return
+        began = time.monotonic()
+        k = self.config.kafka
+        # Offsets first: this waits for a previous owner's pending transaction (a zombie resuming
+        # mid-commit), whose changelog records must then be part of what is read next.
+        committed = self.consumer.committed(
+            [TopicPartition(k.input_topic, p) for p in partitions], timeout=k.transaction_timeout_ms / 1000
+        )
+        restored = read_changelog(
+            client_config(self.config),
+            k.changelog_topic,
+            f"{k.group_id}-restore",
+            partitions,
+            # an open transaction on the changelog resolves within the transaction timeout
+            timeout=max(60.0, k.transaction_timeout_ms / 1000 + 10),
+        )
+        for tp in committed:  # where processing resumes: records before it are done
+            self.positions[tp.partition] = max(tp.offset, 0)
+        for p in partitions:
+            r = restored[p]
+            task = PartitionTask(p, self.processor_factory(), self.config)
+            if r.snapshot is not None:
+                task.restore(r.snapshot, r.changes)
+            self.tasks[p] = task
+            self.changelog.logs[p] = PartitionLog(
+                seq=max(r.last_seq, 0),
+                changes_bytes=sum(len(c) for c in r.changes),
+                snapshot_bytes=len(r.snapshot or b""),
+                has_snapshot=r.snapshot is not None,
+            )
+            self.stats.restore_bytes += r.bytes_read
+        elapsed = (time.monotonic() - began) * 1000
+        self.stats.restores += 1
+        self.stats.restore_ms += elapsed
+        log.info(
+            "restored partitions %s from the changelog in %.0f ms (%d records, %d bytes)",
+            partitions,
+            elapsed,
+            sum(r.records_read for r in restored.values()),
+            sum(r.bytes_read for r in restored.values()),
+        )
+
+
+__all__ = ["TaskManager"]
