@@ -72,19 +72,18 @@ from confluent_kafka.cimpl import NewTopic
 from fraudstream.config import Config, DecodeSection, KafkaSection, to_toml
 from fraudstream.errors import StreamError
 from fraudstream.kafka.changelog import read_changelog
-from fraudstream.kafka.pipeline import make_rule_engine
+from fraudstream.kafka.processors import processor_factory
 from fraudstream.kafka.read_alerts import read_to_end
-from fraudstream.kafka.schema import decode_batch
-from fraudstream.kafka.state import PartitionState, make_dedup_engine, pack
+from fraudstream.kafka.task import ALERTS, DEAD_LETTERS, SCORES, PartitionTask
 from fraudstream.kafka.watchdog import EXIT_RESTART
-from fraudstream.windows import EmitKind, to_millis
 
 ROOT = Path(__file__).resolve().parent.parent
 KAFKA_SCRIPT = ROOT / "scripts" / "kafka"
 sys.path.insert(0, str(ROOT / "tests" / "kafka"))
 from eos_helpers import stream_with_bursts  # noqa: E402  (the EOS tests' input generator)
 
-Alert = tuple[int, int, int, int, int, int]  # card, window start, window end, n, countries, trigger txn
+Alert = tuple[int, str, int, int, int, int]  # card, rule, trigger txn, event time, partition, offset
+Score = tuple[int, int, int]  # partition, offset, txn id
 
 HOSTILE: list[bytes] = [
     b"{not json",
@@ -487,21 +486,22 @@ def wait_no_open_transactions(config: Config, partitions: int, timeout: float = 
 
 @dataclass
 class Reference:
-    """What a crash-free run gives: the in-process engine per partition over the same input."""
+    """What a crash-free run gives: the pipeline's own partition task over the same input."""
 
     inputs: dict[int, int]
     alerts: Counter[Alert]
+    scores: Counter[tuple[Any, ...]]
     dead_letters: Counter[tuple[int, int]]
     snapshots: dict[int, bytes]
 
 
-def new_state(config: Config) -> PartitionState:
-    """A partition's engines as the pipeline builds them: the rule and, with a horizon, dedup."""
-    d = config.decode
-    dedup = None
-    if to_millis(d.dedup_horizon, "dedup_horizon") > 0:
-        dedup = make_dedup_engine(d.dedup_horizon, config.rule.out_of_orderness)
-    return PartitionState(make_rule_engine(config), dedup)
+def alert_identity(a: dict[str, Any]) -> Alert:
+    """What a crash-free run and a crashing one agree on (not the latency)."""
+    return (a["card_id"], a["rule"], a["trigger_txn_id"], a["event_time"], a["partition"], a["offset"])
+
+
+def score_identity(partition: int, s: dict[str, Any]) -> tuple[Any, ...]:
+    return (partition, s["offset"], s["txn_id"], s["card_id"], s["score"], s["decision"])
 
 
 def reference(config: Config, partitions: int) -> Reference:
@@ -510,39 +510,21 @@ def reference(config: Config, partitions: int) -> Reference:
     for m in read_topic(k.bootstrap_servers, k.input_topic, partitions):
         by_partition[m.partition()].append(m)
     alerts: Counter[Alert] = Counter()
+    scores: Counter[tuple[Any, ...]] = Counter()
     dead: Counter[tuple[int, int]] = Counter()
     snapshots = {}
+    factory = processor_factory(config)
     for p in range(partitions):
-        msgs = by_partition.get(p, [])
-        state = new_state(config)
-        decoded = decode_batch([m.value() or b"" for m in msgs], config.decode)
-        dead.update((p, msgs[i].offset()) for i in decoded.error_index.tolist())
-        cols = decoded.columns
-        dups = state.duplicates(cols)
-        if len(dups):
-            dead.update((p, msgs[int(cols["source_index"][r])].offset()) for r in dups.tolist())
-            keep = np.ones(len(cols["txn_id"]), dtype=bool)
-            keep[dups] = False
-            cols = {name: col[keep] for name, col in cols.items()}
-        if len(cols["txn_id"]):
-            out = state.rule.process(cols)
-            early = out.select(out["kind"] == EmitKind.EARLY)
-            txn = cols["txn_id"]
-            for row, trig in zip(early.rows(), early.trigger_rows.tolist(), strict=True):
-                alerts[
-                    (
-                        row["key"],
-                        row["window_start"],
-                        row["window_end"],
-                        row["n"],
-                        row["countries"],
-                        int(txn[trig]),
-                    )
-                ] += 1
-            src = cols["source_index"]
-            dead.update((p, msgs[int(src[r])].offset()) for r in out.late_rows.tolist())
-        snapshots[p] = state.snapshot()
-    return Reference({p: len(by_partition.get(p, [])) for p in range(partitions)}, alerts, dead, snapshots)
+        task = PartitionTask(p, factory(), config)
+        out = task.process(by_partition.get(p, []))
+        alerts.update(alert_identity(json.loads(v)) for _, v in out.records[ALERTS])
+        scores.update(score_identity(p, json.loads(v)) for _, v in out.records[SCORES])
+        for _, v in out.records[DEAD_LETTERS]:
+            d = json.loads(v)
+            dead[(d["partition"], d["offset"])] += 1
+        snapshots[p] = task.snapshot()
+    inputs = {p: len(by_partition.get(p, [])) for p in range(partitions)}
+    return Reference(inputs, alerts, scores, dead, snapshots)
 
 
 @dataclass
@@ -558,6 +540,9 @@ class Verdict:
     spurious: int = 0
     dead_letters_lost: int = 0
     dead_letters_duplicated: int = 0
+    scored: int = 0
+    scores_lost: int = 0
+    scores_duplicated: int = 0
     uncommitted_input: int = 0
     state_mismatch: int = 0
     open_transactions: bool = False
@@ -593,10 +578,11 @@ def verify(config: Config, partitions: int) -> Verdict:
     ref = reference(config, partitions)
     got: Counter[Alert] = Counter()
     for m in read_topic(k.bootstrap_servers, k.alerts_topic, partitions):
-        a = json.loads(m.value())
-        got[
-            (a["card_id"], a["window_start"], a["window_end"], a["n"], a["countries"], a["trigger_txn_id"])
-        ] += 1
+        got[alert_identity(json.loads(m.value()))] += 1
+    scored: Counter[tuple[Any, ...]] = Counter()
+    if k.scores_topic:
+        for m in read_topic(k.bootstrap_servers, k.scores_topic, partitions):
+            scored[score_identity(m.partition(), json.loads(m.value()))] += 1
     dlq: Counter[tuple[int, int]] = Counter()
     for m in read_topic(k.bootstrap_servers, k.dead_letter_topic, partitions):
         d = json.loads(m.value())
@@ -605,6 +591,9 @@ def verify(config: Config, partitions: int) -> Verdict:
     v.alerts = sum(got.values())
     v.lost, v.duplicated, spurious = differences(ref.alerts, got)
     v.spurious = spurious
+    v.scored = sum(scored.values())
+    v.scores_lost, v.scores_duplicated, scores_spurious = differences(ref.scores, scored)
+    v.scores_duplicated += scores_spurious
     dl_lost, dl_dup, dl_spurious = differences(ref.dead_letters, dlq)
     v.dead_letters_lost, v.dead_letters_duplicated = dl_lost, dl_dup + dl_spurious
     v.dead_lettered = sum(dlq.values())
@@ -618,8 +607,9 @@ def verify(config: Config, partitions: int) -> Verdict:
         f"chaos-check-{uuid.uuid4().hex[:6]}",
         list(range(partitions)),
     )
+    factory = processor_factory(config)
     for p in range(partitions):
-        state = new_state(config)
+        state = PartitionTask(p, factory(), config)
         r = restored[p]
         try:
             if r.snapshot is not None:
@@ -637,6 +627,8 @@ def verify(config: Config, partitions: int) -> Verdict:
         "spurious",
         "dead_letters_lost",
         "dead_letters_duplicated",
+        "scores_lost",
+        "scores_duplicated",
         "uncommitted_input",
         "state_mismatch",
     ):
@@ -1188,29 +1180,34 @@ def restore_time(broker: Broker, keys: int) -> dict[str, Any]:
 
 
 def make_state(config_path: str, keys: int) -> None:
-    """(subprocess) ``keys`` distinct cards through the rule engine, its snapshot into the changelog."""
+    """(subprocess) ``keys`` distinct cards through partition 0's task (the configured
+    processor, the default detector), its snapshot into the changelog."""
     from fraudstream.config import load_config
     from fraudstream.kafka.changelog import ChangelogWriter
-    from fraudstream.kafka.pipeline import ensure_topics
+    from fraudstream.kafka.topics import ensure_topics
 
     config = load_config(config_path, env={})
     ensure_topics(config)
-    engine = make_rule_engine(config)
+    task = PartitionTask(0, processor_factory(config)(), config)
     t0 = 1_700_000_000_000
-    chunk = 1 << 20
+    chunk = 1 << 18
     for lo in range(0, keys, chunk):
         card = np.arange(lo, min(keys, lo + chunk), dtype=np.int64)
-        engine.process(
-            {
-                "card_id": card,
-                "event_time": t0 + card % 240_000,
-                "amount": (card % 1000) / 10.0,
-                "country": card % 30,
-            }
-        )
-    size = engine.state_size()
-    snapshot = engine.snapshot()
-    del engine
+        cols = {
+            "txn_id": card,
+            "card_id": card,
+            "terminal_id": card % 10_000,
+            "event_time": t0 + card * 240_000 // max(keys, 1),  # in order: 4 min of traffic
+            "amount": (card % 1000) / 10.0,
+            "country": card % 30,
+            "arrival_ms": np.zeros(len(card)),
+        }
+        task.processor.process(cols)
+    snapshot = task.snapshot()
+    task.changes()
+    size_of = getattr(task.processor, "state_size", None)
+    size = size_of() if callable(size_of) else {}
+    del task
     k = config.kafka
     producer = Producer(
         {
@@ -1224,9 +1221,9 @@ def make_state(config_path: str, keys: int) -> None:
     producer.init_transactions(60)
     producer.begin_transaction()
     writer = ChangelogWriter(producer, k.changelog_topic)
-    writer.write(0, lambda: pack([snapshot]), lambda: pack([b""]))
+    writer.write(0, lambda: snapshot, lambda: b"")
     producer.commit_transaction(600)
-    print(json.dumps({"keys": size["keys"], "state_bytes": size["bytes"], "snapshot_bytes": len(snapshot)}))
+    print(json.dumps({"keys": keys, "state_bytes": size.get("bytes"), "snapshot_bytes": len(snapshot)}))
 
 
 def bytes_per_key(keys: int) -> dict[str, Any]:
@@ -1267,21 +1264,11 @@ def traced_run(config_path: str, idle_exit: float | None, stall_after: float | N
     class Traced(KafkaPipeline):
         expected: dict[int, int] = {}  # noqa: RUF012
 
-        def _restore(self, partitions: list[int]) -> None:
-            super()._restore(partitions)
-            if trace and partitions:
-                topic = self.config.kafka.input_topic
-                tps = self.consumer.committed([TopicPartition(topic, q) for q in partitions], timeout=30)
-                self.expected.update({tp.partition: max(tp.offset, 0) for tp in tps})
-                tlog.info(
-                    "restored %s: committed offsets %s", partitions, {q: self.expected[q] for q in partitions}
-                )
-
         def _process_partition(self, partition: int, msgs: list[Any]) -> None:
             if trace:
                 first, last = msgs[0].offset(), msgs[-1].offset()
                 exp = self.expected.get(partition)
-                if partition not in self.states:
+                if partition not in self.tasks.tasks:
                     tlog.error(
                         "TRACE: offsets %d..%d of partition %d, which has no state", first, last, partition
                     )
@@ -1294,12 +1281,24 @@ def traced_run(config_path: str, idle_exit: float | None, stall_after: float | N
 
         def _commit(self) -> None:
             if trace:
-                tlog.info("commit offsets %s", dict(sorted(self._positions.items())))
+                tlog.info("commit offsets %s", dict(sorted(self.tasks.positions.items())))
             super()._commit()
 
     pipeline = Traced(load_config(config_path))
+    restore = pipeline.tasks._restore
+
+    def traced_restore(partitions: list[int]) -> None:  # on assignment and after every rewind
+        restore(partitions)
+        if trace and partitions:
+            topic = pipeline.config.kafka.input_topic
+            tps = pipeline.consumer.committed([TopicPartition(topic, q) for q in partitions], timeout=30)
+            Traced.expected.update({tp.partition: max(tp.offset, 0) for tp in tps})
+            where = {q: Traced.expected[q] for q in partitions}
+            tlog.info("restored %s: committed offsets %s", partitions, where)
+
+    pipeline.tasks._restore = traced_restore  # type: ignore[method-assign]
     if stall_after is not None:
-        inner = pipeline.producer
+        inner = pipeline.transactions.producer
 
         class StallingProducer:
             stalled = False
@@ -1321,7 +1320,7 @@ def traced_run(config_path: str, idle_exit: float | None, stall_after: float | N
                 print("zombie: late commit accepted", flush=True)
                 return result
 
-        pipeline.producer = StallingProducer()  # type: ignore[assignment]
+        pipeline.transactions.producer = StallingProducer()  # type: ignore[assignment]
     pipeline.watchdog.handle_signals()
     pipeline.watchdog.start()
     stats = pipeline.run(idle_exit_s=idle_exit)

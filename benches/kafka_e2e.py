@@ -34,8 +34,9 @@ from confluent_kafka.cimpl import NewTopic
 
 from fraudstream.config import Config, KafkaSection
 from fraudstream.generator import card_transactions
-from fraudstream.kafka.pipeline import KafkaPipeline, ensure_topics
+from fraudstream.kafka.pipeline import KafkaPipeline
 from fraudstream.kafka.schema import encode_transactions
+from fraudstream.kafka.topics import ensure_topics
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -39,7 +39,7 @@ import numpy as np
 import psutil
 
 from fraudstream.config import Config
-from fraudstream.kafka.pipeline import make_rule_engine
+from fraudstream.kafka.processors import make_rule_engine
 from fraudstream.windows import WindowedAggregation
 
 PANE_MS = 60_000

@@ -63,8 +63,21 @@ def _run(args: argparse.Namespace) -> int:
     if args.metrics_port is not None:
         config.metrics.port = args.metrics_port
     pipeline = KafkaPipeline(config)
+    k = config.kafka
+    logger = logging.getLogger("fraudstream")
+    logger.info(
+        "running %s on %s at %s: alerts -> %s, scored transactions -> %s, dead letters -> %s "
+        "(blocks until SIGTERM/Ctrl-C%s)",
+        config.detector.kind,
+        k.input_topic,
+        k.bootstrap_servers,
+        k.alerts_topic,
+        k.scores_topic or "off",
+        k.dead_letter_topic,
+        "" if args.idle_exit is None else f", or {args.idle_exit:g} s without input",
+    )
     if pipeline.metrics.port:
-        logging.getLogger("fraudstream").info("metrics on http://127.0.0.1:%d/metrics", pipeline.metrics.port)
+        logger.info("metrics on http://127.0.0.1:%d/metrics", pipeline.metrics.port)
 
     # SIGTERM/SIGINT finish the open transaction; a stuck client or shutdown ends the process
     pipeline.watchdog.handle_signals()
@@ -158,7 +171,15 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--model", default=None, help="a JSON model file (default: train one at start)")
     ex.set_defaults(run=_demo)
 
-    run = sub.add_parser("run", help="the exactly-once Kafka pipeline")
+    run = sub.add_parser(
+        "run",
+        help="the exactly-once Kafka pipeline",
+        description="Consumes JSON transactions, runs the [detector] section's processor (by default "
+        "the fraud detector: rules, streaming features and the shipped model) on each input partition, "
+        "and commits the alerts, one scored record per transaction, the dead letters, the state "
+        "changelog and the input offsets in one Kafka transaction per interval. Blocks until "
+        "SIGTERM/Ctrl-C (which commit the open interval first), --idle-exit or --max-seconds.",
+    )
     run.add_argument("--config", help="TOML configuration file (environment: FRAUDSTREAM_<SECTION>_<KEY>)")
     run.add_argument(
         "--idle-exit", type=float, default=None, help="exit after this many seconds without input"

@@ -36,7 +36,7 @@ from confluent_kafka.admin import AdminClient
 from fraudstream.config import Config
 from fraudstream.errors import FencedError, StreamError
 from fraudstream.kafka.changelog import CHUNK_BYTES, ChangelogWriter
-from fraudstream.kafka.processors import make_rule_engine, processor_factory
+from fraudstream.kafka.processors import processor_factory
 from fraudstream.kafka.stats import COMMITTED_COUNTS, RunStats
 from fraudstream.kafka.task import ALERTS, DEAD_LETTERS, SCORES, TaskOutput
 from fraudstream.kafka.tasks import TaskManager
@@ -354,4 +354,4 @@ def changelog_chunk_bytes(config: Config) -> int:
     return max(1 << 10, min(CHUNK_BYTES, queue_kbytes * 1024 // 4))
 
 
-__all__ = ["FencedError", "KafkaPipeline", "RunStats", "ensure_topics", "make_rule_engine"]
+__all__ = ["FencedError", "KafkaPipeline", "RunStats", "changelog_chunk_bytes"]

@@ -1,0 +1,254 @@
+"""The pure partition task (decode -> dedup -> processor -> output records), without Kafka:
+counts reconcile, outputs do not depend on batching, state round-trips, any processor fits."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fraudstream.alerts import Alert
+from fraudstream.config import Config, DecodeSection, DetectorSection, KafkaSection
+from fraudstream.kafka.processors import processor_factory
+from fraudstream.kafka.schema import encode_transactions
+from fraudstream.kafka.task import ALERTS, DEAD_LETTERS, SCORES, PartitionTask
+from fraudstream.processor import ALERT, PASS, ProcessorOutput, pack, unpack
+
+
+@dataclass
+class FakeMessage:
+    """What the task reads of a consumed message."""
+
+    _value: bytes | None
+    _offset: int
+    _key: bytes | None = b"k"
+    _timestamp: int = 1_700_000_000_000
+
+    def value(self) -> bytes | None:
+        return self._value
+
+    def key(self) -> bytes | None:
+        return self._key
+
+    def offset(self) -> int:
+        return self._offset
+
+    def partition(self) -> int:
+        return 0
+
+    def topic(self) -> str:
+        return "in"
+
+    def timestamp(self) -> tuple[int, int]:
+        return (1, self._timestamp)
+
+
+def messages(n: int, seed: int, bad_every: int = 0) -> list[FakeMessage]:
+    """Transactions of 40 cards, a burst on card 7 across countries, and bad records."""
+    rng = np.random.default_rng(seed)
+    t0 = 1_700_000_000_000
+    cols = {
+        "card": rng.integers(0, 40, n),
+        "ts": t0 + np.arange(n) * 2_000 - rng.integers(0, 4_000, n),
+        "amount": np.round(rng.gamma(2.0, 20.0, n), 2),
+    }
+    cols["country"] = cols["card"] % 3  # ordinary cards stay at home
+    burst = np.arange(n) % 9 == 4  # card 7 spreads over 6 countries
+    cols["card"][burst] = 7
+    cols["country"][burst] = np.arange(int(burst.sum())) % 6
+    values = encode_transactions(cols)
+    if bad_every:
+        for i in range(0, n, bad_every):
+            values[i] = b'{"txn_id": "broken'
+    return [FakeMessage(v, i) for i, v in enumerate(values)]
+
+
+def config(kind: str = "velocity", dedup: str = "0s", scores: bool = True) -> Config:
+    kafka = KafkaSection.for_topic("127.0.0.1:1", "in")
+    if not scores:
+        kafka.scores_topic = ""
+    return Config(
+        kafka=kafka,
+        decode=DecodeSection(dedup_horizon=dedup),
+        detector=DetectorSection(kind=kind, cooldown="1h"),
+    ).validate()
+
+
+def run(cfg: Config, msgs: list[FakeMessage], cuts: list[int]) -> tuple[dict[str, list[Any]], bytes, Any]:
+    task = PartitionTask(0, processor_factory(cfg)(), cfg, clock=lambda: 1_800_000_000_000.0)
+    records: dict[str, list[Any]] = {ALERTS: [], SCORES: [], DEAD_LETTERS: []}
+    counts = np.zeros(3, np.int64)
+    bounds = [0, *sorted(set(cuts)), len(msgs)]
+    for lo, hi in zip(bounds, bounds[1:], strict=False):
+        out = task.process(msgs[lo:hi])
+        for role, recs in out.records.items():
+            records[role].extend(recs)
+        counts += (out.consumed, out.processed, out.dead_lettered)
+    return records, task.snapshot(), counts
+
+
+def comparable(records: dict[str, list[Any]]) -> dict[str, list[Any]]:
+    """Records without the wall-clock latency (the only field a rerun may change)."""
+    out: dict[str, list[Any]] = {}
+    for role, recs in records.items():
+        rows = [json.loads(v) for _, v in recs]
+        for r in rows:
+            r.pop("latency_ms", None)
+        out[role] = rows
+    return out
+
+
+def test_counts_reconcile_and_bad_records_are_dead_lettered_with_their_reason() -> None:
+    msgs = messages(300, seed=1, bad_every=25)
+    records, _, (consumed, processed, dead) = run(config(), msgs, [])
+    assert consumed == 300 == processed + dead
+    assert dead == 12
+    reasons = [json.loads(v)["reason"] for _, v in records[DEAD_LETTERS]]
+    assert all("malformed JSON" in r for r in reasons), reasons[:3]
+    assert [json.loads(v)["offset"] for _, v in records[DEAD_LETTERS]] == list(range(0, 300, 25))
+
+
+def test_alerts_name_their_trigger_message_and_one_per_card_per_incident() -> None:
+    msgs = messages(400, seed=2)
+    records, _, _ = run(config(), msgs, [])
+    alerts = [json.loads(v) for _, v in records[ALERTS]]
+    assert alerts, "the burst on card 7 must alert"
+    assert {a["card_id"] for a in alerts} == {7}
+    times = sorted(a["event_time"] for a in alerts)
+    assert all(b - a >= 3_600_000 for a, b in zip(times, times[1:], strict=False)), "cool-down of 1 h"
+    for a in alerts:
+        source = json.loads(msgs[a["offset"]].value() or b"")
+        assert (source["txn_id"], source["card_id"]) == (a["trigger_txn_id"], a["card_id"])
+        assert a["partition"] == 0 and a["reasons"]
+
+
+@settings(max_examples=25, deadline=None)
+@given(cuts=st.lists(st.integers(0, 400), max_size=8), kind=st.sampled_from(["velocity", "detector"]))
+def test_outputs_and_state_do_not_depend_on_how_the_input_is_cut(cuts: list[int], kind: str) -> None:
+    cfg = config(kind, dedup="10m")
+    msgs = messages(400, seed=3, bad_every=37)
+    msgs += msgs[100:110]  # repeated transaction ids: duplicates
+    whole, whole_state, whole_counts = run(cfg, msgs, [])
+    cut, cut_state, cut_counts = run(cfg, msgs, cuts)
+    assert comparable(cut) == comparable(whole)
+    assert cut_state == whole_state
+    assert list(cut_counts) == list(whole_counts)
+    assert whole_counts[2] == 11 + 10  # 11 broken records, 10 duplicates
+
+
+@pytest.mark.parametrize("kind", ["velocity", "detector"])
+def test_restored_from_snapshot_and_changes_a_task_continues_exactly(kind: str) -> None:
+    cfg = config(kind, dedup="10m")
+    msgs = messages(600, seed=4)
+    straight, straight_state, _ = run(cfg, msgs, [150, 300, 450])
+
+    first = PartitionTask(0, processor_factory(cfg)(), cfg, clock=lambda: 1_800_000_000_000.0)
+    first.process(msgs[:150])
+    snapshot = first.snapshot()
+    first.changes()
+    first.process(msgs[150:300])
+    changes = [first.changes()]
+    first.process(msgs[300:450])
+    changes.append(first.changes())
+
+    second = PartitionTask(0, processor_factory(cfg)(), cfg, clock=lambda: 1_800_000_000_000.0)
+    second.restore(snapshot, changes)
+    assert second.snapshot() == first.snapshot()
+    tail = second.process(msgs[450:])
+    tail_first = first.process(msgs[450:])
+    assert comparable(tail.records) == comparable(tail_first.records)
+    assert second.snapshot() == straight_state
+
+
+def test_every_transaction_gets_one_score_record_and_scores_can_be_turned_off() -> None:
+    msgs = messages(300, seed=5, bad_every=50)
+    records, _, (_, processed, _) = run(config("detector"), msgs, [100])
+    scores = [json.loads(v) for _, v in records[SCORES]]
+    assert len(scores) == processed == 294
+    assert len({s["offset"] for s in scores}) == 294
+    assert {s["decision"] for s in scores} <= {"pass", "alert", "flagged"}
+    alerted = {a["offset"] for a in (json.loads(v) for _, v in records[ALERTS])}
+    assert {s["offset"] for s in scores if s["decision"] == "alert"} == alerted
+    off, _, _ = run(config("detector", scores=False), msgs, [100])
+    assert off[SCORES] == [] and len(off[ALERTS]) == len(records[ALERTS])
+
+
+class EveryThirdIsSuspicious:
+    """A user's processor that is not the detector: flags every transaction whose id is a
+    multiple of 3; its state is a count, its changes the count's increase."""
+
+    def __init__(self) -> None:
+        self.seen = 0
+        self._since = 0
+
+    def process(self, columns: Mapping[str, Any]) -> ProcessorOutput:
+        ids = np.asarray(columns["txn_id"])
+        cards = np.asarray(columns["card_id"])
+        times = np.asarray(columns["event_time"])
+        self.seen += len(ids)
+        self._since += len(ids)
+        hits = np.flatnonzero(ids % 3 == 0)
+        alerts = [
+            Alert(int(cards[r]), "every_third", ("id divisible by 3",), int(times[r]), int(ids[r]), int(r))
+            for r in hits.tolist()
+        ]
+        decision = np.where(ids % 3 == 0, ALERT, PASS).astype(np.int8)
+        scores = {
+            "row": np.arange(len(ids)),
+            "txn_id": ids,
+            "card_id": cards,
+            "score": (ids % 3 == 0).astype(np.float64),
+            "decision": decision,
+        }
+        return ProcessorOutput(alerts=alerts, scores=scores)
+
+    def advance(self, wall_clock_ms: int) -> ProcessorOutput:
+        return ProcessorOutput()
+
+    def flush(self) -> ProcessorOutput:
+        return ProcessorOutput()
+
+    def snapshot(self) -> bytes:
+        return self.seen.to_bytes(8, "little")
+
+    def changes(self) -> bytes:
+        delta, self._since = self._since, 0
+        return delta.to_bytes(8, "little")
+
+    def restore(self, data: bytes) -> None:
+        self.seen, self._since = int.from_bytes(data, "little"), 0
+
+    def apply_changes(self, data: bytes) -> None:
+        self.seen += int.from_bytes(data, "little")
+
+
+def user_processor(_: Config) -> EveryThirdIsSuspicious:
+    return EveryThirdIsSuspicious()
+
+
+def test_a_user_processor_runs_through_the_task_by_module_and_function_name() -> None:
+    cfg = config(kind="test_partition_task:user_processor")
+    msgs = messages(90, seed=6)
+    records, state, (_, processed, _) = run(cfg, msgs, [30])
+    assert len(records[ALERTS]) == 30 and len(records[SCORES]) == 90
+    assert unpack(state, 1) == [(90).to_bytes(8, "little")]
+    assert pack([(90).to_bytes(8, "little")]) == state and processed == 90
+
+
+def not_a_processor(_: Config) -> object:
+    return object()
+
+
+def test_a_factory_that_builds_no_processor_is_refused_at_start() -> None:
+    from fraudstream.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="lacks"):
+        processor_factory(config(kind="test_partition_task:not_a_processor"))
+    with pytest.raises(ConfigError, match="cannot load"):
+        processor_factory(config(kind="no_such_module_here:factory"))
