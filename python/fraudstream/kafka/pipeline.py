@@ -229,8 +229,7 @@ class KafkaPipeline:
         now_ms = time.time() * 1000
         idle_ms = self.config.kafka.idle_timeout_ms
         for partition, task in self.tasks.tasks.items():
-            last = task.last_input_ms
-            if last is not None and now_ms - last >= idle_ms:
+            if now_ms - task.last_input_ms >= idle_ms:
                 self.transactions.begin()
                 out = task.advance(int(now_ms))
                 task.last_input_ms = now_ms  # next tick one idle period later

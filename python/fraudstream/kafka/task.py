@@ -123,8 +123,8 @@ class PartitionTask:
         )
         if self.dedup is not None:
             self.dedup.track_changes(True)
-        self.last_input_ms: float | None = None
-        """Wall clock of the last message taken (idle detection)."""
+        self.last_input_ms: float = clock()
+        """Wall clock of the last message taken, or of the task's creation (idle detection)."""
 
     # -- processing -------------------------------------------------------------------------
 
