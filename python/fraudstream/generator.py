@@ -1,5 +1,13 @@
 """Seeded synthetic card-transaction streams, generated vectorized with numpy.
 
+- :func:`card_transactions`: unlabelled load (cards, times, amounts, countries), the
+  benchmarks' and the engine tests' input.
+- :func:`labelled_transactions`: realistic traffic with labelled fraud, the input of
+  ``fraudstream produce``, the demo, the default model's training and its evaluation: normal
+  cards with a home country, travel, cross-border online shopping and heavy-tailed activity
+  (so simple count rules over-alert), and a small share of compromised cards with incidents
+  of several shapes.
+
 The streams are reproducible from their seed: the same arguments give the same arrays on
 every machine. Arrival order is the array order; event times lag arrival by up to
 ``disorder_ms`` (bounded out-of-orderness), so a watermark of ``max time - disorder_ms`` never
@@ -8,8 +16,15 @@ judges an event late.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
+
+from fraudstream import _core
+from fraudstream.kafka.schema import COUNTRIES
 
 DEFAULT_START_MS = 1_700_000_000_000  # 2023-11-14T22:13:20Z
 
@@ -41,3 +56,400 @@ def card_transactions(
     country = np.where(away, rng.integers(0, countries, n), home).astype(np.int64)
     amount = np.round(rng.gamma(2.0, 25.0, n), 2)
     return {"card": card, "ts": ts.astype(np.int64), "amount": amount, "country": country}
+
+
+# ---------------------------------------------------------------------------------------------
+# Labelled traffic: normal cards and compromised ones
+
+MINUTE_MS = 60_000
+HOUR_MS = 3_600_000
+DAY_MS = 86_400_000
+
+DIURNAL = np.array(
+    [0.20, 0.10, 0.07, 0.05, 0.05, 0.10, 0.30, 0.60, 0.90, 1.00, 1.10, 1.20,
+     1.30, 1.20, 1.10, 1.10, 1.20, 1.30, 1.30, 1.20, 1.00, 0.80, 0.60, 0.40]
+)  # fmt: skip
+"""Relative rate of normal transactions per UTC hour of the day (quiet at night)."""
+
+ONLINE_HUBS = ("IE", "LU", "NL", "GB")
+"""Countries of the big online merchants that normal cards buy from across borders."""
+STORY_COUNTRIES = ("FR", "DE", "ES", "IT")
+
+SHAPES: dict[str, float] = {"burst": 0.25, "spread": 0.15, "testing": 0.25, "spree": 0.20, "cashout": 0.15}
+"""Incident shapes and their shares when drawn at random (see :func:`labelled_transactions`)."""
+KINDS = ("story", *SHAPES)
+
+TERMINALS_PER_COUNTRY = 20_000
+"""Physical terminals per country: slots ``0 .. TERMINALS_PER_COUNTRY``."""
+ONLINE_SLOT = 50_000
+"""Online merchants' terminals: slots ``ONLINE_SLOT ..`` (a few, very busy)."""
+ONLINE_MERCHANTS = 60
+
+Columns = dict[str, np.ndarray[Any, Any]]
+
+
+@dataclass(frozen=True)
+class Incident:
+    """One compromised card's fraud: its transactions are labelled ``fraud = 1`` and
+    ``incident = id``."""
+
+    id: int
+    kind: str
+    """One of :data:`KINDS`."""
+    card_id: int
+    first_ms: int
+    """Event time of its first and last transaction."""
+    last_ms: int
+    transactions: int
+
+
+@dataclass
+class LabelledTraffic:
+    """Generated transactions in arrival order, with labels.
+
+    ``columns`` are named and encoded as :func:`fraudstream.kafka.schema.decode_batch` decodes
+    them (``country`` is the packed ISO alpha-2 code), plus ``fraud`` (int8, 0/1) and
+    ``incident`` (int32, the :class:`Incident` id, -1 for normal transactions).
+    """
+
+    columns: Columns
+    incidents: list[Incident]
+    cards: int
+    start_ms: int
+    end_ms: int
+    """Event times lie in ``[start_ms, end_ms)``."""
+    disorder_ms: int
+
+    def __len__(self) -> int:
+        return len(self.columns["txn_id"])
+
+    @property
+    def days(self) -> float:
+        """Event-time span in days."""
+        return (self.end_ms - self.start_ms) / DAY_MS
+
+    def statistics(self) -> dict[str, Any]:
+        """Cards, compromised share, fraud share of transactions, incidents by kind."""
+        fraud = self.columns["fraud"]
+        by_kind: dict[str, int] = {}
+        for i in self.incidents:
+            by_kind[i.kind] = by_kind.get(i.kind, 0) + 1
+        active = len(np.unique(self.columns["card_id"]))
+        return {
+            "transactions": len(self),
+            "cards": self.cards,
+            "active_cards": active,
+            "days": self.days,
+            "compromised_cards": len({i.card_id for i in self.incidents}),
+            "compromised_share": len({i.card_id for i in self.incidents}) / self.cards,
+            "fraudulent_transactions": int(fraud.sum()),
+            "fraud_share": float(fraud.mean()) if len(fraud) else 0.0,
+            "incidents_by_kind": by_kind,
+        }
+
+
+def country_codes() -> npt.NDArray[np.int64]:
+    """Packed ISO alpha-2 codes of :data:`~fraudstream.kafka.schema.COUNTRIES`, by index."""
+    return np.array([_core.pack_code(c) for c in COUNTRIES], np.int64)
+
+
+def _country_weights() -> npt.NDArray[np.float64]:
+    """Where cards live: COUNTRIES is ordered roughly by size, weights fall like Zipf's law."""
+    w = 1.0 / np.arange(1, len(COUNTRIES) + 1) ** 0.9
+    return np.asarray(w / w.sum(), np.float64)
+
+
+def _abroad(rng: np.random.Generator, home: npt.NDArray[np.int64], k: int) -> npt.NDArray[np.int64]:
+    """``k`` distinct countries per row, none of them the row's home (popular ones likelier)."""
+    n = len(COUNTRIES)
+    # Gumbel top-k: distinct weighted draws without replacement, vectorized
+    keys = np.log(_country_weights())[None, :] - np.log(-np.log(rng.random((len(home), n))))
+    keys[np.arange(len(home)), home] = -np.inf
+    return np.argsort(-keys, axis=1)[:, :k].astype(np.int64)
+
+
+def _diurnal_times(rng: np.random.Generator, n: int, start_ms: int, span_ms: int) -> npt.NDArray[np.int64]:
+    """``n`` event times in ``[start, start + span)``, denser by day than at night."""
+    first_hour = start_ms // HOUR_MS
+    hours = np.arange(first_hour, (start_ms + span_ms - 1) // HOUR_MS + 1)
+    lo = np.maximum(hours * HOUR_MS, start_ms)
+    hi = np.minimum((hours + 1) * HOUR_MS, start_ms + span_ms)
+    weight = DIURNAL[hours % 24] * (hi - lo)
+    pick = rng.choice(len(hours), n, p=weight / weight.sum())
+    return np.asarray(lo[pick] + (rng.random(n) * (hi - lo)[pick]).astype(np.int64), np.int64)
+
+
+def _terminal(country: npt.NDArray[np.int64], slot: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    return np.asarray(country * 100_000 + slot, np.int64)
+
+
+@dataclass
+class _Cards:
+    """Per-card profiles of the normal traffic."""
+
+    home: npt.NDArray[np.int64]
+    second: npt.NDArray[np.int64]
+    """A cross-border commuter's second country (-1: none)."""
+    activity: npt.NDArray[np.float64]
+    habit: npt.NDArray[np.float64]
+    """Typical amount."""
+    favourites: npt.NDArray[np.int64]
+    """Terminals (slots) of the shops the card uses most at home."""
+    shops: npt.NDArray[np.int64]
+    """The online merchants the card uses most."""
+    trip_start: npt.NDArray[np.int64]
+    trip_end: npt.NDArray[np.int64]
+    """``trip_start == trip_end``: no trip."""
+    trip_countries: npt.NDArray[np.int64]
+    trip_legs: npt.NDArray[np.int64]
+
+
+def _card_profiles(
+    rng: np.random.Generator, cards: int, start_ms: int, span_ms: int, travel_per_card_day: float
+) -> _Cards:
+    home = rng.choice(len(COUNTRIES), cards, p=_country_weights()).astype(np.int64)
+    other = _abroad(rng, home, 3)
+    second = np.where(rng.random(cards) < 0.04, other[:, 0], -1)
+    duration = (np.clip(rng.gamma(2.0, 2.0, cards), 1.0, 14.0) * DAY_MS).astype(np.int64)
+    days = span_ms / DAY_MS + duration / DAY_MS
+    travels = rng.random(cards) < 1.0 - np.exp(-travel_per_card_day * days)
+    trip_start = start_ms - duration + (rng.random(cards) * (span_ms + duration)).astype(np.int64)
+    return _Cards(
+        home=home,
+        second=second,
+        activity=np.minimum(rng.lognormal(0.0, 1.2, cards), 40.0),
+        habit=rng.lognormal(np.log(35.0), 0.7, cards),
+        favourites=rng.integers(0, TERMINALS_PER_COUNTRY, (cards, 6)),
+        shops=np.minimum(rng.zipf(1.6, (cards, 2)) - 1, ONLINE_MERCHANTS - 1),
+        trip_start=trip_start,
+        trip_end=np.where(travels, trip_start + duration, trip_start),
+        trip_countries=_abroad(rng, home, 3),
+        trip_legs=rng.choice(np.array([1, 2, 3], np.int64), cards, p=[0.6, 0.3, 0.1]),
+    )
+
+
+def _normal(
+    rng: np.random.Generator, n: int, p: _Cards, start_ms: int, span_ms: int, online_share: float
+) -> Columns:
+    """``n`` normal transactions: heavy-tailed activity, sessions of a few transactions
+    minutes apart, home / commuting / trip countries, online purchases (mostly at the card's
+    two usual merchants; a third of them abroad, at big merchants in :data:`ONLINE_HUBS`),
+    amounts around each card's habit."""
+    cards = len(p.home)
+    card = rng.choice(cards, n, p=p.activity / p.activity.sum()).astype(np.int64)
+    base = _diurnal_times(rng, n, start_ms, span_ms)
+    # sessions: a third of the transactions follow the card's previous one by minutes
+    order = np.lexsort((base, card))
+    card, base = card[order], base[order]
+    first = np.r_[True, card[1:] != card[:-1]] if n else np.zeros(0, bool)
+    anchor = first | (rng.random(n) >= 0.35)
+    at = np.maximum.accumulate(np.where(anchor, np.arange(n), 0))
+    gap = np.where(anchor, 0, rng.exponential(8 * MINUTE_MS, n) + 20_000).astype(np.int64)
+    run = np.cumsum(gap)
+    ts = np.minimum(base[at] + run - run[at], start_ms + span_ms - 1)
+
+    home = p.home[card]
+    leg_ms = np.maximum(1, (p.trip_end - p.trip_start) // p.trip_legs)[card]
+    on_trip = (ts >= p.trip_start[card]) & (ts < p.trip_end[card])
+    leg = np.clip((ts - p.trip_start[card]) // leg_ms, 0, p.trip_legs[card] - 1)
+    away = on_trip & (rng.random(n) < 0.85)
+    commute = (p.second[card] >= 0) & (rng.random(n) < 0.3)
+    country = np.where(away, p.trip_countries[card, leg], np.where(commute, p.second[card], home))
+    # online: a few big merchants take most purchases; a third of them sit abroad, each in
+    # its own hub country
+    online = rng.random(n) < online_share
+    cross = online & (rng.random(n) < 0.35)
+    merchant = np.where(
+        rng.random(n) < 0.8,
+        p.shops[card, rng.integers(0, p.shops.shape[1], n)],
+        np.minimum(rng.zipf(1.6, n) - 1, ONLINE_MERCHANTS - 1),
+    )
+    hubs = np.array([COUNTRIES.index(c) for c in ONLINE_HUBS], np.int64)
+    country = np.where(online, np.where(cross, hubs[merchant % len(hubs)], home), country)
+
+    favourite = p.favourites[card, rng.integers(0, p.favourites.shape[1], n)]
+    local = (country == home) & (rng.random(n) < 0.7)
+    slot = np.where(
+        online,
+        ONLINE_SLOT + merchant,
+        np.where(local, favourite, rng.integers(0, TERMINALS_PER_COUNTRY, n)),
+    )
+    amount = p.habit[card] * rng.lognormal(0.0, 0.6, n)
+    amount = np.where(rng.random(n) < 0.01, amount * rng.uniform(4.0, 12.0, n), amount)
+    return {
+        "card": card,
+        "ts": ts.astype(np.int64),
+        "amount": np.maximum(np.round(amount, 2), 0.5),
+        "country": country.astype(np.int64),
+        "terminal": _terminal(country, slot),
+    }
+
+
+def _incident(
+    rng: np.random.Generator, kind: str, home: int, habit: float
+) -> tuple[np.ndarray[Any, Any], ...]:
+    """Offsets from the incident's start, countries, amounts and terminal slots of one
+    incident of ``kind`` on a card living in ``home`` with typical amount ``habit``."""
+    foreign = _abroad(rng, np.array([home]), 4)[0]
+    physical = rng.integers(0, TERMINALS_PER_COUNTRY, 32)
+    online = ONLINE_SLOT + rng.integers(0, ONLINE_MERCHANTS, 32)
+    if kind == "story":  # 23 small transactions in 4 countries within 6 hours
+        k = 23
+        t = np.arange(k) * (6 * HOUR_MS // k) + rng.integers(0, MINUTE_MS, k)
+        where = np.array([COUNTRIES.index(c) for c in STORY_COUNTRIES])[rng.permutation(np.arange(k) % 4)]
+        return t, where, np.round(rng.uniform(1.0, 15.0, k), 2), physical[:k]
+    if kind == "burst":  # 5-8 transactions in 3-4 foreign countries within minutes
+        k, spread = int(rng.integers(5, 9)), int(rng.integers(3, 5))
+        t = np.sort(rng.integers(0, int(rng.integers(1, 6)) * MINUTE_MS, k))
+        t -= t[0]
+        where = foreign[np.arange(k) % spread]
+        slot = np.where(rng.random(k) < 0.5, online[:k], physical[:k])
+        return t, where, np.round(rng.uniform(20.0, 400.0, k), 2), slot
+    if kind == "spread":  # the story's shape: many small transactions across countries for hours
+        k, spread = int(rng.integers(12, 26)), int(rng.integers(3, 5))
+        step = int(rng.uniform(3.0, 8.0) * HOUR_MS) // k
+        t = np.arange(k) * step + rng.integers(0, step, k)
+        where = foreign[rng.permutation(np.arange(k) % spread)]
+        return t, where, np.round(rng.uniform(1.0, 15.0, k), 2), physical[:k]
+    if kind == "testing":  # tiny online payments test the card, then large ones cash it in
+        tests, large = int(rng.integers(3, 9)), int(rng.integers(1, 4))
+        t1 = np.sort(rng.integers(0, int(rng.integers(5, 31)) * MINUTE_MS, tests))
+        after = int(t1.max()) + int(rng.integers(10, 121)) * MINUTE_MS
+        t2 = after + np.sort(rng.integers(0, 20 * MINUTE_MS, large))
+        t = np.r_[t1 - t1[0], t2 - t1[0]]
+        hub = COUNTRIES.index(ONLINE_HUBS[int(rng.integers(0, len(ONLINE_HUBS)))])
+        where = np.where(rng.random(tests + large) < 0.6, hub, foreign[0])
+        amounts = np.r_[
+            rng.uniform(0.5, 2.0, tests), np.maximum(150.0, habit * rng.uniform(10.0, 30.0, large))
+        ]
+        return t, where, np.round(np.asarray(amounts, np.float64), 2), online[: tests + large]
+    if kind == "spree":  # a few large amounts at home, at shops the card never used, within the hour
+        k = int(rng.integers(3, 6))
+        t = np.sort(rng.integers(0, int(rng.integers(20, 61)) * MINUTE_MS, k))
+        amounts = np.maximum(100.0, habit * rng.uniform(8.0, 20.0, k))
+        return t - t[0], np.full(k, home), np.round(amounts, 2), physical[:k]
+    if kind == "cashout":  # a skimmed card: withdrawals in one foreign country over a few hours
+        k = int(rng.integers(3, 7))
+        t = np.sort(rng.integers(0, int(rng.uniform(1.0, 4.0) * HOUR_MS), k))
+        amounts = rng.choice(np.array([100.0, 200.0, 250.0, 300.0, 400.0, 500.0]), k)
+        return t - t[0], np.full(k, foreign[0]), amounts, physical[:k]
+    raise ValueError(f"unknown incident kind {kind!r}; expected one of {KINDS}")
+
+
+def labelled_transactions(
+    events: int,
+    *,
+    cards: int = 10_000,
+    days: float | None = None,
+    compromised: float = 0.003,
+    incidents: Mapping[str, int] | None = None,
+    story: bool = False,
+    per_card_day: float = 3.0,
+    travel_per_card_day: float = 0.01,
+    online_share: float = 0.12,
+    disorder_ms: int = 5_000,
+    start_ms: int = DEFAULT_START_MS,
+    seed: int = 0,
+) -> LabelledTraffic:
+    """``events`` card transactions with labelled fraud, in arrival order (:class:`LabelledTraffic`).
+
+    Normal traffic: each card lives in a home country (big countries likelier); 4% commute
+    across a border (30% of their transactions in a second country); a card starts a trip
+    with probability ``travel_per_card_day`` a day (1-14 days, 1-3 countries; 85% of its
+    transactions abroad meanwhile); ``online_share`` of transactions are online, a third of
+    them at big merchants abroad (:data:`ONLINE_HUBS`). Activity is heavy-tailed (log-normal,
+    sigma 1.2, capped at 40x the median: the busiest 1% of cards transact ~15x the median),
+    a third of transactions follow the card's previous one within minutes (a shopping trip),
+    times are denser by day.
+    Amounts are log-normal around each card's habit (median 35), with 1% large purchases at
+    4-12x. Terminals: six favourites per card at home for 70% of home purchases.
+
+    Fraud: ``compromised`` of the cards (or exactly ``incidents`` = {kind: count}) each get
+    one incident, a shape of :data:`SHAPES` drawn by its share, starting after a warm-up at
+    a uniform time; the card's normal traffic goes on. ``story`` adds the story's incident
+    (23 small transactions in FR, DE, ES, IT within 6 hours, 2 hours in) as incident 0, on a
+    quiet card. Shapes: ``burst`` (5-8 in 3-4 foreign countries within 1-5 min),
+    ``spread`` (12-25 small ones in 3-4 foreign countries over 3-8 h), ``testing`` (3-8
+    tiny online payments within half an hour, then 1-3 at 10-30x the habit),
+    ``spree`` (3-5 at 8-20x the habit at home within the hour), ``cashout`` (3-6
+    withdrawals in one foreign country over 1-4 h).
+
+    Time: ``days`` of event time from ``start_ms`` (default: ``events / (cards *
+    per_card_day)``). Every transaction arrives within ``disorder_ms`` of its event time, so
+    in arrival order ``event_time >= running max - disorder_ms``; ``txn_id`` numbers rows in
+    arrival order. Deterministic per arguments.
+    """
+    if events < 1 or cards < 1:
+        raise ValueError(f"events and cards must be >= 1, got {events} and {cards}")
+    if not 0.0 <= compromised < 1.0:
+        raise ValueError(f"compromised must be a share of cards in [0, 1), got {compromised}")
+    rng = np.random.default_rng(seed)
+    days = events / (cards * per_card_day) if days is None else days
+    span = int(days * DAY_MS)
+    if span < HOUR_MS:
+        raise ValueError(f"the traffic must span at least an hour of event time, got {days} days")
+    profiles = _card_profiles(rng, cards, start_ms, span, travel_per_card_day)
+
+    if incidents is None:
+        drawn = rng.choice(list(SHAPES), round(cards * compromised), p=list(SHAPES.values()))
+        kinds = [str(k) for k in drawn]
+    else:
+        unknown = sorted(set(incidents) - set(SHAPES))
+        if unknown:
+            raise ValueError(f"unknown incident kinds {unknown}; expected some of {list(SHAPES)}")
+        kinds = [k for k in SHAPES for _ in range(int(incidents.get(k, 0)))]
+    kinds = ["story", *kinds] if story else kinds
+    if len(kinds) > cards // 2:
+        raise ValueError(
+            f"{len(kinds)} incidents on {cards} cards: at most half the cards can be compromised"
+        )
+    quiet = np.argsort(profiles.activity, kind="stable")[: max(1, cards // 10)]
+    victims = rng.permutation(cards)
+    if story:
+        chosen = quiet[rng.integers(0, len(quiet))]
+        victims = np.r_[chosen, victims[victims != chosen]]
+    warm_up = min(span // 4, DAY_MS)
+    parts: list[Columns] = []
+    found: list[tuple[str, int, int, int, int]] = []
+    for i, kind in enumerate(kinds):
+        card = int(victims[i])
+        t, where, amount, slot = _incident(rng, kind, int(profiles.home[card]), float(profiles.habit[card]))
+        latest = max(start_ms + warm_up, start_ms + span - 1 - int(t.max()))
+        t0 = start_ms + 2 * HOUR_MS if kind == "story" else int(rng.integers(start_ms + warm_up, latest + 1))
+        ts = np.minimum(t0 + t.astype(np.int64), start_ms + span - 1)
+        parts.append({
+            "card": np.full(len(ts), card, np.int64), "ts": ts, "amount": amount.astype(np.float64),
+            "country": where.astype(np.int64), "terminal": _terminal(where.astype(np.int64), slot),
+            "incident": np.full(len(ts), i, np.int32),
+        })  # fmt: skip
+        found.append((kind, card, int(ts.min()), int(ts.max()), len(ts)))
+    frauds = sum(len(p["ts"]) for p in parts)
+    if frauds > events:
+        raise ValueError(f"{frauds} fraudulent transactions do not fit in {events} events")
+    normal = _normal(rng, events - frauds, profiles, start_ms, span, online_share)
+    normal["incident"] = np.full(events - frauds, -1, np.int32)
+    merged = {k: np.concatenate([normal[k], *(p[k] for p in parts)]) for k in normal}
+
+    arrival = merged["ts"] + rng.integers(0, disorder_ms + 1, events)
+    order = np.lexsort((merged["ts"], arrival))
+    merged = {k: v[order] for k, v in merged.items()}
+    card_id = merged["card"]
+    columns: Columns = {
+        "txn_id": np.arange(events, dtype=np.int64),
+        "card_id": card_id,
+        "customer_id": card_id * 17 // 20,  # about one customer in six holds two cards
+        "terminal_id": merged["terminal"],
+        "amount": merged["amount"],
+        "country": country_codes()[merged["country"]],
+        "event_time": merged["ts"],
+        "fraud": (merged["incident"] >= 0).astype(np.int8),
+        "incident": merged["incident"],
+    }
+    return LabelledTraffic(
+        columns=columns,
+        incidents=[Incident(i, *f) for i, f in enumerate(found)],
+        cards=cards,
+        start_ms=start_ms,
+        end_ms=start_ms + span,
+        disorder_ms=disorder_ms,
+    )

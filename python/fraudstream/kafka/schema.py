@@ -5,6 +5,9 @@ One JSON object per Kafka message; extra fields are ignored::
     {"txn_id": 1, "card_id": 42, "customer_id": 7, "terminal_id": 9, "amount": 12.5,
      "currency": "EUR", "country": "DE", "merchant": "Café Zürich", "event_time": 1700000000000}
 
+``fraudstream produce`` adds the generator's label, ``"fraud": 0`` or ``1``: the decoder ignores
+it, an evaluation reads it back from the topic.
+
 ``event_time`` is epoch milliseconds (UTC). ``country`` (ISO 3166 alpha-2) and ``currency``
 (ISO 4217) become integer columns holding their packed letters (``pack_code``/``unpack_code``);
 ``merchant`` becomes a stable 64-bit hash. A record that cannot be decoded goes to the
@@ -14,6 +17,7 @@ dead-letter topic with its reason (see :func:`decode_batch`).
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,33 +58,52 @@ def decode_batch(values: list[bytes], limits: DecodeSection | None = None) -> De
     return DecodedBatch(columns, index, reasons)
 
 
-def encode_transactions(columns: dict[str, np.ndarray[Any, Any]], first_txn_id: int = 0) -> list[bytes]:
-    """JSON messages for generator columns ``card``, ``ts``, ``amount``, ``country`` (an index into
-    :data:`COUNTRIES`) and optionally ``txn_id``, ``customer``, ``terminal``."""
-    n = len(columns["card"])
+def encode_transactions(columns: Mapping[str, np.ndarray[Any, Any]], first_txn_id: int = 0) -> list[bytes]:
+    """JSON messages for transaction columns, named one of two ways:
+
+    - the decoder's (:func:`decode_batch`, :func:`fraudstream.generator.labelled_transactions`):
+      ``card_id``, ``event_time``, ``amount``, ``country`` (packed ISO alpha-2) and optionally
+      ``txn_id``, ``customer_id``, ``terminal_id``;
+    - :func:`fraudstream.generator.card_transactions`': ``card``, ``ts``, ``amount``,
+      ``country`` (an index into :data:`COUNTRIES`) and optionally ``txn_id``, ``customer``,
+      ``terminal``.
+
+    A ``fraud`` column (0/1) becomes the extra field ``"fraud"``: the decoder ignores it, and an
+    evaluation reads the labels back from the input topic. Without ``txn_id``, ids count from
+    ``first_txn_id``."""
+    decoded = "card_id" in columns
+    card_name, time_name = ("card_id", "event_time") if decoded else ("card", "ts")
+    card = np.asarray(columns[card_name])
+    n = len(card)
     txn = columns.get("txn_id", np.arange(first_txn_id, first_txn_id + n))
-    cards = columns["card"].tolist()
-    customers = columns.get("customer", columns["card"]).tolist()
-    terminals = columns.get("terminal", (columns["card"] * 7919) % 10_000).tolist()
+    cards = card.tolist()
+    customers = columns.get("customer_id" if decoded else "customer", card).tolist()
+    terminals = columns.get("terminal_id" if decoded else "terminal", (card * 7919) % 10_000).tolist()
     amounts = columns["amount"].tolist()
-    countries = [COUNTRIES[c % len(COUNTRIES)] for c in columns["country"].tolist()]
-    times = columns["ts"].tolist()
-    return [
-        json.dumps(
-            {
-                "txn_id": t,
-                "card_id": c,
-                "customer_id": cu,
-                "terminal_id": te,
-                "amount": a,
-                "currency": "EUR",
-                "country": co,
-                "merchant": f"m{te}",
-                "event_time": ts,
-            },
-            separators=(",", ":"),
-        ).encode()
-        for t, c, cu, te, a, co, ts in zip(
-            txn.tolist(), cards, customers, terminals, amounts, countries, times, strict=True
-        )
-    ]
+    if decoded:
+        names = {_core.pack_code(c): c for c in COUNTRIES}
+        countries = [names.get(c) or _core.unpack_code(c) for c in columns["country"].tolist()]
+    else:
+        countries = [COUNTRIES[c % len(COUNTRIES)] for c in columns["country"].tolist()]
+    times = columns[time_name].tolist()
+    fraud = columns.get("fraud")
+    labels = [None] * n if fraud is None else np.asarray(fraud).astype(np.int64).tolist()
+    out = []
+    for t, c, cu, te, a, co, ts, label in zip(
+        txn.tolist(), cards, customers, terminals, amounts, countries, times, labels, strict=True
+    ):
+        doc = {
+            "txn_id": t,
+            "card_id": c,
+            "customer_id": cu,
+            "terminal_id": te,
+            "amount": a,
+            "currency": "EUR",
+            "country": co,
+            "merchant": f"m{te}",
+            "event_time": ts,
+        }
+        if label is not None:
+            doc["fraud"] = label
+        out.append(json.dumps(doc, separators=(",", ":")).encode())
+    return out

@@ -1,0 +1,152 @@
+"""The labelled traffic generator (``fraudstream produce``'s input) and its messages: seeded,
+well under 1% of the cards compromised, labels that agree with the incidents, bounded
+disorder, normal traffic busy enough that a count rule over-alerts, and JSON messages that
+decode as before with the label beside them."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from fraudstream import _core
+from fraudstream.generator import (
+    KINDS,
+    SHAPES,
+    LabelledTraffic,
+    card_transactions,
+    labelled_transactions,
+)
+from fraudstream.kafka.schema import COUNTRIES, decode_batch, encode_transactions
+
+TRAFFIC = labelled_transactions(100_000, cards=10_000, seed=3)
+
+
+def test_the_same_seed_gives_the_same_traffic_and_another_seed_other_traffic() -> None:
+    a, b = (
+        labelled_transactions(20_000, cards=2_000, seed=11),
+        labelled_transactions(20_000, cards=2_000, seed=11),
+    )
+    assert a.columns.keys() == b.columns.keys()
+    for name in a.columns:
+        np.testing.assert_array_equal(a.columns[name], b.columns[name], err_msg=name)
+    assert a.incidents == b.incidents
+    c = labelled_transactions(20_000, cards=2_000, seed=12)
+    assert not np.array_equal(a.columns["card_id"], c.columns["card_id"])
+
+
+def test_well_under_one_percent_of_the_cards_are_compromised_with_incidents_of_several_shapes() -> None:
+    stats = TRAFFIC.statistics()
+    assert len(TRAFFIC) == 100_000 and stats["cards"] == 10_000
+    assert 0.002 <= stats["compromised_share"] <= 0.005
+    assert stats["compromised_cards"] == len(TRAFFIC.incidents), "one incident per compromised card"
+    assert 0 < stats["fraud_share"] < 0.005
+    assert len(stats["incidents_by_kind"]) >= 3
+    assert set(stats["incidents_by_kind"]) <= set(SHAPES)
+
+
+def test_labels_agree_with_the_incidents() -> None:
+    c = TRAFFIC.columns
+    np.testing.assert_array_equal(c["fraud"], (c["incident"] >= 0).astype(np.int8))
+    assert np.array_equal(np.unique(c["incident"][c["incident"] >= 0]), np.arange(len(TRAFFIC.incidents)))
+    for inc in TRAFFIC.incidents:
+        rows = np.flatnonzero(c["incident"] == inc.id)
+        assert len(rows) == inc.transactions
+        assert set(c["card_id"][rows].tolist()) == {inc.card_id}
+        times = c["event_time"][rows]
+        assert (int(times.min()), int(times.max())) == (inc.first_ms, inc.last_ms)
+        assert TRAFFIC.start_ms <= inc.first_ms and inc.last_ms < TRAFFIC.end_ms
+
+
+def test_incident_shapes() -> None:
+    traffic = labelled_transactions(60_000, cards=6_000, story=True, incidents={k: 4 for k in SHAPES}, seed=5)
+    c = traffic.columns
+    assert [i.kind for i in traffic.incidents] == ["story", *[k for k in SHAPES for _ in range(4)]]
+    assert set(KINDS) == {i.kind for i in traffic.incidents}
+    for inc in traffic.incidents:
+        rows = np.flatnonzero(c["incident"] == inc.id)
+        countries = set(c["country"][rows].tolist())
+        span = inc.last_ms - inc.first_ms
+        if inc.kind == "story":
+            story = {_core.pack_code(x) for x in ("FR", "DE", "ES", "IT")}
+            assert inc.transactions == 23 and countries == story and span <= 6 * 3_600_000
+            assert inc.first_ms - traffic.start_ms < 2 * 3_600_000 + 60_000
+        elif inc.kind == "burst":
+            assert 5 <= inc.transactions <= 8 and len(countries) >= 3 and span <= 5 * 60_000
+        elif inc.kind == "spread":
+            assert inc.transactions >= 12 and len(countries) >= 3 and span >= 2 * 3_600_000
+        elif inc.kind == "testing":
+            amounts = np.sort(c["amount"][rows])
+            assert amounts[0] <= 2.0 and amounts[-1] >= 150.0
+        elif inc.kind == "cashout":
+            assert len(countries) == 1
+
+
+def test_event_times_follow_arrival_within_the_disorder_bound() -> None:
+    c = TRAFFIC.columns
+    ts = c["event_time"]
+    behind = np.maximum.accumulate(ts) - ts
+    assert 0 < int(behind.max()) <= TRAFFIC.disorder_ms
+    assert c["txn_id"].tolist() == list(range(len(TRAFFIC)))
+    assert TRAFFIC.start_ms <= int(ts.min()) and int(ts.max()) < TRAFFIC.end_ms
+
+
+def _cards_with(columns: dict[str, np.ndarray], count: int, within_ms: int) -> set[int]:
+    """Cards with ``count`` transactions within ``within_ms`` of event time."""
+    order = np.lexsort((columns["event_time"], columns["card_id"]))
+    card, ts = columns["card_id"][order], columns["event_time"][order]
+    k = count - 1
+    hit = (card[k:] == card[:-k]) & (ts[k:] - ts[:-k] < within_ms)
+    return set(card[k:][hit].tolist())
+
+
+def test_normal_cards_travel_and_some_are_busy_enough_that_a_count_rule_over_alerts() -> None:
+    c = TRAFFIC.columns
+    normal = {k: v[c["fraud"] == 0] for k, v in c.items()}
+    compromised = {i.card_id for i in TRAFFIC.incidents}
+    counted = _cards_with(normal, 8, 3_600_000) - compromised
+    assert len(counted) > 2 * len(compromised), "8 transactions within an hour: mostly normal cards"
+    per_card = np.bincount(normal["card_id"])
+    assert per_card.max() > 10 * np.median(per_card[per_card > 0]), "heavy-tailed activity"
+    pairs = np.unique(np.stack([normal["card_id"], normal["country"]]), axis=1)
+    countries = np.bincount(pairs[0])
+    assert 0.05 < (countries >= 2).mean() < 0.6, "some cards leave home, most stay"
+
+
+def test_messages_decode_as_before_with_the_label_beside_them() -> None:
+    c = {k: v[:2_000] for k, v in TRAFFIC.columns.items()}
+    c["fraud"] = c["fraud"].copy()
+    c["fraud"][::7] = 1  # labels of both values in a short slice
+    values = encode_transactions(c)
+    labels = [json.loads(v)["fraud"] for v in values]
+    assert labels == c["fraud"].tolist()
+    decoded = decode_batch(values)
+    assert not decoded.error_reason and "fraud" not in decoded.columns
+    for name in ("txn_id", "card_id", "customer_id", "terminal_id", "amount", "country", "event_time"):
+        np.testing.assert_array_equal(decoded.columns[name], c[name], err_msg=name)
+    assert {_core.unpack_code(int(x)) for x in decoded.columns["country"]} <= set(COUNTRIES)
+    unlabelled = encode_transactions({k: v for k, v in c.items() if k != "fraud"})
+    assert all("fraud" not in json.loads(v) for v in unlabelled)
+    assert decode_batch(unlabelled).columns["txn_id"].tolist() == c["txn_id"].tolist()
+
+
+def test_the_load_generators_columns_still_encode() -> None:
+    data = card_transactions(500, cards=50, seed=1)
+    decoded = decode_batch(encode_transactions(data, first_txn_id=100))
+    assert not decoded.error_reason
+    assert decoded.columns["txn_id"].tolist() == list(range(100, 600))
+    np.testing.assert_array_equal(decoded.columns["card_id"], data["card"])
+    np.testing.assert_array_equal(decoded.columns["event_time"], data["ts"])
+    want = [_core.pack_code(COUNTRIES[i]) for i in data["country"].tolist()]
+    assert decoded.columns["country"].tolist() == want
+
+
+def test_bad_arguments_are_refused() -> None:
+    with pytest.raises(ValueError, match="compromised"):
+        labelled_transactions(1_000, cards=100, compromised=1.5)
+    with pytest.raises(ValueError, match="unknown incident kinds"):
+        labelled_transactions(1_000, cards=100, incidents={"heist": 1})
+    with pytest.raises(ValueError, match="do not fit"):
+        labelled_transactions(10, cards=100, days=1.0, incidents={"spread": 1})
+    assert isinstance(labelled_transactions(1_000, cards=100, compromised=0.0), LabelledTraffic)
