@@ -190,6 +190,21 @@ class Model:
         return cls.from_dict(json.loads(Path(path).read_text()))
 
 
+DEFAULT_MODEL = "default_model.json"
+"""The model file shipped in the package, beside this module."""
+
+
+def default_model() -> Model:
+    """The model shipped in the package (``fraudstream/fraud/default_model.json``): a logistic
+    regression over the default detector's streaming features, trained on the generator's
+    labelled traffic, with its threshold set by an alert budget. Made reproducibly by
+    ``python -m fraudstream.fraud.train_default`` (see that module); a fresh object per call."""
+    from importlib import resources
+
+    text = resources.files("fraudstream.fraud").joinpath(DEFAULT_MODEL).read_text(encoding="utf-8")
+    return Model.from_dict(json.loads(text))
+
+
 def standardization(x: FloatArray) -> tuple[FloatArray, FloatArray]:
     """Mean and scale of the training matrix, as scikit-learn's ``StandardScaler`` (a zero
     spread scales by 1)."""
