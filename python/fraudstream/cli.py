@@ -95,9 +95,23 @@ def _produce(args: argparse.Namespace) -> int:
     from confluent_kafka.admin import AdminClient
     from confluent_kafka.cimpl import NewTopic
 
-    from fraudstream.generator import card_transactions
+    from fraudstream.errors import ConfigError
+    from fraudstream.generator import labelled_transactions
     from fraudstream.kafka.schema import encode_transactions
 
+    if args.events < 1 or args.cards < 1:
+        raise ConfigError(f"--events and --cards must be >= 1, got {args.events} and {args.cards}")
+    if not 0.0 <= args.fraud_share < 0.5:
+        raise ConfigError(f"--fraud-share must be in [0, 0.5), got {args.fraud_share}")
+    if args.days is not None and args.days * 24 < 1:
+        raise ConfigError(f"--days must span at least an hour, got {args.days}")
+    try:
+        traffic = labelled_transactions(
+            args.events, cards=args.cards, days=args.days, compromised=args.fraud_share, seed=args.seed
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    stats = traffic.statistics()
     admin = AdminClient({"bootstrap.servers": args.bootstrap})
     if args.topic not in admin.list_topics(timeout=10).topics:
         futures = admin.create_topics(
@@ -105,13 +119,13 @@ def _produce(args: argparse.Namespace) -> int:
         )
         for future in futures.values():
             future.result()
-    data = card_transactions(args.events, cards=args.cards, rate_per_s=args.rate or 10_000.0, seed=args.seed)
+    data = traffic.columns if args.labels else {k: v for k, v in traffic.columns.items() if k != "fraud"}
     producer = Producer({"bootstrap.servers": args.bootstrap, "linger.ms": 5, "enable.idempotence": True})
     began = time.perf_counter()
     chunk = 10_000
     for lo in range(0, args.events, chunk):
         cols = {k: v[lo : lo + chunk] for k, v in data.items()}
-        for key, value in zip(cols["card"].tolist(), encode_transactions(cols, first_txn_id=lo), strict=True):
+        for key, value in zip(cols["card_id"].tolist(), encode_transactions(cols), strict=True):
             while True:
                 try:
                     producer.produce(args.topic, key=str(key).encode(), value=value)
@@ -127,7 +141,10 @@ def _produce(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - began
     print(
         f"produced {args.events:,} transactions to {args.topic} in {elapsed:.1f} s "
-        f"({args.events / elapsed:,.0f}/s)"
+        f"({args.events / elapsed:,.0f}/s): {stats['days']:.1f} days of event time on {args.cards:,} cards, "
+        f"{stats['compromised_cards']} compromised ({stats['compromised_share']:.2%}), "
+        f"{stats['fraudulent_transactions']:,} fraudulent transactions"
+        + ("" if args.labels else " (labels not sent)")
     )
     return 0
 
@@ -188,11 +205,31 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port")
     run.set_defaults(run=_run)
 
-    prod = sub.add_parser("produce", help="load generator into a Kafka topic")
+    prod = sub.add_parser(
+        "produce",
+        help="labelled card traffic into a Kafka topic",
+        description="Sends seeded, realistic card transactions (fraudstream.generator."
+        "labelled_transactions) keyed by card: normal cards with home countries, travel and "
+        "heavy-tailed activity, and --fraud-share of the cards compromised (bursts across countries, "
+        'slow spreads, card testing, sprees, cash-outs). Each message carries its label as "fraud": 0|1 '
+        "(ignored by the decoder) for evaluating alerts against.",
+    )
     prod.add_argument("--bootstrap", default="127.0.0.1:9092")
     prod.add_argument("--topic", default="transactions")
     prod.add_argument("--events", type=int, default=100_000)
     prod.add_argument("--cards", type=int, default=10_000)
+    prod.add_argument(
+        "--fraud-share", type=float, default=0.003, help="share of the cards compromised (default 0.003)"
+    )
+    prod.add_argument(
+        "--days",
+        type=float,
+        default=None,
+        help="days of event time (default: events / (cards * 3), three transactions per card a day)",
+    )
+    prod.add_argument(
+        "--no-labels", dest="labels", action="store_false", help='leave the "fraud" label out of the messages'
+    )
     prod.add_argument("--rate", type=float, default=0.0, help="events per second (0: as fast as possible)")
     prod.add_argument("--partitions", type=int, default=6, help="partitions when the topic is created")
     prod.add_argument("--seed", type=int, default=0)
