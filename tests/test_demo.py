@@ -2,9 +2,10 @@
 
 The demo generates a stream with injected fraud, runs it through the pipeline and must catch
 the story's incident; its files are what a person or a script reads afterwards. The detector
-tests pin what the demo (and later the Kafka loop) relies on: batches never change which
-alerts are raised, the reorder buffer feeds the features in order, bad input is rejected
-whole.
+tests pin what the demo (and the Kafka pipeline) relies on: batches never change which
+alerts are raised, every transaction is featurized on arrival at the event clock, idle time
+closes the rules' windows, bad input is rejected whole. The processor contract itself
+(snapshots, changes, one cool-down) is tested in ``tests/fraud/test_detector_contract.py``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from fraudstream.fraud.detector import FEATURE_COLUMNS, FraudDetector
 from fraudstream.fraud.features import StreamingFeatures, compute_features
 from fraudstream.fraud.model import Model, ModelInput
 from fraudstream.fraud.rules import default_rules
-from fraudstream.pipeline import IdleWatermark
+from fraudstream.processor import ALERT, DECISIONS
 
 EVENTS = 20_000
 SUMMARY_TYPES: dict[str, Any] = {
@@ -62,14 +63,15 @@ def check_outputs(out: Path, stdout: str) -> dict[str, Any]:
     lines = (out / "alerts.jsonl").read_text().splitlines()
     assert len(lines) == summary["alerts"] >= 1
     alerts = [json.loads(line) for line in lines]
+    keys = {"card_id", "trigger_txn_id", "event_time", "rule", "reasons", "reason", "latency_ms"}
     for a in alerts:
-        assert {"card", "txn_id", "event_time", "rule", "reason", "latency_ms", "trigger", "scenario"} <= set(
-            a
-        )
-        assert a["latency_ms"] >= 0 and a["reason"]
+        assert keys | {"score", "model_version", "trigger", "scenario"} <= set(a)
+        assert a["latency_ms"] >= 0 and a["reasons"] and a["reason"] == "; ".join(a["reasons"])
+        assert {"terminal", "amount", "country", "country_code"} <= set(a["trigger"])
+        assert (a["score"] is not None) == (a["rule"] == "model") == (a["model_version"] is not None)
     story = [a for a in alerts if a["scenario"] == "story incident"]
     assert len(story) == 1, "one alert for the incident"
-    assert story[0]["reason"].startswith("spread_6h: 15 transactions in 4 countries within 6 h")
+    assert story[0]["reasons"][0].startswith("spread_6h: 15 transactions in 4 countries within 6 h")
 
     assert "events/s" in stdout and "the story's incident" in stdout and "precision" in stdout
     if HAS_MATPLOTLIB:
@@ -175,7 +177,7 @@ def run_detector(detector: FraudDetector, batch_size: int) -> list[tuple[int, in
     for lo in range(0, n, batch_size):
         alerts += detector.process({k: v[lo : lo + batch_size] for k, v in cols.items()}).alerts
     alerts += detector.flush().alerts
-    return sorted((a.card, a.txn_id, a.rule) for a in alerts)
+    return sorted((a.card_id, a.trigger_txn_id, a.rule) for a in alerts)
 
 
 def test_rule_alerts_do_not_depend_on_batching() -> None:
@@ -186,7 +188,10 @@ def test_rule_alerts_do_not_depend_on_batching() -> None:
     assert len(mine) == 1 and mine[0][2] == "spread_6h"
 
 
-def test_the_reorder_buffer_feeds_the_features_in_event_time_order() -> None:
+def test_features_are_computed_on_arrival_at_the_event_clock() -> None:
+    """Every transaction is featurized in the call it arrives in, at ``t_eff`` (the newest
+    event time so far) with the arrival counter as its id; equal to the batch computation
+    over the whole stream with those times and ids."""
     detector = FraudDetector(rules=[])
     seen: list[dict[str, np.ndarray]] = []
     process = detector.features.process
@@ -199,69 +204,92 @@ def test_the_reorder_buffer_feeds_the_features_in_event_time_order() -> None:
         return out
 
     detector.features.process = spy  # type: ignore[method-assign]
-    run_detector(detector, 1_000)
-    m = detector.metrics()
-    assert m["scored"] == m["events"] == len(STREAM) and m["late"] == 0 and m["held"] == 0
-    got = {k: np.concatenate([b[k] for b in seen]) for k in seen[0]}
-    order = np.lexsort((got["txn_id"], got["ts"]))
-    assert np.array_equal(order, np.arange(len(order))), "released in (time, id) order"
+    sizes = []
+    for lo in range(0, len(STREAM), 1_000):
+        batch = {k: v[lo : lo + 1_000] for k, v in STREAM.columns.items()}
+        out = detector.process(batch)
+        sizes.append(
+            (len(batch["txn_id"]), len(seen[-1]["ts"]), len(out.scores["score"] if out.scores else []))
+        )
+    assert all(a == b == c for a, b, c in sizes), "every row featurized and scored in its own call"
     c = STREAM.columns
+    t_eff = np.maximum.accumulate(c["event_time"])
+    m = detector.metrics()
+    assert m["scored"] == m["events"] == len(STREAM)
+    assert m["clamped"] == int((t_eff != c["event_time"]).sum()) > 0, "the stream is disordered"
+    got = {k: np.concatenate([b[k] for b in seen]) for k in seen[0]}
+    np.testing.assert_array_equal(got["txn_id"], np.arange(len(STREAM)))
+    np.testing.assert_array_equal(got["ts"], t_eff)
     table = {
-        "txn_id": c["txn_id"], "ts": c["event_time"], "card": c["card_id"], "terminal": c["terminal_id"],
+        "txn_id": np.arange(len(STREAM)), "ts": t_eff, "card": c["card_id"], "terminal": c["terminal_id"],
         "amount": c["amount"], "country": c["country"],
     }  # fmt: skip
     want = compute_features(table, features=StreamingFeatures(columns=FEATURE_COLUMNS))
-    in_order = np.lexsort((want["txn_id"], c["event_time"]))
-    assert np.array_equal(want["txn_id"][in_order], got["txn_id"])
     for name in detector.features.feature_names:
-        np.testing.assert_allclose(got[name], want[name][in_order], rtol=1e-12, err_msg=name)
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-12, err_msg=name)
 
 
-def test_late_transactions_are_counted_and_skip_the_model_path() -> None:
-    detector = FraudDetector(rules=[])
+def test_a_transaction_behind_the_clock_is_scored_at_once_and_counted() -> None:
+    detector = FraudDetector(rules=default_rules())
     row = {k: v[:1] for k, v in STREAM.columns.items()}
     t = int(row["event_time"][0])
     detector.process({**row, "event_time": np.array([t + 60_000]), "txn_id": np.array([10**9])})
     detector.process({**row, "event_time": np.array([t + 120_000]), "txn_id": np.array([10**9 + 1])})
-    detector.process({**row, "event_time": np.array([t]), "txn_id": np.array([10**9 + 2])})  # too old
+    out = detector.process({**row, "event_time": np.array([t]), "txn_id": np.array([10**9 + 2])})
+    assert out.scores is not None and out.scores["txn_id"].tolist() == [10**9 + 2], "scored in its call"
     m = detector.metrics()
-    assert (m["events"], m["late"], m["scored"], m["held"]) == (3, 1, 1, 1)
-    assert m["watermark"] == t + 115_000 and m["watermark_lag_ms"] == 5_000
-    twice = {k: np.repeat(v, 2) for k, v in row.items()}
-    out = detector.process({**twice, "event_time": np.full(2, t + 130_000), "txn_id": np.full(2, 10**9 + 3)})
-    assert out.scored == 1, "the held row, now before the watermark"
-    assert detector.flush().scored == 1, "one of the two copies"
-    m = detector.metrics()
-    assert (m["duplicates"], m["scored"], m["held"]) == (1, 3, 0)
-
-
-def test_idle_time_releases_held_transactions() -> None:
-    now = [0.0]
-    detector = FraudDetector(
-        rules=[], idle=IdleWatermark(after="1s", rule="wall_clock"), clock=lambda: now[0]
+    assert (m["events"], m["scored"], m["clamped"], m["late"]) == (3, 3, 1, 0), "still in the 24 h windows"
+    assert (
+        m["watermark"] == t + 115_000
+        and m["watermark_lag_ms"] == 5_000
+        and m["max_event_time"] == t + 120_000
     )
-    batch = {k: v[:50] for k, v in STREAM.columns.items()}
-    now[0] = float(batch["event_time"].max())
+    day = 86_400_000
+    out = detector.process({**row, "event_time": np.array([t - 2 * day]), "txn_id": np.array([10**9 + 3])})
+    assert out.scores is not None and len(out.scores["score"]) == 1
+    m = detector.metrics()
+    assert (m["events"], m["clamped"], m["late"]) == (4, 2, 1), "two days behind: late for every rule"
+    twice = {k: np.repeat(v, 2) for k, v in row.items()}
+    out = detector.process({**twice, "event_time": np.full(2, t + 130_000), "txn_id": np.full(2, 10**9 + 4)})
+    assert out.scores is not None and len(out.scores["score"]) == 2, "no dedup here: both copies scored"
+    assert detector.metrics()["events"] == 6
+
+
+def test_advance_closes_rule_windows_by_the_wall_clock() -> None:
+    batch = {k: v[:500] for k, v in STREAM.columns.items()}
+    top = int(batch["event_time"].max())
+    detector = FraudDetector()
     detector.process(batch)
-    assert detector.metrics()["held"] > 0
-    assert detector.on_idle(0.5) is None, "not idle long enough"
-    now[0] += 10_000
-    out = detector.on_idle(2.0)
-    assert out is not None and out.scored > 0 and detector.metrics()["held"] == 0
+    assert detector.rules is not None
+    open_keys = detector.rules._engines[0].state_size()["keys"]
+    assert open_keys > 0
+    assert detector.advance(top).alerts == [], "idle time raises no alerts"
+    assert detector.metrics()["watermark"] == top - 5_000, "not past the watermark: nothing moved"
+    out = detector.advance(top + 3_600_000)
+    assert out.alerts == [] and detector.metrics()["watermark"] == top + 3_600_000 - 5_000
+    assert detector.rules._engines[0].state_size()["keys"] == 0, "the 5-minute windows closed"
+
+    replay = FraudDetector(wall_clock_time=False)
+    replay.process(batch)
+    replay.advance(top + 3_600_000)
+    assert replay.metrics()["watermark"] == top - 5_000, "synthetic event time: advance does nothing"
 
 
 def test_a_bad_batch_is_rejected_whole() -> None:
     detector = FraudDetector()
     good = {k: v[:100] for k, v in STREAM.columns.items()}
-    amounts = good["amount"].copy()
+    detector.process(good)
+    before = detector.snapshot()
+    more = {k: v[100:200] for k, v in STREAM.columns.items()}
+    amounts = more["amount"].copy()
     amounts[7] = np.nan
     with pytest.raises(InvalidBatchError, match="column 'amount' row 7"):
-        detector.process({**good, "amount": amounts})
+        detector.process({**more, "amount": amounts})
     with pytest.raises(InvalidBatchError, match="missing column 'terminal_id'"):
-        detector.process({k: v for k, v in good.items() if k != "terminal_id"})
-    assert detector.metrics()["events"] == 0
-    detector.process(good)
-    assert detector.metrics()["events"] == 100
+        detector.process({k: v for k, v in more.items() if k != "terminal_id"})
+    assert detector.metrics()["events"] == 100 and detector.snapshot() == before
+    detector.process(more)
+    assert detector.metrics()["events"] == 200
 
 
 def test_model_alerts_carry_a_score_and_readable_reasons() -> None:
@@ -269,14 +297,19 @@ def test_model_alerts_carry_a_score_and_readable_reasons() -> None:
     assert 0.0 < model.threshold < 1.0
     detector = FraudDetector(model=model, model_threshold=0.0, rules=[], cooldown=0)
     batch = {k: v[:2_000] for k, v in STREAM.columns.items()}
-    alerts = detector.process(batch).alerts + detector.flush().alerts
+    out = detector.process(batch)
+    alerts = out.alerts + detector.flush().alerts
     assert len(alerts) == 2_000, "threshold 0 and no cool-down: every transaction alerts"
-    assert sorted(a.txn_id for a in alerts) == sorted(batch["txn_id"].tolist())
+    assert sorted(a.trigger_txn_id for a in alerts) == sorted(batch["txn_id"].tolist())
+    assert out.scores is not None and (out.scores["decision"] == ALERT).all() and DECISIONS[ALERT] == "alert"
     a = alerts[0]
-    assert a.rule == "model" and a.source == "model" and a.score is not None and 0.0 <= a.score <= 1.0
-    assert a.reason.startswith("model: fraud score ") and a.figures["score"] == a.score
-    assert a.latency_ms >= 0 and set(a.trigger) == {"terminal", "amount", "country"}
-    assert json.loads(json.dumps(a.to_dict()))["txn_id"] == a.txn_id
+    assert a.rule == "model" and a.score is not None and 0.0 <= a.score <= 1.0
+    assert a.score == out.scores["score"][a.trigger_row] and a.model_version == model.version
+    assert a.reasons[0] == f"fraud score {a.score:.2f} (alert at 0.00)" and a.figures["score"] == a.score
+    assert (
+        a.latency_ms is not None and a.latency_ms >= 0 and a.event_time == batch["event_time"][a.trigger_row]
+    )
+    assert json.loads(a.to_json())["trigger_txn_id"] == a.trigger_txn_id
 
 
 def test_detector_configuration_errors_name_the_problem() -> None:
@@ -295,7 +328,7 @@ def test_detector_configuration_errors_name_the_problem() -> None:
         FraudDetector(model_threshold=1.5)
 
 
-def test_feature_rules_run_on_the_ordered_path() -> None:
+def test_feature_rules_run_after_the_features() -> None:
     rules = [r for r in default_rules(habit_column="CUSTOMER_ID_AMOUNT_RATIO") if r.name.startswith("spend")]
     detector = FraudDetector(rules=rules)
     assert detector.rules is None and detector.feature_rules is not None

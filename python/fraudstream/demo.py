@@ -12,7 +12,8 @@
    another generated stream (a second or so), or a JSON model file (``--model``).
 3. The run: :class:`~fraudstream.pipeline.Pipeline` (a source stamping arrival times, as fast
    as possible or paced at ``--rate``) -> :class:`~fraudstream.fraud.detector.FraudDetector`
-   -> a collecting sink: the runtime the Kafka path plugs into. A live progress line on a
+   (every transaction scored in the batch it arrives in) -> a collecting sink: the same
+   processor the Kafka pipeline runs. A live progress line on a
    terminal, log lines otherwise.
 4. The summary: throughput, alerts with reasons, per injected scenario the event time at
    which its pattern became visible, the alert and the wall-clock latency, precision and
@@ -41,14 +42,16 @@ import numpy as np
 import numpy.typing as npt
 
 from fraudstream import __version__, _core
+from fraudstream.alerts import Alert
 from fraudstream.errors import ConfigError
-from fraudstream.fraud.detector import FEATURE_COLUMNS, FraudAlert, FraudDetector
+from fraudstream.fraud.detector import FEATURE_COLUMNS, FraudDetector
 from fraudstream.fraud.features import StreamingFeatures, compute_features
 from fraudstream.fraud.model import Model, ModelInput, input_matrix, standardization
 from fraudstream.fraud.scenario import story_incident
 from fraudstream.generator import DEFAULT_START_MS
 from fraudstream.kafka.schema import COUNTRIES
 from fraudstream.pipeline import CollectSink, IteratorSource, Pipeline
+from fraudstream.processor import ProcessorOutput
 
 log = logging.getLogger(__name__)
 
@@ -438,6 +441,43 @@ class DemoSource(IteratorSource):
             yield batch
 
 
+class TimedDetector:
+    """The detector as the pipeline's stage, timing each call: per transaction, the wall time
+    from its arrival (``arrival_ms``) to the end of the call that scored it, and the call's
+    own time."""
+
+    def __init__(self, detector: FraudDetector) -> None:
+        self.detector = detector
+        self._latency: list[npt.NDArray[np.float64]] = []
+        self._processing: list[npt.NDArray[np.float64]] = []
+
+    def process(self, batch: Columns) -> ProcessorOutput:
+        began = time.time_ns() / 1e6
+        out = self.detector.process(batch)
+        end = time.time_ns() / 1e6
+        arrival = np.asarray(batch["arrival_ms"], np.float64)
+        self._latency.append(end - arrival)
+        self._processing.append(np.full(len(arrival), end - began))
+        return out
+
+    def advance(self, wall_clock_ms: int) -> ProcessorOutput:
+        return self.detector.advance(wall_clock_ms)
+
+    def flush(self) -> ProcessorOutput:
+        return self.detector.flush()
+
+    def metrics(self) -> dict[str, Any]:
+        return self.detector.metrics()
+
+    def latencies(self) -> npt.NDArray[np.float64]:
+        """Arrival -> scored, ms, per transaction."""
+        return np.concatenate(self._latency) if self._latency else np.empty(0)
+
+    def processing(self) -> npt.NDArray[np.float64]:
+        """The detector's time on the transaction's batch, ms, per transaction."""
+        return np.concatenate(self._processing) if self._processing else np.empty(0)
+
+
 class Progress:
     """A live progress line on a terminal (events/s, alerts, watermark lag), log lines
     otherwise; reads only thread-safe counters."""
@@ -506,7 +546,7 @@ class DemoResult:
     """What a run produced."""
 
     summary: dict[str, Any]
-    alerts: list[FraudAlert]
+    alerts: list[Alert]
     stream: DemoStream
     files: list[Path] = field(default_factory=list)
 
@@ -542,15 +582,20 @@ def run_demo(options: DemoOptions, out: TextIO | None = None) -> DemoResult:
     )
     model, model_info = _model(options, say)
 
-    # a model file may read any streaming feature: the full default set for it
-    detector = FraudDetector(model=model, features=None if options.model else demo_features())
+    # a model file may read any streaming feature: the full default set for it. The stream's
+    # event times are synthetic (not the wall clock): idle ticks must not move the watermark
+    detector = FraudDetector(
+        model=model, features=None if options.model else demo_features(), wall_clock_time=False
+    )
     rate = options.rate
-    # flat out: small batches and a short input queue keep the wait behind earlier batches short;
-    # paced: a batch every 10 ms
-    batch_size = options.batch_size or (1_024 if rate is None else max(1, min(4_096, int(rate / 100))))
+    # flat out, the input queue stays full: a transaction waits behind up to 4 batches, so small
+    # batches keep that wait short (128 rows: about the throughput of 1,024 at an eighth of the
+    # latency); paced: a batch every 10 ms
+    batch_size = options.batch_size or (128 if rate is None else max(1, min(4_096, int(rate / 100))))
     source = DemoSource(stream.columns, batch_size, rate)
     sink = CollectSink()
-    pipeline = Pipeline(source, detector, sink, capacity=4)
+    timed = TimedDetector(detector)
+    pipeline = Pipeline(source, timed, sink, capacity=4)
     tty = bool(getattr(out, "isatty", lambda: False)())
     progress = Progress(detector, source, out, tty=tty) if options.progress else None
     if progress is not None:
@@ -563,12 +608,8 @@ def run_demo(options: DemoOptions, out: TextIO | None = None) -> DemoResult:
             progress.stop()
     wall = time.perf_counter() - began
 
-    outputs = [o for o in sink.items if o is not None]
-    alerts = [a for o in outputs for a in o.alerts]
-    batches = [o for o in outputs if o.events and o.latency_ms is not None]
-    # per transaction: its batch's figures
-    latencies = np.repeat([o.latency_ms or 0.0 for o in batches], [o.events for o in batches])
-    processing = np.repeat([o.processing_ms for o in batches], [o.events for o in batches])
+    alerts = [a for o in sink.items if o is not None for a in o.alerts]
+    latencies, processing = timed.latencies(), timed.processing()
     summary = _summarize(options, stream, alerts, latencies, detector, wall, model_info)
     summary["processing_ms"] = _percentiles(processing)
     _report(summary, alerts, stream, say)
@@ -622,7 +663,7 @@ def _percentiles(values: npt.NDArray[np.float64]) -> dict[str, float | None]:
     return {"p50": float(np.percentile(values, 50)), "p99": float(np.percentile(values, 99))}
 
 
-def match_alerts(stream: DemoStream, alerts: list[FraudAlert]) -> list[int | None]:
+def match_alerts(stream: DemoStream, alerts: list[Alert]) -> list[int | None]:
     """For each alert, the injected scenario it caught (None: a false alarm): an alert on a
     scenario's card at or after the scenario's first transaction."""
     by_card: dict[int, list[int]] = {}
@@ -630,7 +671,7 @@ def match_alerts(stream: DemoStream, alerts: list[FraudAlert]) -> list[int | Non
         by_card.setdefault(s.card, []).append(i)
     matched: list[int | None] = []
     for a in alerts:
-        hits = [i for i in by_card.get(a.card, []) if a.time >= int(stream.scenarios[i].times[0])]
+        hits = [i for i in by_card.get(a.card_id, []) if a.event_time >= int(stream.scenarios[i].times[0])]
         matched.append(max(hits, key=lambda i: int(stream.scenarios[i].times[0])) if hits else None)
     return matched
 
@@ -638,7 +679,7 @@ def match_alerts(stream: DemoStream, alerts: list[FraudAlert]) -> list[int | Non
 def _summarize(
     options: DemoOptions,
     stream: DemoStream,
-    alerts: list[FraudAlert],
+    alerts: list[Alert],
     latencies: npt.NDArray[np.float64],
     detector: FraudDetector,
     wall: float,
@@ -659,22 +700,23 @@ def _summarize(
             "detected": first is not None,
         }
         if first is not None:
-            delay = first.time - s.visible_at
+            delay = first.event_time - s.visible_at
+            latency = first.latency_ms or 0.0
             row.update(
                 rule=first.rule,
                 reason=first.reason,
-                alert_txn_id=first.txn_id,
-                alert_at=first.time,
+                alert_txn_id=first.trigger_txn_id,
+                alert_at=first.event_time,
                 event_time_delay_ms=delay,
-                latency_ms=first.latency_ms,
-                detection_delay_ms=delay + first.latency_ms,
-                transactions_after_alert=int((s.times > first.time).sum()),
+                latency_ms=latency,
+                detection_delay_ms=delay + latency,
+                transactions_after_alert=int((s.times > first.event_time).sum()),
             )
         scenarios.append(row)
     incident = scenarios[0]
     true_alerts = sum(m is not None for m in matched)
     metrics = detector.metrics()
-    alert_latency = np.array([a.latency_ms for a in alerts], np.float64)
+    alert_latency = np.array([a.latency_ms or 0.0 for a in alerts], np.float64)
     return {
         "events": len(stream),
         "events_per_s": len(stream) / wall if wall > 0 else 0.0,
@@ -692,6 +734,7 @@ def _summarize(
         "alerts_by_rule": metrics["alerts_by_rule"],
         "suppressed": metrics["suppressed"],
         "late": metrics["late"],
+        "clamped": metrics["clamped"],
         "true_alerts": true_alerts,
         "alert_latency_ms": {
             **_percentiles(alert_latency),
@@ -726,7 +769,7 @@ def _delay_words(ms: float) -> str:
     return f"{sign}{ms / 60_000:.1f} min"
 
 
-def _report(summary: dict[str, Any], alerts: list[FraudAlert], stream: DemoStream, say: Any) -> None:
+def _report(summary: dict[str, Any], alerts: list[Alert], stream: DemoStream, say: Any) -> None:
     start = stream.start_ms
     wall = max(summary["wall_seconds"], 1e-9)
     say()
@@ -745,10 +788,10 @@ def _report(summary: dict[str, Any], alerts: list[FraudAlert], stream: DemoStrea
     matched = match_alerts(stream, alerts)
     caught = [i for i, m in enumerate(matched) if m is not None][:6]
     false = [i for i, m in enumerate(matched) if m is None][:2]
-    for i in sorted(caught + false, key=lambda i: alerts[i].time):
+    for i in sorted(caught + false, key=lambda i: alerts[i].event_time):
         a, m = alerts[i], matched[i]
         tag = stream.scenarios[m].kind if m is not None else "false alarm"
-        say(f"  {_clock(a.time, start)}  card {a.card:<8} [{tag}] {a.reason}")
+        say(f"  {_clock(a.event_time, start)}  card {a.card_id:<8} [{tag}] {_reasons(a)}")
     if len(alerts) > len(caught) + len(false):
         say(f"  ... {len(alerts) - len(caught) - len(false)} more in alerts.jsonl")
     say("detection per injected scenario (event time since the start; delay: alert - pattern visible):")
@@ -795,6 +838,26 @@ def _report(summary: dict[str, Any], alerts: list[FraudAlert], stream: DemoStrea
     )
 
 
+def _reasons(a: Alert) -> str:
+    """An alert's reasons on one line: a rule's sentence; the model's score and top inputs."""
+    if a.rule != "model":
+        return a.reason
+    head, *words = a.reasons
+    return f"model: {head}: {', '.join(words)}" if words else f"model: {head}"
+
+
+def _trigger(stream: DemoStream, txn_id: int) -> dict[str, Any]:
+    """The triggering transaction's input values (for alerts.jsonl)."""
+    row = int(np.flatnonzero(stream.columns["txn_id"] == txn_id)[0])
+    c = stream.columns
+    return {
+        "terminal": int(c["terminal_id"][row]),
+        "amount": float(c["amount"][row]),
+        "country": int(c["country"][row]),
+        "country_code": _core.unpack_code(int(c["country"][row])),
+    }
+
+
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
 
@@ -811,7 +874,7 @@ def _ordinal(n: int) -> str:
 def _write(
     directory: Path,
     summary: dict[str, Any],
-    alerts: list[FraudAlert],
+    alerts: list[Alert],
     stream: DemoStream,
     latencies: npt.NDArray[np.float64],
     say: Any,
@@ -822,7 +885,8 @@ def _write(
     with alerts_path.open("w") as f:
         for a, m in zip(alerts, matched, strict=True):
             doc = a.to_dict()
-            doc["trigger"]["country_code"] = _core.unpack_code(int(a.trigger["country"]))
+            doc["reason"] = a.reason
+            doc["trigger"] = _trigger(stream, a.trigger_txn_id)
             doc["scenario"] = None if m is None else stream.scenarios[m].kind
             f.write(json.dumps(doc) + "\n")
     summary_path = directory / "summary.json"
@@ -840,7 +904,7 @@ def _write(
 def write_plot(
     path: Path,
     summary: dict[str, Any],
-    alerts: list[FraudAlert],
+    alerts: list[Alert],
     stream: DemoStream,
     latencies: npt.NDArray[np.float64],
 ) -> bool:
@@ -887,7 +951,7 @@ def write_plot(
         histogram.hist(latencies, bins=bins, color="tab:blue", alpha=0.8)
         for i, a in enumerate(alerts):
             histogram.axvline(
-                a.latency_ms, color="tab:red", alpha=0.6, lw=1, label="alerts" if i == 0 else None
+                a.latency_ms or 0.0, color="tab:red", alpha=0.6, lw=1, label="alerts" if i == 0 else None
             )
         lat = summary["latency_ms"]
         histogram.set_title(f"arrival -> processed: p50 {lat['p50']:.1f} ms, p99 {lat['p99']:.1f} ms")

@@ -4,8 +4,12 @@
 
     source thread            processor thread                 sink thread
     source.read() ──► [in queue] ──► processor.process(batch) ──► [out queue] ──► sink.write()
-         ▲   pause/resume                 │ idle: processor.on_idle(now)
+         ▲   pause/resume                 │ idle: processor.advance(wall clock ms)
          └── when the in queue is above its high water mark
+
+The processor is any processor of the contract (:class:`fraudstream.processor.Processor`: the
+fraud detector, a rule set, a user's own), or a :class:`WindowedAggregation`; the pipeline
+calls its ``process``, ``advance`` (when it has one) and ``flush``.
 
 - Queues are the Rust :class:`BoundedQueue`: bounded in items (and bytes), blocking with the
   GIL released, so decoding, the engine (which also releases the GIL) and I/O overlap.
@@ -16,9 +20,10 @@
   processor is flushed (every window fires), and the sink is flushed and closed.
 - Failure: the first exception in any stage stops the pipeline; ``join()``/``run()`` raise it
   (as :class:`StageError` naming the stage, with the original as ``__cause__``).
-- Idle time: when no batch arrives for ``idle_timeout``, the processor's ``on_idle(now)`` is
-  called every ``tick_interval``; for a :class:`WindowedAggregation` this advances the
-  watermark by the rule of :class:`IdleWatermark`, so windows close when traffic stops.
+- Idle time: every ``tick_interval`` without a batch, a contract processor's
+  ``advance(wall_clock_ms)`` is called (epoch ms; it closes what the clock says is over) and
+  its output written when it holds anything; a :class:`WindowedAggregation` is advanced by
+  the rule of :class:`IdleWatermark` instead, so windows close when traffic stops.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ import numpy as np
 
 from fraudstream._core import BoundedQueue
 from fraudstream.errors import ConfigError, StreamError
+from fraudstream.processor import Processor as Processor  # the contract, re-exported
+from fraudstream.processor import ProcessorOutput
 from fraudstream.windows import Duration, WindowedAggregation, WindowOutput, to_millis
 
 log = logging.getLogger(__name__)
@@ -58,8 +65,10 @@ class Sink(Protocol):
 
 
 @runtime_checkable
-class Processor(Protocol):
-    """The work between the queues: a :class:`WindowedAggregation` or a fraud detector."""
+class Stage(Protocol):
+    """What the pipeline needs of the work between the queues: ``process`` and ``flush``
+    (``advance(wall_clock_ms)`` and ``metrics()`` are used when present). Every processor of
+    the contract, :class:`fraudstream.processor.Processor`, is one."""
 
     def process(self, batch: Any) -> Any: ...
 
@@ -241,20 +250,21 @@ class Pipeline:
 
     Args:
         source: a :class:`Source`.
-        processor: a :class:`Processor`, or a :class:`WindowedAggregation` (wrapped in a
-            :class:`WindowProcessor` with ``idle``).
+        processor: a :class:`~fraudstream.processor.Processor` (any :class:`Stage`), or a
+            :class:`WindowedAggregation` (wrapped in a :class:`WindowProcessor` with ``idle``).
         sink: a :class:`Sink`; ``flush()``/``close()`` are called at the end when present.
         capacity: items (batches) each queue holds; ``capacity_bytes`` bounds the input queue's
             bytes too.
         high_water, low_water: input-queue marks at which the source is paused / resumed.
         tick_interval: seconds between idle checks when no batch arrives.
-        idle: how the watermark advances when traffic stops (see :class:`IdleWatermark`).
+        idle: how a :class:`WindowedAggregation`'s watermark advances when traffic stops (see
+            :class:`IdleWatermark`).
     """
 
     def __init__(
         self,
         source: Source,
-        processor: Processor | WindowedAggregation,
+        processor: Stage | WindowedAggregation,
         sink: Sink,
         *,
         capacity: int = 64,
@@ -396,13 +406,18 @@ class Pipeline:
 
     def _run_processor(self) -> None:
         idle_since = time.monotonic()
+        advance = getattr(self.processor, "advance", None)
         on_idle = getattr(self.processor, "on_idle", None)
         while True:
             items = self.input.get_batch(16, self.tick_interval)
             if items is None:
                 break
             if not items:
-                if callable(on_idle):
+                if callable(advance):
+                    out = advance(time.time_ns() // 1_000_000)
+                    if _holds_anything(out):
+                        self.output.put(out)
+                elif callable(on_idle):
                     out = on_idle(time.monotonic() - idle_since)
                     if out is not None:
                         self.output.put(out)
@@ -430,6 +445,15 @@ class Pipeline:
             fn = getattr(self.sink, method, None)
             if callable(fn):
                 fn()
+
+
+def _holds_anything(out: Any) -> bool:
+    """Whether an ``advance`` output is worth writing (alerts or rows)."""
+    if out is None:
+        return False
+    if isinstance(out, ProcessorOutput):
+        return bool(out.alerts) or (out.rows is not None and len(out.rows) > 0) or len(out.late_rows) > 0
+    return bool(len(out)) if hasattr(out, "__len__") else True
 
 
 def _rows(batch: Any) -> int:

@@ -49,31 +49,35 @@ def test_the_story_incident_is_caught_at_its_triggering_transaction() -> None:
     rules = RuleSet(default_rules(), cooldown="24h")
     before = []
     for lo in range(0, trigger, 8_192):
-        before += rules.process(slice_of(cols, lo, min(lo + 8_192, trigger)))
-    assert not [a for a in before if a.card == card], "no alert before the pattern is visible"
+        before += rules.process(slice_of(cols, lo, min(lo + 8_192, trigger))).alerts
+    assert not [a for a in before if a.card_id == card], "no alert before the pattern is visible"
 
     began = time.perf_counter()
-    alerts = rules.process(slice_of(cols, trigger, trigger + 1))
+    alerts = rules.process(slice_of(cols, trigger, trigger + 1)).alerts
     latency = time.perf_counter() - began
-    mine = [a for a in alerts if a.card == card]
+    mine = [a for a in alerts if a.card_id == card]
     assert len(mine) == 1, alerts
     alert = mine[0]
-    assert (alert.rule, alert.row, alert.time) == ("spread_6h", 0, int(cols["ts"][trigger]))
+    assert (alert.rule, alert.trigger_row, alert.event_time) == ("spread_6h", 0, int(cols["ts"][trigger]))
+    assert alert.trigger_txn_id == 0, "no txn_id column: the row in the batch"
     assert alert.figures["n"] >= 15 and alert.figures["countries"] == 4
     assert alert.reason.startswith("spread_6h: 15 transactions in 4 countries within 6 h (total ")
     assert latency < 1.0  # processing one transaction through every rule: milliseconds
 
-    after = []
+    after, suppressed = [], 0
     for lo in range(trigger + 1, len(cols["ts"]), 8_192):
-        after += rules.process(slice_of(cols, lo, lo + 8_192))
-    assert not [a for a in after if a.card == card], "one alert per card per incident"
+        out = rules.process(slice_of(cols, lo, lo + 8_192))
+        after += out.alerts
+        suppressed += out.suppressed
+    assert not [a for a in after if a.card_id == card], "one alert per card per incident"
     assert rules.suppressed > 0, "later windows of the incident fired too, and were cooled down"
+    assert suppressed <= rules.suppressed
 
 
 def test_the_velocity_rule_alone_never_sees_the_slow_incident() -> None:
     velocity = RuleSet([r for r in default_rules() if r.name == "velocity_5m"])
-    alerts = velocity.process(STORY.columns)
-    assert not [a for a in alerts if a.card == STORY.incident_card]
+    alerts = velocity.process(STORY.columns).alerts
+    assert not [a for a in alerts if a.card_id == STORY.incident_card]
 
 
 def test_a_fast_burst_fires_the_velocity_rule_at_its_fifth_transaction() -> None:
@@ -85,8 +89,11 @@ def test_a_fast_burst_fires_the_velocity_rule_at_its_fifth_transaction() -> None
         "country": np.array([1, 7, 12, 19, 7, 1]),
     }
     rules = RuleSet()
-    alerts = rules.process(burst)
-    assert [(a.card, a.rule, a.row) for a in alerts] == [(42, "velocity_5m", 4)]
+    alerts = rules.process({**burst, "txn_id": 100 + np.arange(6)}).alerts
+    assert [(a.card_id, a.rule, a.trigger_row, a.trigger_txn_id) for a in alerts] == [
+        (42, "velocity_5m", 4, 104)
+    ]
+    assert alerts[0].event_time == t0 + 4 * 40_000 and alerts[0].reasons == (alerts[0].reason,)
     assert "5 transactions in 4 countries within 5 min" in alerts[0].reason
 
 
@@ -99,6 +106,9 @@ def test_cooldown_separates_incidents() -> None:
     again = rules.process({**burst, "ts": t0 + 3_600_000 + np.arange(5) * 10_000})
     later = rules.process({**burst, "ts": t0 + day + np.arange(5) * 10_000})
     assert [len(first), len(again), len(later)] == [1, 0, 1]
+    assert (
+        again.suppressed >= 1 and rules.suppressed == first.suppressed + again.suppressed + later.suppressed
+    )
 
 
 def test_rules_from_toml_equal_rules_as_objects() -> None:
@@ -137,13 +147,13 @@ def test_spend_vs_habit_rules_read_a_feature_column() -> None:
         "amount": np.full(3, 90.0),
         "ratio": np.array([2.0, 2.0, 2.0]),
     }
-    assert rules.process(batch) == []
-    alerts = rules.process({**batch, "ts": batch["ts"] + 200_000})
-    assert [(a.rule, a.row) for a in alerts] == [("spend_vs_habit_1h", 0)]
+    assert rules.process(batch).alerts == []
+    alerts = rules.process({**batch, "ts": batch["ts"] + 200_000}).alerts
+    assert [(a.rule, a.trigger_row) for a in alerts] == [("spend_vs_habit_1h", 0)]
     assert "4 transactions worth 8.0 times the card's usual amount within 1 h" in alerts[0].reason
 
 
 def test_rule_objects_are_plain_data() -> None:
     rule = Rule("r", hopping("10m", "1m"), {"n": "count"}, "n >= 2", "{n} in {window}")
-    alerts = RuleSet([rule]).process({"card": np.array([1, 1]), "ts": np.array([0, 1_000])})
+    alerts = RuleSet([rule]).process({"card": np.array([1, 1]), "ts": np.array([0, 1_000])}).alerts
     assert [a.reason for a in alerts] == ["2 in 10 min"]

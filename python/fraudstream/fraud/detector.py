@@ -1,74 +1,98 @@
-"""The fraud detector: streaming features, rules and model scoring as one pipeline processor.
+"""The fraud detector: rules, streaming features and model scoring as one processor.
 
-:class:`FraudDetector` is a :class:`~fraudstream.pipeline.Processor` (``process(batch)``,
-``flush()``, ``on_idle()``, ``metrics()``): the in-process demo runs it in
-:class:`~fraudstream.pipeline.Pipeline`, and the Kafka loop can call it on decoded columns.
+:class:`FraudDetector` implements the processor contract (:class:`fraudstream.processor.Processor`):
+``process``, ``advance``, ``flush``, ``snapshot``, ``changes``, ``restore``, ``apply_changes``;
+the in-process :class:`~fraudstream.pipeline.Pipeline` (the demo) and the exactly-once Kafka
+pipeline run it the same way.
 
 Input columns (names set by :class:`DetectorColumns`; the defaults are the Kafka decoder's,
 :func:`fraudstream.kafka.schema.decode_batch`; other columns are ignored):
 
 ================  =========  ==========================================================
-``txn_id``        int64      transaction id, unique (orders transactions with equal times)
+``txn_id``        int64      transaction id (named by alerts and score rows)
 ``card_id``       int64      the card: key of the rules and of the card features
 ``terminal_id``   int64      terminal / merchant (terminal features, new-terminal flag)
 ``amount``        float64    finite
 ``country``       int64      any integer code (the decoder's packed ISO alpha-2)
 ``event_time``    int64      epoch milliseconds, UTC; bounded disorder (``out_of_orderness``)
 ``arrival_ms``    float64    optional: wall-clock epoch ms at which the transaction arrived
-                             (Kafka: the message timestamp); latency is measured from it, or
-                             from the start of ``process`` when absent
+                             (Kafka: the message timestamp); alert latency is measured from
+                             it, or from the start of ``process`` when absent
 ================  =========  ==========================================================
 
-Each batch takes two paths, then one cool-down:
+Every transaction is scored in the call it arrives in, in arrival order:
 
-1. **Rules, in arrival order.** Rules reading only the input columns (``card``, ``ts``,
-   ``amount``, ``country``, ``terminal``; :func:`~fraudstream.fraud.rules.default_rules`) run
-   on the batch as it arrives, with the watermark's bounded disorder; early firing raises an
-   alert at the very transaction that makes the pattern visible.
-2. **Features and model, in event-time order.** Streaming features need (time, id) order, so
-   transactions wait in a reorder buffer until the watermark (``max event time -
-   out_of_orderness``) passes them, then go through
-   :class:`~fraudstream.fraud.features.StreamingFeatures`, the :class:`~fraudstream.fraud.model.Model`
-   (an alert when the score reaches the model's threshold, with the inputs that pushed the
-   score up as its reason) and the rules that read a feature column (such as the
-   ``spend_vs_habit_*`` rules over ``CUSTOMER_ID_AMOUNT_RATIO``). A transaction older than one
-   already released (beyond the disorder bound) cannot be featurized: it is counted as
-   ``late`` and skipped by this path (the rules still saw it).
-3. **One alert per card per incident.** An alert is kept unless the card had a kept alert
-   (from any rule or the model) within ``cooldown`` of event time; the rest are counted as
-   ``suppressed``.
+1. **Event clock.** The detector keeps a monotone clock: a row at event time ``t`` is
+   featurized at ``t_eff = max(t, every earlier t)`` and given the synthetic id ``seq`` (a
+   per-detector arrival counter), so ``(t_eff, seq)`` strictly increases, which the streaming
+   features require. Features are thus computed at arrival over what arrived before; a
+   transaction behind the clock is featurized at the clock (its windows end at ``t_eff``, an
+   error bounded by the disorder) and counted as ``clamped``. The calendar features
+   (``TX_DURING_WEEKEND``, ``TX_DURING_NIGHT``) read ``t_eff`` too.
+2. **Rules** reading only the input columns (``card``, ``ts``, ``amount``, ``country``,
+   ``terminal``, ``txn_id``; :func:`~fraudstream.fraud.rules.default_rules`) run on the real
+   event times, with the watermark's bounded disorder; early firing raises a candidate at the
+   very transaction that makes the pattern visible. Rows too late for every rule window are
+   counted as ``late`` (they are still scored).
+3. **Features, model and feature rules.** :class:`~fraudstream.fraud.features.StreamingFeatures`
+   over ``(t_eff, seq)``, then the :class:`~fraudstream.fraud.model.Model` (a candidate when
+   the score reaches the threshold; its reasons name the inputs that pushed the score up) and
+   the rules that read a feature column (such as ``spend_vs_habit_*`` over
+   ``CUSTOMER_ID_AMOUNT_RATIO``).
+4. **One cool-down.** Every candidate goes through one :class:`~fraudstream.alerts.Cooldown`
+   (event time of the trigger, per card), ordered by triggering row, then rules in declared
+   order, then feature rules, then the model: one alert per card per incident, the others
+   counted as ``suppressed``.
 
-Every alert names its triggering transaction, its event time and the wall-clock latency from
-that transaction's arrival to the alert.
+Outputs (:class:`~fraudstream.processor.ProcessorOutput`): ``alerts``
+(:class:`~fraudstream.alerts.Alert`), ``scores`` (one row per input row: ``row``, ``txn_id``,
+``card_id``, ``score`` — the model's probability, NaN when no model is configured —
+and ``decision``, a :data:`~fraudstream.processor.DECISIONS` code: pass, alert, or flagged
+when a rule or the model fired but the cool-down held the alert back) and ``suppressed``.
 
-The reorder buffer holds about ``out_of_orderness`` of traffic; the feature and rule state is
-bounded by their windows (see ``docs/fraud.md``). Snapshots of the whole detector (for a
-Kafka changelog) are not implemented yet.
+Invariants: every output (latency aside) is a pure function of the arrival-ordered rows and
+the ``advance`` calls: how the rows are cut into batches changes no alert, score or decision,
+nor the state's meaning. The snapshot bytes of the rules, the cool-down and the counters do
+not depend on the cuts either; the streaming features' bytes can, once card or terminal state
+expires (the feature engine frees expired keys by a sweep at the start of each batch and lists
+keys in slot order), never their values. A bad batch raises before any state changes (the
+event clock and ``seq`` included). State is bounded by the feature and rule windows and the cards
+alerted within two cool-downs (see ``docs/fraud.md``); nothing is buffered: duplicates are the
+caller's to drop (the Kafka partition task deduplicates), a repeated transaction is scored again.
+
+Changes for a changelog are a replay log (:class:`~fraudstream.processor.InputLog`): the
+state-relevant input columns of each batch and each effective ``advance``; ``apply_changes``
+replays them through the same code path, which rebuilds the state bit for bit.
 """
 
 from __future__ import annotations
 
-import math
+import hashlib
+import struct
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from fraudstream._columns import get_column, int_column, value_column
-from fraudstream.errors import ConfigError, InvalidBatchError
+from fraudstream.alerts import Alert, Cooldown
+from fraudstream.errors import ConfigError, InvalidBatchError, SnapshotError
 from fraudstream.fraud.features import StreamingFeatures, TransactionColumns
 from fraudstream.fraud.model import Model
-from fraudstream.fraud.rules import Alert, Rule, RuleSet, default_rules
-from fraudstream.pipeline import IdleWatermark
+from fraudstream.fraud.reasons import describe, explain
+from fraudstream.fraud.rules import Candidates, Rule, RuleSet, default_rules
+from fraudstream.processor import ALERT, FLAGGED, PASS, InputLog, ProcessorOutput, pack, unpack
 from fraudstream.windows import Duration, to_millis
 
 Columns = dict[str, np.ndarray[Any, Any]]
+IntArray = npt.NDArray[np.int64]
 
 INPUT_NAMES = ("txn_id", "card", "ts", "terminal", "amount", "country")
-"""The names rules see for the input columns, whatever the batch calls them."""
+"""The names rules see for the input columns, whatever the batch calls them; also the
+columns of the replay log."""
 
 FEATURE_COLUMNS = TransactionColumns(
     id="txn_id",
@@ -81,6 +105,16 @@ FEATURE_COLUMNS = TransactionColumns(
 )
 """How the detector's features read its columns (the card is the features' customer); train a
 model on features computed with these to score it here."""
+
+SCORE_COLUMNS = ("row", "txn_id", "card_id", "score", "decision")
+"""The ``scores`` columns of every ``process`` output."""
+
+_MAGIC, _FORMAT = b"FSFD", 1
+_HEADER = struct.Struct("<4sH8s")
+_SCALARS = struct.Struct("<qqqqqqqq")
+_NONE = -(2**63)
+_FLUSH = 2**63 - 1
+"""Logged as the wall clock of an ``advance`` that was a ``flush`` (every window closed)."""
 
 
 @dataclass(frozen=True)
@@ -96,178 +130,6 @@ class DetectorColumns:
     arrival: str = "arrival_ms"
 
 
-@dataclass(frozen=True)
-class FraudAlert:
-    """An alert raised by :class:`FraudDetector`.
-
-    ``txn_id``/``time`` are the triggering transaction and its event time; ``rule`` is a rule
-    name or ``"model"``; ``latency_ms`` is the wall-clock time from the trigger's arrival to
-    the alert; ``trigger`` holds its input values (``terminal``, ``amount``, ``country``).
-    """
-
-    card: int
-    txn_id: int
-    time: int
-    rule: str
-    reason: str
-    latency_ms: float
-    score: float | None = None
-    trigger: dict[str, Any] = field(default_factory=dict)
-    figures: dict[str, Any] = field(default_factory=dict)
-    window: tuple[int, int] | None = None
-
-    @property
-    def source(self) -> str:
-        """``"model"`` or ``"rule"``."""
-        return "model" if self.rule == "model" else "rule"
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain data for JSON."""
-        return {
-            "card": self.card,
-            "txn_id": self.txn_id,
-            "event_time": self.time,
-            "rule": self.rule,
-            "reason": self.reason,
-            "score": self.score,
-            "latency_ms": self.latency_ms,
-            "trigger": dict(self.trigger),
-            "figures": dict(self.figures),
-            "window": None if self.window is None else list(self.window),
-        }
-
-
-@dataclass
-class DetectorOutput:
-    """What one call returns: the alerts kept, and figures of the call."""
-
-    alerts: list[FraudAlert]
-    events: int = 0
-    """Transactions in the batch."""
-    scored: int = 0
-    """Transactions released by the reorder buffer to the features and the model."""
-    latency_ms: float | None = None
-    """From the arrival of the batch's oldest transaction to the end of the call."""
-    processing_ms: float = 0.0
-    """Wall-clock time of the call itself."""
-
-    def __len__(self) -> int:
-        return len(self.alerts)
-
-
-class _ReorderBuffer:
-    """Holds transactions until the watermark passes them; releases them in (time, id) order.
-
-    The watermark is ``max time seen - delay`` and never moves backwards. Rows strictly
-    before it are released, so every later on-time row (time >= watermark) sorts after them.
-    A row that sorts before the last one released is late: it is dropped and counted. Each
-    batch is kept as one sorted run; a release takes the prefix of every run below the
-    watermark and sorts only those rows, so a call costs what it releases, not what is held.
-    """
-
-    def __init__(self, delay_ms: int) -> None:
-        self.delay = delay_ms
-        self.runs: list[Columns] = []
-        self.watermark: int | None = None
-        self.max_time: int | None = None
-        self.last: tuple[int, int] | None = None
-        self.late = 0
-        self.duplicates = 0
-
-    def __len__(self) -> int:
-        return sum(len(run["ts"]) for run in self.runs)
-
-    def push(self, cols: Columns) -> Columns | None:
-        ts, ids = cols["ts"], cols["txn_id"]
-        if self.last is not None and len(ts):
-            t0, i0 = self.last
-            late = (ts < t0) | ((ts == t0) & (ids <= i0))
-            if late.any():
-                self.late += int(late.sum())
-                cols = {k: v[~late] for k, v in cols.items()}
-        if len(cols["ts"]):
-            order = np.lexsort((cols["txn_id"], cols["ts"]))
-            self.runs = [*self.runs, {k: v[order] for k, v in cols.items()}]
-            top = int(cols["ts"].max())
-            self.max_time = top if self.max_time is None else max(self.max_time, top)
-            self._raise(self.max_time - self.delay)
-        return self._release(self.watermark)
-
-    def advance_to(self, t: int) -> Columns | None:
-        self._raise(t)
-        return self._release(self.watermark)
-
-    def drain(self) -> Columns | None:
-        return self._release(None)
-
-    def _raise(self, t: int) -> None:
-        if self.watermark is None or t > self.watermark:
-            self.watermark = t
-
-    def _release(self, before: int | None) -> Columns | None:
-        taken: list[Columns] = []
-        kept: list[Columns] = []
-        for run in self.runs:
-            ts = run["ts"]
-            cut = len(ts) if before is None else int(np.searchsorted(ts, before, side="left"))
-            if cut:
-                taken.append({k: v[:cut] for k, v in run.items()})
-            if cut < len(ts):
-                kept.append({k: v[cut:] for k, v in run.items()} if cut else run)
-        if not taken:
-            return None
-        self.runs = kept
-        out = taken[0] if len(taken) == 1 else {k: np.concatenate([t[k] for t in taken]) for k in taken[0]}
-        if len(taken) > 1:
-            order = np.lexsort((out["txn_id"], out["ts"]))
-            out = {k: v[order] for k, v in out.items()}
-        dup = (out["ts"][1:] == out["ts"][:-1]) & (out["txn_id"][1:] == out["txn_id"][:-1])
-        if dup.any():
-            self.duplicates += int(dup.sum())
-            keep = np.r_[True, ~dup]
-            out = {k: v[keep] for k, v in out.items()}
-        self.last = (int(out["ts"][-1]), int(out["txn_id"][-1]))
-        return out
-
-
-def _describe(name: str, value: float) -> str:
-    """A feature value in words (for the reasons of model alerts)."""
-    if name.startswith("CUSTOMER_ID_NB_COUNTRIES_"):
-        return f"{value:.0f} countries in {_window_words(name)}"
-    if name.startswith("CUSTOMER_ID_NB_TX_"):
-        return f"{value:.0f} transactions in {_window_words(name)}"
-    if name == "CUSTOMER_ID_AMOUNT_RATIO":
-        return f"amount {value:.1f}x the card's usual"
-    if name.startswith("CUSTOMER_ID_AMOUNT_ZSCORE_"):
-        return f"amount {value:+.1f} sd from the card's {_window_words(name)}"
-    if name.startswith("CUSTOMER_ID_AVG_AMOUNT_"):
-        return f"average {value:.2f} over {_window_words(name)}"
-    if name == "CUSTOMER_ID_MS_SINCE_PREV_TX":
-        return f"{_duration_words(value)} since the card's previous transaction"
-    if name == "CUSTOMER_ID_NEW_TERMINAL":
-        return "a terminal new to the card" if value else "a terminal the card knows"
-    if name == "TX_AMOUNT":
-        return f"{value:.2f} paid"
-    if name == "TX_DURING_NIGHT":
-        return "at night" if value else "by day"
-    return f"{name} = {value:g}"
-
-
-def _window_words(name: str) -> str:
-    label = name.rsplit("_", 2)[-2]  # ..._1HOUR_WINDOW -> 1HOUR
-    for unit, word in (("DAY", "d"), ("HOUR", "h"), ("MIN", "min"), ("SEC", "s"), ("MS", "ms")):
-        if label.endswith(unit) and label[: -len(unit)].isdigit():
-            return f"{label[: -len(unit)]} {word}"
-    return label
-
-
-def _duration_words(ms: float) -> str:
-    for size, unit in ((86_400_000, "d"), (3_600_000, "h"), (60_000, "min"), (1_000, "s")):
-        if ms >= size:
-            return f"{ms / size:.1f} {unit}"
-    return f"{ms:.0f} ms"
-
-
 def _uses_features(rule: Rule) -> bool:
     return any(not isinstance(s, str) and s[1] not in INPUT_NAMES for s in rule.aggregations.values())
 
@@ -277,28 +139,27 @@ def _wall_ms() -> float:
 
 
 class FraudDetector:
-    """Features, rules and model scoring over transaction batches; a pipeline processor.
+    """Rules, streaming features and model scoring over transaction batches; a processor.
 
     Args:
         rules: the alert rules (default: :func:`~fraudstream.fraud.rules.default_rules`).
-            Rules read the columns ``card``, ``ts``, ``amount``, ``country``, ``terminal``
-            whatever the input calls them; a rule that reads a feature column (such as
-            ``default_rules(habit_column="CUSTOMER_ID_AMOUNT_RATIO")``) runs on the
-            event-time-ordered path.
+            Rules read the columns ``card``, ``ts``, ``amount``, ``country``, ``terminal``,
+            ``txn_id`` whatever the input calls them; a rule that reads a feature column
+            (such as ``default_rules(habit_column="CUSTOMER_ID_AMOUNT_RATIO")``) runs after
+            the features.
         model: scores every transaction; an alert when the score reaches ``model_threshold``
-            (default: the model's own ``threshold``). None: rules only.
+            (default: the model's own ``threshold``). None: rules only (scores are NaN).
         features: the streaming features (default: card windows 1 h, 1, 7 and 30 days with
             distinct countries; terminal windows 1, 7 and 30 days). Its column names are
             replaced by the detector's.
         columns: input column names.
-        cooldown: one alert per card per incident: a card's alerts within this much event
-            time of a kept one are suppressed.
-        out_of_orderness: the disorder bound of event times (watermark delay of the rules and
-            of the reorder buffer).
-        idle: how the reorder buffer's watermark moves when no batch arrives (see
-            :class:`~fraudstream.pipeline.IdleWatermark`); None: held transactions wait for the
-            next batch or ``flush()``.
-        clock: wall clock in epoch milliseconds (for latencies).
+        cooldown: one alert per card per incident: a candidate within this much event time
+            of the card's kept alert (any rule or the model) is suppressed.
+        out_of_orderness: the disorder bound of event times (the rules' watermark delay).
+        wall_clock_time: event times are wall-clock times (live traffic): ``advance(now)``
+            moves the rules' watermark to ``now - out_of_orderness``. False (replays of
+            recorded or synthetic time, such as the demo's): ``advance`` does nothing.
+        clock: wall clock in epoch milliseconds (for latencies only; never for state).
     """
 
     def __init__(
@@ -311,13 +172,14 @@ class FraudDetector:
         columns: DetectorColumns | None = None,
         cooldown: Duration = "24h",
         out_of_orderness: Duration = "5s",
-        idle: IdleWatermark | None = None,
+        wall_clock_time: bool = True,
         clock: Callable[[], float] = _wall_ms,
     ) -> None:
         self.columns = columns or DetectorColumns()
         rule_list = list(default_rules() if rules is None else rules)
         self.cooldown = to_millis(cooldown, "cooldown")
         self.out_of_orderness = to_millis(out_of_orderness, "out_of_orderness")
+        self.wall_clock_time = wall_clock_time
         if features is None:
             self.features = StreamingFeatures(columns=FEATURE_COLUMNS)
         else:
@@ -338,12 +200,22 @@ class FraudDetector:
             )
             if unknown:
                 raise ConfigError(f"rule {r.name!r} reads unknown columns {unknown}")
+        names = [r.name for r in rule_list]
+        if len(set(names)) != len(names) or "model" in names:
+            raise ConfigError(f"rule names must be unique and not 'model', got {names}")
 
         def rule_set(rules: list[Rule]) -> RuleSet | None:
             if not rules:
                 return None
+            # cool-down 0: the detector's one cool-down decides over every candidate
             return RuleSet(
-                rules, card="card", time="ts", cooldown=cooldown, out_of_orderness=out_of_orderness
+                rules,
+                card="card",
+                time="ts",
+                txn_id="txn_id",
+                cooldown=0,
+                out_of_orderness=self.out_of_orderness,
+                track_changes=False,
             )
 
         self.rules = rule_set(arrival_rules)
@@ -361,106 +233,165 @@ class FraudDetector:
         )
         if not 0.0 <= self.model_threshold <= 1.0:
             raise ConfigError(f"model_threshold must be in [0, 1], got {self.model_threshold}")
-        self.idle = idle
+        self.model_version = model.version if model is not None else None
         self.clock = clock
-        self._buffer = _ReorderBuffer(self.out_of_orderness)
-        self._last_alert: dict[int, int] = {}
-        self._prune_at = 4_096
-        self._last_tick: float | None = None
-        # plain Python counters: metrics() may be called from another thread during process()
+        # candidate sources in the cool-down's order: rules, feature rules, the model
+        self._names = [*(r.name for r in arrival_rules), *(r.name for r in feature_rules), "model"]
+        self._feature_base = len(arrival_rules)
+        self._cooldown = Cooldown(self.cooldown)
+        self._log = InputLog()
+        description = [
+            f"{self.out_of_orderness}|{self.features.customer_windows}|{self.features.terminal_windows}",
+            f"{self.features.label_delay}|{self.features.feature_names}",
+            *(r.fingerprint.hex() for r in (self.rules, self.feature_rules) if r is not None),
+            "|".join(self._names),
+        ]
+        self.fingerprint = hashlib.sha256("\n".join(description).encode()).digest()[:8]
+        """8 bytes naming what the state belongs to (rules, features, disorder bound); a new
+        model or cool-down may take over a detector's state, other rules or features not."""
+        # state beside the engines; plain Python ints: metrics() may run on another thread
+        self._clock: int | None = None
+        """The event clock: the newest event time seen."""
+        self._seq = 0
+        self._advanced: int | None = None
+        """The highest watermark ``advance`` set."""
+        self.flushed = False
+        """``flush`` closed every rule window (later rows are late for the rules)."""
         self.events = 0
-        self.scored = 0
+        self.clamped = 0
+        self.late = 0
         self.alerts = 0
-        self.suppressed = 0
-        self.alerts_by_rule: dict[str, int] = {}
-        self.max_event_time: int | None = None
+        self._by_rule = [0] * len(self._names)
 
-    # -- the processor interface ----------------------------------------------------------
+    # -- the processor contract -----------------------------------------------------------
 
-    def process(self, batch: Mapping[str, Any] | Any) -> DetectorOutput:
-        """Runs a batch through both paths and returns the alerts kept (see the module doc).
+    def process(self, columns: Mapping[str, Any] | Any) -> ProcessorOutput:
+        """Scores every transaction of the batch and returns the alerts kept (see the module
+        docstring).
 
         The batch is validated whole first (missing columns, wrong dtypes, non-finite amounts
         raise :class:`~fraudstream.errors.InvalidBatchError` or ``TypeError`` naming the
         column) and a bad batch changes nothing."""
         began = self.clock()
-        cols = self._normalize(batch, began)
-        self._last_tick = None
-        n = len(cols["ts"])
-        self.events += n
-        if n:
-            top = int(cols["ts"].max())
-            self.max_event_time = top if self.max_event_time is None else max(self.max_event_time, top)
-        candidates: list[FraudAlert] = []
-        if self.rules is not None and n:
-            found = self.rules.process(cols)
-            now = self.clock()
-            candidates += [self._rule_alert(a, cols, a.row, now) for a in found]
-        released = self._buffer.push(cols) if n else None
-        scored = 0
-        if released is not None:
-            scored = len(released["ts"])
-            candidates += self._ordered(released)
-        kept = self._cool_down(candidates)
-        end = self.clock()
-        latency = float(end - cols["arrival"].min()) if n else None
-        return DetectorOutput(kept, n, scored, latency, float(end - began))
+        cols, arrival = self._normalize(columns, began)
+        if not len(cols["ts"]):
+            return ProcessorOutput(scores=_no_scores())
+        out = self._step(cols, arrival)
+        self._log.batch(cols)
+        return out
 
-    def on_idle(self, idle_for_s: float) -> DetectorOutput | None:
-        """No batch for ``idle_for_s`` seconds: moves the reorder buffer's watermark by the
-        rule of ``idle`` and scores what it releases."""
-        if self.idle is None or idle_for_s * 1000 < to_millis(self.idle.after, "after"):
-            return None
-        now = time.monotonic()
-        wm = self._buffer.watermark
-        if self.idle.rule == "wall_clock":
-            target = int(self.clock()) - to_millis(self.idle.lag, "lag")
-        elif wm is None:
-            return None
-        else:
-            since = self._last_tick if self._last_tick is not None else now - idle_for_s
-            target = wm + max(1, int((now - since) * 1000))
-        self._last_tick = now
-        released = self._buffer.advance_to(target)
-        if released is None:
-            return None
-        kept = self._cool_down(self._ordered(released))
-        return DetectorOutput(kept, 0, len(released["ts"]))
+    def advance(self, wall_clock_ms: int) -> ProcessorOutput:
+        """Idle time: with ``wall_clock_time``, the rules' watermark moves to at least
+        ``wall_clock_ms - out_of_orderness``: the windows of quiet cards close and their
+        state is freed. No alerts come from it (closing windows raise none)."""
+        if self.wall_clock_time and self._advance(int(wall_clock_ms)):
+            self._log.advance(int(wall_clock_ms))
+        return ProcessorOutput()
 
-    def flush(self) -> DetectorOutput:
-        """End of input: every held transaction is scored; the rules' windows close (final
-        windows raise no alerts)."""
-        released = self._buffer.drain()
-        kept = self._cool_down(self._ordered(released)) if released is not None else []
-        for rules in (self.rules, self.feature_rules):
-            if rules is not None:
-                rules.flush()
-        return DetectorOutput(kept, 0, 0 if released is None else len(released["ts"]))
+    def flush(self) -> ProcessorOutput:
+        """End of input: every rule window closes (final windows raise no alerts). Nothing is
+        held, so nothing is left to score."""
+        if self._advance(_FLUSH):
+            self._log.advance(_FLUSH)
+        return ProcessorOutput()
+
+    def snapshot(self) -> bytes:
+        """The whole state as versioned bytes: a header (magic, format, configuration
+        fingerprint), the event clock, ``seq`` and the counters, the features, each rule
+        set and the cool-down (see the module docstring for what the bytes depend on)."""
+        c = self._clock
+        scalars = _SCALARS.pack(
+            _NONE if c is None else c,
+            self._seq,
+            _NONE if self._advanced is None else self._advanced,
+            int(self.flushed),
+            self.events,
+            self.clamped,
+            self.late,
+            self.alerts,
+        )
+        return pack(
+            [
+                _HEADER.pack(_MAGIC, _FORMAT, self.fingerprint),
+                scalars,
+                np.asarray(self._by_rule, np.int64).tobytes(),
+                self.features.snapshot(),
+                b"" if self.rules is None else self.rules.snapshot(),
+                b"" if self.feature_rules is None else self.feature_rules.snapshot(),
+                self._cooldown.snapshot(),
+            ]
+        )
+
+    def changes(self) -> bytes:
+        """The inputs since the last call (or restore) as a replay log: each processed batch's
+        state-relevant columns and each ``advance`` or ``flush`` that moved the watermark."""
+        return self._log.take()
+
+    def restore(self, data: bytes) -> None:
+        """Replaces the state by a :meth:`snapshot` of a detector with the same rules and
+        features (:class:`~fraudstream.errors.SnapshotError` otherwise); clears the log."""
+        try:  # the header is the first part, after its 8-byte length
+            magic, version, fingerprint = _HEADER.unpack_from(data, 8)
+        except struct.error:
+            raise SnapshotError("not a fraud detector state (truncated header)") from None
+        if magic != _MAGIC or version != _FORMAT:
+            raise SnapshotError(
+                f"not a fraud detector state of format {_FORMAT} (magic {magic!r}, version {version})"
+            )
+        if fingerprint != self.fingerprint:
+            raise SnapshotError(
+                "fraud detector state belongs to other rules, features or disorder bound "
+                f"(this detector: rules {self._names[:-1]}, features {self.features.feature_names[:3]}...)"
+            )
+        _, scalars, by_rule, features, rules, feature_rules, cooldown = unpack(data, 7)
+        if len(scalars) != _SCALARS.size or len(by_rule) != 8 * len(self._names):
+            raise SnapshotError("fraud detector state has malformed counters")
+        self.features.restore(features)
+        for rule_set, part in ((self.rules, rules), (self.feature_rules, feature_rules)):
+            if rule_set is not None:
+                rule_set.restore(part)
+        self._cooldown.restore(cooldown)
+        c, seq, advanced, flushed, events, clamped, late, alerts = _SCALARS.unpack(scalars)
+        self._clock = None if c == _NONE else c
+        self._advanced = None if advanced == _NONE else advanced
+        self.flushed = bool(flushed)
+        self._seq, self.events, self.clamped, self.late, self.alerts = seq, events, clamped, late, alerts
+        self._by_rule = np.frombuffer(by_rule, np.int64).tolist()
+        self._log.clear()
+
+    def apply_changes(self, data: bytes) -> None:
+        """Replays :meth:`changes` bytes through the same code path as ``process``/``advance``
+        (outputs discarded); the replayed inputs are not logged again."""
+
+        def batch(cols: Columns) -> None:
+            missing = [k for k in INPUT_NAMES if k not in cols]
+            if missing:
+                raise SnapshotError(f"changes record lacks columns {missing}")
+            self._step({k: cols[k] for k in INPUT_NAMES}, None)
+
+        InputLog.replay(data, batch, self._advance)
 
     def metrics(self) -> dict[str, Any]:
         """Counters of the detector (safe to call from another thread while it runs)."""
-        wm = self._buffer.watermark
-        top = self.max_event_time
-        suppressed = self.suppressed + sum(
-            r.suppressed for r in (self.rules, self.feature_rules) if r is not None
-        )
+        wm = self._watermark()
+        top = self._clock
         return {
             "events": self.events,
-            "scored": self.scored,
-            "held": len(self._buffer),
-            "late": self._buffer.late,
-            "duplicates": self._buffer.duplicates,
+            "scored": self.events,
+            "clamped": self.clamped,
+            "late": self.late,
             "alerts": self.alerts,
-            "alerts_by_rule": dict(self.alerts_by_rule),
-            "suppressed": suppressed,
+            "alerts_by_rule": {n: k for n, k in zip(self._names, self._by_rule, strict=True) if k},
+            "suppressed": self._cooldown.suppressed,
             "watermark": wm,
             "max_event_time": top,
             "watermark_lag_ms": None if wm is None or top is None else top - wm,
+            "flushed": self.flushed,
         }
 
-    # -- the paths ------------------------------------------------------------------------
+    # -- one batch ------------------------------------------------------------------------
 
-    def _normalize(self, batch: Mapping[str, Any] | Any, now: float) -> Columns:
+    def _normalize(self, batch: Mapping[str, Any] | Any, now: float) -> tuple[Columns, np.ndarray[Any, Any]]:
         c = self.columns
         cols: Columns = {
             "txn_id": int_column(get_column(batch, c.txn_id), c.txn_id),
@@ -488,93 +419,156 @@ class FraudDetector:
                 raise InvalidBatchError(f"column '{c.arrival}' has {len(arrival)} rows, expected {n}")
         else:
             arrival = np.full(n, now)
-        cols["arrival"] = arrival
-        return cols
+        return cols, arrival
 
-    def _ordered(self, released: Columns) -> list[FraudAlert]:
-        """Features, model and feature rules over transactions in (time, id) order."""
-        self.scored += len(released["ts"])
-        feats = self.features.process(released)
-        out: list[FraudAlert] = []
+    def _step(self, cols: Columns, arrival: np.ndarray[Any, Any] | None) -> ProcessorOutput:
+        """The state transition of one validated batch, and its outputs (``arrival`` None:
+        a replay, outputs not built)."""
+        n = len(cols["ts"])
+        t = cols["ts"]
+        t_eff = np.maximum.accumulate(t)
+        if self._clock is not None:
+            t_eff = np.maximum(t_eff, self._clock)
+        seq = np.arange(self._seq, self._seq + n, dtype=np.int64)
+
+        # candidates from every source, as (trigger row, order, card, time, source, position)
+        parts: list[tuple[IntArray, IntArray, IntArray, int, IntArray]] = []
+        found: Candidates | None = None
+        found_f: Candidates | None = None
+        if self.rules is not None:
+            found, late = self.rules.candidates(self.rules.validate(cols))
+            self.late += len(late)
+            parts.append((found.trigger, found.rule, found.card, 0, np.arange(len(found), dtype=np.int64)))
+        feats = self.features.process({**cols, "txn_id": seq, "ts": t_eff})
         if self.feature_rules is not None:
-            batch = {**{k: released[k] for k in INPUT_NAMES}, **feats}
-            found = self.feature_rules.process(batch)
-            now = self.clock()
-            out += [self._rule_alert(a, released, a.row, now) for a in found]
-        if self.model is not None:
-            scores = self.model.score(feats)
-            now = self.clock()
-            for row in np.flatnonzero(scores >= self.model_threshold).tolist():
-                out.append(self._model_alert(released, feats, scores, row, now))
-        return out
+            batch = {**cols, **feats}
+            found_f, _ = self.feature_rules.candidates(self.feature_rules.validate(batch))
+            parts.append(
+                (
+                    found_f.trigger,
+                    found_f.rule + self._feature_base,
+                    found_f.card,
+                    1,
+                    np.arange(len(found_f), dtype=np.int64),
+                )
+            )
+        scores = self.model.score(feats) if self.model is not None else None
+        if scores is not None:
+            rows = np.flatnonzero(scores >= self.model_threshold).astype(np.int64)
+            parts.append(
+                (rows, np.full(len(rows), len(self._names) - 1, np.int64), cols["card"][rows], 2, rows)
+            )
 
-    def _rule_alert(self, a: Alert, cols: Columns, row: int, now: float) -> FraudAlert:
-        return FraudAlert(
-            card=a.card,
-            txn_id=int(cols["txn_id"][row]),
-            time=a.time,
-            rule=a.rule,
-            reason=a.reason,
-            latency_ms=max(0.0, float(now - cols["arrival"][row])),
-            trigger=_trigger(cols, row),
-            figures=dict(a.figures),
-            window=(a.window_start, a.window_end),
+        trigger = np.concatenate([p[0] for p in parts]) if parts else np.empty(0, np.int64)
+        order = np.concatenate([p[1] for p in parts]) if parts else np.empty(0, np.int64)
+        card = np.concatenate([p[2] for p in parts]) if parts else np.empty(0, np.int64)
+        source = np.concatenate([np.full(len(p[0]), p[3], np.int64) for p in parts]) if parts else trigger
+        position = np.concatenate([p[4] for p in parts]) if parts else trigger
+        by = np.lexsort((order, trigger))
+        trigger, order, card, source, position = trigger[by], order[by], card[by], source[by], position[by]
+        suppressed_before = self._cooldown.suppressed
+        keep = self._cooldown.decide(card, t[trigger])
+
+        self._clock = int(t_eff[-1])
+        self._seq += n
+        self.events += n
+        self.clamped += int(np.count_nonzero(t_eff != t))
+        kept = np.flatnonzero(keep)
+        self.alerts += len(kept)
+        for k, count in enumerate(np.bincount(order[kept], minlength=len(self._names)).tolist()):
+            self._by_rule[k] += count
+        if arrival is None:
+            return ProcessorOutput()
+
+        decision = np.full(n, PASS, np.int8)
+        decision[trigger] = FLAGGED
+        decision[trigger[kept]] = ALERT
+        alerts: list[Alert] = []
+        for k in kept.tolist():
+            row, pos = int(trigger[k]), int(position[k])
+            if source[k] == 0:
+                assert self.rules is not None and found is not None
+                alert = self.rules.alert(found, pos, cols["txn_id"])
+            elif source[k] == 1:
+                assert self.feature_rules is not None and found_f is not None
+                alert = self.feature_rules.alert(found_f, pos, cols["txn_id"])
+            else:
+                assert scores is not None
+                alert = self._model_alert(cols, feats, float(scores[row]), row)
+            alerts.append(alert.located(latency_ms=max(0.0, float(self.clock() - arrival[row]))))
+        return ProcessorOutput(
+            alerts=alerts,
+            scores={
+                "row": np.arange(n, dtype=np.int64),
+                "txn_id": cols["txn_id"],
+                "card_id": cols["card"],
+                "score": scores if scores is not None else np.full(n, np.nan),
+                "decision": decision,
+            },
+            suppressed=self._cooldown.suppressed - suppressed_before,
         )
 
-    def _model_alert(
-        self, cols: Columns, feats: Columns, scores: npt.NDArray[np.float64], row: int, now: float
-    ) -> FraudAlert:
+    def _model_alert(self, cols: Columns, feats: Columns, score: float, row: int) -> Alert:
         assert self.model is not None
-        score = float(scores[row])
-        top = self._explain(feats, row)
-        figures = {name: float(feats[name][row]) for name, _ in top}
-        words = ", ".join(_describe(name, float(feats[name][row])) for name, _ in top)
-        reason = f"model: fraud score {score:.2f} (alert at {self.model_threshold:.2f})"
-        return FraudAlert(
-            card=int(cols["card"][row]),
-            txn_id=int(cols["txn_id"][row]),
-            time=int(cols["ts"][row]),
+        top = explain(self.model, feats, row)
+        figures = {"score": score, **{name: float(feats[name][row]) for name, _ in top}}
+        words = tuple(describe(name, float(feats[name][row])) for name, _ in top)
+        return Alert(
+            card_id=int(cols["card"][row]),
             rule="model",
-            reason=f"{reason}: {words}" if words else reason,
-            latency_ms=max(0.0, float(now - cols["arrival"][row])),
+            reasons=(f"fraud score {score:.2f} (alert at {self.model_threshold:.2f})", *words),
+            event_time=int(cols["ts"][row]),
+            trigger_txn_id=int(cols["txn_id"][row]),
+            trigger_row=row,
             score=score,
-            trigger=_trigger(cols, row),
-            figures={"score": score, **figures},
+            model_version=self.model_version,
+            figures=figures,
         )
 
-    def _explain(self, feats: Columns, row: int, top: int = 3) -> list[tuple[str, float]]:
-        """The inputs that raised the score most: ``coef * standardized value`` of a logistic
-        regression; for trees, the inputs furthest from their training mean."""
-        model = self.model
-        assert model is not None
-        parts: list[tuple[str, float]] = []
-        coef = model.params.get("coef") if model.kind == "logistic_regression" else None
-        for i, inp in enumerate(model.inputs):
-            z = (float(inp.apply(np.array([feats[inp.name][row]]))[0]) - model.mean[i]) / model.scale[i]
-            weight = float(coef[i]) * z if coef is not None else abs(z)
-            if math.isfinite(weight) and weight > 0:
-                parts.append((inp.name, weight))
-        parts.sort(key=lambda p: -p[1])
-        return parts[:top]
+    # -- the watermark --------------------------------------------------------------------
 
-    def _cool_down(self, candidates: list[FraudAlert]) -> list[FraudAlert]:
-        """Keeps the first alert per card and incident; within a call, the earliest in event
-        time wins (so a model alert at an earlier transaction beats a rule's at a later one)."""
-        kept: list[FraudAlert] = []
-        for a in sorted(candidates, key=lambda a: (a.time, a.txn_id)):
-            last = self._last_alert.get(a.card)
-            if last is not None and abs(a.time - last) < self.cooldown:
-                self.suppressed += 1
-                continue
-            self._last_alert[a.card] = a.time if last is None else max(last, a.time)
-            kept.append(a)
-            self.alerts += 1
-            self.alerts_by_rule[a.rule] = self.alerts_by_rule.get(a.rule, 0) + 1
-        if len(self._last_alert) > self._prune_at and self.max_event_time is not None:
-            horizon = self.max_event_time - 2 * self.cooldown
-            self._last_alert = {k: v for k, v in self._last_alert.items() if v >= horizon}
-            self._prune_at = max(4_096, 2 * len(self._last_alert))
-        return kept
+    def _watermark(self) -> int | None:
+        """The rules' watermark: the newest event time less the disorder bound, or what
+        ``advance`` set, whichever is higher."""
+        marks = [
+            m
+            for m in (self._advanced, None if self._clock is None else self._clock - self.out_of_orderness)
+            if m is not None
+        ]
+        return max(marks) if marks else None
+
+    def _advance(self, wall_clock_ms: int) -> bool:
+        """Moves the rules' watermark for ``advance(wall_clock_ms)`` (``_FLUSH``: closes every
+        window); False when that changes nothing (then it is not logged)."""
+        if self.rules is None and self.feature_rules is None:
+            return False
+        if self.flushed:
+            return False
+        if wall_clock_ms == _FLUSH:
+            for rule_set in (self.rules, self.feature_rules):
+                if rule_set is not None:
+                    rule_set.flush()
+            self.flushed = True
+            return True
+        target = wall_clock_ms - self.out_of_orderness
+        wm = self._watermark()
+        if wm is not None and target <= wm:
+            return False
+        for rule_set in (self.rules, self.feature_rules):
+            if rule_set is not None:
+                rule_set.advance_to(target)
+        self._advanced = target
+        return True
+
+
+def _no_scores() -> Columns:
+    return {
+        "row": np.empty(0, np.int64),
+        "txn_id": np.empty(0, np.int64),
+        "card_id": np.empty(0, np.int64),
+        "score": np.empty(0, np.float64),
+        "decision": np.empty(0, np.int8),
+    }
 
 
 def _has(batch: Mapping[str, Any] | Any, name: str) -> bool:
@@ -583,9 +577,4 @@ def _has(batch: Mapping[str, Any] | Any, name: str) -> bool:
     return name in batch
 
 
-def _trigger(cols: Columns, row: int) -> dict[str, Any]:
-    return {
-        "terminal": int(cols["terminal"][row]),
-        "amount": float(cols["amount"][row]),
-        "country": int(cols["country"][row]),
-    }
+__all__ = ["FEATURE_COLUMNS", "INPUT_NAMES", "SCORE_COLUMNS", "DetectorColumns", "FraudDetector"]

@@ -21,6 +21,7 @@ scikit-learn's ``predict_proba``). Training applies the same transforms (:func:`
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -124,6 +125,17 @@ class Model:
     def feature_names(self) -> list[str]:
         """The feature columns the model reads."""
         return [i.name for i in self.inputs]
+
+    @property
+    def version(self) -> str:
+        """A short stable name of this model for alerts: ``metadata["version"]`` when set,
+        else the first 12 hex digits of the SHA-256 of its JSON document (sorted keys), so
+        any change to inputs, scaling, parameters or threshold gives another version."""
+        declared = self.metadata.get("version")
+        if declared is not None:
+            return str(declared)
+        doc = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(doc.encode()).hexdigest()[:12]
 
     def score(self, features: Mapping[str, Any]) -> FloatArray:
         """Fraud probability per row of ``features`` (named columns, e.g. the output of

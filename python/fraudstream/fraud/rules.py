@@ -3,19 +3,27 @@
 A :class:`Rule` is a hopping window, the aggregates it keeps per card and a predicate over
 them (evaluated in Rust); it fires the moment the predicate first holds for an open window
 (``early_fire``), so detection delay is the time to process the triggering transaction. A
-:class:`RuleSet` runs its rules side by side and keeps one alert per card per incident: after
-an alert, the card's further alerts are suppressed for a cool-down.
+:class:`RuleSet` runs its rules side by side and is a processor
+(:class:`fraudstream.processor.Processor`): ``process`` returns the alerts kept by one
+:class:`fraudstream.alerts.Cooldown` over every rule (one alert per card per incident; the
+others are counted as ``suppressed``), ``advance``/``flush`` close windows, and its state
+(every rule's windows and the cool-down) has snapshots and real deltas for a changelog.
+
+Invariants: outputs and state depend only on the sequence of rows given, never on how it is
+cut into batches (the window engine's watermark advances after every event; candidates reach
+the cool-down in the order of their triggering rows, rules in their declared order for one
+row); a bad batch raises before any rule sees it.
 
 >>> import numpy as np
 >>> rules = RuleSet(default_rules(), cooldown="24h")
 >>> t0 = 1_700_000_000_000
->>> alerts = rules.process({
+>>> out = rules.process({
 ...     "card": np.full(5, 42), "ts": t0 + np.arange(5) * 30_000,
 ...     "amount": np.array([9.99, 12.5, 7.25, 30.0, 4.1]), "country": np.array([250, 276, 724, 250, 380]),
 ... })
->>> [(a.card, a.rule) for a in alerts]
-[(42, 'velocity_5m')]
->>> print(alerts[0].reason)
+>>> [(a.card_id, a.rule, a.trigger_row) for a in out.alerts]
+[(42, 'velocity_5m', 4)]
+>>> print(out.alerts[0].reason)
 velocity_5m: 5 transactions in 4 countries within 5 min (total 63.84)
 
 Rules can come from TOML (``RuleSet.from_toml``)::
@@ -33,15 +41,20 @@ Rules can come from TOML (``RuleSet.from_toml``)::
 
 from __future__ import annotations
 
+import hashlib
+import struct
 import tomllib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
-from fraudstream._columns import get_column, int_column
-from fraudstream.errors import ConfigError
+from fraudstream._columns import get_column, int_column, value_column
+from fraudstream.alerts import Alert, Cooldown
+from fraudstream.errors import ConfigError, InvalidBatchError, SnapshotError
+from fraudstream.processor import ProcessorOutput, pack, unpack
 from fraudstream.windows import (
     AggregationSpec,
     Duration,
@@ -52,6 +65,9 @@ from fraudstream.windows import (
     hopping,
     to_millis,
 )
+
+IntArray = npt.NDArray[np.int64]
+Columns = dict[str, np.ndarray[Any, Any]]
 
 
 def _human(ms: int) -> str:
@@ -92,24 +108,6 @@ class Rule:
             )
         except (KeyError, TypeError, IndexError) as e:
             raise ConfigError(f"rule {dict(doc).get('name', '?')!r}: missing or malformed field {e}") from e
-
-
-@dataclass(frozen=True)
-class Alert:
-    """One alert: which card, which rule, why, and the figures behind it.
-
-    ``row`` is the triggering transaction (its row in the batch passed to
-    :meth:`RuleSet.process`), ``time`` its event time.
-    """
-
-    card: int
-    time: int
-    row: int
-    rule: str
-    reason: str
-    window_start: int
-    window_end: int
-    figures: dict[str, Any] = field(default_factory=dict)
 
 
 def default_rules(*, habit_column: str | None = None) -> list[Rule]:
@@ -165,15 +163,51 @@ def default_rules(*, habit_column: str | None = None) -> list[Rule]:
     return rules
 
 
+@dataclass
+class Candidates:
+    """The rules' firings of one batch, before any cool-down, in the order of their
+    triggering rows (rules in their declared order for one row)."""
+
+    trigger: IntArray
+    """Input row whose processing made the rule fire."""
+    rule: IntArray
+    """Index of the rule (``RuleSet.rules``)."""
+    card: IntArray
+    time: IntArray
+    """Event time of the triggering row."""
+    index: IntArray
+    """Row of the firing in ``outputs[rule]``."""
+    outputs: dict[int, WindowOutput]
+    """Per rule that fired, its early rows."""
+
+    def __len__(self) -> int:
+        return len(self.trigger)
+
+
+_MAGIC, _FORMAT = b"FSRS", 1
+_HEADER = struct.Struct("<4sH8sI")
+
+
 class RuleSet:
     """Runs rules over card transactions and raises one alert per card per incident.
 
     Args:
         rules: the rules (see :func:`default_rules`, :meth:`from_toml`).
         card, time: key and event-time columns; the rules' aggregations name the others.
-        cooldown: after an alert on a card, its further alerts (any rule) are suppressed until
-            this long after the alert's time: one alert per incident.
+        txn_id: the transaction id column, for ``Alert.trigger_txn_id``; None: ``"txn_id"``
+            when the batch has it, else the triggering row's index in the batch.
+        cooldown: one alert per card per incident: a candidate alert (any rule) within this
+            much event time of the card's kept alert is suppressed (:class:`~fraudstream.alerts.Cooldown`).
         out_of_orderness: the watermark delay of every rule's windows.
+        wall_clock_time: event times are wall-clock times (live traffic): ``advance(now)``
+            moves the windows' watermark to ``now - out_of_orderness``, closing the windows of
+            quiet cards. False (replays of recorded or synthetic time): ``advance`` does nothing.
+        track_changes: record the windows' changes for :meth:`changes` (a processor inside
+            another that logs its own changes, such as the detector, turns it off).
+
+    Outputs of :meth:`process`: ``alerts`` (:class:`~fraudstream.alerts.Alert`, in the order
+    of their triggering rows), ``late_rows`` (rows too late for every rule's windows) and
+    ``suppressed``. The rules' windows close silently (final rows raise no alerts).
     """
 
     def __init__(
@@ -182,30 +216,43 @@ class RuleSet:
         *,
         card: str = "card",
         time: str = "ts",
+        txn_id: str | None = None,
         cooldown: Duration = "24h",
         out_of_orderness: Duration = "5s",
+        wall_clock_time: bool = True,
+        track_changes: bool = True,
     ) -> None:
         self.rules = list(default_rules() if rules is None else rules)
         names = [r.name for r in self.rules]
         if len(set(names)) != len(names):
             raise ConfigError(f"rule names must be unique, got {names}")
-        self.card, self.time = card, time
+        self.card, self.time, self.txn_id = card, time, txn_id
         self.cooldown = to_millis(cooldown, "cooldown")
+        """The cool-down, ms."""
+        self.out_of_orderness = to_millis(out_of_orderness, "out_of_orderness")
+        self.wall_clock_time = wall_clock_time
+        self.alert_cooldown = Cooldown(self.cooldown)
         self._engines = [
             WindowedAggregation(
                 key=card,
                 time=time,
                 window=r.window,
                 aggregations=r.aggregations,
-                out_of_orderness=out_of_orderness,
+                out_of_orderness=self.out_of_orderness,
                 early_fire=r.condition,
             )
             for r in self.rules
         ]
-        self._last_alert: dict[int, int] = {}
-        self._prune_at = 4_096
-        self.suppressed = 0
-        """Candidate alerts dropped by the cool-down."""
+        self._values = sorted({c for e in self._engines for c in e.value_columns} - {card, time})
+        self._tracking = track_changes
+        for engine in self._engines:
+            engine.track_changes(track_changes)
+        description = [f"{self.out_of_orderness}|{self.cooldown}|{card}|{time}"]
+        for r in self.rules:
+            aggs = sorted((k, v if isinstance(v, str) else "/".join(v)) for k, v in r.aggregations.items())
+            description.append(f"{r.name}|{r.window}|{aggs}|{r.condition}")
+        self.fingerprint = hashlib.sha256("\n".join(description).encode()).digest()[:8]
+        """8 bytes naming the configuration the state belongs to (rules, windows, cool-down)."""
 
     @classmethod
     def from_toml(cls, text: str, **kwargs: Any) -> RuleSet:
@@ -216,70 +263,180 @@ class RuleSet:
             kwargs.setdefault("cooldown", doc["cooldown"])
         return cls([Rule.from_dict(r) for r in doc.get("rules", [])], **kwargs)
 
-    def process(self, batch: Mapping[str, Any] | Any) -> list[Alert]:
-        """Feeds a batch of transactions to every rule and returns the new alerts in the order
-        of their triggering rows (rules in their order for one row).
+    @property
+    def suppressed(self) -> int:
+        """Candidate alerts dropped by the cool-down so far."""
+        return self.alert_cooldown.suppressed
 
-        Candidates (the early rows of every rule) are filtered by the cool-down with numpy;
-        only the alerts kept become Python objects, so a busy card firing every window costs
-        little."""
-        outputs: list[tuple[int, WindowOutput]] = []
-        for order, engine in enumerate(self._engines):
-            out = engine.process(batch)
-            early = out["kind"] == EmitKind.EARLY
-            if early.any():
-                outputs.append((order, out.select(early)))
-        if not outputs:
-            return []
-        times = int_column(get_column(batch, self.time), self.time)
-        trigger = np.concatenate([o.trigger_rows for _, o in outputs])
-        rule = np.concatenate([np.full(len(o), i) for i, o in outputs])
-        index = np.concatenate([np.arange(len(o)) for _, o in outputs])
-        card = np.concatenate([o["key"] for _, o in outputs])
-        when = times[trigger]
-        # by card, then triggering row, then rule order
-        by = np.lexsort((rule, trigger, card))
-        starts = np.flatnonzero(np.r_[True, card[by][1:] != card[by][:-1]])
-        kept: list[int] = []
-        for lo, hi in zip(starts, [*starts[1:], len(by)], strict=True):
-            group = by[lo:hi]
-            c = int(card[group[0]])
-            last = self._last_alert.get(c)
-            threshold = -(2**62) if last is None else last + self.cooldown
-            w = when[group]
-            at = 0
-            while at < len(group):
-                hits = np.flatnonzero(w[at:] >= threshold)
-                if hits.size == 0:
-                    break
-                at += int(hits[0])
-                kept.append(int(group[at]))
-                threshold = int(w[at]) + self.cooldown
-                self._last_alert[c] = int(w[at])
-                at += 1
-        self.suppressed += len(card) - len(kept)
-        kept.sort(key=lambda k: (int(trigger[k]), int(rule[k])))
-        alerts = [
-            self._alert(outputs, int(rule[k]), int(index[k]), int(trigger[k]), int(when[k])) for k in kept
-        ]
-        if len(self._last_alert) > self._prune_at:
-            horizon = int(times.max()) - self.cooldown
-            self._last_alert = {k: v for k, v in self._last_alert.items() if v >= horizon}
-            self._prune_at = max(4_096, 2 * len(self._last_alert))
-        return alerts
+    @property
+    def watermark(self) -> int | None:
+        """The rules' watermark (they all see the same rows), None before any."""
+        return self._engines[0].watermark if self._engines else None
 
-    def _alert(
-        self, outputs: list[tuple[int, WindowOutput]], order: int, i: int, trigger: int, when: int
-    ) -> Alert:
-        rule = self.rules[order]
-        out = next(o for k, o in outputs if k == order)
-        card = int(out["key"][i])
-        figures = {name: out[name][i].item() for name in rule.aggregations}
-        text = rule.reason.format(rule=rule.name, card=card, window=_human(rule.window.size), **figures)
-        start, end = int(out["window_start"][i]), int(out["window_end"][i])
-        return Alert(card, when, trigger, rule.name, text, start, end, figures)
+    # -- the processor contract -----------------------------------------------------------
 
-    def flush(self) -> None:
+    def process(self, columns: Mapping[str, Any] | Any) -> ProcessorOutput:
+        """Feeds a batch to every rule; returns the alerts kept by the cool-down.
+
+        The batch is validated whole first (missing columns, wrong dtypes, non-finite values
+        raise :class:`~fraudstream.errors.InvalidBatchError` or ``TypeError`` naming the column
+        and row) and a bad batch changes nothing. Candidates (the early rows of every rule)
+        are filtered by the cool-down with numpy; only the alerts kept become Python objects.
+        """
+        batch = self.validate(columns)
+        ids = self._ids(columns)
+        found, late = self.candidates(batch)
+        before = self.alert_cooldown.suppressed
+        keep = self.alert_cooldown.decide(found.card, found.time)
+        alerts = [self.alert(found, k, ids) for k in np.flatnonzero(keep).tolist()]
+        return ProcessorOutput(
+            alerts=alerts, late_rows=late, suppressed=self.alert_cooldown.suppressed - before
+        )
+
+    def advance(self, wall_clock_ms: int) -> ProcessorOutput:
+        """Idle time: with ``wall_clock_time``, every rule's watermark moves to at least
+        ``wall_clock_ms - out_of_orderness`` (windows close, their state is freed; closing
+        raises no alerts)."""
+        if self.wall_clock_time:
+            self.advance_to(int(wall_clock_ms) - self.out_of_orderness)
+        return ProcessorOutput()
+
+    def advance_to(self, watermark: int) -> None:
+        """Raises every rule's watermark to at least ``watermark`` (closing raises no alerts)."""
+        for engine in self._engines:
+            engine.advance_to(watermark)
+
+    def flush(self) -> ProcessorOutput:
         """End of input: closes every window (final rows raise no alerts)."""
         for engine in self._engines:
             engine.flush()
+        return ProcessorOutput()
+
+    def snapshot(self) -> bytes:
+        """The whole state (every rule's windows, the cool-down) as versioned bytes."""
+        return pack([self._header(), *(e.snapshot() for e in self._engines), self.alert_cooldown.snapshot()])
+
+    def changes(self) -> bytes:
+        """The windows' changes since the last call (or restore), and the cool-down (small:
+        the cards alerted within two periods) whole."""
+        if not self._tracking:
+            raise SnapshotError("this rule set does not track changes (track_changes=False)")
+        return pack([self._header(), *(e.changes() for e in self._engines), self.alert_cooldown.snapshot()])
+
+    def restore(self, data: bytes) -> None:
+        """Replaces the state by a snapshot of a rule set of the same configuration."""
+        parts = self._parts(data)
+        for engine, part in zip(self._engines, parts, strict=False):
+            engine.restore(part)
+        self.alert_cooldown.restore(parts[-1])
+
+    def apply_changes(self, data: bytes) -> None:
+        """Applies :meth:`changes` bytes (in order, after the snapshot they follow)."""
+        parts = self._parts(data)
+        for engine, part in zip(self._engines, parts, strict=False):
+            engine.apply_changes(part)
+        self.alert_cooldown.restore(parts[-1])
+
+    def metrics(self) -> dict[str, Any]:
+        """Counters: events, late (per rule), suppressed, the watermark."""
+        counters = [e.counters() for e in self._engines]
+        return {
+            "events": counters[0]["events"] if counters else 0,
+            "late_by_rule": {r.name: c["late"] for r, c in zip(self.rules, counters, strict=True)},
+            "suppressed": self.suppressed,
+            "watermark": self.watermark,
+        }
+
+    # -- the pieces, for processors composing a rule set (the fraud detector) ---------------
+
+    def validate(self, columns: Mapping[str, Any] | Any) -> Columns:
+        """The columns the rules read, converted and checked (whole finite numbers for card
+        and time, finite values), without changing any state."""
+        batch: Columns = {
+            self.card: int_column(get_column(columns, self.card), self.card),
+            self.time: int_column(get_column(columns, self.time), self.time),
+        }
+        for name in self._values:
+            col = value_column(get_column(columns, name), name)
+            if col.dtype == np.float64:
+                bad = ~np.isfinite(col)
+                if bad.any():
+                    row = int(np.argmax(bad))
+                    err = InvalidBatchError(f"column '{name}' row {row}: value {col[row]!r} is not finite")
+                    err.column, err.row = name, row
+                    raise err
+            batch[name] = col
+        n = len(batch[self.time])
+        for name, col in batch.items():
+            if len(col) != n:
+                raise InvalidBatchError(f"column '{name}' has {len(col)} rows, expected {n}")
+        return batch
+
+    def candidates(self, batch: Columns) -> tuple[Candidates, IntArray]:
+        """Feeds a validated batch (:meth:`validate`) to every rule: their firings before any
+        cool-down, and the rows too late for every rule's windows."""
+        outputs: dict[int, WindowOutput] = {}
+        late: IntArray | None = None
+        for order, engine in enumerate(self._engines):
+            out = engine.process(batch)
+            late = out.late_rows if late is None else np.intersect1d(late, out.late_rows)
+            early = out["kind"] == EmitKind.EARLY
+            if early.any():
+                outputs[order] = out.select(early)
+        late_rows = np.empty(0, np.int64) if late is None else late.astype(np.int64, copy=False)
+        if not outputs:
+            empty = np.empty(0, np.int64)
+            return Candidates(empty, empty, empty, empty, empty, outputs), late_rows
+        trigger = np.concatenate([o.trigger_rows for o in outputs.values()])
+        rule = np.concatenate([np.full(len(o), i, np.int64) for i, o in outputs.items()])
+        index = np.concatenate([np.arange(len(o), dtype=np.int64) for o in outputs.values()])
+        card = np.concatenate([o["key"] for o in outputs.values()]).astype(np.int64, copy=False)
+        by = np.lexsort((rule, trigger))
+        trigger, rule, index, card = trigger[by], rule[by], index[by], card[by]
+        found = Candidates(trigger, rule, card, batch[self.time][trigger], index, outputs)
+        return found, late_rows
+
+    def alert(self, found: Candidates, k: int, ids: IntArray | None) -> Alert:
+        """The alert of candidate ``k``; ``ids``: the batch's transaction ids (None: row
+        indices)."""
+        order, i, row = int(found.rule[k]), int(found.index[k]), int(found.trigger[k])
+        rule, out = self.rules[order], found.outputs[order]
+        card = int(out["key"][i])
+        figures = {name: out[name][i].item() for name in rule.aggregations}
+        text = rule.reason.format(rule=rule.name, card=card, window=_human(rule.window.size), **figures)
+        return Alert(
+            card_id=card,
+            rule=rule.name,
+            reasons=(text,),
+            event_time=int(found.time[k]),
+            trigger_txn_id=int(ids[row]) if ids is not None else row,
+            trigger_row=row,
+            figures=figures,
+            window=(int(out["window_start"][i]), int(out["window_end"][i])),
+        )
+
+    def _ids(self, columns: Mapping[str, Any] | Any) -> IntArray | None:
+        name = self.txn_id
+        if name is None:
+            names = list(columns.schema.names) if hasattr(columns, "schema") else list(columns)
+            name = "txn_id" if "txn_id" in names else None
+        return None if name is None else int_column(get_column(columns, name), name)
+
+    def _header(self) -> bytes:
+        return _HEADER.pack(_MAGIC, _FORMAT, self.fingerprint, len(self.rules))
+
+    def _parts(self, data: bytes) -> list[bytes]:
+        try:  # the header is the first part, after its 8-byte length
+            magic, version, fingerprint, count = _HEADER.unpack_from(data, 8)
+        except struct.error:
+            raise SnapshotError("not a rule set state (truncated header)") from None
+        if magic != _MAGIC or version != _FORMAT:
+            raise SnapshotError(
+                f"not a rule set state of format {_FORMAT} (magic {magic!r}, version {version})"
+            )
+        if fingerprint != self.fingerprint or count != len(self.rules):
+            raise SnapshotError(
+                "rule set state belongs to other rules, windows or cool-down "
+                f"(it has {count} rules; this set has {len(self.rules)}: {[r.name for r in self.rules]})"
+            )
+        return unpack(data, len(self.rules) + 2)[1:]
