@@ -1,16 +1,35 @@
 """The labelled traffic generator (``fraudstream produce``'s input) and its messages: seeded,
 well under 1% of the cards compromised, labels that agree with the incidents, bounded
 disorder, normal traffic busy enough that a count rule over-alerts, and JSON messages that
-decode as before with the label beside them."""
+decode as before with the label beside them. Then the default model trained on it: shipped,
+loadable, scoring exactly the features the detector computes, reproducible, its threshold
+within its alert budget; and the evaluation's judging of alerts."""
 
 from __future__ import annotations
 
 import json
+from importlib import resources
 
 import numpy as np
 import pytest
 
 from fraudstream import _core
+from fraudstream.alerts import Alert
+from fraudstream.fraud.detector import FraudDetector
+from fraudstream.fraud.model import DEFAULT_MODEL, Model, default_model
+from fraudstream.fraud.train_default import (
+    ALERT_BUDGET,
+    EVALUATION_SEEDS,
+    MODEL_INPUTS,
+    SHIPPED,
+    TRAINING_SEED,
+    arrival_features,
+    budget_threshold,
+    card_day_maxima,
+    evaluate_alerts,
+    same_model,
+    train_default,
+)
 from fraudstream.generator import (
     KINDS,
     SHAPES,
@@ -150,3 +169,85 @@ def test_bad_arguments_are_refused() -> None:
     with pytest.raises(ValueError, match="do not fit"):
         labelled_transactions(10, cards=100, days=1.0, incidents={"spread": 1})
     assert isinstance(labelled_transactions(1_000, cards=100, compromised=0.0), LabelledTraffic)
+
+
+# -- the default model trained on this traffic ------------------------------------------------
+
+
+def test_the_shipped_model_loads_and_reads_only_features_the_default_detector_computes() -> None:
+    text = resources.files("fraudstream.fraud").joinpath(DEFAULT_MODEL).read_text()
+    model = default_model()
+    assert model.to_dict() == Model.from_dict(json.loads(text)).to_dict() == Model.load(SHIPPED).to_dict()
+    assert model.kind == "logistic_regression" and 0.0 < model.threshold < 1.0
+    assert model.inputs == MODEL_INPUTS
+    detector = FraudDetector(model=default_model())
+    available = {"TX_AMOUNT", *detector.features.feature_names}
+    assert set(model.feature_names) <= available
+    assert model.metadata["training_traffic"]["seed"] == TRAINING_SEED not in EVALUATION_SEEDS
+    assert default_model() is not default_model(), "a fresh model per call"
+
+
+def test_the_detector_scores_what_the_model_was_trained_on() -> None:
+    """The detector's scores equal the model's over :func:`arrival_features`: training saw the
+    features the detector computes on arrival (running-maximum time, arrival ids)."""
+    model = default_model()
+    cols = {k: v[:30_000] for k, v in TRAFFIC.columns.items() if k not in ("fraud", "incident")}
+    detector = FraudDetector(model=model, rules=[])
+    got = np.full(30_000, np.nan)
+    for lo in range(0, 30_000, 7_000):
+        out = detector.process({k: v[lo : lo + 7_000] for k, v in cols.items()})
+        assert out.scores is not None
+        got[lo + np.asarray(out.scores["row"])] = out.scores["score"]
+    np.testing.assert_allclose(got, model.score(arrival_features(cols)), rtol=1e-12)
+    assert int((np.maximum.accumulate(cols["event_time"]) != cols["event_time"]).sum()) > 0, "disorder"
+
+
+def test_training_is_reproducible_and_its_threshold_keeps_the_alert_budget() -> None:
+    spec = {"events": 60_000, "cards": 4_000, "days": 3.0, "compromised": 0.02}
+    a, b = train_default(seed=99, traffic=spec), train_default(seed=99, traffic=spec)
+    assert a.to_dict() == b.to_dict() and same_model(a, b)
+    assert not same_model(a, train_default(seed=98, traffic=spec))
+    traffic = labelled_transactions(seed=99, **spec)
+    c = traffic.columns
+    scores = a.score(arrival_features(c))
+    compromised = np.isin(c["card_id"], [i.card_id for i in traffic.incidents])
+    maxima = card_day_maxima(scores[~compromised], c["card_id"][~compromised], c["event_time"][~compromised])
+    allowed = int(ALERT_BUDGET * (traffic.cards - len(traffic.incidents)) / 10_000 * traffic.days)
+    assert int((maxima >= a.threshold).sum()) <= allowed < int((maxima >= np.nextafter(a.threshold, 0)).sum())
+
+
+def test_budget_threshold() -> None:
+    maxima = np.array([0.1, 0.9, 0.5, 0.7, 0.3])
+    assert budget_threshold(maxima, 0) == np.nextafter(0.9, 1)
+    assert budget_threshold(maxima, 2) == np.nextafter(0.5, 1)
+    assert int((maxima >= budget_threshold(maxima, 2)).sum()) == 2
+    assert budget_threshold(maxima, 5) == 0.0
+
+
+def test_alerts_are_judged_against_the_incidents() -> None:
+    traffic = labelled_transactions(20_000, cards=2_000, incidents={"burst": 1, "spread": 1}, seed=4)
+    c = traffic.columns
+    burst, spread = traffic.incidents
+    rows = np.flatnonzero(c["incident"] == burst.id)
+    normal = int(np.flatnonzero(~np.isin(c["card_id"], [burst.card_id, spread.card_id]))[0])
+
+    def alert(row: int, rule: str = "r") -> Alert:
+        return Alert(int(c["card_id"][row]), rule, (), int(c["event_time"][row]), int(c["txn_id"][row]))
+
+    late = np.flatnonzero((c["card_id"] == burst.card_id) & (c["event_time"] > burst.last_ms))
+    alerts = [alert(int(rows[2]), "x"), alert(int(rows[3]), "x"), alert(normal), alert(int(late[0]))]
+    flagged = np.zeros(len(traffic), bool)
+    flagged[rows[2:]] = True
+    flagged[normal] = True
+    r = evaluate_alerts(traffic, alerts, flagged)
+    assert (r["alerts"], r["true_alerts"], r["false_alerts"], r["incidents_caught"]) == (4, 2, 2, 1)
+    assert r["false_alerts_on_compromised_cards_outside_their_incident"] == 1
+    assert r["false_positive_cards"] == 1 and r["precision"] == 0.5 and r["recall"] == 0.5
+    assert r["median_first_alerted_position"] == 3, "the third transaction of the burst"
+    assert r["by_kind"] == {"burst": {"incidents": 1, "caught": 1}, "spread": {"incidents": 1, "caught": 0}}
+    assert r["by_rule"] == {"r": {"alerts": 2, "true": 0}, "x": {"alerts": 2, "true": 2}}
+    hits = len(rows) - 2
+    assert r["transaction_precision"] == hits / (hits + 1)
+    assert r["transaction_recall"] == hits / int(c["fraud"].sum())
+    per_day = 10_000 / traffic.cards / traffic.days
+    assert r["false_alerts_per_10k_cards_per_day"] == pytest.approx(2 * per_day)
