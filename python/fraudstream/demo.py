@@ -1,13 +1,13 @@
 """``fraudstream demo``: the whole fraud pipeline on a generated stream, in process, no Kafka.
 
-1. A realistic stream from the project's seeded generators
-   (:func:`fraudstream.fraud.scenario.story_incident` over
-   :func:`fraudstream.generator.card_transactions`): cards with a home country, a usual second
-   country, a spending habit and favourite terminals; 12 hours of event time; bounded disorder
-   (every transaction arrives within ``disorder`` of its event time). Injected, with labels:
-   the story's incident (one card, 23 small transactions across 4 countries in 6 hours), fast
-   bursts (5-7 transactions in 3-4 countries within 4 minutes) and spend sprees (a few
-   transactions at 8-20 times the card's usual amount within the hour).
+1. A realistic stream from the project's seeded generator of labelled traffic
+   (:func:`fraudstream.generator.labelled_transactions`, the one behind ``fraudstream
+   produce``): cards with a home country, travel, a spending habit and favourite terminals;
+   12 hours of event time; bounded disorder (every transaction arrives within ``disorder`` of
+   its event time). Injected, with labels: the story's incident (one card, 23 small
+   transactions across 4 countries in 6 hours), fast bursts (5-8 transactions in 3-4
+   countries within 5 minutes) and spend sprees (a few transactions at 8-20 times the card's
+   usual amount within the hour).
 2. A model: a logistic regression trained at start, with numpy, on the streaming features of
    another generated stream (a second or so), or a JSON model file (``--model``).
 3. The run: :class:`~fraudstream.pipeline.Pipeline` (a source stamping arrival times, as fast
@@ -47,8 +47,7 @@ from fraudstream.errors import ConfigError
 from fraudstream.fraud.detector import FEATURE_COLUMNS, FraudDetector
 from fraudstream.fraud.features import StreamingFeatures, compute_features
 from fraudstream.fraud.model import Model, ModelInput, input_matrix, standardization
-from fraudstream.fraud.scenario import story_incident
-from fraudstream.generator import DEFAULT_START_MS
+from fraudstream.generator import labelled_transactions
 from fraudstream.kafka.schema import COUNTRIES
 from fraudstream.pipeline import CollectSink, IteratorSource, Pipeline
 from fraudstream.processor import ProcessorOutput
@@ -57,7 +56,6 @@ log = logging.getLogger(__name__)
 
 HOUR_MS = 3_600_000
 MINUTE_MS = 60_000
-STORY_COUNTRIES = ("FR", "DE", "ES", "IT")
 PLOT_HINT = "pip install 'fraudstream[plot]'"
 
 Columns = dict[str, np.ndarray[Any, Any]]
@@ -105,26 +103,8 @@ class DemoStream:
         return len(self.columns["txn_id"])
 
 
-def _card_uniform(card: npt.NDArray[np.int64], salt: int) -> npt.NDArray[np.float64]:
-    """A uniform number in [0, 1) per card, stable across runs (a multiplicative hash)."""
-    h = (card.astype(np.uint64) + np.uint64(salt)) * np.uint64(0x9E3779B97F4A7C15)
-    h ^= h >> np.uint64(29)
-    h *= np.uint64(0xBF58476D1CE4E5B9)
-    h ^= h >> np.uint64(32)
-    return (h >> np.uint64(11)).astype(np.float64) / float(1 << 53)
-
-
-def _home_country(card: npt.NDArray[np.int64], country: npt.NDArray[np.int64]) -> dict[int, int]:
-    """Each card's most frequent country (its home: the generator puts most there)."""
-    pairs, counts = np.unique(np.stack([card, country]), axis=1, return_counts=True)
-    order = np.lexsort((-counts, pairs[0]))
-    first = np.r_[True, pairs[0][order][1:] != pairs[0][order][:-1]]
-    pick = order[first]
-    return dict(zip(pairs[0][pick].tolist(), pairs[1][pick].tolist(), strict=True))
-
-
-def _terminal(country: npt.NDArray[np.int64], slot: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-    return country * 100_000 + slot
+DEMO_KINDS = {"story": "story incident", "burst": "fast burst", "spree": "spend spree"}
+"""The demo's names of the generator's incident kinds it injects."""
 
 
 def generate_stream(
@@ -135,143 +115,40 @@ def generate_stream(
     disorder_ms: int = 5_000,
     bursts: int | None = None,
     sprees: int | None = None,
-    random_travel: float = 0.01,
 ) -> DemoStream:
-    """A seeded transaction stream of about ``events`` rows with injected, labelled fraud.
-
-    Background: :func:`~fraudstream.fraud.scenario.story_incident` (the project's card
-    generator, ``events / 2`` cards over ``hours`` of event time, plus the story's incident),
-    then per card: a home country (its most frequent one), a usual second country where its
-    other transactions go (except ``random_travel`` of them, anywhere), an amount habit
-    (x0.33-3; the generator's gamma amounts are narrowed around it, so a card's amounts vary
-    by about a third) and six favourite home terminals (85% of home transactions), away
-    transactions at any terminal of their country. Then ``bursts`` fast
-    bursts and ``sprees`` spend sprees on existing cards. Every row arrives within
-    ``disorder_ms`` of its event time; ``txn_id`` numbers rows in arrival order.
-    """
+    """A seeded transaction stream of ``events`` rows with injected, labelled fraud: the
+    project's labelled traffic (:func:`fraudstream.generator.labelled_transactions`: ``events /
+    2`` cards with homes, travel and heavy-tailed activity over ``hours`` of event time) with
+    the story's incident (23 small transactions in FR, DE, ES, IT within 6 hours), ``bursts``
+    fast bursts and ``sprees`` spend sprees, each on its own card. Every row arrives within
+    ``disorder_ms`` of its event time; ``txn_id`` numbers rows in arrival order."""
     if events < 1_000:
         raise ValueError(f"events must be >= 1000 (the story's incident spans 6 hours), got {events}")
-    rng = np.random.default_rng(seed)
-    bursts = max(1, events // 40_000) if bursts is None else bursts
-    sprees = max(1, events // 50_000) if sprees is None else sprees
-    span_ms = int(hours * HOUR_MS)
-    background = max(500, events - 23 - 6 * bursts - 4 * sprees)
-    cards = max(500, events // 2)
-    country_index = {c: i for i, c in enumerate(COUNTRIES)}
-    story = story_incident(
-        background=background,
-        cards=cards,
-        rate_per_s=background / (span_ms / 1000),
-        countries=tuple(country_index[c] for c in STORY_COUNTRIES),
-        start_after_ms=2 * HOUR_MS,
-        start_ms=DEFAULT_START_MS,
+    traffic = labelled_transactions(
+        events,
+        cards=max(500, events // 2),
+        days=hours / 24,
+        story=True,
+        incidents={
+            "burst": max(1, events // 40_000) if bursts is None else bursts,
+            "spree": max(1, events // 50_000) if sprees is None else sprees,
+        },
+        disorder_ms=disorder_ms,
         seed=seed,
     )
-    cols = story.columns
-    card = cols["card"].astype(np.int64)
-    ts = cols["ts"].astype(np.int64)
-    country = cols["country"].astype(np.int64)
-    amount = cols["amount"].astype(np.float64)
-    n = len(card)
-    incident = np.zeros(n, bool)
-    incident[story.incident_rows] = True
-    bg = ~incident
-
-    # habits: home + usual second country, amount scale, favourite terminals
-    home_of = _home_country(card[bg], country[bg])
-    home = np.array([home_of.get(c, 0) for c in card.tolist()], np.int64)
-    second = (home + 1 + (_card_uniform(card, 1) * (len(COUNTRIES) - 1)).astype(np.int64)) % len(COUNTRIES)
-    away = bg & (country != home) & (rng.random(n) >= random_travel)
-    country = np.where(away, second, country)
-    # the generator's amounts (gamma, mean 50) around each card's habit (x0.33 .. x3), narrowed:
-    # a card's amounts vary by about a third, not by the whole population's spread
-    habit = np.exp(np.log(3.0) * (2 * _card_uniform(card, 2) - 1))
-    amount = np.where(bg, np.round(50.0 * habit * np.sqrt(np.maximum(amount, 0.01) / 50.0), 2), amount)
-    favourite = (_card_uniform(card, 3) * 1_000).astype(np.int64) + rng.integers(0, 6, n) * 167
-    at_home = bg & (country == home) & (rng.random(n) < 0.85)
-    slot = np.where(at_home, favourite % 1_000, rng.integers(1_000, 5_000, n))
-    terminal = _terminal(country, slot)
-
-    parts: dict[str, list[np.ndarray[Any, Any]]] = {
-        "card": [card], "ts": [ts], "amount": [amount], "country": [country], "terminal": [terminal],
-        "scenario": [np.where(incident, 0, -1).astype(np.int32)],
-    }  # fmt: skip
-    kinds = ["story incident"]
-    # candidate victims: background cards with some history, not the busiest
-    counts = np.bincount(card[bg], minlength=cards)
-    victims = rng.permutation(np.flatnonzero((counts >= 3) & (counts <= 40)))
-    if len(victims) < bursts + sprees:
-        victims = rng.permutation(np.flatnonzero(counts >= 1))
-    victim_at = 0
-    for _ in range(bursts):
-        c = int(victims[victim_at])
-        victim_at += 1
-        k = int(rng.integers(5, 8))
-        t0 = DEFAULT_START_MS + int(rng.integers(HOUR_MS // 2, span_ms - HOUR_MS // 2))
-        t = t0 + np.sort(rng.integers(0, int(rng.integers(60_000, 240_001)), k))
-        places = rng.permutation([i for i in range(len(COUNTRIES)) if i != home_of.get(c, 0)])
-        spread = int(rng.integers(3, 5))
-        where = np.array([places[i % spread] for i in range(k)], np.int64)
-        _add(parts, c, t, np.round(rng.uniform(20.0, 400.0, k), 2), where, rng, len(kinds))
-        kinds.append("fast burst")
-    mine = card[bg]
-    for _ in range(sprees):
-        c = int(victims[victim_at % len(victims)])
-        victim_at += 1
-        own = np.sort(ts[bg][mine == c])
-        earliest = int(own[min(2, len(own) - 1)]) + MINUTE_MS
-        t0 = int(rng.integers(earliest, max(earliest + 1, DEFAULT_START_MS + span_ms - HOUR_MS)))
-        k = int(rng.integers(3, 6))
-        t = t0 + np.sort(rng.integers(0, int(rng.integers(20, 61)) * MINUTE_MS, k))
-        usual = float(amount[bg][mine == c].mean())
-        where = np.full(k, home_of.get(c, 0), np.int64)
-        _add(parts, c, t, np.round(usual * rng.uniform(8.0, 20.0, k), 2), where, rng, len(kinds))
-        kinds.append("spend spree")
-
-    merged = {k: np.concatenate(v) for k, v in parts.items()}
-    m = len(merged["ts"])
-    arrival = merged["ts"] + rng.integers(0, disorder_ms + 1, m)
-    order = np.lexsort((merged["ts"], arrival))
-    merged = {k: v[order] for k, v in merged.items()}
-    codes = np.array([_core.pack_code(c) for c in COUNTRIES], np.int64)
-    columns: Columns = {
-        "txn_id": np.arange(m, dtype=np.int64),
-        "card_id": merged["card"],
-        "terminal_id": merged["terminal"],
-        "amount": merged["amount"],
-        "country": codes[merged["country"]],
-        "event_time": merged["ts"],
-    }
-    scenario = merged["scenario"].astype(np.int32)
-    scenarios = [_scenario(kind, i, columns, scenario) for i, kind in enumerate(kinds)]
+    c = traffic.columns
+    columns = {k: c[k] for k in ("txn_id", "card_id", "terminal_id", "amount", "country", "event_time")}
+    scenario = c["incident"]
     return DemoStream(
         columns=columns,
-        fraud=(scenario >= 0).astype(np.int8),
+        fraud=c["fraud"],
         scenario=scenario,
-        scenarios=scenarios,
-        cards=cards,
-        start_ms=DEFAULT_START_MS,
-        end_ms=int(columns["event_time"].max()),
+        scenarios=[_scenario(DEMO_KINDS[i.kind], i.id, columns, scenario) for i in traffic.incidents],
+        cards=traffic.cards,
+        start_ms=traffic.start_ms,
+        end_ms=int(c["event_time"].max()),
         disorder_ms=disorder_ms,
     )
-
-
-def _add(
-    parts: dict[str, list[np.ndarray[Any, Any]]],
-    card: int,
-    times: npt.NDArray[np.int64],
-    amounts: npt.NDArray[np.float64],
-    countries: npt.NDArray[np.int64],
-    rng: np.random.Generator,
-    index: int,
-) -> None:
-    k = len(times)
-    parts["card"].append(np.full(k, card, np.int64))
-    parts["ts"].append(times.astype(np.int64))
-    parts["amount"].append(amounts)
-    parts["country"].append(countries)
-    parts["terminal"].append(_terminal(countries, rng.integers(5_000, 6_000, k)))
-    parts["scenario"].append(np.full(k, index, np.int32))
 
 
 def _scenario(kind: str, index: int, columns: Columns, scenario: npt.NDArray[np.int32]) -> Scenario:
