@@ -267,7 +267,8 @@ def evaluate_alerts(
             outside += 1
         else:
             false_cards.add(int(a.card_id))
-    positions, delays = [], []
+    positions: list[int] = []
+    delays: list[int] = []
     for inc_id, (row, a) in first.items():
         rows = np.flatnonzero(c["incident"] == inc_id)
         positions.append(int((rows <= row).sum()))
@@ -296,6 +297,7 @@ def evaluate_alerts(
         "false_positive_cards": len(false_cards),
         "false_alerts_per_10k_cards_per_day": false_alerts * per_10k_day,
         "false_positive_cards_per_10k_cards_per_day": len(false_cards) * per_10k_day,
+        "first_alerted_positions": sorted(positions),
         "median_first_alerted_position": float(np.median(positions)) if positions else None,
         "median_detection_delay_ms": float(np.median(delays)) if delays else None,
         "by_kind": {k: {"incidents": v[0], "caught": v[1]} for k, v in sorted(kinds.items())},
@@ -368,8 +370,8 @@ def _total(results: list[dict[str, Any]]) -> dict[str, Any]:
     t["precision"] = t["true_alerts"] / t["alerts"] if t["alerts"] else 0.0
     t["recall"] = t["incidents_caught"] / t["incidents"] if t["incidents"] else 0.0
     t["false_alerts_per_10k_cards_per_day"] = t["false_alerts"] / card_days if card_days else 0.0
-    medians = [r["median_first_alerted_position"] for r in results if r["median_first_alerted_position"]]
-    t["median_first_alerted_position"] = float(np.median(medians)) if medians else None
+    positions = [p for r in results for p in r["first_alerted_positions"]]
+    t["median_first_alerted_position"] = float(np.median(positions)) if positions else None
     kinds: dict[str, dict[str, int]] = {}
     for r in results:
         for k, v in r["by_kind"].items():
