@@ -218,6 +218,9 @@ def chaos_config(bootstrap: str, topic: str, dedup_horizon: str = "10m", **kafka
         # a stuck client is ended (and restarted by Instance.supervise) well within the run
         stuck_call_timeout_ms=40_000,
         shutdown_timeout_ms=5_000,
+        # the input's event times are from 2023: a wall-clock idle tick during an outage would make
+        # every later record late for the rule windows, which the tick-free reference does not do
+        idle_timeout_ms=0,
     )
     section = replace(section, **kafka)
     # librdkafka heartbeats every 3 s by default: a session timeout of 3 s then expires between
