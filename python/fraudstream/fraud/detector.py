@@ -402,9 +402,14 @@ class FraudDetector:
             "country": int_column(get_column(batch, c.country), c.country),
         }
         n = len(cols["ts"])
+        given = dict(
+            zip(INPUT_NAMES, (c.txn_id, c.card, c.time, c.terminal, c.amount, c.country), strict=True)
+        )
         for name, col in cols.items():
             if len(col) != n:
-                raise InvalidBatchError(f"column '{name}' has {len(col)} rows, expected {n}")
+                raise InvalidBatchError(
+                    f"column '{given[name]}' has {len(col)} rows, expected {n} (as '{c.time}')"
+                )
         bad = ~np.isfinite(cols["amount"])
         if bad.any():
             row = int(np.argmax(bad))
