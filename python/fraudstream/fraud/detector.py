@@ -408,7 +408,7 @@ class FraudDetector:
         for name, col in cols.items():
             if len(col) != n:
                 raise InvalidBatchError(
-                    f"column '{given[name]}' has {len(col)} rows, expected {n} (as '{c.time}')"
+                    f"column '{given[name]}' has {len(col)} rows, expected {n} (as column '{c.time}')"
                 )
         bad = ~np.isfinite(cols["amount"])
         if bad.any():
@@ -436,7 +436,7 @@ class FraudDetector:
             t_eff = np.maximum(t_eff, self._clock)
         seq = np.arange(self._seq, self._seq + n, dtype=np.int64)
 
-        # candidates from every source, as (trigger row, order, card, time, source, position)
+        # candidates of every source: (trigger rows, cool-down order, cards, source, positions)
         parts: list[tuple[IntArray, IntArray, IntArray, int, IntArray]] = []
         found: Candidates | None = None
         found_f: Candidates | None = None
@@ -535,12 +535,10 @@ class FraudDetector:
     def _watermark(self) -> int | None:
         """The rules' watermark: the newest event time less the disorder bound, or what
         ``advance`` set, whichever is higher."""
-        marks = [
-            m
-            for m in (self._advanced, None if self._clock is None else self._clock - self.out_of_orderness)
-            if m is not None
-        ]
-        return max(marks) if marks else None
+        behind = None if self._clock is None else self._clock - self.out_of_orderness
+        if behind is None or self._advanced is None:
+            return self._advanced if behind is None else behind
+        return max(behind, self._advanced)
 
     def _advance(self, wall_clock_ms: int) -> bool:
         """Moves the rules' watermark for ``advance(wall_clock_ms)`` (``_FLUSH``: closes every
