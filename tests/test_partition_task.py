@@ -3,6 +3,7 @@ counts reconcile, outputs do not depend on batching, state round-trips, any proc
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -85,7 +86,7 @@ def run(cfg: Config, msgs: list[FakeMessage], cuts: list[int]) -> tuple[dict[str
     records: dict[str, list[Any]] = {ALERTS: [], SCORES: [], DEAD_LETTERS: []}
     counts = np.zeros(3, np.int64)
     bounds = [0, *sorted(set(cuts)), len(msgs)]
-    for lo, hi in zip(bounds, bounds[1:], strict=False):
+    for lo, hi in itertools.pairwise(bounds):
         out = task.process(msgs[lo:hi])
         for role, recs in out.records.items():
             records[role].extend(recs)
@@ -121,7 +122,7 @@ def test_alerts_name_their_trigger_message_and_one_per_card_per_incident() -> No
     assert alerts, "the burst on card 7 must alert"
     assert {a["card_id"] for a in alerts} == {7}
     times = sorted(a["event_time"] for a in alerts)
-    assert all(b - a >= 3_600_000 for a, b in zip(times, times[1:], strict=False)), "cool-down of 1 h"
+    assert all(b - a >= 3_600_000 for a, b in itertools.pairwise(times)), "cool-down of 1 h"
     for a in alerts:
         source = json.loads(msgs[a["offset"]].value() or b"")
         assert (source["txn_id"], source["card_id"]) == (a["trigger_txn_id"], a["card_id"])
@@ -146,7 +147,7 @@ def test_outputs_and_state_do_not_depend_on_how_the_input_is_cut(cuts: list[int]
 def test_restored_from_snapshot_and_changes_a_task_continues_exactly(kind: str) -> None:
     cfg = config(kind, dedup="10m")
     msgs = messages(600, seed=4)
-    straight, straight_state, _ = run(cfg, msgs, [150, 300, 450])
+    _straight, straight_state, _ = run(cfg, msgs, [150, 300, 450])
 
     first = PartitionTask(0, processor_factory(cfg)(), cfg, clock=lambda: 1_800_000_000_000.0)
     first.process(msgs[:150])

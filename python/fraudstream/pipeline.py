@@ -191,8 +191,10 @@ class IdleWatermark:
             raise ConfigError(f"IdleWatermark.rule must be 'elapsed' or 'wall_clock', got {self.rule!r}")
 
 
-class WindowProcessor:
-    """Adapts a :class:`WindowedAggregation` to the pipeline: process, idle advancement, flush."""
+class IdleWindows:
+    """A :class:`WindowedAggregation` in the pipeline with its :class:`IdleWatermark` rule (it
+    returns window rows; :class:`fraudstream.processor.WindowProcessor` is the same engine under
+    the processor contract)."""
 
     def __init__(self, aggregation: WindowedAggregation, idle: IdleWatermark | None = None) -> None:
         self.aggregation = aggregation
@@ -251,7 +253,7 @@ class Pipeline:
     Args:
         source: a :class:`Source`.
         processor: a :class:`~fraudstream.processor.Processor` (any :class:`Stage`), or a
-            :class:`WindowedAggregation` (wrapped in a :class:`WindowProcessor` with ``idle``).
+            :class:`WindowedAggregation` (wrapped in an :class:`IdleWindows` with ``idle``).
         sink: a :class:`Sink`; ``flush()``/``close()`` are called at the end when present.
         capacity: items (batches) each queue holds; ``capacity_bytes`` bounds the input queue's
             bytes too.
@@ -275,7 +277,7 @@ class Pipeline:
         idle: IdleWatermark | None = None,
     ) -> None:
         if isinstance(processor, WindowedAggregation):
-            processor = WindowProcessor(processor, idle)
+            processor = IdleWindows(processor, idle)
         self.source, self.processor, self.sink = source, processor, sink
         self.input = BoundedQueue(capacity, capacity_bytes, high_water, low_water)
         self.output = BoundedQueue(capacity)
