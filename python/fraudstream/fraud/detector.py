@@ -371,6 +371,21 @@ class FraudDetector:
 
         InputLog.replay(data, batch, self._advance)
 
+    @property
+    def watermark(self) -> int | None:
+        """The rules' watermark (event time), None before the first transaction."""
+        return self._watermark()
+
+    def state_size(self) -> dict[str, int]:
+        """Cards with feature state (``keys``), open rule windows, approximate bytes."""
+        features = self.features.state_size()
+        rules = [r.state_size() for r in (self.rules, self.feature_rules) if r is not None]
+        return {
+            "keys": int(features["customers"]),
+            "windows": sum(r["windows"] for r in rules),
+            "bytes": int(features["bytes"]) + sum(r["bytes"] for r in rules),
+        }
+
     def metrics(self) -> dict[str, Any]:
         """Counters of the detector (safe to call from another thread while it runs)."""
         wm = self._watermark()

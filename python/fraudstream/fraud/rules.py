@@ -207,7 +207,8 @@ class RuleSet:
 
     Outputs of :meth:`process`: ``alerts`` (:class:`~fraudstream.alerts.Alert`, in the order
     of their triggering rows), ``late_rows`` (rows too late for every rule's windows) and
-    ``suppressed``. The rules' windows close silently (final rows raise no alerts).
+    ``suppressed``. The rules' windows close silently (``final_rows=False``: no final rows are
+    built, closing only frees state).
     """
 
     def __init__(
@@ -240,6 +241,7 @@ class RuleSet:
                 aggregations=r.aggregations,
                 out_of_orderness=self.out_of_orderness,
                 early_fire=r.condition,
+                final_rows=False,  # only early rows raise alerts: closing builds no row
             )
             for r in self.rules
         ]
@@ -336,6 +338,11 @@ class RuleSet:
         for engine, part in zip(self._engines, parts, strict=False):
             engine.apply_changes(part)
         self.alert_cooldown.restore(parts[-1])
+
+    def state_size(self) -> dict[str, int]:
+        """Keys with open windows (summed over the rules), open panes, approximate bytes."""
+        sizes = [e.state_size() for e in self._engines]
+        return {k: sum(s.get(k, 0) for s in sizes) for k in ("keys", "windows", "bytes")}
 
     def metrics(self) -> dict[str, Any]:
         """Counters: events, late (per rule), suppressed, the watermark."""
