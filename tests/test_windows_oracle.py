@@ -8,8 +8,9 @@ window end), the trigger row of each row, the late rows, the watermark, idle par
 counters, and empty state after ``flush()``. A separate test checks the contract's order of
 keys that share a window end.
 
-Engine-only properties: any batching gives bit-identical output, and snapshot/restore
-mid-stream is invisible.
+Engine-only properties: any batching gives bit-identical output, snapshot/restore
+mid-stream is invisible, and an engine with ``final_rows=False`` gives exactly the early (and
+late) rows of one with final rows, with the same state bytes.
 """
 
 from __future__ import annotations
@@ -28,7 +29,16 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fraudstream import Hopping, Session, Tumbling, WindowedAggregation, hopping, session, tumbling
+from fraudstream import (
+    EmitKind,
+    Hopping,
+    Session,
+    Tumbling,
+    WindowedAggregation,
+    hopping,
+    session,
+    tumbling,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from oracle import Oracle
@@ -101,8 +111,8 @@ class Config:
             "idle_timeout": self.idle_timeout,
         }
 
-    def engine(self) -> WindowedAggregation:
-        return WindowedAggregation(early_fire=self.early, **self._common())
+    def engine(self, final_rows: bool = True) -> WindowedAggregation:
+        return WindowedAggregation(early_fire=self.early, final_rows=final_rows, **self._common())
 
     def oracle(self) -> Oracle:
         early = self.early if self.early in (None, "on_update") else dict(PREDICATES)[self.early]
@@ -460,3 +470,39 @@ def test_snapshot_restore_mid_stream_is_invisible(
         assert_identical(concat([(got, 0)]), concat([(want, 0)]), f"op {cut + i} {op}")
     assert restored.counters() == straight.counters()
     assert restored.state_size()["keys"] == 0
+
+
+@settings(BASE, max_examples=200)
+@given(scenario=st.one_of(scenarios(), scenarios(idle=True)))
+def test_without_final_rows_only_early_rows_are_built_and_the_state_is_the_same(
+    scenario: tuple[Config, list[Event], list[Op]],
+) -> None:
+    """``final_rows=False``: every call returns the EARLY rows (and the late rows, trigger rows)
+    of an engine with final rows, bit for bit; snapshots, changes and counters are equal after
+    every call, so state moves between the two (the option is not state)."""
+    cfg, events, ops = scenario
+    on, off = cfg.engine(), cfg.engine(final_rows=False)
+    on.track_changes()
+    off.track_changes()
+
+    def call(engine: WindowedAggregation, op: Op) -> Any:
+        if op[0] == "process":
+            return engine.process(columns(events[op[1] : op[2]]), now_ms=op[3])
+        if op[0] == "advance":
+            return engine.advance_to(op[1])
+        if op[0] == "tick":
+            return engine.tick(op[1])
+        return engine.flush()
+
+    for i, op in enumerate([*ops, ("flush",)]):
+        want, got = call(on, op), call(off, op)
+        early = want.select(want["kind"] == EmitKind.EARLY)
+        assert_identical(concat([(got, 0)]), concat([(early, 0)]), f"op {i} {op}")
+        assert got.trigger_rows.tolist() == early.trigger_rows.tolist(), f"op {i} {op}"
+        assert off.counters() == on.counters(), f"op {i} {op}: a row not built counts as emitted"
+        assert off.snapshot() == on.snapshot(), f"op {i} {op}: snapshot bytes differ"
+        assert off.changes() == on.changes(), f"op {i} {op}: changes differ"
+    assert (off.state_size()["keys"], off.state_size()["windows"]) == (0, 0)
+    swapped = cfg.engine()  # final rows on, restored from a state written with them off
+    swapped.restore(off.snapshot())
+    assert swapped.snapshot() == on.snapshot()

@@ -41,6 +41,7 @@ class WindowEngine:
         early: str | None = None,
         partitions: int = 1,
         idle_timeout: int | None = None,
+        final_rows: bool = True,
     ) -> WindowEngine: ...
     @property
     def value_columns(self) -> list[str]: ...

@@ -188,6 +188,13 @@ class WindowedAggregation:
         partitions: number of partitions.
         idle_timeout: processing time after which a silent partition stops holding the
             watermark back (checked on every call with the monotonic clock, or ``now_ms``).
+        final_rows: ``False`` for a caller that reads only ``EARLY`` rows (alerting rules):
+            windows still close and free their state, and late data still updates them,
+            exactly as with ``True``, but their ``FINAL`` and ``UPDATE`` rows are not built
+            (closing a window costs its cleanup, not a row per key). Early rows, late rows,
+            :meth:`counters` (a row not built counts as emitted) and the state bytes are the
+            same either way: the option is not state, so a snapshot or changes restore into
+            an aggregation that differs only in it.
     """
 
     def __init__(
@@ -203,6 +210,7 @@ class WindowedAggregation:
         partition: str | None = None,
         partitions: int = 1,
         idle_timeout: Duration | None = None,
+        final_rows: bool = True,
     ) -> None:
         specs: list[tuple[str, str, str | None]] = []
         for name, spec in aggregations.items():
@@ -238,6 +246,7 @@ class WindowedAggregation:
             early=early_fire,
             partitions=partitions,
             idle_timeout=None if idle_timeout is None else to_millis(idle_timeout, "idle_timeout"),
+            final_rows=bool(final_rows),
             **kwargs,
         )
         self.value_columns: list[str] = list(self._engine.value_columns)
@@ -302,7 +311,8 @@ class WindowedAggregation:
         return dict(self._engine.state_size())
 
     def counters(self) -> dict[str, int]:
-        """Events accepted, late events and rows emitted since creation."""
+        """Events accepted, late events and rows emitted since creation (with
+        ``final_rows=False``, the final and update rows not built count as emitted)."""
         return dict(self._engine.counters())
 
     def snapshot(self) -> bytes:

@@ -4,6 +4,11 @@
 //! handles its events one by one: each event is judged against the watermark *before* it, then
 //! the watermark advances and due windows fire. A batch therefore gives exactly the output of
 //! pushing its events one at a time — batch size never changes what is late or emitted.
+//!
+//! With [`EngineConfig::final_rows`] off (engines that only alert on early rows) windows close
+//! and free their state exactly as with it on; the `Final`/`Update` rows are counted, not built.
+//! The option is not state: snapshots and changes are the same bytes either way, and state
+//! moves freely between engines that differ only in it.
 
 use crate::aggregate::{AggSpec, Layout};
 use crate::batch::{Batch, Schema};
@@ -53,6 +58,13 @@ pub struct EngineConfig {
     pub partitions: usize,
     /// Processing-time ms after which a silent partition stops holding the watermark back.
     pub idle_timeout: Option<Millis>,
+    /// Whether `Final` rows (and `Update` rows for late data) are built. False for engines
+    /// whose caller only reads early rows (alerting rules): closing a window then costs its
+    /// cleanup only, not a row per key. Windows still fire, close and free their state as
+    /// with true; late rows, early rows, counters (a row not built counts as emitted) and the
+    /// state bytes are unchanged. Not part of the snapshot's configuration check (see
+    /// [`EngineConfig::fingerprint`]).
+    pub final_rows: bool,
 }
 
 impl EngineConfig {
@@ -70,6 +82,7 @@ impl EngineConfig {
             early: EarlyFiring::Never,
             partitions: 1,
             idle_timeout: None,
+            final_rows: true,
         }
     }
 
@@ -87,8 +100,30 @@ impl EngineConfig {
         self.partitions == 1 && !matches!(self.window, WindowSpec::Session { .. })
     }
 
+    /// The configuration the state bytes belong to (checked by restore): every field in its
+    /// `Debug` form, as state was always written, except `final_rows`, which changes which rows
+    /// are built, never the state. So an engine may restore (or apply changes written by) an
+    /// engine that differs only in `final_rows`, and turning the option on or off keeps the
+    /// state of existing snapshots and changelogs.
     fn fingerprint(&self) -> String {
-        format!("{self:?}")
+        let EngineConfig {
+            key_column,
+            time_column,
+            window,
+            aggregations,
+            out_of_orderness,
+            allowed_lateness,
+            early,
+            partitions,
+            idle_timeout,
+            final_rows: _,
+        } = self;
+        format!(
+            "EngineConfig {{ key_column: {key_column:?}, time_column: {time_column:?}, \
+             window: {window:?}, aggregations: {aggregations:?}, out_of_orderness: \
+             {out_of_orderness:?}, allowed_lateness: {allowed_lateness:?}, early: {early:?}, \
+             partitions: {partitions:?}, idle_timeout: {idle_timeout:?} }}"
+        )
     }
 }
 
@@ -190,7 +225,8 @@ pub struct Counters {
     pub events: u64,
     /// Events later than allowed lateness for all their windows (returned as late rows).
     pub late: u64,
-    /// Rows emitted.
+    /// Rows emitted, counting the `Final`/`Update` rows an engine with
+    /// [`EngineConfig::final_rows`] off closes without building them.
     pub emitted: u64,
 }
 
@@ -269,7 +305,8 @@ impl Engine {
                 _ => unreachable!("every non-session window has a geometry"),
             },
         };
-        let rules = Rules { layout, emit, allowed_lateness: config.allowed_lateness };
+        let rules =
+            Rules { layout, emit, allowed_lateness: config.allowed_lateness, final_rows: config.final_rows };
         Ok(Engine { config, schema, rules, watermark, op, counters: Counters::default(), slots: Vec::new() })
     }
 
@@ -360,7 +397,7 @@ impl Engine {
         let late = out.late_rows.len() as u64;
         self.counters.late += late;
         self.counters.events += batch.len() as u64 - late;
-        self.counters.emitted += out.len() as u64;
+        self.count_emitted(&out);
         Ok(out)
     }
 
@@ -369,7 +406,7 @@ impl Engine {
         let mut out = Output::for_layout(&self.rules.layout);
         let advanced = self.watermark.tick(now);
         self.on_watermark(advanced, &mut out);
-        self.counters.emitted += out.len() as u64;
+        self.count_emitted(&out);
         out
     }
 
@@ -378,13 +415,19 @@ impl Engine {
         let mut out = Output::for_layout(&self.rules.layout);
         let advanced = self.watermark.advance_to(t);
         self.on_watermark(advanced, &mut out);
-        self.counters.emitted += out.len() as u64;
+        self.count_emitted(&out);
         out
     }
 
     /// End of input: the watermark jumps to +infinity, every window fires, state empties.
     pub fn flush(&mut self) -> Output {
         self.advance_to(WATERMARK_END)
+    }
+
+    /// Counts the rows of `out` as emitted, those not built included (see
+    /// [`EngineConfig::final_rows`]).
+    fn count_emitted(&mut self, out: &Output) {
+        self.counters.emitted += out.len() as u64 + out.withheld;
     }
 
     #[inline]

@@ -600,3 +600,158 @@ fn state_shrinks_after_a_spike_and_the_remaining_keys_continue_identically() {
         assert!(!got.is_empty());
     }
 }
+
+// -- `final_rows` off: the early rows only, the same state.
+
+/// The rows of `out` whose kind is `Early`, with its late rows (what an engine with
+/// `final_rows` off returns), and how many rows were of another kind.
+fn early_rows(out: &Output) -> (Output, u64) {
+    let keep: Vec<bool> = out.kinds.iter().map(|&k| k == EmitKind::Early as u8).collect();
+    let mut early = out.clone();
+    early.retain_rows_from(0, &keep);
+    let closing = keep.iter().filter(|&&k| !k).count() as u64;
+    (Output { withheld: closing, ..early }, closing)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    /// An engine with `final_rows` off returns exactly the early and late rows of one with it
+    /// on and counts the others as withheld; after every batch (and at the end) both hold the
+    /// same state: the same snapshot and changes bytes and counters. With `rebuild`, the engine
+    /// without final rows is rebuilt from its changelog at every cut (state replaced key by key
+    /// while windows are open, which the pane-time layout must see through when it counts).
+    #[test]
+    fn without_final_rows_only_the_early_rows_are_built_and_the_state_is_the_same(
+        config in config(),
+        s in stream(),
+        cuts in prop::collection::vec(0usize..120, 0..6),
+        advances in prop::collection::vec(0i64..140, 0..3),
+        rebuild in any::<bool>(),
+    ) {
+        let parts = config.partitions > 1;
+        let mut off_config = config.clone();
+        off_config.final_rows = false;
+        let mut on = Engine::new(config.clone()).unwrap();
+        let mut off = Engine::new(off_config.clone()).unwrap();
+        on.track_changes(true);
+        off.track_changes(true);
+        let mut bounds: Vec<usize> = cuts.iter().map(|&c| c.min(s.keys.len())).collect();
+        bounds.extend([0, s.keys.len()]);
+        bounds.sort_unstable();
+        let mut log: Vec<Vec<u8>> = Vec::new();
+        for (i, w) in bounds.windows(2).enumerate() {
+            let a = on.process(&s.batch(w[0], w[1], parts), None).unwrap();
+            let b = off.process(&s.batch(w[0], w[1], parts), None).unwrap();
+            prop_assert_eq!(&b, &early_rows(&a).0);
+            if let Some(&t) = advances.get(i) {
+                let (a, b) = (on.advance_to(t), off.advance_to(t));
+                prop_assert_eq!(&b, &early_rows(&a).0);
+            }
+            prop_assert_eq!(on.counters(), off.counters());
+            prop_assert_eq!(on.snapshot(), off.snapshot(), "same state bytes");
+            let changes = on.take_changes();
+            prop_assert_eq!(&changes, &off.take_changes(), "same changes");
+            if rebuild {
+                log.push(if log.is_empty() { on.snapshot() } else { changes });
+                let mut rebuilt = Engine::restore(off_config.clone(), &log[0]).unwrap();
+                for c in &log[1..] {
+                    rebuilt.apply_changes(c).unwrap();
+                }
+                rebuilt.track_changes(true);
+                prop_assert_eq!(rebuilt.snapshot(), off.snapshot());
+                off = rebuilt;
+            }
+        }
+        let (a, b) = (on.flush(), off.flush());
+        prop_assert_eq!(&b, &early_rows(&a).0);
+        prop_assert_eq!(on.counters(), off.counters());
+        prop_assert_eq!(on.snapshot(), off.snapshot());
+        prop_assert_eq!(on.take_changes(), off.take_changes());
+        prop_assert_eq!((off.state_size().keys, off.state_size().windows), (0, 0));
+    }
+}
+
+#[test]
+fn without_final_rows_closing_windows_builds_no_row_and_frees_the_state() {
+    let mut config = EngineConfig::new(
+        WindowSpec::Hopping { size: 86_400_000, slide: 3_600_000, offset: 0 },
+        vec![
+            AggSpec::new("n", AggKind::Count, None),
+            AggSpec::new("countries", AggKind::CountDistinct, Some("country")),
+        ],
+    );
+    config.early = EarlyFiring::When("n >= 25 and countries >= 4".into());
+    config.final_rows = false;
+    for per_key in [false, true] {
+        let mut engine = Engine::new(config.clone()).unwrap();
+        if per_key {
+            engine.panes_per_key();
+        }
+        let keys: Vec<i64> = (0..10_000).collect();
+        let times: Vec<i64> = keys.iter().map(|k| k * 100).collect();
+        let countries = vec![1; keys.len()];
+        let batch = Batch { values: vec![Values::I64(&countries)], ..Batch::new(&keys, &times) };
+        assert!(engine.process(&batch, None).unwrap().is_empty());
+        let out = engine.advance_to(3_600_000 - 1);
+        assert_eq!((out.len(), out.withheld), (0, 10_000), "the window [-23 h, 1 h) closed for every key");
+        let out = engine.flush();
+        assert_eq!((out.len(), out.withheld), (0, 23 * 10_000));
+        assert_eq!(engine.counters().emitted, 24 * 10_000);
+        assert_eq!((engine.state_size().keys, engine.state_size().windows), (0, 0));
+    }
+}
+
+/// State written before `final_rows` existed: an empty engine's snapshot, byte for byte (the
+/// configuration check reads the `Debug` form of the other fields), with the option on or off.
+#[test]
+fn final_rows_is_not_part_of_the_state_bytes() {
+    let mut config = EngineConfig::new(
+        WindowSpec::Hopping { size: 300_000, slide: 60_000, offset: 0 },
+        vec![
+            AggSpec::new("n", AggKind::Count, None),
+            AggSpec::new("countries", AggKind::CountDistinct, Some("country")),
+        ],
+    );
+    config.early = EarlyFiring::When("countries >= 3 and n >= 5".into());
+    config.out_of_orderness = 5_000;
+    let written_before = "465354520200537b01000000000000456e67696e65436f6e666967207b206b65795f636f6c756d6e3a20226b6579222c2074696d655f636f6c756d6e3a202274696d65222c2077696e646f773a20486f7070696e67207b2073697a653a203330303030302c20736c6964653a2036303030302c206f66667365743a2030207d2c206167677265676174696f6e733a205b41676753706563207b206e616d653a20226e222c206b696e643a20436f756e742c20636f6c756d6e3a204e6f6e65207d2c2041676753706563207b206e616d653a2022636f756e7472696573222c206b696e643a20436f756e7444697374696e63742c20636f6c756d6e3a20536f6d652822636f756e7472792229207d5d2c206f75745f6f665f6f726465726e6573733a20353030302c20616c6c6f7765645f6c6174656e6573733a20302c206561726c793a205768656e2822636f756e7472696573203e3d203320616e64206e203e3d203522292c20706172746974696f6e733a20312c2069646c655f74696d656f75743a204e6f6e65207d8813000000000000ffffffffffffffff000000000000008001000000000000000000000000000080000000000000000000000000000000000000000000000000000000000000000000";
+    for final_rows in [true, false] {
+        config.final_rows = final_rows;
+        let engine = Engine::new(config.clone()).unwrap();
+        let hex: String = engine.snapshot().iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, written_before, "final_rows={final_rows}");
+        let debug = format!("{config:?}").replace(&format!(", final_rows: {final_rows}"), "");
+        assert_eq!(config.fingerprint(), debug, "every other field, in its Debug form");
+    }
+}
+
+/// Changes that replace a key's panes while its old window is open (not a changelog of this
+/// engine's own past, but valid bytes): the pane-time layout still lists the key in the old
+/// pane, without data; no row is built for it, and none is counted when rows are not built.
+#[test]
+fn without_final_rows_a_key_whose_panes_were_replaced_is_not_counted() {
+    let mut config = EngineConfig::new(
+        WindowSpec::Tumbling { size: 10, offset: 0 },
+        vec![AggSpec::new("n", AggKind::Count, None)],
+    );
+    config.out_of_orderness = 10;
+    let mut other = Engine::new(config.clone()).unwrap();
+    other.track_changes(true);
+    other.process(&Batch::new(&[1], &[15]), None).unwrap(); // key 1 in [10, 20) only, watermark 5
+    let changes = other.take_changes();
+    let mut closed = Vec::new();
+    for final_rows in [true, false] {
+        config.final_rows = final_rows;
+        let mut engine = Engine::new(config.clone()).unwrap();
+        assert!(matches!(engine.op, Operator::Slices(_)));
+        engine.process(&Batch::new(&[1, 2], &[5, 6]), None).unwrap();
+        engine.apply_changes(&changes).unwrap();
+        let out = engine.advance_to(9); // [0, 10) closes: key 2 has data there, key 1 no more
+        closed.push((out, engine.counters(), engine.snapshot()));
+    }
+    let (on, off) = (&closed[0], &closed[1]);
+    assert_eq!((on.0.keys.clone(), on.0.withheld), (vec![2], 0));
+    assert_eq!((off.0.len(), off.0.withheld), (0, 1));
+    assert_eq!((on.1, &on.2), (off.1, &off.2));
+}

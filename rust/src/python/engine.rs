@@ -43,12 +43,13 @@ impl WindowEngine {
 #[pymethods]
 impl WindowEngine {
     /// Builds an engine; `window` is "tumbling", "hopping" or "session"; `aggregations` is a
-    /// list of (name, function, column or None); `early` is None, "on_update" or a predicate.
+    /// list of (name, function, column or None); `early` is None, "on_update" or a predicate;
+    /// `final_rows=False` closes windows without building their final and update rows.
     #[new]
     #[pyo3(signature = (
         *, window, size=0, slide=0, offset=0, gap=0, aggregations, key_column="key",
         time_column="time", out_of_orderness=0, allowed_lateness=0, early=None, partitions=1,
-        idle_timeout=None
+        idle_timeout=None, final_rows=true
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -66,6 +67,7 @@ impl WindowEngine {
         early: Option<String>,
         partitions: usize,
         idle_timeout: Option<i64>,
+        final_rows: bool,
     ) -> PyResult<Self> {
         let spec = match window {
             "tumbling" => WindowSpec::Tumbling { size, offset },
@@ -95,6 +97,7 @@ impl WindowEngine {
         };
         config.partitions = partitions;
         config.idle_timeout = idle_timeout;
+        config.final_rows = final_rows;
         Ok(WindowEngine { engine: Mutex::new(Engine::new(config).py_result(py)?) })
     }
 

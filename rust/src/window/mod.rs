@@ -198,7 +198,7 @@ pub enum EmitMode {
     When(Predicate),
 }
 
-/// What the operators share: the aggregates, emit mode and lateness.
+/// What the operators share: the aggregates, emit mode, lateness and which rows are built.
 #[derive(Debug, Clone)]
 pub struct Rules {
     /// Compiled aggregates.
@@ -207,6 +207,12 @@ pub struct Rules {
     pub emit: EmitMode,
     /// How long after firing a window still accepts late events.
     pub allowed_lateness: Millis,
+    /// Whether the rows of windows the watermark closed (`Final`, and `Update` for late data)
+    /// are built. When false, every operator still fires, closes and frees its windows exactly
+    /// as when true (same state, same counters), but where it would build such a row it only
+    /// counts it ([`output::Output::withheld`]); early rows and late rows are unchanged. See
+    /// `EngineConfig::final_rows`.
+    pub final_rows: bool,
 }
 
 #[cfg(test)]

@@ -2,7 +2,9 @@
 //!
 //! A row is `(key, window_start, window_end, kind, aggregates...)`. `kind` says why it was
 //! emitted ([`EmitKind`]); integer aggregates (counts) and float aggregates go to separate
-//! column groups in the order of the layout's [`crate::aggregate::OutputSlot`]s.
+//! column groups in the order of the layout's [`crate::aggregate::OutputSlot`]s. Rows an
+//! engine does not build (`final_rows` off, see [`super::Rules::final_rows`]) are only counted,
+//! in [`Output::withheld`].
 
 use crate::aggregate::{Acc, Layout, Overflow};
 
@@ -40,6 +42,10 @@ pub struct Output {
     pub triggers: Vec<u64>,
     /// The trigger recorded by [`Output::push`]; set by the engine before each step.
     pub trigger: u64,
+    /// `Final` and `Update` rows the windows produced but did not build
+    /// ([`super::Rules::final_rows`] off): counted as emitted, so the engine's counters (and
+    /// with them its state bytes) do not depend on that option.
+    pub withheld: u64,
 }
 
 /// Trigger of rows emitted by `advance_to`, `tick` or `flush` rather than by an input row.
@@ -140,6 +146,7 @@ impl Output {
         self.floats.iter_mut().for_each(Vec::clear);
         self.late_rows.clear();
         self.triggers.clear();
+        self.withheld = 0;
     }
 
     /// Appends the rows of `from` (not its late rows) in increasing key order, stably.
@@ -203,6 +210,7 @@ impl Output {
         self.late_rows.extend(other.late_rows.iter().map(|r| r + row_offset));
         self.triggers
             .extend(other.triggers.iter().map(|&r| if r == NO_TRIGGER { r } else { r + row_offset }));
+        self.withheld += other.withheld;
     }
 }
 

@@ -9,6 +9,8 @@
 //!   already fired re-emits it at once as an `Update`; one that extends a session past the
 //!   watermark reopens it, and it fires again (as an `Update`) at its new end.
 //! - An event that would open a new session already past its cleanup time is late.
+//! - `emitted` and `closed` record what was due, whether or not the row was built
+//!   ([`super::Rules::final_rows`]): the state does not depend on that option.
 
 use smallvec::SmallVec;
 
@@ -157,8 +159,12 @@ impl SessionWindows {
         let s = &mut st.sessions[lo];
         layout.add(&mut s.acc, batch, row, t);
         if s.end - 1 <= wm {
-            let kind = if s.emitted { EmitKind::Update } else { EmitKind::Final };
-            out.push(layout, key, (s.start, s.end), kind, &s.acc);
+            if rules.final_rows {
+                let kind = if s.emitted { EmitKind::Update } else { EmitKind::Final };
+                out.push(layout, key, (s.start, s.end), kind, &s.acc);
+            } else {
+                out.withheld += 1;
+            }
             s.emitted = true;
             s.closed = true;
         } else {
@@ -197,8 +203,12 @@ impl SessionWindows {
                     changed.insert(key);
                 }
                 for s in st.sessions.iter_mut().filter(|s| !s.closed && s.end - 1 <= time) {
-                    let kind = if s.emitted { EmitKind::Update } else { EmitKind::Final };
-                    out.push(layout, key, (s.start, s.end), kind, &s.acc);
+                    if rules.final_rows {
+                        let kind = if s.emitted { EmitKind::Update } else { EmitKind::Final };
+                        out.push(layout, key, (s.start, s.end), kind, &s.acc);
+                    } else {
+                        out.withheld += 1;
+                    }
                     s.emitted = true;
                     s.closed = true;
                 }

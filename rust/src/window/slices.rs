@@ -15,7 +15,9 @@
 //! - `slices` are the live panes, sorted by start. The accumulator of a slot in a slice is
 //!   empty unless the slot's key had events in that pane; `touched` lists the slots whose
 //!   accumulator became non-empty (a slot can appear twice after its key was dropped and
-//!   another took the slot; empty accumulators are skipped).
+//!   another took the slot; empty accumulators are skipped). A slice is `stale` when some slot
+//!   it lists may have been emptied since (by `set_key`, applying changes); in a slice that is
+//!   not stale every slot listed has data.
 //! - `open[slot]` counts the non-empty accumulators of a slot over the live slices; a key is
 //!   dropped when that reaches 0 (at the end of a batch while one is running: the batch holds
 //!   resolved slots).
@@ -53,6 +55,9 @@ struct Slice {
     touched: Vec<u32>,
     /// Distinct values outside the bitmaps, of the slots that have any.
     overflow: FxHashMap<u32, Overflow>,
+    /// Some slot in `touched` may have no data here any more (`set_key` emptied it); else
+    /// every slot listed has a non-empty accumulator.
+    stale: bool,
 }
 
 impl Slice {
@@ -329,6 +334,7 @@ impl Slices {
             touched.sort_unstable();
             touched.dedup();
             s.touched = touched;
+            s.stale = false;
             s.overflow = std::mem::take(&mut s.overflow)
                 .into_iter()
                 .filter_map(|(old, o)| {
@@ -383,7 +389,7 @@ impl Slices {
                 for _ in 0..self.capacity {
                     accs.extend_from_slice(&self.empty);
                 }
-                Slice { start, accs, touched: Vec::new(), overflow: FxHashMap::default() }
+                Slice { start, accs, touched: Vec::new(), overflow: FxHashMap::default(), stale: false }
             }
         };
         self.slices.insert(at, slice);
@@ -609,9 +615,13 @@ impl Slices {
             let window = (end - g.size, end);
             if end - 1 <= wm {
                 if end - 1 + rules.allowed_lateness > wm {
-                    self.window_acc(rules, slot, pivot, window, &mut combos);
-                    let kind = if self.scratch[0] > 1 { EmitKind::Update } else { EmitKind::Final };
-                    out.push_flat(layout, key, window, kind, (&self.scratch, &self.scratch_overflow));
+                    if rules.final_rows {
+                        self.window_acc(rules, slot, pivot, window, &mut combos);
+                        let kind = if self.scratch[0] > 1 { EmitKind::Update } else { EmitKind::Final };
+                        out.push_flat(layout, key, window, kind, (&self.scratch, &self.scratch_overflow));
+                    } else {
+                        out.withheld += 1; // (the window holds this event)
+                    }
                 }
             } else {
                 match &rules.emit {
@@ -716,7 +726,7 @@ impl Slices {
     pub fn on_watermark(&mut self, rules: &Rules, wm: i64, out: &mut Output) {
         while self.next_fire != i64::MAX && self.next_fire - 1 <= wm {
             let end = self.next_fire;
-            self.fire(&rules.layout, end, out);
+            self.fire(rules, end, out);
             self.next_fire = self.next_end_after(end);
         }
         let lateness = rules.allowed_lateness;
@@ -751,12 +761,14 @@ impl Slices {
             .unwrap_or(i64::MAX)
     }
 
-    /// Emits the window ending at `end` of every key with data in it, in key order.
+    /// Emits the window ending at `end` of every key with data in it, in key order (or only
+    /// counts those rows, [`Rules::final_rows`] off).
     ///
     /// The keys are sorted first, giving each its row; the accumulators are then combined in
     /// slot order (a pass through the slices that the hardware prefetches) and each result
     /// written to its row.
-    fn fire(&mut self, layout: &Layout, end: i64, out: &mut Output) {
+    fn fire(&mut self, rules: &Rules, end: i64, out: &mut Output) {
+        let layout = &rules.layout;
         let window = (end - self.geo.size, end);
         let range = self.slices_in(window);
         self.order.clear();
@@ -769,10 +781,13 @@ impl Slices {
                 }
             }
         }
-        sort_by_key_radix(&mut self.order, &mut self.sort_tmp);
         if self.early_marks {
             self.forget_triggers(end);
         }
+        if !rules.final_rows {
+            return self.withhold_rows(range, out);
+        }
+        sort_by_key_radix(&mut self.order, &mut self.sort_tmp);
         let base = out.len();
         let rows = self.order.len();
         out.keys.extend(self.order.iter().map(|&(key, _)| key));
@@ -806,6 +821,27 @@ impl Slices {
         if let Some(changed) = &mut self.changed {
             changed.extend(out.keys[base..].iter().copied());
         }
+    }
+
+    /// The firing in progress without its rows: counts them ([`Output::withheld`]) and records
+    /// their keys as changed, as `fire` does for the rows it builds.
+    fn withhold_rows(&mut self, range: std::ops::Range<usize>, out: &mut Output) {
+        // (In a slice that is not stale every slot listed has data, so every key of the firing
+        // has a row; else check, as `drop_empty_rows` does.)
+        let stale = self.slices[range.clone()].iter().any(|s| s.stale);
+        let width = self.width;
+        let mut rows = 0;
+        for &(key, slot) in &self.order {
+            let at = slot as usize * width;
+            if stale && self.slices[range.clone()].iter().all(|s| s.accs[at] == 0) {
+                continue;
+            }
+            rows += 1;
+            if let Some(changed) = &mut self.changed {
+                changed.insert(key);
+            }
+        }
+        out.withheld += rows;
     }
 
     /// Forgets the early-firing marks of the window ending at `end`, which fires now, for the
@@ -884,6 +920,7 @@ impl Slices {
         }
         slice.touched.clear();
         slice.overflow.clear();
+        slice.stale = false;
         self.spare.push(slice);
     }
 
@@ -969,6 +1006,7 @@ impl Slices {
                 if acc[0] > 0 {
                     acc.copy_from_slice(&self.empty);
                     s.overflow.remove(&slot);
+                    s.stale = true;
                     self.panes -= 1;
                 }
             }

@@ -258,6 +258,11 @@ const INDEX_PREFETCH: usize = 16;
 /// How many timer entries ahead `on_watermark` prefetches panes (and twice that, key states).
 const WATERMARK_PREFETCH: usize = 8;
 
+/// Whether [`combine`] of `window` would hold an event (without combining).
+fn has_data(panes: &[Pane], window: (i64, i64)) -> bool {
+    panes.iter().any(|p| p.start >= window.0 && p.start < window.1 && p.acc.count > 0)
+}
+
 fn combine(layout: &Layout, panes: &[Pane], window: (i64, i64), into: &mut Acc) {
     layout.reset(into);
     for pane in panes.iter().filter(|p| p.start >= window.0 && p.start < window.1) {
@@ -510,9 +515,14 @@ impl<const N: usize> Sliding<N> {
                 let window = (end - g.size, end);
                 if end - 1 <= wm {
                     if end - 1 + lateness > wm {
-                        window_acc(window, &mut self.scratch);
-                        let kind = if self.scratch.count > 1 { EmitKind::Update } else { EmitKind::Final };
-                        out.push(layout, key, window, kind, &self.scratch);
+                        if rules.final_rows {
+                            window_acc(window, &mut self.scratch);
+                            let kind =
+                                if self.scratch.count > 1 { EmitKind::Update } else { EmitKind::Final };
+                            out.push(layout, key, window, kind, &self.scratch);
+                        } else {
+                            out.withheld += 1; // (the window holds this event)
+                        }
                     }
                 } else {
                     match &rules.emit {
@@ -597,9 +607,13 @@ impl<const N: usize> Sliding<N> {
                 if st.next_end != i64::MAX && st.next_end - 1 <= time {
                     let end = st.next_end;
                     let window = (end - g.size, end);
-                    combine(layout, st.panes.as_slice(), window, &mut self.scratch);
-                    if self.scratch.count > 0 {
-                        self.firing.stage.push(layout, key, window, EmitKind::Final, &self.scratch);
+                    if rules.final_rows {
+                        combine(layout, st.panes.as_slice(), window, &mut self.scratch);
+                        if self.scratch.count > 0 {
+                            self.firing.stage.push(layout, key, window, EmitKind::Final, &self.scratch);
+                        }
+                    } else if has_data(st.panes.as_slice(), window) {
+                        out.withheld += 1;
                     }
                     if let Some(t) = &mut st.triggered {
                         t.retain(|e| *e > end);
