@@ -52,13 +52,12 @@ when a rule or the model fired but the cool-down held the alert back) and ``supp
 
 Invariants: every output (latency aside) is a pure function of the arrival-ordered rows and
 the ``advance`` calls: how the rows are cut into batches changes no alert, score or decision,
-nor the state's meaning. The snapshot bytes of the rules, the cool-down and the counters do
-not depend on the cuts either; the streaming features' bytes can, once card or terminal state
-expires (the feature engine frees expired keys by a sweep at the start of each batch and lists
-keys in slot order), never their values. A bad batch raises before any state changes (the
-event clock and ``seq`` included). State is bounded by the feature and rule windows and the cards
-alerted within two cool-downs (see ``docs/fraud.md``); nothing is buffered: duplicates are the
-caller's to drop (the Kafka partition task deduplicates), a repeated transaction is scored again.
+nor the state's bytes (the streaming features' snapshot lists the keys live at the engine's
+time in key order, whenever its sweep frees expired ones). A bad batch raises before any state
+changes (the event clock and ``seq`` included). State is bounded by the feature and rule
+windows and the cards alerted within two cool-downs (see ``docs/fraud.md``); nothing is
+buffered: duplicates are the caller's to drop (the Kafka partition task deduplicates), a
+repeated transaction is scored again.
 
 Changes for a changelog are a replay log (:class:`~fraudstream.processor.InputLog`): the
 state-relevant input columns of each batch and each effective ``advance``; ``apply_changes``

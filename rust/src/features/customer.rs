@@ -220,8 +220,10 @@ impl CustomerState {
         self.entries.len()
     }
 
+    /// Writes the state; window positions relative to the first entry held (absolute ones
+    /// count every transaction this state ever held, which depends on whether the card's state
+    /// was freed and created again in between: never a feature value).
     pub(crate) fn write(&self, out: &mut Writer) {
-        out.u64(self.base);
         out.i64(self.last_time);
         out.count(self.entries.len());
         for e in &self.entries {
@@ -232,7 +234,7 @@ impl CustomerState {
         }
         out.count(self.windows.len());
         for acc in &self.windows {
-            out.u64(acc.lo);
+            out.u64(acc.lo - self.base);
             for s in [acc.sum, acc.sumsq] {
                 let (sum, comp) = s.parts();
                 out.f64(sum);
@@ -241,11 +243,16 @@ impl CustomerState {
         }
     }
 
-    pub(crate) fn read(w: &CustomerWindows, r: &mut Reader<'_>) -> CoreResult<Self> {
+    /// Reads what [`CustomerState::write`] wrote, or with `absolute` the first layout (the
+    /// absolute position of the first entry, then positions absolute too).
+    pub(crate) fn read(w: &CustomerWindows, r: &mut Reader<'_>, absolute: bool) -> CoreResult<Self> {
         let mut st = CustomerState::new(w);
-        st.base = r.u64()?;
+        st.base = if absolute { r.u64()? } else { 0 };
         st.last_time = r.i64()?;
         let n = r.count()?;
+        if st.base.checked_add(n as u64).is_none() {
+            return Err(crate::CoreError::Snapshot(format!("card position {} out of range", st.base)));
+        }
         for _ in 0..n {
             let e = Entry { time: r.i64()?, amount: r.f64()?, terminal: r.i64()?, country: r.i64()? };
             st.seen.insert(e.terminal, e.time);

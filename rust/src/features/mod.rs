@@ -29,6 +29,12 @@
 //!   a feature value, only when memory is released.
 //! - Features never depend on how the stream is cut into batches; a snapshot restored into an
 //!   engine of the same configuration continues exactly as the uninterrupted one.
+//! - Snapshots are canonical: their bytes depend only on the input (transactions and label
+//!   events, in order), never on its cuts into batches nor on when the sweep ran. A snapshot
+//!   holds the keys live at the engine's time (the sweep's expiry predicate, applied without
+//!   freeing anything), in ascending key order, with positions relative to each key's first
+//!   held transaction; a label for a terminal that has expired is unmatched whether or not the
+//!   sweep freed it yet (an expired terminal holds no transaction inside a window).
 
 mod columns;
 pub mod customer;
@@ -53,6 +59,12 @@ const PREFETCH_DISTANCE: usize = 8;
 /// Each batch of `n` transactions examines `n * SWEEP_PER_EVENT` slots of each key table
 /// (a cheap look at one field, in slot order).
 const SWEEP_PER_EVENT: usize = 1;
+
+/// Tag of the snapshot layout written: live keys in ascending key order, positions relative to
+/// each key's first held transaction.
+const SNAPSHOT_TAG: &str = "features/2";
+/// Tag of the first layout (keys in slot order, absolute positions), still read.
+const SNAPSHOT_TAG_V1: &str = "features";
 
 /// One day in milliseconds.
 pub const DAY: Millis = 86_400_000;
@@ -315,10 +327,14 @@ impl FeatureEngine {
         Ok(())
     }
 
-    fn apply(&mut self, label: Label) {
+    /// Applies a label at stream time `now`. A terminal expired at `now` holds no transaction
+    /// inside a window (it is the sweep's to free): the label is unmatched, as it is once the
+    /// terminal is freed, so the outcome does not depend on when the sweep runs.
+    fn apply(&mut self, label: Label, now: Millis) {
+        let tw = &self.tw;
         let outcome = match self.terminals.get_mut(label.terminal) {
-            Some(t) => t.apply_label(label.tx_time, label.tx_id, label.fraud),
-            None => LabelOutcome::Unmatched,
+            Some(t) if !t.expired(tw, now) => t.apply_label(label.tx_time, label.tx_id, label.fraud),
+            _ => LabelOutcome::Unmatched,
         };
         match outcome {
             LabelOutcome::Applied => self.counters.labels_applied += 1,
@@ -376,7 +392,7 @@ impl FeatureEngine {
             match self.last {
                 Some((t, _)) if label.time <= t => {
                     self.counters.labels_late += 1;
-                    self.apply(label);
+                    self.apply(label, t);
                 }
                 _ => {
                     let at = self.pending.partition_point(|p| p.time <= label.time);
@@ -417,7 +433,7 @@ impl FeatureEngine {
             let t = tx.times[row];
             while self.pending.front().is_some_and(|l| l.time <= t) {
                 if let Some(label) = self.pending.pop_front() {
-                    self.apply(label);
+                    self.apply(label, t);
                 }
             }
             let (weekend, night) = calendar_flags(t);
@@ -464,11 +480,13 @@ impl FeatureEngine {
         format!("{:?}/{:?}/{}/{}", c.customer_windows, c.terminal_windows, c.label_delay, c.countries)
     }
 
-    /// The whole state as versioned bytes.
+    /// The whole state as versioned bytes, canonical (see the module invariants): the keys
+    /// live at the time of the latest transaction, as the next sweep would judge them (none is
+    /// freed: a snapshot changes nothing), in ascending key order.
     #[must_use]
     pub fn snapshot(&self) -> Vec<u8> {
         let mut w = Writer::with_header();
-        w.str("features");
+        w.str(SNAPSHOT_TAG);
         w.str(&self.fingerprint());
         match self.last {
             Some((t, id)) => {
@@ -490,13 +508,17 @@ impl FeatureEngine {
             w.i64(l.tx_id);
             w.u8(u8::from(l.fraud));
         }
-        w.count(self.customers.len());
-        for (key, st) in self.customers.iter() {
+        let (cw, tw) = (&self.cw, &self.tw);
+        let now = self.last.map_or(Millis::MIN, |(t, _)| t);
+        let customers = self.customers.sorted(|c| !c.expired(cw, now));
+        w.count(customers.len());
+        for (key, st) in customers {
             w.i64(key);
             st.write(&mut w);
         }
-        w.count(self.terminals.len());
-        for (key, st) in self.terminals.iter() {
+        let terminals = self.terminals.sorted(|t| !t.expired(tw, now));
+        w.count(terminals.len());
+        for (key, st) in terminals {
             w.i64(key);
             st.write(&mut w);
         }
@@ -504,16 +526,25 @@ impl FeatureEngine {
     }
 
     /// An engine with `config` and the state of `bytes` (from [`FeatureEngine::snapshot`] of
-    /// an engine with the same configuration).
+    /// an engine with the same configuration; snapshots of the first layout, which listed
+    /// every key held in slot order, are read too).
     ///
     /// # Errors
-    /// [`CoreError::Snapshot`] for malformed bytes or another configuration.
+    /// [`CoreError::Snapshot`] for malformed bytes, an unknown layout or another configuration.
     pub fn restore(config: FeatureConfig, bytes: &[u8]) -> CoreResult<Self> {
         let mut engine = FeatureEngine::new(config)?;
         let mut r = Reader::with_header(bytes)?;
-        if r.str()? != "features" {
-            return Err(CoreError::Snapshot("not a feature-engine snapshot".into()));
-        }
+        let absolute = match r.str()?.as_str() {
+            SNAPSHOT_TAG => false,
+            SNAPSHOT_TAG_V1 => true,
+            tag if tag.starts_with("features/") => {
+                return Err(CoreError::Snapshot(format!(
+                    "feature-engine snapshot layout {tag:?}: this build reads {SNAPSHOT_TAG:?} and \
+                     {SNAPSHOT_TAG_V1:?}"
+                )))
+            }
+            _ => return Err(CoreError::Snapshot("not a feature-engine snapshot".into())),
+        };
         let fingerprint = r.str()?;
         if fingerprint != engine.fingerprint() {
             return Err(CoreError::Snapshot(format!(
@@ -541,14 +572,14 @@ impl FeatureEngine {
         }
         for _ in 0..r.count()? {
             let key = r.i64()?;
-            let st = CustomerState::read(&engine.cw, &mut r)?;
+            let st = CustomerState::read(&engine.cw, &mut r, absolute)?;
             if !engine.customers.insert(key, st) {
                 return Err(CoreError::Snapshot(format!("card {key} appears twice")));
             }
         }
         for _ in 0..r.count()? {
             let key = r.i64()?;
-            let st = TerminalState::read(&engine.tw, &mut r)?;
+            let st = TerminalState::read(&engine.tw, &mut r, absolute)?;
             if !engine.terminals.insert(key, st) {
                 return Err(CoreError::Snapshot(format!("terminal {key} appears twice")));
             }

@@ -114,6 +114,14 @@ impl<S> Table<S> {
         self.slots.iter().filter_map(|s| s.as_ref().map(|(k, st)| (*k, st)))
     }
 
+    /// Live (key, state) whose state passes `keep`, in ascending key order (an order that does
+    /// not depend on which slots the keys happen to hold).
+    pub(crate) fn sorted(&self, keep: impl Fn(&S) -> bool) -> Vec<(i64, &S)> {
+        let mut live: Vec<(i64, &S)> = self.iter().filter(|(_, st)| keep(st)).collect();
+        live.sort_unstable_by_key(|&(key, _)| key);
+        live
+    }
+
     /// Approximate bytes of the table itself (not the states' heap data).
     pub(crate) fn table_bytes(&self) -> usize {
         self.index.capacity() * 13 + self.slots.capacity() * std::mem::size_of::<Option<(i64, S)>>()

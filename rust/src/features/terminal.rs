@@ -201,9 +201,10 @@ impl TerminalState {
         self.entries.capacity() * std::mem::size_of::<Entry>()
     }
 
+    /// Writes the state; positions relative to the first entry held (see
+    /// `CustomerState::write`).
     pub(crate) fn write(&self, out: &mut Writer) {
-        out.u64(self.base);
-        out.u64(self.hi);
+        out.u64(self.hi - self.base);
         out.i64(self.last_time);
         out.count(self.entries.len());
         for e in &self.entries {
@@ -213,16 +214,21 @@ impl TerminalState {
         }
         out.count(self.windows.len());
         for acc in &self.windows {
-            out.u64(acc.lo);
+            out.u64(acc.lo - self.base);
         }
     }
 
-    pub(crate) fn read(w: &TerminalWindows, r: &mut Reader<'_>) -> CoreResult<Self> {
+    /// Reads what [`TerminalState::write`] wrote, or with `absolute` the first layout (the
+    /// absolute position of the first entry, then positions absolute too).
+    pub(crate) fn read(w: &TerminalWindows, r: &mut Reader<'_>, absolute: bool) -> CoreResult<Self> {
         let mut st = TerminalState::new(w);
-        st.base = r.u64()?;
+        st.base = if absolute { r.u64()? } else { 0 };
         st.hi = r.u64()?;
         st.last_time = r.i64()?;
         let n = r.count()?;
+        if st.base.checked_add(n as u64).is_none() {
+            return Err(CoreError::Snapshot(format!("terminal position {} out of range", st.base)));
+        }
         for _ in 0..n {
             st.entries.push_back(Entry { time: r.i64()?, id: r.i64()?, fraud: r.u8()? != 0 });
         }

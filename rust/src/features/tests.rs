@@ -333,6 +333,86 @@ proptest! {
     }
 }
 
+/// Label events as part of the input: each batch of labels is given right before the
+/// transaction at its position (so late labels, whose time the stream has passed, occur too).
+type Drops = Vec<(usize, Vec<Lbl>)>;
+
+fn drops_for(s: &Stream, picks: &[(usize, i64, bool, usize)]) -> Drops {
+    let mut drops: Drops = Vec::new();
+    for &(i, lag, fraud, at) in picks {
+        let label = labels_for(s, &[(i, lag, fraud)])[0];
+        let at = at % (s.tx.len() + 1);
+        match drops.iter_mut().find(|(q, _)| *q == at) {
+            Some((_, list)) => list.push(label),
+            None => drops.push((at, vec![label])),
+        }
+    }
+    for (_, list) in &mut drops {
+        list.sort_by_key(|l| l.time);
+    }
+    drops
+}
+
+/// Feeds rows `from..to` cut at `cuts` (and wherever labels are given), with the labels given
+/// before rows in that range.
+fn feed(
+    engine: &mut FeatureEngine,
+    s: &Stream,
+    (from, to): (usize, usize),
+    cuts: &[usize],
+    drops: &Drops,
+) -> Vec<FeatureColumns> {
+    let mut bounds: Vec<usize> = cuts.iter().map(|c| c % (s.tx.len() + 1)).collect();
+    bounds.extend(drops.iter().map(|(q, _)| *q));
+    bounds.retain(|&b| from < b && b < to);
+    bounds.extend([from, to]);
+    bounds.sort_unstable();
+    bounds.dedup();
+    let mut parts = Vec::new();
+    for w in bounds.windows(2) {
+        for (_, labels) in drops.iter().filter(|(q, _)| *q == w[0]) {
+            add_labels(engine, labels);
+        }
+        parts.push(engine.process(&s.batch(w[0], w[1], false)).unwrap());
+    }
+    parts
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// Snapshot bytes are a function of the input sequence (transactions and label events),
+    /// never of its cuts into batches, though keys expire and the sweep frees them per batch;
+    /// a restored engine continues with the same features and ends in the same state.
+    #[test]
+    fn snapshot_bytes_depend_only_on_the_input_and_restore_continues_exactly(
+        s in stream_strategy(),
+        cuts_a in prop::collection::vec(0usize..200, 0..8),
+        cuts_b in prop::collection::vec(0usize..200, 0..8),
+        picks in prop::collection::vec((0usize..200, 0i64..30, any::<bool>(), 0usize..200), 0..12),
+        at in 0usize..200,
+    ) {
+        let cfg = config();
+        let drops = drops_for(&s, &picks);
+        let n = s.tx.len();
+        let at = at % (n + 1);
+        let mut whole = FeatureEngine::new(cfg.clone()).unwrap();
+        let expect = concat(feed(&mut whole, &s, (0, n), &[], &drops));
+        let (mut a, mut b) = (FeatureEngine::new(cfg.clone()).unwrap(), FeatureEngine::new(cfg.clone()).unwrap());
+        let mut got = feed(&mut a, &s, (0, at), &cuts_a, &drops);
+        feed(&mut b, &s, (0, at), &cuts_b, &drops);
+        prop_assert_eq!(a.snapshot(), b.snapshot(), "same input, other cuts: same bytes");
+        let mut restored = FeatureEngine::restore(cfg.clone(), &a.snapshot()).unwrap();
+        prop_assert_eq!(restored.snapshot(), a.snapshot(), "a restored engine writes what it read");
+        got.extend(feed(&mut restored, &s, (at, n), &cuts_b, &drops));
+        prop_assert_eq!(concat(got), expect);
+        feed(&mut a, &s, (at, n), &cuts_a, &drops);
+        prop_assert_eq!(restored.counters(), whole.counters());
+        prop_assert_eq!(restored.snapshot(), whole.snapshot());
+        prop_assert_eq!(a.snapshot(), whole.snapshot());
+    }
+}
+
 #[test]
 fn a_bad_batch_changes_nothing_and_names_the_row() {
     let s = Stream::new(
@@ -426,4 +506,67 @@ fn late_and_unmatched_labels_are_counted() {
     engine.process(&s.batch(3, 4, false)).unwrap();
     let c = engine.counters();
     assert_eq!((c.labels_late, c.labels_applied, c.labels_unmatched), (1, 2, 1));
+}
+
+fn from_hex(hex: &str) -> Vec<u8> {
+    (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect()
+}
+
+/// A snapshot of the first layout (keys in slot order, absolute positions; this one was written
+/// by the engine before snapshots were canonical and holds an expired card and terminal and a
+/// pending label) restores, and the engine goes on as one that ran uninterrupted, its next
+/// snapshots canonical. A later layout is refused by name.
+#[test]
+fn snapshots_of_the_first_layout_are_read_and_later_ones_refused() {
+    let first_layout = from_hex(concat!(
+        "4653545202000800000000000000666561747572657319000000000000005b372c2033302c20335d2f5b352c2032305d",
+        "2f362f747275650128000000000000000400000000000000040000000000000000000000000000000000000000000000",
+        "0000000000000000010000000000000032000000000000000a0000000000000028000000000000000400000000000000",
+        "010200000000000000010000000000000000000000000000000500000000000000020000000000000000000000000000",
+        "00000000000000f83f0a000000000000000100000000000000050000000000000000000000000008400b000000000000",
+        "000100000000000000030000000000000000000000000000000000000000001240000000000000000000000000008026",
+        "400000000000000000000000000000000000000000000012400000000000000000000000000080264000000000000000",
+        "000100000000000000000000000000084000000000000000000000000000002240000000000000000002000000000000",
+        "00010000000000000028000000000000000100000000000000280000000000000000000000000010400a000000000000",
+        "000300000000000000030000000000000001000000000000000000000000001040000000000000000000000000000030",
+        "400000000000000000010000000000000000000000000010400000000000000000000000000000304000000000000000",
+        "000100000000000000000000000000104000000000000000000000000000003040000000000000000002000000000000",
+        "000a00000000000000010000000000000001000000000000002800000000000000010000000000000028000000000000",
+        "000400000000000000000200000000000000010000000000000001000000000000000b00000000000000000000000000",
+        "000000000000000000000500000000000000020000000000000002000000000000000200000000000000010500000000",
+        "000000030000000000000000020000000000000000000000000000000000000000000000",
+    ));
+    let tx = |id: i64, time: i64, customer: i64, terminal: i64, amount: f64, fraud: i64, country: i64| Tx {
+        id,
+        time,
+        customer,
+        terminal,
+        amount,
+        fraud,
+        country,
+    };
+    let s = Stream::new(vec![
+        tx(1, 0, 1, 10, 1.5, 0, 1),
+        tx(2, 2, 2, 11, 2.25, 1, 2),
+        tx(3, 5, 1, 11, 3.0, 0, 1),
+        tx(4, 40, 2, 10, 4.0, 0, 3),
+        tx(5, 50, 1, 11, 5.0, 1, 2),
+        tx(6, 51, 2, 10, 6.0, 0, 1),
+    ]);
+    let mut whole = FeatureEngine::new(config()).unwrap();
+    add_labels(&mut whole, &[Lbl { time: 50, terminal: 10, tx_time: 40, tx_id: 4, fraud: 1 }]);
+    whole.process(&s.batch(0, 4, true)).unwrap();
+    let mut restored = FeatureEngine::restore(config(), &first_layout).unwrap();
+    assert_eq!(restored.counters(), whole.counters());
+    assert_eq!(restored.snapshot(), whole.snapshot(), "canonical from now on");
+    assert_eq!(restored.process(&s.batch(4, 6, true)).unwrap(), whole.process(&s.batch(4, 6, true)).unwrap());
+    assert_eq!(restored.counters(), whole.counters());
+    assert_eq!(restored.counters().labels_applied, 1);
+    assert_eq!(restored.snapshot(), whole.snapshot());
+
+    let mut later = whole.snapshot();
+    let at = later.windows(10).position(|w| w == b"features/2").unwrap();
+    later[at + 9] = b'9';
+    let err = FeatureEngine::restore(config(), &later).unwrap_err();
+    assert!(err.to_string().contains("\"features/9\""), "{err}");
 }
