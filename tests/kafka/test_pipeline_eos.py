@@ -96,23 +96,31 @@ def test_restore_reads_a_snapshot_and_the_changes_after_it_not_the_history(
 def test_kill_9_at_random_points_loses_and_duplicates_nothing(
     kafka_bootstrap: str, eos_topic: str, tmp_path: Path
 ) -> None:
-    produce(kafka_bootstrap, eos_topic, stream_with_bursts(30_000, seed=2))
+    """Input keeps arriving while instances are killed with SIGKILL at random moments after
+    they took their partitions over (mid-batch, mid-commit, mid-restore of the next one)."""
+    records = stream_with_bursts(30_000, seed=2)
+    feeder = threading.Thread(target=produce, args=(kafka_bootstrap, eos_topic, records, 1_500.0))
+    feeder.start()  # about 20 s of input
     config = make_config(kafka_bootstrap, eos_topic, consume_batch=200, commit_interval_ms=50)
     path = write_toml(config, tmp_path / "eos.toml")
     rng = random.Random(7)
     log = tmp_path / "instance.log"
-    kills = 0
-    while kills < 10:
+    kills = processing_kills = 0
+    while kills < 10 or feeder.is_alive():
+        restores = log.read_text().count("restored partitions") if log.exists() else 0
         proc = run_instance(path, log, "--idle-exit", "30")
-        time.sleep(rng.uniform(1.0, 3.0))  # start-up (imports, restore, group join) takes about 1 s
-        if proc.poll() is not None:
-            break  # finished before the kill: the input is exhausted
+        deadline = time.monotonic() + 20
+        while log.read_text().count("restored partitions") == restores and time.monotonic() < deadline:
+            time.sleep(0.05)  # until it owns partitions (start-up, group join, restore)
+        processing_kills += log.read_text().count("restored partitions") > restores
+        time.sleep(rng.uniform(0.0, 1.5))
         proc.kill()
         proc.wait()
         kills += 1
+    feeder.join()
     final = run_instance(path, log, "--idle-exit", "3")
     assert final.wait(timeout=180) == 0, log.read_text()[-3000:]
-    assert kills >= 10, f"only {kills} kills landed before the input was exhausted"
+    assert processing_kills >= 8, f"only {processing_kills} of {kills} kills hit an owner of partitions"
     assert_exact(config)
     # aborted transactions are there, but invisible to read_committed
     raw = read_all(kafka_bootstrap, config.kafka.alerts_topic, PARTITIONS, committed=False)

@@ -72,6 +72,7 @@ class KafkaPipeline:
         self._alerts_pending = 0
         self._last_commit = time.monotonic()
         self._next_gauges = 0.0
+        self._assigned_at = 0.0
         self._counts_at_commit = {c: 0 for c in COMMITTED_COUNTS}
         common = client_config(config)
         self.consumer = Consumer(
@@ -135,7 +136,10 @@ class KafkaPipeline:
                     self._tick_idle()
                 if self._commit_due(now):
                     self._commit()
-                if idle_exit_s is not None and now - last_input >= idle_exit_s and not self._uncommitted:
+                # idle since the later of the last record and the last assignment: a group join
+                # and restore that outlast the idle time must not end the run before it consumed
+                idle_s = now - max(last_input, self._assigned_at)
+                if idle_exit_s is not None and idle_s >= idle_exit_s and not self._uncommitted:
                     log.info("no input for %.1f s: exiting", idle_exit_s)
                     break
                 if max_seconds is not None and now - began >= max_seconds:
@@ -328,6 +332,7 @@ class KafkaPipeline:
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.tasks.assign([tp.partition for tp in partitions])
+        self._assigned_at = time.monotonic()
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         if (self._uncommitted or self.transactions.in_txn) and not self._failed:
