@@ -90,7 +90,9 @@ def _wait_for_leaders(admin: AdminClient, topic: str, partitions: int, timeout: 
 def kafka_topic_factory(
     kafka_admin: AdminClient, request: pytest.FixtureRequest
 ) -> Iterator[Callable[..., str]]:
-    """Create uniquely named topics on demand; all of them are deleted after the test."""
+    """Create uniquely named topics on demand; all of them, and the topics a pipeline derived
+    from them (``<name>-alerts``, ``-scored``, ``-dlq``, ``-changelog``...), are deleted after
+    the test."""
     created: list[str] = []
     stem = re.sub(r"[^A-Za-z0-9._-]+", "-", request.node.name)[:80]
 
@@ -109,8 +111,10 @@ def kafka_topic_factory(
     yield create
 
     if created:
+        existing = set(kafka_admin.list_topics(timeout=ADMIN_TIMEOUT_S).topics)
+        derived = [t for t in existing for name in created if t.startswith(f"{name}-")]
         futures = kafka_admin.delete_topics(
-            created, operation_timeout=ADMIN_TIMEOUT_S, request_timeout=ADMIN_TIMEOUT_S
+            created + derived, operation_timeout=ADMIN_TIMEOUT_S, request_timeout=ADMIN_TIMEOUT_S
         )
         for future in futures.values():
             try:

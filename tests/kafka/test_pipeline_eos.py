@@ -9,13 +9,12 @@ import signal
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
-from confluent_kafka.admin import AdminClient
 from eos_helpers import (
     committed_alerts,
     last_json_line,
@@ -37,15 +36,8 @@ PARTITIONS = 3
 
 
 @pytest.fixture
-def eos_topic(kafka_topic_factory: Callable[..., str], kafka_admin: AdminClient) -> Iterator[str]:
-    topic = kafka_topic_factory(PARTITIONS)
-    yield topic
-    derived = [f"{topic}-{s}" for s in ("alerts", "scored", "dlq", "changelog")]
-    existing = set(kafka_admin.list_topics(timeout=10).topics)
-    doomed = [t for t in derived if t in existing]
-    if doomed:
-        for f in kafka_admin.delete_topics(doomed, operation_timeout=30).values():
-            f.result()
+def eos_topic(kafka_topic_factory: Callable[..., str]) -> str:
+    return kafka_topic_factory(PARTITIONS)
 
 
 def assert_exact(config: Config) -> list[tuple[int, ...]]:

@@ -8,11 +8,10 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from confluent_kafka.admin import AdminClient
 from eos_helpers import (
     committed_alerts,
     last_json_line,
@@ -36,15 +35,8 @@ TESTS = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
-def topic(kafka_topic_factory: Callable[..., str], kafka_admin: AdminClient) -> Iterator[str]:
-    name = kafka_topic_factory(PARTITIONS)
-    yield name
-    derived = [f"{name}-{s}" for s in ("alerts", "scored", "dlq", "changelog")]
-    existing = set(kafka_admin.list_topics(timeout=10).topics)
-    doomed = [t for t in derived if t in existing]
-    if doomed:
-        for f in kafka_admin.delete_topics(doomed, operation_timeout=30).values():
-            f.result()
+def topic(kafka_topic_factory: Callable[..., str]) -> str:
+    return kafka_topic_factory(PARTITIONS)
 
 
 def test_a_user_processor_named_in_the_config_runs_exactly_once_through_fraudstream_run(
