@@ -221,6 +221,8 @@ def chaos_config(bootstrap: str, topic: str, dedup_horizon: str = "10m", **kafka
         # the input's event times are from 2023: a wall-clock idle tick during an outage would make
         # every later record late for the rule windows, which the tick-free reference does not do
         idle_timeout_ms=0,
+        replication_factor=1,  # the project's broker is a single node
+        min_insync_replicas=1,
     )
     section = replace(section, **kafka)
     # librdkafka heartbeats every 3 s by default: a session timeout of 3 s then expires between

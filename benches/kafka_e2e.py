@@ -64,7 +64,13 @@ PROCESSOR = "detector"
 
 def config_for(bootstrap: str, topic: str, exactly_once: bool = True) -> Config:
     section = KafkaSection.for_topic(
-        bootstrap, topic, exactly_once=exactly_once, consume_batch=10_000, commit_max_records=200_000
+        bootstrap,
+        topic,
+        exactly_once=exactly_once,
+        consume_batch=10_000,
+        commit_max_records=200_000,
+        replication_factor=1,  # the project's broker is a single node
+        min_insync_replicas=1,
     )
     return Config(kafka=section, detector=DetectorSection(kind=PROCESSOR)).validate()
 

@@ -35,6 +35,11 @@ from fraudstream.errors import ConfigError
 from fraudstream.windows import to_millis
 
 ENV_PREFIX = "FRAUDSTREAM_"
+BOOTSTRAP_ENV = "FRAUDSTREAM_KAFKA_BOOTSTRAP_SERVERS"
+"""The one variable naming the brokers for every command (``--bootstrap`` wins over it, it wins
+over the configuration file); ``scripts/kafka up`` prints the line that exports it."""
+SCRIPT_VARIABLES = frozenset(f"FRAUDSTREAM_KAFKA_{name}" for name in ("PORT", "DIR", "VERSION", "TIMEOUT"))
+"""Variables of ``scripts/kafka``, not configuration keys: read without a warning."""
 log = logging.getLogger(__name__)
 
 
@@ -74,6 +79,15 @@ class KafkaSection:
     process with exit code 75, for its supervisor to restart it (``fraudstream run`` only)."""
     shutdown_timeout_ms: int = 20_000
     """After SIGTERM/SIGINT, the time to finish the open transaction before exiting with 75."""
+    replication_factor: int = 3
+    """Replicas of every topic fraudstream creates (the outputs; the input topic of ``produce``).
+    The default suits a cluster of three brokers or more; a single local broker needs 1."""
+    min_insync_replicas: int = 2
+    """``min.insync.replicas`` of the created topics: with ``acks=all`` (every producer here)
+    a write succeeds once this many replicas have it; 1 for a single broker."""
+    output_retention_ms: int = 7 * 24 * 3_600_000
+    """``retention.ms`` of the alerts, scored-transactions and dead-letter topics (-1: forever).
+    The changelog keeps its records until the pipeline deletes what a newer snapshot replaced."""
     client: dict[str, str] = field(default_factory=dict)
     """Extra librdkafka settings for every client (SASL/SSL pass through here)."""
 
@@ -184,6 +198,15 @@ class Config:
             raise ConfigError("kafka.alert_commit_min_interval_ms must be >= 0")
         if k.idle_timeout_ms < 0:
             raise ConfigError("kafka.idle_timeout_ms must be >= 0 (0 turns idle ticks off)")
+        if k.replication_factor < 1:
+            raise ConfigError(f"kafka.replication_factor must be >= 1, got {k.replication_factor}")
+        if not 1 <= k.min_insync_replicas <= k.replication_factor:
+            raise ConfigError(
+                f"kafka.min_insync_replicas must be in [1, kafka.replication_factor = "
+                f"{k.replication_factor}], got {k.min_insync_replicas}"
+            )
+        if k.output_retention_ms == 0 or k.output_retention_ms < -1:
+            raise ConfigError(f"kafka.output_retention_ms must be > 0 or -1, got {k.output_retention_ms}")
         d = self.detector
         if d.kind not in ("detector", "velocity") and ":" not in d.kind:
             raise ConfigError(
@@ -259,8 +282,13 @@ def _section(cls: type[T], name: str, values: Mapping[str, Any]) -> T:
     return obj
 
 
-def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:
-    """Reads ``path`` (optional), applies environment overrides, validates."""
+def load_config(
+    path: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Config:
+    """Reads ``path`` (optional), applies environment overrides, then ``overrides`` (command-line
+    options such as ``--bootstrap``: ``{"kafka": {"bootstrap_servers": ...}}``), validates."""
     data: dict[str, Any] = {}
     if path is not None:
         p = Path(path)
@@ -284,10 +312,16 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
             continue  # other FRAUDSTREAM_* variables (cache dirs, ...) are not configuration
         known = {f.name for f in fields(type(getattr(Config(), section)))}
         if key not in known:
-            # e.g. FRAUDSTREAM_KAFKA_PORT belongs to scripts/kafka, not to this configuration
-            log.warning("ignoring %s: [%s] has no key %r", var, section, key)
+            if var in SCRIPT_VARIABLES:  # scripts/kafka's own settings
+                continue
+            hint = f" (the brokers are named by {BOOTSTRAP_ENV})" if "BOOTSTRAP" in var else ""
+            log.warning("ignoring %s: [%s] has no key %r%s", var, section, key, hint)
             continue
         data.setdefault(section, {})[key] = value
+    for section, values in (overrides or {}).items():
+        if section not in sections:
+            raise ConfigError(f"unknown section [{section}]")
+        data.setdefault(section, {}).update({k: v for k, v in values.items() if v is not None})
     defaults = Config()
     built = {name: _section(type(getattr(defaults, name)), name, data.get(name, {})) for name in sections}
     return Config(**built).validate()

@@ -20,7 +20,9 @@ from confluent_kafka.admin import AdminClient
 # confluent_kafka.admin re-exports NewTopic without declaring it; import it from its home.
 from confluent_kafka.cimpl import NewTopic
 
-BOOTSTRAP_ENV = "FRAUDSTREAM_KAFKA_BOOTSTRAP"
+BOOTSTRAP_ENV = "FRAUDSTREAM_KAFKA_BOOTSTRAP_SERVERS"
+"""The variable every fraudstream command reads (scripts/test exports it)."""
+LEGACY_BOOTSTRAP_ENV = "FRAUDSTREAM_KAFKA_BOOTSTRAP"
 DEFAULT_BOOTSTRAP = "127.0.0.1:9092"
 ADMIN_TIMEOUT_S = 30.0
 
@@ -41,7 +43,7 @@ def _admin(bootstrap: str, *, quiet: bool = False) -> AdminClient:
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> str:
     """The broker's bootstrap address, checked to answer a metadata request."""
-    bootstrap = os.environ.get(BOOTSTRAP_ENV, DEFAULT_BOOTSTRAP)
+    bootstrap = os.environ.get(BOOTSTRAP_ENV) or os.environ.get(LEGACY_BOOTSTRAP_ENV) or DEFAULT_BOOTSTRAP
     admin = _admin(bootstrap, quiet=True)
     problem: str | None = None
     try:

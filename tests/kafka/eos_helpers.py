@@ -23,9 +23,12 @@ from fraudstream.kafka.schema import encode_transactions
 from fraudstream.kafka.task import ALERTS, PartitionTask
 
 Alert = tuple[int, str, int, int, int, int]  # card, rule, trigger txn, event time, partition, offset
+SINGLE_BROKER = {"replication_factor": 1, "min_insync_replicas": 1}
+"""The test broker is one node: the topics the pipeline creates have one replica."""
 
 
 def make_config(bootstrap: str, topic: str, **kafka: Any) -> Config:
+    kafka = {**SINGLE_BROKER, **kafka}
     section = KafkaSection.for_topic(bootstrap, topic, session_timeout_ms=2_000, **kafka)
     return Config(kafka=section).validate()
 

@@ -3,7 +3,9 @@
 The output topics (alerts, scored transactions, dead letters, changelog) are created when
 missing, with as many partitions as the input: partition ``p`` of every output belongs to
 input partition ``p`` (a card's records stay together, and the changelog of ``p`` is read on
-its own at restore).
+its own at restore). They are durable as configured: ``kafka.replication_factor`` replicas,
+``min.insync.replicas``, and ``kafka.output_retention_ms`` for the outputs; every producer of
+fraudstream writes with ``acks=all``.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from fraudstream.config import Config
-from fraudstream.errors import StreamError
+from fraudstream.errors import ConfigError, StreamError
 from fraudstream.kafka.client_log import logging_config
+from fraudstream.kafka.connect import check_brokers
 
 log = logging.getLogger(__name__)
 
@@ -33,34 +36,61 @@ def client_config(config: Config) -> dict[str, Any]:
     }
 
 
+def durable_topic(config: Config, name: str, partitions: int, **settings: str) -> NewTopic:
+    """A topic with the configured replication factor and ``min.insync.replicas`` (writes with
+    ``acks=all`` then survive the loss of ``replication_factor - min_insync_replicas`` brokers)."""
+    k = config.kafka
+    return NewTopic(
+        name,
+        num_partitions=partitions,
+        replication_factor=k.replication_factor,
+        config={"min.insync.replicas": str(k.min_insync_replicas), **settings},
+    )
+
+
 def output_topics(config: Config, partitions: int) -> list[NewTopic]:
     """The topics a pipeline writes (the scores topic only when it is on)."""
     k = config.kafka
     names = [k.alerts_topic, k.dead_letter_topic] + ([k.scores_topic] if k.scores_topic else [])
-    topics = [NewTopic(name, num_partitions=partitions, replication_factor=1) for name in names]
+    retention = str(k.output_retention_ms)
+    topics = [durable_topic(config, name, partitions, **{"retention.ms": retention}) for name in names]
+    # kept until the pipeline deletes what a newer snapshot made obsolete
     topics.append(
-        NewTopic(
+        durable_topic(
+            config,
             k.changelog_topic,
-            num_partitions=partitions,
-            replication_factor=1,
-            # kept until the pipeline deletes what a newer snapshot made obsolete
-            config={"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"},
+            partitions,
+            **{"cleanup.policy": "delete", "retention.ms": "-1", "retention.bytes": "-1"},
         )
     )
     return topics
 
 
+def check_replication(config: Config, brokers: int) -> None:
+    """A clear error, before any topic is created, when the cluster has fewer brokers than
+    ``kafka.replication_factor`` asks for (a single local broker needs 1)."""
+    k = config.kafka
+    if brokers < k.replication_factor:
+        raise ConfigError(
+            f"kafka.replication_factor = {k.replication_factor} but the cluster at {k.bootstrap_servers} "
+            f"has {brokers} broker{'s' if brokers != 1 else ''}; for a single local broker set "
+            "replication_factor = 1 and min_insync_replicas = 1 (examples/fraudstream.toml does, "
+            "or FRAUDSTREAM_KAFKA_REPLICATION_FACTOR=1 FRAUDSTREAM_KAFKA_MIN_INSYNC_REPLICAS=1)"
+        )
+
+
 def ensure_topics(config: Config, timeout: float = 30.0) -> int:
     """Creates the output topics when missing; returns the input topic's partition count."""
     k = config.kafka
+    meta = check_brokers(client_config(config))
     admin = AdminClient(client_config(config))
-    meta = admin.list_topics(timeout=timeout)
     if k.input_topic not in meta.topics or meta.topics[k.input_topic].error is not None:
         raise StreamError(f"input topic {k.input_topic!r} does not exist at {k.bootstrap_servers}")
     partitions = len(meta.topics[k.input_topic].partitions)
     missing = [t for t in output_topics(config, partitions) if t.topic not in meta.topics]
     if not missing:
         return partitions
+    check_replication(config, len(meta.brokers))
     for topic, future in admin.create_topics(missing, operation_timeout=timeout).items():
         try:
             future.result()

@@ -66,6 +66,7 @@ class TransactionalProducer:
                 **client_config(self.config),
                 **transactional,
                 "enable.idempotence": True,
+                "acks": "all",  # explicit: what min.insync.replicas of the output topics relies on
                 "linger.ms": 2,
                 "message.max.bytes": max(2 * self.config.decode.max_record_bytes, 1 << 20),
             }
