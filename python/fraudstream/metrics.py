@@ -33,6 +33,24 @@ class PipelineMetrics:
         self.backpressure = Counter(
             "fraudstream_backpressured_seconds", "Time spent waiting for a full producer queue", registry=r
         )
+        # the backpressure figures of the in-process queues (BoundedQueue.metrics()), for the
+        # Kafka loop: its input queue is the consumer's fetch queue, its output the producer's
+        self.input_queue = Gauge(
+            "fraudstream_input_queue_length",
+            "Records fetched from Kafka, waiting to be processed",
+            registry=r,
+        )
+        self.backpressured_ms_per_s = Gauge(
+            "fraudstream_backpressured_time_ms_per_second",
+            "Milliseconds per second spent waiting for a full producer queue (the last second)",
+            registry=r,
+        )
+        self.busy_ms_per_s = Gauge(
+            "fraudstream_busy_time_ms_per_second",
+            "Milliseconds per second spent processing records (the last second)",
+            registry=r,
+        )
+        self.busy = Counter("fraudstream_busy_seconds", "Time spent processing records", registry=r)
         self.lag = Gauge(
             "fraudstream_consumer_lag", "Records behind the end of the partition", ["partition"], registry=r
         )

@@ -25,6 +25,8 @@ latency budget rather than the interval.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import time
 from collections import defaultdict
@@ -72,6 +74,12 @@ class KafkaPipeline:
         self._alerts_pending = 0
         self._last_commit = time.monotonic()
         self._next_gauges = 0.0
+        self._gauge_from = {"busy": 0.0, "backpressure": 0.0}
+        self._gauge_partitions: set[int] = set()
+        self.busy_s = 0.0
+        """Seconds spent processing consumed records (decode, processor, sending)."""
+        self.input_queue = 0
+        """Records fetched by the consumer, waiting for the loop (librdkafka's statistics)."""
         self._assigned_at = 0.0
         self._counts_at_commit = {c: 0 for c in COMMITTED_COUNTS}
         common = client_config(config)
@@ -89,6 +97,9 @@ class KafkaPipeline:
                 # large fetches: the loop takes thousands of records per call
                 "max.partition.fetch.bytes": 8 << 20,
                 "fetch.max.bytes": 64 << 20,
+                # the fetch queue's length each second: the input queue gauge
+                "statistics.interval.ms": 1000,
+                "stats_cb": self._on_consumer_stats,
             }
         )
         self.watchdog = Watchdog(k.stuck_call_timeout_ms / 1000, k.shutdown_timeout_ms / 1000, self.stop)
@@ -131,11 +142,15 @@ class KafkaPipeline:
                     last_input = now
                     if self.stats.first_input_at is None:
                         self.stats.first_input_at = now
+                    busy_from = time.perf_counter()
                     self._process(msgs)
+                    self.busy_s += time.perf_counter() - busy_from
                 if k.idle_timeout_ms:
                     self._tick_idle()
                 if self._commit_due(now):
                     self._commit()
+                if now >= self._next_gauges:  # also while idle: lag falls to 0 once all is done
+                    self._update_gauges(now)
                 # idle since the later of the last record and the last assignment: a group join
                 # and restore that outlast the idle time must not end the run before it consumed
                 idle_s = now - max(last_input, self._assigned_at)
@@ -301,8 +316,32 @@ class KafkaPipeline:
         self._uncommitted = 0
         self._alerts_pending = 0
 
-    def _update_gauges(self) -> None:
-        """State size, watermarks and consumer lag (once a second: lag asks the client)."""
+    def _on_consumer_stats(self, text: str) -> None:
+        """librdkafka's statistics (each second): records fetched and waiting for the loop."""
+        try:
+            partitions = json.loads(text)["topics"][self.config.kafka.input_topic]["partitions"]
+            self.input_queue = sum(int(v.get("fetchq_cnt", 0)) for k, v in partitions.items() if k != "-1")
+        except (ValueError, KeyError, TypeError, AttributeError):
+            pass  # no assignment yet
+
+    def _update_gauges(self, now: float) -> None:
+        """State size, watermarks, consumer lag and the load gauges, once a second (lag asks the
+        client). Partitions no longer owned lose their labelled samples."""
+        elapsed = max(now - (self._next_gauges - 1.0), 1e-3) if self._next_gauges else 1.0
+        self._next_gauges = now + 1.0
+        m = self.metrics
+        m.input_queue.set(self.input_queue)
+        busy = self.busy_s - self._gauge_from["busy"]
+        waited = self.stats.backpressure_s - self._gauge_from["backpressure"]
+        m.busy.inc(busy)
+        m.busy_ms_per_s.set(1000 * busy / elapsed)
+        m.backpressured_ms_per_s.set(1000 * max(0.0, waited) / elapsed)
+        self._gauge_from = {"busy": self.busy_s, "backpressure": self.stats.backpressure_s}
+        for gone in self._gauge_partitions - set(self.tasks.tasks):
+            for gauge in (m.lag, m.watermark, m.watermark_lag):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(gone)
+        self._gauge_partitions = set(self.tasks.tasks)
         now_ms = time.time() * 1000
         keys = windows = nbytes = 0
         for p, task in self.tasks.tasks.items():
