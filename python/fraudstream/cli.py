@@ -4,7 +4,12 @@ Subcommands:
   demo      fraud detection on a generated card stream with injected fraud (no Kafka needed)
   run       the exactly-once Kafka pipeline (``--config fraudstream.toml``)
   produce   load generator: seeded transactions into a Kafka topic at a given rate
+  alerts    the committed alerts (scored transactions, dead letters) as a reader sees them
+  simulate  the handbook's transaction simulator, to a parquet file
   bench     the window engine against a plain-Python loop on the same data
+
+The brokers: ``--bootstrap``, else ``FRAUDSTREAM_KAFKA_BOOTSTRAP_SERVERS``, else the
+configuration file's ``kafka.bootstrap_servers``, else 127.0.0.1:9092.
 
 Exit codes: 0 success, 2 configuration error, 3 Kafka connection error, 1 anything else.
 """
@@ -15,7 +20,6 @@ import argparse
 import json
 import logging
 import sys
-import time
 from collections.abc import Sequence
 
 from fraudstream import __version__
@@ -23,8 +27,11 @@ from fraudstream import __version__
 EPILOG = """examples:
   fraudstream demo                  # catch injected fraud in 200k generated transactions
   fraudstream demo --events 1000000 --rate 50000 --out /tmp/demo
-  fraudstream produce --topic transactions --events 100000 --rate 20000
-  fraudstream run --config fraudstream.toml
+  export FRAUDSTREAM_KAFKA_BOOTSTRAP_SERVERS=$(scripts/kafka up)
+  fraudstream produce --config examples/fraudstream.toml --events 100000 --rate 20000
+  fraudstream run --config examples/fraudstream.toml --idle-exit 10
+  fraudstream alerts --config examples/fraudstream.toml
+  fraudstream simulate --handbook --out handbook.parquet
   fraudstream --version
 """
 
@@ -57,11 +64,15 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     from fraudstream.config import load_config
+    from fraudstream.kafka.connect import check_brokers
     from fraudstream.kafka.pipeline import KafkaPipeline
+    from fraudstream.kafka.status import StatusReporter
+    from fraudstream.kafka.topics import client_config
 
-    config = load_config(args.config)
+    config = load_config(args.config, overrides=_kafka_overrides(args))
     if args.metrics_port is not None:
         config.metrics.port = args.metrics_port
+    check_brokers(client_config(config))  # an unreachable address: one line, exit 3, in seconds
     pipeline = KafkaPipeline(config)
     k = config.kafka
     logger = logging.getLogger("fraudstream")
@@ -77,84 +88,71 @@ def _run(args: argparse.Namespace) -> int:
         "" if args.idle_exit is None else f", or {args.idle_exit:g} s without input",
     )
     if pipeline.metrics.port:
-        logger.info("metrics on http://127.0.0.1:%d/metrics", pipeline.metrics.port)
+        logger.info("metrics on http://%s:%d/metrics", config.metrics.host, pipeline.metrics.port)
 
     # SIGTERM/SIGINT finish the open transaction; a stuck client or shutdown ends the process
     pipeline.watchdog.handle_signals()
     pipeline.watchdog.start()
+    show_status = sys.stderr.isatty() if args.status is None else args.status
+    status = StatusReporter(pipeline, args.status_interval).start() if show_status else None
     try:
         stats = pipeline.run(idle_exit_s=args.idle_exit, max_seconds=args.max_seconds)
     finally:
+        if status is not None:
+            status.close()
         pipeline.watchdog.close()
     print(json.dumps(stats.as_dict()))
     return 0
 
 
+def _kafka_overrides(args: argparse.Namespace, **kafka: object) -> dict[str, dict[str, object]]:
+    """Command-line settings that win over the environment and the file (``--bootstrap``...)."""
+    return {"kafka": {"bootstrap_servers": getattr(args, "bootstrap", None), **kafka}}
+
+
 def _produce(args: argparse.Namespace) -> int:
-    from confluent_kafka import Producer
-    from confluent_kafka.admin import AdminClient
-    from confluent_kafka.cimpl import NewTopic
+    from fraudstream.config import load_config
+    from fraudstream.kafka.produce import ProduceOptions, produce
 
+    config = load_config(args.config, overrides=_kafka_overrides(args, input_topic=args.topic))
+    options = ProduceOptions(
+        events=args.events,
+        cards=args.cards,
+        fraud_share=args.fraud_share,
+        days=args.days,
+        labels=args.labels,
+        rate=args.rate,
+        partitions=args.partitions,
+        seed=args.seed,
+        start_id=args.start_id,
+        start_time=str(args.start_ms) if args.start_ms is not None else args.start_time,
+    )
+    produce(config, options)
+    return 0
+
+
+def _alerts(args: argparse.Namespace) -> int:
+    from fraudstream.config import load_config
+    from fraudstream.kafka.reader import print_records
+
+    kind = "scores" if args.scores else "dead-letters" if args.dead_letters else "alerts"
+    topic_key = {"alerts": "alerts_topic", "scores": "scores_topic", "dead-letters": "dead_letter_topic"}
+    overrides = _kafka_overrides(args, **{topic_key[kind]: args.topic})
+    config = load_config(args.config, overrides=overrides)
+    print_records(config, kind, follow=args.follow, fmt=args.format, limit=args.max)
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
     from fraudstream.errors import ConfigError
-    from fraudstream.generator import labelled_transactions
-    from fraudstream.kafka.schema import encode_transactions
+    from fraudstream.fraud.handbook_simulator import SimulatorOptions, simulate_to_parquet
 
-    if args.events < 1 or args.cards < 1:
-        raise ConfigError(f"--events and --cards must be >= 1, got {args.events} and {args.cards}")
-    if not 0.0 <= args.fraud_share < 0.5:
-        raise ConfigError(f"--fraud-share must be in [0, 0.5), got {args.fraud_share}")
-    if args.days is not None and args.days * 24 < 1:
-        raise ConfigError(f"--days must span at least an hour, got {args.days}")
-    try:
-        traffic = labelled_transactions(
-            args.events, cards=args.cards, days=args.days, compromised=args.fraud_share, seed=args.seed
-        )
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    stats = traffic.statistics()
-    times = traffic.columns["event_time"]
-    # event times end now (or start at --start-ms): a pipeline's wall-clock idle ticks and
-    # watermark-lag metrics then read this traffic as live
-    shift = (
-        args.start_ms - int(times.min())
-        if args.start_ms is not None
-        else int(time.time() * 1000) - int(times.max())
+    if not args.handbook:
+        raise ConfigError("choose a simulator: --handbook (the only one so far)")
+    options = SimulatorOptions(
+        customers=args.customers, terminals=args.terminals, days=args.days, start_date=args.start_date
     )
-    traffic.columns["event_time"] = times + shift
-    admin = AdminClient({"bootstrap.servers": args.bootstrap})
-    if args.topic not in admin.list_topics(timeout=10).topics:
-        futures = admin.create_topics(
-            [NewTopic(args.topic, num_partitions=args.partitions, replication_factor=1)]
-        )
-        for future in futures.values():
-            future.result()
-    data = traffic.columns if args.labels else {k: v for k, v in traffic.columns.items() if k != "fraud"}
-    producer = Producer({"bootstrap.servers": args.bootstrap, "linger.ms": 5, "enable.idempotence": True})
-    began = time.perf_counter()
-    chunk = 10_000
-    for lo in range(0, args.events, chunk):
-        cols = {k: v[lo : lo + chunk] for k, v in data.items()}
-        for key, value in zip(cols["card_id"].tolist(), encode_transactions(cols), strict=True):
-            while True:
-                try:
-                    producer.produce(args.topic, key=str(key).encode(), value=value)
-                    break
-                except BufferError:
-                    producer.poll(0.05)
-        producer.poll(0)
-        if args.rate:
-            ahead = (lo + chunk) / args.rate - (time.perf_counter() - began)
-            if ahead > 0:
-                time.sleep(ahead)
-    producer.flush(60)
-    elapsed = time.perf_counter() - began
-    print(
-        f"produced {args.events:,} transactions to {args.topic} in {elapsed:.1f} s "
-        f"({args.events / elapsed:,.0f}/s): {stats['days']:.1f} days of event time on {args.cards:,} cards, "
-        f"{stats['compromised_cards']} compromised ({stats['compromised_share']:.2%}), "
-        f"{stats['fraudulent_transactions']:,} fraudulent transactions"
-        + ("" if args.labels else " (labels not sent)")
-    )
+    simulate_to_parquet(options, args.out)
     return 0
 
 
@@ -163,6 +161,16 @@ def _bench(args: argparse.Namespace) -> int:
 
     print(json.dumps(run(args.events, args.python_events, args.repeat)))
     return 0
+
+
+def _bootstrap_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--bootstrap",
+        default=None,
+        metavar="HOST:PORT[,...]",
+        help="the brokers (default: FRAUDSTREAM_KAFKA_BOOTSTRAP_SERVERS, else the config file, "
+        "else 127.0.0.1:9092)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -207,11 +215,21 @@ def build_parser() -> argparse.ArgumentParser:
         "SIGTERM/Ctrl-C (which commit the open interval first), --idle-exit or --max-seconds.",
     )
     run.add_argument("--config", help="TOML configuration file (environment: FRAUDSTREAM_<SECTION>_<KEY>)")
+    _bootstrap_arg(run)
     run.add_argument(
         "--idle-exit", type=float, default=None, help="exit after this many seconds without input"
     )
     run.add_argument("--max-seconds", type=float, default=None, help="exit after this many seconds")
     run.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port")
+    run.add_argument(
+        "--status",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="a status line every few seconds on stderr (default: when stderr is a terminal)",
+    )
+    run.add_argument(
+        "--status-interval", type=float, default=5.0, help="seconds between status lines (default 5)"
+    )
     run.set_defaults(run=_run)
 
     prod = sub.add_parser(
@@ -223,10 +241,13 @@ def build_parser() -> argparse.ArgumentParser:
         'slow spreads, card testing, sprees, cash-outs). Each message carries its label as "fraud": 0|1 '
         "(ignored by the decoder) for evaluating alerts against.",
     )
-    prod.add_argument("--bootstrap", default="127.0.0.1:9092")
-    prod.add_argument("--topic", default="transactions")
-    prod.add_argument("--events", type=int, default=100_000)
-    prod.add_argument("--cards", type=int, default=10_000)
+    prod.add_argument("--config", help="TOML configuration file: the brokers, the input topic, replication")
+    _bootstrap_arg(prod)
+    prod.add_argument(
+        "--topic", default=None, help="topic to send to (default: kafka.input_topic, transactions)"
+    )
+    prod.add_argument("--events", type=int, default=100_000, help="transactions to send (default 100000)")
+    prod.add_argument("--cards", type=int, default=10_000, help="cards (default 10000)")
     prod.add_argument(
         "--fraud-share", type=float, default=0.003, help="share of the cards compromised (default 0.003)"
     )
@@ -239,16 +260,76 @@ def build_parser() -> argparse.ArgumentParser:
     prod.add_argument(
         "--no-labels", dest="labels", action="store_false", help='leave the "fraud" label out of the messages'
     )
-    prod.add_argument("--rate", type=float, default=0.0, help="events per second (0: as fast as possible)")
-    prod.add_argument("--partitions", type=int, default=6, help="partitions when the topic is created")
-    prod.add_argument("--seed", type=int, default=0)
     prod.add_argument(
-        "--start-ms",
+        "--rate",
+        type=float,
+        default=0.0,
+        help="records per second of wall clock, paced smoothly (0: as fast as possible)",
+    )
+    prod.add_argument(
+        "--partitions", type=int, default=6, help="partitions when the topic is created (default 6)"
+    )
+    prod.add_argument("--seed", type=int, default=0, help="random seed of the traffic (default 0)")
+    prod.add_argument(
+        "--start-id",
         type=int,
         default=None,
-        help="event time of the first transaction, epoch ms (default: the traffic ends now)",
+        help="first transaction id (default: after the highest id at the end of the topic, so runs continue)",
     )
+    prod.add_argument(
+        "--start-time",
+        default=None,
+        help="first event time: 'now', ISO 8601 (UTC unless it says) or epoch ms "
+        "(default: the traffic ends now)",
+    )
+    prod.add_argument("--start-ms", type=int, default=None, help=argparse.SUPPRESS)  # older spelling
     prod.set_defaults(run=_produce)
+
+    al = sub.add_parser(
+        "alerts",
+        help="the committed alerts (or scored transactions, dead letters)",
+        description="Prints the records the pipeline committed to its alerts topic (--scores: the scored "
+        "transactions, --dead-letters: the dead letters), read with isolation.level=read_committed from the "
+        "beginning of every partition: what any downstream consumer sees. Stops at the end of the topic "
+        "and says how many it read, or with --follow keeps printing new ones until Ctrl-C. Joins no "
+        "consumer group and commits nothing.",
+    )
+    al.add_argument("--config", help="TOML configuration file: the brokers and the topic names")
+    _bootstrap_arg(al)
+    which = al.add_mutually_exclusive_group()
+    which.add_argument("--scores", action="store_true", help="the scored transactions (kafka.scores_topic)")
+    which.add_argument(
+        "--dead-letters", action="store_true", help="the dead letters (kafka.dead_letter_topic)"
+    )
+    al.add_argument("--topic", default=None, help="read this topic instead of the configured one")
+    al.add_argument("--follow", "-f", action="store_true", help="keep printing newly committed records")
+    al.add_argument(
+        "--format",
+        choices=("json", "table"),
+        default=None,
+        help="JSON lines or a readable table (default: a table on a terminal, JSON lines otherwise)",
+    )
+    al.add_argument("--max", type=int, default=None, help="stop after this many records")
+    al.set_defaults(run=_alerts)
+
+    sim = sub.add_parser(
+        "simulate",
+        help="the handbook's transaction simulator, to a parquet file",
+        description="Runs the transaction data simulator of 'Reproducible Machine Learning for Credit Card "
+        "Fraud Detection - Practical Handbook' (chapter 3.2): customer and terminal profiles on a 100x100 "
+        "grid, transactions of each customer at terminals within radius 5, and its three fraud scenarios "
+        "(amounts above 220; two compromised terminals a day for 28 days; three compromised customers a "
+        "day for 14 days, a third of their transactions at 5x the amount). With the defaults it draws "
+        "the same random numbers as the handbook's code, so it reproduces the published dataset; the "
+        "file is in the format fraudstream evaluate/train/features read (--data).",
+    )
+    sim.add_argument("--handbook", action="store_true", help="the handbook's simulator (required)")
+    sim.add_argument("--out", required=True, help="parquet file to write")
+    sim.add_argument("--customers", type=int, default=5_000, help="customers (default 5000)")
+    sim.add_argument("--terminals", type=int, default=10_000, help="terminals (default 10000)")
+    sim.add_argument("--days", type=int, default=183, help="days (default 183)")
+    sim.add_argument("--start-date", default="2018-04-01", help="first day (default 2018-04-01)")
+    sim.set_defaults(run=_simulate)
 
     bench = sub.add_parser("bench", help="the window engine against a plain-Python loop, in this run")
     bench.add_argument("--events", type=int, default=2_000_000)
@@ -262,7 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from fraudstream.errors import ConfigError
+    from fraudstream.errors import ConfigError, StreamError
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -279,6 +360,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if type(exc).__module__.startswith("confluent_kafka") or "Kafka" in type(exc).__name__:
             print(f"fraudstream: Kafka error: {exc}", file=sys.stderr)
             return 3
+        if isinstance(exc, StreamError):  # said in one line, as the others
+            print(f"fraudstream: error: {exc}", file=sys.stderr)
+            return 1
         raise
     return result
 

@@ -1,12 +1,13 @@
-"""Prints the committed alerts of a topic, as a ``read_committed`` consumer sees them.
+"""Prints the committed alerts of a topic, as a ``read_committed`` consumer sees them
+(``fraudstream alerts`` does the same and more), and reads topics to their end for the checks
+of the tests and the chaos benchmark.
 
-python -m fraudstream.kafka.read_alerts --topic alerts [--bootstrap 127.0.0.1:9092] [--follow]
+python -m fraudstream.kafka.read_alerts [--topic alerts] [--bootstrap HOST:PORT] [--follow]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 import uuid
@@ -68,34 +69,33 @@ def read_to_end(
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The older spelling of ``fraudstream alerts`` (:mod:`fraudstream.kafka.reader`), kept working."""
+    from fraudstream.config import load_config
+    from fraudstream.errors import ConfigError, StreamError
+    from fraudstream.kafka.connect import KafkaUnreachableError
+    from fraudstream.kafka.reader import print_records
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--bootstrap", default="127.0.0.1:9092")
-    ap.add_argument("--topic", default="alerts")
+    ap.add_argument(
+        "--bootstrap", default=None, help="brokers (default: FRAUDSTREAM_KAFKA_BOOTSTRAP_SERVERS)"
+    )
+    ap.add_argument("--topic", default=None, help="topic to read (default: kafka.alerts_topic)")
     ap.add_argument("--follow", action="store_true", help="keep waiting for new alerts")
     args = ap.parse_args(argv)
-    consumer = Consumer(
-        {
-            "bootstrap.servers": args.bootstrap,
-            "group.id": f"read-alerts-{uuid.uuid4().hex[:8]}",
-            "isolation.level": "read_committed",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-        }
-    )
-    consumer.subscribe([args.topic])
-    idle = 0
     try:
-        while args.follow or idle < 5:
-            msgs = consumer.consume(500, timeout=1.0)
-            idle = 0 if msgs else idle + 1
-            for m in msgs:
-                value = m.value()
-                if m.error() is None and value is not None:
-                    print(json.dumps(json.loads(value)), flush=True)
-    except (KeyboardInterrupt, BrokenPipeError):  # Ctrl-C, or piped into `head`
-        pass
-    finally:
-        consumer.close()
+        config = load_config(
+            None, overrides={"kafka": {"bootstrap_servers": args.bootstrap, "alerts_topic": args.topic}}
+        )
+        print_records(config, "alerts", follow=args.follow, fmt="json")
+    except ConfigError as exc:
+        print(f"read_alerts: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KafkaUnreachableError as exc:
+        print(f"read_alerts: Kafka error: {exc}", file=sys.stderr)
+        return 3
+    except StreamError as exc:
+        print(f"read_alerts: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
