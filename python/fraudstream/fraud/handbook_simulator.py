@@ -165,17 +165,17 @@ def simulate(options: SimulatorOptions | None = None) -> Columns:
                 np.asarray(amount, dtype=np.float64),
             )
         )
-    seconds, customer, terminal, amount = (np.concatenate([p[i] for p in parts]) for i in range(4))
-    order = np.argsort(seconds, kind="stable")  # ties: customer, then generation order
-    seconds, customer, terminal, amount = seconds[order], customer[order], terminal[order], amount[order]
-    days = seconds // DAY_S
-    fraud, scenario = add_frauds(days, customer, terminal, amount, o.customers, o.terminals)
+    cols = [np.concatenate([p[i] for p in parts]) for i in range(4)]
+    order = np.argsort(cols[0], kind="stable")  # ties: customer, then generation order
+    t, customer_ids, terminal_ids, amounts = (c[order] for c in cols)
+    days = t // DAY_S
+    fraud, scenario = add_frauds(days, customer_ids, terminal_ids, amounts, o.customers, o.terminals)
     return {
-        "TRANSACTION_ID": np.arange(len(seconds), dtype=np.int64),
-        "TX_TIME_MS": o.start_ms + seconds * 1000,
-        "CUSTOMER_ID": customer,
-        "TERMINAL_ID": terminal,
-        "TX_AMOUNT": amount,
+        "TRANSACTION_ID": np.arange(len(t), dtype=np.int64),
+        "TX_TIME_MS": o.start_ms + t * 1000,
+        "CUSTOMER_ID": customer_ids,
+        "TERMINAL_ID": terminal_ids,
+        "TX_AMOUNT": amounts,
         "TX_FRAUD": fraud,
         "TX_FRAUD_SCENARIO": scenario,
     }

@@ -13,7 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, ClusterMetadata
+from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin._metadata import ClusterMetadata
 
 from fraudstream.config import BOOTSTRAP_ENV
 from fraudstream.errors import StreamError
@@ -37,9 +38,10 @@ def check_brokers(settings: dict[str, Any], timeout: float = CONNECT_TIMEOUT_S) 
         if text not in failures:
             failures.append(text)
 
-    quiet = {k: v for k, v in settings.items() if k not in ("logger", "error_cb")}
+    quiet: dict[str, Any] = {k: v for k, v in settings.items() if k not in ("logger", "error_cb")}
     # its own client, silent: what went wrong is summarised in the exception instead
-    admin = AdminClient({**quiet, "log_level": 0, "error_cb": collect})
+    quiet.update({"log_level": 0, "error_cb": collect})
+    admin = AdminClient(quiet)
     try:
         metadata = admin.list_topics(timeout=timeout)
     except KafkaException as exc:

@@ -145,8 +145,9 @@ def produce(config: Config, options: ProduceOptions, say: Callable[[str], None] 
         start_id = options.start_id or 0
     else:
         partitions = sorted(meta.topics[topic].partitions)
-        start_id = options.start_id
-        if start_id is None:
+        if options.start_id is not None:
+            start_id = options.start_id
+        else:
             last = last_txn_id(settings, topic, partitions)
             start_id = 0 if last is None else last + 1
     try:

@@ -182,7 +182,14 @@ def _read(
                     if err.fatal():
                         raise KafkaException(err)
                     continue  # transient; the client retries
-                yield m.partition() or 0, m.offset() or 0, m.value(), m.headers() or []
+                headers = m.headers() or []
+                pairs = list(headers.items()) if isinstance(headers, dict) else headers
+                yield (
+                    m.partition() or 0,
+                    m.offset() or 0,
+                    m.value(),
+                    [(k, v.encode() if isinstance(v, str) else v) for k, v in pairs],
+                )
     finally:
         consumer.close()
 
