@@ -294,9 +294,6 @@ class KafkaPipeline:
         self.stats.last_commit_at = self._last_commit
         self.metrics.commits.inc()
         self.metrics.commit_latency.observe((self._last_commit - began) * 1000)
-        if self._last_commit >= self._next_gauges:
-            self._next_gauges = self._last_commit + 1.0
-            self._update_gauges()
 
     def _abort_and_rewind(self, lost: frozenset[int] = frozenset()) -> None:
         """Aborts the open transaction and puts every partition still owned back to the last
