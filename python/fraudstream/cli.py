@@ -33,6 +33,9 @@ EPILOG = """examples:
   fraudstream alerts --config examples/fraudstream.toml
   fraudstream simulate --handbook --out handbook.parquet
   fraudstream --version
+
+the brokers (produce, run, alerts): --bootstrap HOST:PORT, else FRAUDSTREAM_KAFKA_BOOTSTRAP_SERVERS,
+else kafka.bootstrap_servers of the --config file, else 127.0.0.1:9092
 """
 
 
@@ -212,7 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
         "the fraud detector: rules, streaming features and the shipped model) on each input partition, "
         "and commits the alerts, one scored record per transaction, the dead letters, the state "
         "changelog and the input offsets in one Kafka transaction per interval. Blocks until "
-        "SIGTERM/Ctrl-C (which commit the open interval first), --idle-exit or --max-seconds.",
+        "SIGTERM/Ctrl-C (which commit the open interval first), --idle-exit or --max-seconds; on a terminal "
+        "it prints a status line every few seconds (consumed/s, alerts, lag, commit p99, watermark), and "
+        "its last line is the run's counters as JSON. A broker that does not answer within 8 s: one line "
+        "naming its address, exit status 3.",
     )
     run.add_argument("--config", help="TOML configuration file (environment: FRAUDSTREAM_<SECTION>_<KEY>)")
     _bootstrap_arg(run)
