@@ -13,6 +13,7 @@
 //! - [`decode`]: JSON message batches to columns, bad records to the dead-letter output.
 //! - [`queue`]: the bounded queue with backpressure between pipeline stages.
 //! - [`snapshot`]: versioned state bytes.
+//! - [`join`]: the event-time temporal join over a versioned table; the lookup join.
 //! - [`features`]: per-card and per-terminal rolling fraud features with delayed labels; model scoring.
 //!
 //! Semantics follow Apache Flink's event-time windows; see `docs/semantics.md`.
@@ -23,6 +24,7 @@ pub mod decode;
 pub mod engine;
 pub mod error;
 pub mod features;
+pub mod join;
 pub mod predicate;
 pub mod prefetch;
 pub mod queue;

@@ -10,6 +10,7 @@ mod engine;
 mod errors;
 mod features;
 mod queue;
+mod temporal_join;
 
 use pyo3::prelude::*;
 
@@ -24,6 +25,8 @@ mod _core {
     use super::features::{FeatureEngine, ModelScorer};
     #[pymodule_export]
     use super::queue::BoundedQueue;
+    #[pymodule_export]
+    use super::temporal_join::{LookupTable, TemporalJoin};
 
     use pyo3::prelude::*;
 
