@@ -82,7 +82,7 @@ def test_incident_shapes() -> None:
     traffic = labelled_transactions(60_000, cards=6_000, story=True, incidents={k: 4 for k in SHAPES}, seed=5)
     c = traffic.columns
     assert [i.kind for i in traffic.incidents] == ["story", *[k for k in SHAPES for _ in range(4)]]
-    assert set(KINDS) == {i.kind for i in traffic.incidents}
+    assert {"story", *SHAPES} == {i.kind for i in traffic.incidents} < set(KINDS)
     for inc in traffic.incidents:
         rows = np.flatnonzero(c["incident"] == inc.id)
         countries = set(c["country"][rows].tolist())
@@ -131,6 +131,17 @@ def test_normal_cards_travel_and_some_are_busy_enough_that_a_count_rule_over_ale
     pairs = np.unique(np.stack([normal["card_id"], normal["country"]]), axis=1)
     countries = np.bincount(pairs[0])
     assert 0.05 < (countries >= 2).mean() < 0.6, "some cards leave home, most stay"
+
+
+def test_some_normal_cards_are_replaced_by_new_numbers_during_the_traffic() -> None:
+    c = TRAFFIC.columns
+    old = np.unique(c["card_id"][c["card_id"] >= 2 * TRAFFIC.cards])
+    assert 0.005 < len(old) / TRAFFIC.cards < 0.04, "about 2% of the cards"
+    for number in old[:20].tolist():
+        new = number - 2 * TRAFFIC.cards
+        before = c["event_time"][c["card_id"] == number]
+        after = c["event_time"][(c["card_id"] == new) & (c["fraud"] == 0)]
+        assert len(after) == 0 or int(before.max()) <= int(after.min()), "the old number until the new one"
 
 
 def test_messages_decode_as_before_with_the_label_beside_them() -> None:

@@ -77,7 +77,11 @@ STORY_COUNTRIES = ("FR", "DE", "ES", "IT")
 
 SHAPES: dict[str, float] = {"burst": 0.25, "spread": 0.15, "testing": 0.25, "spree": 0.20, "cashout": 0.15}
 """Incident shapes and their shares when drawn at random (see :func:`labelled_transactions`)."""
-KINDS = ("story", *SHAPES)
+FAMILIES: dict[str, float] = {"card_testing": 0.25, "drain": 0.20, "multi_country": 0.35, "online": 0.20}
+"""The scenario families with randomized parameters (:func:`scenario_traffic`), and their
+shares: 8-40 fraudulent transactions over 20 min - 12 h in 2-6 countries, amounts 1-20x the
+card's habit (see :func:`_family`)."""
+KINDS = ("story", *SHAPES, *FAMILIES)
 
 TERMINALS_PER_COUNTRY = 20_000
 """Physical terminals per country: slots ``0 .. TERMINALS_PER_COUNTRY``."""
@@ -101,6 +105,10 @@ class Incident:
     """Event time of its first and last transaction."""
     last_ms: int
     transactions: int
+    history: bool = True
+    """False: the card is first seen during the attack (no normal traffic of its own)."""
+    amount: float = 0.0
+    """The fraudulent transactions' total amount."""
 
 
 @dataclass
@@ -202,10 +210,18 @@ class _Cards:
     """``trip_start == trip_end``: no trip."""
     trip_countries: npt.NDArray[np.int64]
     trip_legs: npt.NDArray[np.int64]
+    first_use: npt.NDArray[np.int64]
+    """When the card's number was issued (most cards: at the start); before it, the card
+    transacts under its old number."""
 
 
 def _card_profiles(
-    rng: np.random.Generator, cards: int, start_ms: int, span_ms: int, travel_per_card_day: float
+    rng: np.random.Generator,
+    cards: int,
+    start_ms: int,
+    span_ms: int,
+    travel_per_card_day: float,
+    new_cards: float = 0.0,
 ) -> _Cards:
     home = rng.choice(len(COUNTRIES), cards, p=_country_weights()).astype(np.int64)
     other = _abroad(rng, home, 3)
@@ -225,6 +241,15 @@ def _card_profiles(
         trip_end=np.where(travels, trip_start + duration, trip_start),
         trip_countries=_abroad(rng, home, 3),
         trip_legs=rng.choice(np.array([1, 2, 3], np.int64), cards, p=[0.6, 0.3, 0.1]),
+        first_use=(
+            np.where(
+                rng.random(cards) < new_cards,
+                start_ms + (rng.random(cards) * span_ms).astype(np.int64),
+                start_ms,
+            )
+            if new_cards > 0
+            else np.full(cards, start_ms, np.int64)
+        ),
     )
 
 
@@ -276,6 +301,9 @@ def _normal(
     )
     amount = p.habit[card] * rng.lognormal(0.0, 0.6, n)
     amount = np.where(rng.random(n) < 0.01, amount * rng.uniform(4.0, 12.0, n), amount)
+    # a card replaced during the span: the old number (2 x cards + card) until the new one's
+    # first use, the card's own number after it
+    card = np.where(ts < p.first_use[card], 2 * cards + card, card)
     return {
         "card": card,
         "ts": ts.astype(np.int64),
@@ -336,6 +364,61 @@ def _incident(
     raise ValueError(f"unknown incident kind {kind!r}; expected one of {KINDS}")
 
 
+def _family(rng: np.random.Generator, kind: str, home: int, habit: float) -> tuple[np.ndarray[Any, Any], ...]:
+    """Offsets, countries, amounts and terminal slots of one incident of a scenario family
+    (:data:`FAMILIES`), parameters drawn at random:
+
+    - 8-40 transactions at uniform times over 20 min - 12 h (log-uniform), the first at 0;
+    - 2-6 countries, foreign but for the card's own country in 30% of incidents; visited in
+      turn (a cloned card on the move) or interleaved (clones used at once), half and half;
+    - amounts ``habit x m`` with ``m`` log-uniform in 1-20 per incident (log-normal
+      scatter, sigma 0.35).
+
+    Families: ``multi_country``: a new physical terminal for every transaction;
+    ``online``: online merchants; ``drain``: one foreign terminal takes 70-100% of the
+    transactions (withdrawals in tens); ``card_testing``: 3-10 tiny online payments
+    (0.50-3.00) in the first fifth of the time, then the rest at 3-20x the habit.
+    """
+    k = int(rng.integers(8, 41))
+    span = int(np.exp(rng.uniform(np.log(20 * MINUTE_MS), np.log(12 * HOUR_MS))))
+    t = np.sort(rng.integers(0, span + 1, k))
+    t -= t[0]
+    spread = int(rng.integers(2, 7))
+    places = _abroad(rng, np.array([home]), spread)[0]
+    if rng.random() < 0.3:
+        places[-1] = home
+    visit = np.r_[np.arange(spread), rng.integers(0, spread, k - spread)]
+    rng.shuffle(visit)
+    if rng.random() < 0.5:
+        visit = np.sort(visit)
+    where = places[visit]
+    m = float(np.exp(rng.uniform(0.0, np.log(20.0))))
+    amount = habit * m * rng.lognormal(0.0, 0.35, k)
+    slot = rng.integers(0, TERMINALS_PER_COUNTRY, k)
+    online = ONLINE_SLOT + rng.integers(0, ONLINE_MERCHANTS, k)
+    if kind == "online":
+        slot = online
+    elif kind == "drain":
+        main = rng.random(k) < rng.uniform(0.7, 1.0)
+        main[0] = True
+        where = np.where(main, places[0], where)
+        slot = np.where(main, slot[0], slot)
+        amount = np.maximum(20.0, np.round(amount / 10.0) * 10.0)
+    elif kind == "card_testing":
+        tests = int(rng.integers(3, min(10, k - 3) + 1))
+        t = np.r_[
+            np.sort(rng.integers(0, span // 5 + 1, tests)),
+            np.sort(rng.integers(span // 5, span + 1, k - tests)),
+        ]
+        t -= t[0]
+        big = float(np.exp(rng.uniform(np.log(3.0), np.log(20.0))))
+        amount = np.r_[rng.uniform(0.5, 3.0, tests), habit * big * rng.lognormal(0.0, 0.35, k - tests)]
+        slot = np.where(np.arange(k) < tests, online, np.where(rng.random(k) < 0.5, online, slot))
+    elif kind != "multi_country":
+        raise ValueError(f"unknown scenario family {kind!r}; expected one of {list(FAMILIES)}")
+    return t, where, np.round(np.maximum(amount, 0.5), 2), slot
+
+
 def labelled_transactions(
     events: int,
     *,
@@ -343,9 +426,13 @@ def labelled_transactions(
     days: float | None = None,
     compromised: float = 0.003,
     incidents: Mapping[str, int] | None = None,
+    mix: Mapping[str, float] | None = None,
+    first_seen: float = 0.0,
     story: bool = False,
     per_card_day: float = 3.0,
     travel_per_card_day: float = 0.01,
+    new_cards: float = 0.02,
+    warm_up: float | None = None,
     online_share: float = 0.12,
     disorder_ms: int = 5_000,
     start_ms: int = DEFAULT_START_MS,
@@ -360,7 +447,10 @@ def labelled_transactions(
     them at big merchants abroad (:data:`ONLINE_HUBS`). Activity is heavy-tailed (log-normal,
     sigma 1.2, capped at 40x the median: the busiest 1% of cards transact ~15x the median),
     a third of transactions follow the card's previous one within minutes (a shopping trip),
-    times are denser by day.
+    times are denser by day. ``new_cards`` of the cards are replaced during the span (at a
+    uniform time: before it the card transacts under its old number, ``2 x cards + card``,
+    after it under its own, first seen then): new card numbers in normal traffic too, so that
+    a card without history is not fraud by itself.
     Amounts are log-normal around each card's habit (median 35), with 1% large purchases at
     4-12x. Terminals: six favourites per card at home for 70% of home purchases.
 
@@ -372,7 +462,13 @@ def labelled_transactions(
     ``spread`` (12-25 small ones in 3-4 foreign countries over 3-8 h), ``testing`` (3-8
     tiny online payments within half an hour, then 1-3 at 10-30x the habit),
     ``spree`` (3-5 at 8-20x the habit at home within the hour), ``cashout`` (3-6
-    withdrawals in one foreign country over 1-4 h).
+    withdrawals in one foreign country over 1-4 h). ``mix`` ({kind: share}) draws from
+    other kinds, such as the scenario families (:data:`FAMILIES`, :func:`_family`);
+    ``first_seen`` of the incidents happen on card numbers first seen during the attack
+    (ids from ``cards`` on, no normal traffic), the others on normal cards with history.
+
+    Incidents start after a warm-up: ``warm_up`` days (default: a quarter of the span, at
+    most a day); the story's 2 hours after it when ``warm_up`` is given.
 
     Time: ``days`` of event time from ``start_ms`` (default: ``events / (cards *
     per_card_day)``). Every transaction arrives within ``disorder_ms`` of its event time, so
@@ -388,41 +484,63 @@ def labelled_transactions(
     span = int(days * DAY_MS)
     if span < HOUR_MS:
         raise ValueError(f"the traffic must span at least an hour of event time, got {days} days")
-    profiles = _card_profiles(rng, cards, start_ms, span, travel_per_card_day)
+    profiles = _card_profiles(rng, cards, start_ms, span, travel_per_card_day, new_cards)
 
+    drawable = {**SHAPES, **FAMILIES}
+    unknown = sorted((set(incidents or {}) | set(mix or {})) - set(drawable))
+    if unknown:
+        raise ValueError(f"unknown incident kinds {unknown}; expected some of {list(drawable)}")
+    if not 0.0 <= first_seen <= 1.0:
+        raise ValueError(f"first_seen must be a share of incidents in [0, 1], got {first_seen}")
     if incidents is None:
-        drawn = rng.choice(list(SHAPES), round(cards * compromised), p=list(SHAPES.values()))
+        shares = dict(SHAPES if mix is None else mix)
+        p = np.array(list(shares.values()), np.float64)
+        drawn = rng.choice(list(shares), round(cards * compromised), p=p / p.sum())
         kinds = [str(k) for k in drawn]
     else:
-        unknown = sorted(set(incidents) - set(SHAPES))
-        if unknown:
-            raise ValueError(f"unknown incident kinds {unknown}; expected some of {list(SHAPES)}")
-        kinds = [k for k in SHAPES for _ in range(int(incidents.get(k, 0)))]
+        kinds = [k for k in drawable for _ in range(int(incidents.get(k, 0)))]
     kinds = ["story", *kinds] if story else kinds
-    if len(kinds) > cards // 2:
+    # cards first seen during their attack: new card numbers after the normal ones
+    new = rng.random(len(kinds)) < first_seen if first_seen > 0 else np.zeros(len(kinds), bool)
+    new[: int(story)] = False
+    if int((~new).sum()) > cards // 2:
         raise ValueError(
-            f"{len(kinds)} incidents on {cards} cards: at most half the cards can be compromised"
+            f"{int((~new).sum())} incidents on {cards} cards: at most half the cards can be compromised"
         )
     quiet = np.argsort(profiles.activity, kind="stable")[: max(1, cards // 10)]
     victims = rng.permutation(cards)
     if story:
         chosen = quiet[rng.integers(0, len(quiet))]
         victims = np.r_[chosen, victims[victims != chosen]]
-    warm_up = min(span // 4, DAY_MS)
+    quiet_ms = 0 if warm_up is None else int(warm_up * DAY_MS)
+    warm_up_ms = min(span // 4, DAY_MS) if warm_up is None else quiet_ms
     parts: list[Columns] = []
-    found: list[tuple[str, int, int, int, int]] = []
+    found: list[tuple[str, int, int, int, int, bool, float]] = []
+    held = np.cumsum(~new) - 1
+    fresh = np.cumsum(new) - 1
     for i, kind in enumerate(kinds):
-        card = int(victims[i])
-        t, where, amount, slot = _incident(rng, kind, int(profiles.home[card]), float(profiles.habit[card]))
-        latest = max(start_ms + warm_up, start_ms + span - 1 - int(t.max()))
-        t0 = start_ms + 2 * HOUR_MS if kind == "story" else int(rng.integers(start_ms + warm_up, latest + 1))
+        if new[i]:  # a stolen card number never seen before: a home and a habit like anyone's
+            card = cards + int(fresh[i])
+            home = int(rng.choice(len(COUNTRIES), p=_country_weights()))
+            habit = float(rng.lognormal(np.log(35.0), 0.7))
+        else:
+            card = int(victims[held[i]])
+            home, habit = int(profiles.home[card]), float(profiles.habit[card])
+        shape = _family if kind in FAMILIES else _incident
+        t, where, amount, slot = shape(rng, kind, home, habit)
+        latest = max(start_ms + warm_up_ms, start_ms + span - 1 - int(t.max()))
+        t0 = (
+            start_ms + quiet_ms + 2 * HOUR_MS
+            if kind == "story"
+            else int(rng.integers(start_ms + warm_up_ms, latest + 1))
+        )
         ts = np.minimum(t0 + t.astype(np.int64), start_ms + span - 1)
         parts.append({
             "card": np.full(len(ts), card, np.int64), "ts": ts, "amount": amount.astype(np.float64),
             "country": where.astype(np.int64), "terminal": _terminal(where.astype(np.int64), slot),
             "incident": np.full(len(ts), i, np.int32),
         })  # fmt: skip
-        found.append((kind, card, int(ts.min()), int(ts.max()), len(ts)))
+        found.append((kind, card, int(ts.min()), int(ts.max()), len(ts), not new[i], float(amount.sum())))
     frauds = sum(len(p["ts"]) for p in parts)
     if frauds > events:
         raise ValueError(f"{frauds} fraudulent transactions do not fit in {events} events")
@@ -452,4 +570,37 @@ def labelled_transactions(
         start_ms=start_ms,
         end_ms=start_ms + span,
         disorder_ms=disorder_ms,
+    )
+
+
+SCENARIO_TRAFFIC: dict[str, Any] = {"cards": 20_000, "days": 7.0, "incidents": 240, "per_card_day": 3.0}
+"""The scenario evaluation's traffic per seed: 20k cards for a week (420k transactions),
+240 random incidents of the scenario families, half of them on cards first seen during the
+attack."""
+
+
+def scenario_traffic(
+    seed: int,
+    *,
+    cards: int = 20_000,
+    days: float = 7.0,
+    incidents: int = 240,
+    per_card_day: float = 3.0,
+    first_seen: float = 0.5,
+    mix: Mapping[str, float] | None = None,
+    warm_up: float = 1.0,
+) -> LabelledTraffic:
+    """Ordinary traffic of ``cards`` cards over ``days`` with ``incidents`` random incidents of
+    the scenario families (:data:`FAMILIES`, or ``mix``), ``first_seen`` of them on new card
+    numbers, starting after ``warm_up`` days: the input of the prevention evaluation
+    (:mod:`fraudstream.fraud.prevention`)."""
+    return labelled_transactions(
+        int(cards * per_card_day * days) + 25 * incidents,
+        cards=cards,
+        days=days,
+        compromised=incidents / cards,
+        mix=FAMILIES if mix is None else mix,
+        first_seen=first_seen,
+        warm_up=warm_up,
+        seed=seed,
     )
