@@ -20,7 +20,7 @@ from fraudstream.demo import generate_stream
 from fraudstream.errors import InvalidBatchError, SnapshotError
 from fraudstream.fraud.detector import SCORE_COLUMNS, FraudDetector
 from fraudstream.fraud.features import StreamingFeatures
-from fraudstream.fraud.model import Model, ModelInput
+from fraudstream.fraud.model import Model, ModelInput, default_model
 from fraudstream.fraud.rules import RuleSet, default_rules
 from fraudstream.processor import ALERT, FLAGGED, PASS, Processor
 
@@ -49,7 +49,7 @@ MODEL = habit_model()
 
 
 def detector(**kw: Any) -> FraudDetector:
-    kw.setdefault("rules", default_rules(habit_column="CUSTOMER_ID_AMOUNT_RATIO"))
+    kw.setdefault("rules", default_rules(habit_column="CUSTOMER_ID_AMOUNT_RATIO", horizons=True))
     kw.setdefault("model", MODEL)
     kw.setdefault("cooldown", "1h")
     return FraudDetector(**kw)
@@ -116,6 +116,35 @@ def test_batch_cuts_change_no_alert_score_or_state(cuts: list[int]) -> None:
     whole = detector()
     run(whole, [(0, N)])
     assert det.snapshot() == whole.snapshot()
+
+
+def test_the_default_detector_keeps_the_contract() -> None:
+    """The shipped model reads the derived columns (per-row numpy over the streaming features):
+    alerts, scores and state bytes still depend on the rows only, and a snapshot plus the
+    changes since rebuilds the state exactly."""
+
+    def default() -> FraudDetector:
+        return FraudDetector(model=default_model(), cooldown="1h")
+
+    reference = run(default(), [(0, N)])
+    assert reference[1]["score"].min() >= 0.0 and reference[0], "the model alerts on the injected fraud"
+    for cuts in (list(range(0, N, 333)), [1, 2, 3, 700, 2_222, N - 1]):
+        det = default()
+        alerts, scores = run(det, bounds(cuts))
+        assert alerts == reference[0]
+        same_scores(scores, reference[1])
+    first, second = default(), default()
+    first.process(part(0, 1_500))
+    second.restore(first.snapshot())
+    first.changes()
+    first.process(part(1_500, 2_600))
+    first.process(part(2_600, 3_100))
+    second.apply_changes(first.changes())
+    assert second.snapshot() == first.snapshot()
+    a1, a2 = first.process(part(3_100, N)), second.process(part(3_100, N))
+    assert [a.identity() for a in a1.alerts] == [a.identity() for a in a2.alerts]
+    assert a1.scores is not None and a2.scores is not None
+    same_scores(a1.scores, a2.scores)
 
 
 def test_features_that_expire_keep_outputs_independent_of_cuts() -> None:
@@ -339,7 +368,7 @@ RULE_COLS = {
 
 
 def rule_set() -> RuleSet:
-    return RuleSet(default_rules(), cooldown="1h")
+    return RuleSet(default_rules(horizons=True), cooldown="1h")
 
 
 @SLOW
@@ -387,10 +416,10 @@ def test_rule_set_refuses_bad_batches_and_other_states() -> None:
         rules.process({**bad, "amount": amounts})
     assert rules.snapshot() == before
     with pytest.raises(SnapshotError, match="other rules"):
-        RuleSet(default_rules()[:2]).restore(before)
+        RuleSet(default_rules(horizons=True)[:2]).restore(before)
     with pytest.raises(SnapshotError, match="other rules"):
-        RuleSet(default_rules(), cooldown="2h").restore(before)
-    quiet = RuleSet(default_rules(), track_changes=False)
+        RuleSet(default_rules(horizons=True), cooldown="2h").restore(before)
+    quiet = RuleSet(default_rules(horizons=True), track_changes=False)
     with pytest.raises(SnapshotError, match="does not track changes"):
         quiet.changes()
     rules.advance(int(RULE_COLS["ts"][:500].max()) + DAY)

@@ -46,7 +46,7 @@ def test_the_story_incident_is_caught_at_its_triggering_transaction() -> None:
     assert inc_times[-1] - inc_times[0] <= 6 * 3_600_000
     trigger = rows[first_trigger(inc_times, inc_countries, 6 * 3_600_000, 15 * 60_000, 15, 4)]
 
-    rules = RuleSet(default_rules(), cooldown="24h")
+    rules = RuleSet(default_rules(horizons=True), cooldown="24h")
     before = []
     for lo in range(0, trigger, 8_192):
         before += rules.process(slice_of(cols, lo, min(lo + 8_192, trigger))).alerts
@@ -128,7 +128,7 @@ total = ["sum", "amount"]
 """
     rules = RuleSet.from_toml(text)
     (rule,) = rules.rules
-    assert rule == next(r for r in default_rules() if r.name == "spread_6h")
+    assert rule == next(r for r in default_rules(horizons=True) if r.name == "spread_6h")
     assert rules.cooldown == 6 * 3_600_000
     with pytest.raises(ConfigError, match="missing"):
         RuleSet.from_toml('[[rules]]\nname = "x"\n')
