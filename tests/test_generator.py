@@ -15,11 +15,15 @@ import pytest
 
 from fraudstream import _core
 from fraudstream.alerts import Alert
+from fraudstream.fraud.derived import DERIVED_FEATURES
 from fraudstream.fraud.detector import FraudDetector
 from fraudstream.fraud.model import DEFAULT_MODEL, Model, default_model
+from fraudstream.fraud.prevention import HELD_OUT_SEEDS, TUNING_SEEDS
 from fraudstream.fraud.train_default import (
     ALERT_BUDGET,
+    CALIBRATION_SEED,
     EVALUATION_SEEDS,
+    FOREST,
     MODEL_INPUTS,
     SHIPPED,
     TRAINING_SEED,
@@ -29,6 +33,7 @@ from fraudstream.fraud.train_default import (
     evaluate_alerts,
     same_model,
     train_default,
+    training_traffic,
 )
 from fraudstream.generator import (
     KINDS,
@@ -189,12 +194,19 @@ def test_the_shipped_model_loads_and_reads_only_features_the_default_detector_co
     text = resources.files("fraudstream.fraud").joinpath(DEFAULT_MODEL).read_text()
     model = default_model()
     assert model.to_dict() == Model.from_dict(json.loads(text)).to_dict() == Model.load(SHIPPED).to_dict()
-    assert model.kind == "logistic_regression" and 0.0 < model.threshold < 1.0
-    assert model.inputs == MODEL_INPUTS
+    assert model.kind == "tree_ensemble" and 0.0 < model.threshold < 1.0
+    assert model.inputs == MODEL_INPUTS and len(model.params["tree_sizes"]) == FOREST["n_estimators"]
     detector = FraudDetector(model=default_model())
-    available = {"TX_AMOUNT", *detector.features.feature_names}
+    available = {"TX_AMOUNT", *detector.features.feature_names, *DERIVED_FEATURES}
     assert set(model.feature_names) <= available
-    assert model.metadata["training_traffic"]["seed"] == TRAINING_SEED not in EVALUATION_SEEDS
+    assert any(n in DERIVED_FEATURES for n in model.feature_names), "the rule indicators are inputs"
+    meta = model.metadata
+    assert (
+        meta["training_traffic"]["seed"] == TRAINING_SEED
+        and meta["calibration_traffic"]["seed"] == CALIBRATION_SEED
+    )
+    used = {TRAINING_SEED, CALIBRATION_SEED}
+    assert not used & {*EVALUATION_SEEDS, *TUNING_SEEDS, *HELD_OUT_SEEDS}
     assert default_model() is not default_model(), "a fresh model per call"
 
 
@@ -214,16 +226,23 @@ def test_the_detector_scores_what_the_model_was_trained_on() -> None:
 
 
 def test_training_is_reproducible_and_its_threshold_keeps_the_alert_budget() -> None:
-    spec = {"events": 60_000, "cards": 4_000, "days": 3.0, "compromised": 0.02}
-    a, b = train_default(seed=99, traffic=spec), train_default(seed=99, traffic=spec)
+    pytest.importorskip("sklearn")
+    spec = {"cards": 3_000, "days": 3.0, "incidents": 60}
+
+    def train(seed: int) -> Model:
+        return train_default(seed=seed, calibration_seed=97, traffic=spec, calibration=spec)
+
+    a, b = train(99), train(99)
     assert a.to_dict() == b.to_dict() and same_model(a, b)
-    assert not same_model(a, train_default(seed=98, traffic=spec))
-    traffic = labelled_transactions(seed=99, **spec)
+    assert not same_model(a, train(98))
+    traffic = training_traffic(97, spec)
     c = traffic.columns
     scores = a.score(arrival_features(c))
-    compromised = np.isin(c["card_id"], [i.card_id for i in traffic.incidents])
-    maxima = card_day_maxima(scores[~compromised], c["card_id"][~compromised], c["event_time"][~compromised])
-    allowed = int(ALERT_BUDGET * (traffic.cards - len(traffic.incidents)) / 10_000 * traffic.days)
+    counted = ~np.isin(c["card_id"], [i.card_id for i in traffic.incidents])
+    counted &= c["event_time"] >= traffic.start_ms + 86_400_000
+    maxima = card_day_maxima(scores[counted], c["card_id"][counted], c["event_time"][counted])
+    normal = traffic.cards - sum(i.history for i in traffic.incidents)
+    allowed = int(ALERT_BUDGET * normal / 10_000 * (traffic.days - 1))
     assert int((maxima >= a.threshold).sum()) <= allowed < int((maxima >= np.nextafter(a.threshold, 0)).sum())
 
 
