@@ -2,6 +2,7 @@
 
     fraudstream features --data PATH --out OUT.parquet   # TRANSACTION_ID + the 15 handbook inputs
     fraudstream evaluate --data PATH [--json]            # the handbook protocol, beside the published table
+    fraudstream evaluate --scenarios [--seeds ...] [--json]   # fraud prevented over random incidents
     fraudstream train --data PATH --out model.json       # a portable JSON model (never a pickle)
 
 ``--data`` defaults to ``../shared/data/handbook_transactions.parquet`` from the repository root.
@@ -61,7 +62,45 @@ def _features(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scenarios(args: argparse.Namespace) -> int:
+    from fraudstream.fraud import prevention as p
+
+    seeds = args.seeds or list(p.HELD_OUT_SEEDS)
+    traffic = {"cards": args.cards, "days": args.days, "incidents": args.incidents}
+    print(
+        f"scenario evaluation: seeds {', '.join(map(str, seeds))}; per seed {args.cards:,} cards over "
+        f"{args.days:g} days with {args.incidents} random incidents; the detector of fraudstream run",
+        file=sys.stderr,
+    )
+
+    def progress(r: Any) -> None:
+        caught = sum(i.index is not None for i in r.incidents)
+        print(
+            f"  seed {r.seed}: {r.transactions:,} transactions in {r.seconds:.1f} s, "
+            f"{caught}/{len(r.incidents)} incidents caught, {r.false_positive_cards} false-positive cards",
+            file=sys.stderr,
+        )
+
+    summary, results = p.evaluate_scenarios(seeds, traffic_args=traffic, progress=progress)
+    print(p.format_table(summary))
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "incidents.json").write_text(json.dumps(p.to_json(results), indent=1) + "\n")
+    png = out / "prevention.png"
+    if p.write_plot(png, summary):
+        print(f"wrote {out / 'incidents.json'} and {png}")
+    else:
+        print(
+            f"wrote {out / 'incidents.json'}; no PNG: matplotlib is missing (pip install 'fraudstream[plot]')"
+        )
+    if args.json:
+        print(p.json_line(summary))
+    return 0
+
+
 def _evaluate(args: argparse.Namespace) -> int:
+    if args.scenarios:
+        return _scenarios(args)
     from fraudstream.fraud.evaluate import MODELS, evaluate, format_table
 
     models = args.models or list(MODELS)
@@ -124,6 +163,22 @@ def register(subparsers: Any) -> None:
     e.add_argument("--models", nargs="+", metavar="MODEL", help=f"subset of {list(MODELS)}")
     e.add_argument("--train-start", default="2018-07-25", help="first training day (default 2018-07-25)")
     e.add_argument("--seed", type=int, default=0, help="random seed of the estimators")
+    e.add_argument(
+        "--scenarios",
+        action="store_true",
+        help="instead: the default detector's prevention over random incidents in generated traffic",
+    )
+    e.add_argument(
+        "--seeds", type=int, nargs="+", help="--scenarios: traffic seeds (default 201 202 203, held out)"
+    )
+    e.add_argument("--cards", type=int, default=20_000, help="--scenarios: cards per seed (default 20000)")
+    e.add_argument(
+        "--days", type=float, default=7.0, help="--scenarios: days of traffic per seed (default 7)"
+    )
+    e.add_argument("--incidents", type=int, default=240, help="--scenarios: incidents per seed (default 240)")
+    e.add_argument(
+        "--out", type=Path, default=Path("fraudstream-scenarios-out"), help="--scenarios: output directory"
+    )
     e.set_defaults(run=_guard(_evaluate))
 
     t = subparsers.add_parser("train", help="train a model on the protocol's training period, write JSON")
