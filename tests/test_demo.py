@@ -23,11 +23,11 @@ import numpy as np
 import pytest
 
 from fraudstream.cli import main
-from fraudstream.demo import PLOT_HINT, DemoOptions, generate_stream, run_demo, train_model
+from fraudstream.demo import PLOT_HINT, VISIBLE_AT, DemoOptions, generate_stream, run_demo
 from fraudstream.errors import ConfigError, InvalidBatchError
-from fraudstream.fraud.detector import FEATURE_COLUMNS, FraudDetector
-from fraudstream.fraud.features import StreamingFeatures, compute_features
-from fraudstream.fraud.model import Model, ModelInput
+from fraudstream.fraud.detector import FraudDetector, detector_features
+from fraudstream.fraud.features import compute_features
+from fraudstream.fraud.model import Model, ModelInput, default_model
 from fraudstream.fraud.rules import default_rules
 from fraudstream.processor import ALERT, DECISIONS
 
@@ -38,6 +38,11 @@ SUMMARY_TYPES: dict[str, Any] = {
     "alerts": int,
     "incident_detected": bool,
     "incident_detection_delay_ms": float,
+    "incident_first_alert_index": int,
+    "median_first_alert_index": float,
+    "prevented_euros": float,
+    "fraud_euros": float,
+    "prevented_fraction": float,
     "latency_ms": dict,
     "precision": float,
     "recall": float,
@@ -53,9 +58,13 @@ def check_outputs(out: Path, stdout: str) -> dict[str, Any]:
         value = summary[key]
         assert isinstance(value, kind) or (kind is float and isinstance(value, int)), (key, value)
         assert not (kind is not bool and isinstance(value, bool)), (key, value)
-    assert summary["events"] >= EVENTS - 10 and summary["events_per_s"] > 0
+    assert abs(summary["events"] - EVENTS) <= 0.05 * EVENTS and summary["events_per_s"] > 0, "about --events"
     assert summary["incident_detected"] is True
-    assert summary["incident_detection_delay_ms"] >= 0
+    assert 1 <= summary["incident_first_alert_index"] <= VISIBLE_AT, (
+        "the story is caught by its 5th transaction"
+    )
+    assert 0.0 < summary["prevented_euros"] <= summary["fraud_euros"]
+    assert summary["prevented_fraction"] == pytest.approx(summary["prevented_euros"] / summary["fraud_euros"])
     assert set(summary["latency_ms"]) >= {"p50", "p99"}
     assert 0 <= summary["latency_ms"]["p50"] <= summary["latency_ms"]["p99"]
     assert 0.0 <= summary["precision"] <= 1.0 and 0.0 <= summary["recall"] <= 1.0
@@ -71,9 +80,12 @@ def check_outputs(out: Path, stdout: str) -> dict[str, Any]:
         assert (a["score"] is not None) == (a["rule"] == "model") == (a["model_version"] is not None)
     story = [a for a in alerts if a["scenario"] == "story incident"]
     assert len(story) == 1, "one alert for the incident"
-    assert story[0]["reasons"][0].startswith("spread_6h: 15 transactions in 4 countries within 6 h")
+    assert story[0]["rule"] == "model" and story[0]["reasons"][0].startswith("fraud score ")
 
-    assert "events/s" in stdout and "the story's incident" in stdout and "precision" in stdout
+    assert (
+        "events/s" in stdout and "the story's incident: alerted at its " in stdout and "precision" in stdout
+    )
+    assert "prevented: EUR " in stdout and "visible at its 5th fraudulent transaction" in stdout
     if HAS_MATPLOTLIB:
         assert (out / "demo.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     else:
@@ -109,11 +121,21 @@ def test_demo_in_process(tmp_path: Path) -> None:
     assert len(result.alerts) == summary["alerts"]
     incident = summary["scenarios"][0]
     assert incident["kind"] == "story incident" and incident["transactions"] == 23
-    assert incident["visible_index"] == 15 and incident["rule"] == "spread_6h"
-    assert incident["event_time_delay_ms"] == 0, "alerted at the transaction that made it visible"
-    assert incident["transactions_after_alert"] == 8
+    assert incident["visible_index"] == VISIBLE_AT and incident["rule"] == "model" and incident["on_time"]
+    assert incident["transactions_after_alert"] == 23 - incident["first_alert_index"]
+    assert incident["event_time_delay_ms"] <= 0, "alerted by the time it was visible"
     kinds = {s["kind"] for s in summary["scenarios"]}
-    assert kinds == {"story incident", "fast burst", "spend spree"}
+    assert kinds == {
+        "story incident", "fast burst", "spend spree", "card testing", "terminal drained", "cloned card",
+        "online fraud",
+    }  # fmt: skip
+    for s in summary["scenarios"]:
+        assert 0.0 <= s["prevented_euros"] <= s["fraud_euros"]
+        assert s["detected"] == (s["first_alert_index"] is not None)
+        if s["detected"]:
+            assert 1 <= s["first_alert_index"] <= s["transactions"]
+            assert s["on_time"] == (s["first_alert_index"] <= s["visible_index"])
+    assert summary["alerts_by_rule"] and sum(summary["alerts_by_rule"].values()) == summary["alerts"]
 
 
 def test_demo_paced_through_the_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -135,7 +157,8 @@ def test_demo_rejects_bad_options(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_demo_with_a_model_file(tmp_path: Path) -> None:
-    model = train_model(seed=3, events=50_000).model
+    model = default_model()
+    model.threshold = 0.99
     path = tmp_path / "model.json"
     model.save(path)
     text = io.StringIO()
@@ -154,16 +177,27 @@ def test_the_stream_is_seeded_labelled_and_boundedly_disordered() -> None:
     ts = a.columns["event_time"]
     assert int((np.maximum.accumulate(ts) - ts).max()) <= a.disorder_ms
     assert not np.array_equal(ts, np.sort(ts)), "some disorder"
-    assert a.columns["txn_id"].tolist() == list(range(len(a)))
+    first = int(a.columns["txn_id"][0])
+    assert a.columns["txn_id"].tolist() == list(range(first, first + len(a))), "numbered in arrival order"
     assert int(a.fraud.sum()) == sum(len(s.txn_ids) for s in a.scenarios)
     story = a.scenarios[0]
     assert story.kind == "story incident" and len(story.txn_ids) == 23
-    assert story.times[-1] - story.times[0] <= 6 * 3_600_000
+    assert story.times.max() - story.times.min() <= 6 * 3_600_000
     assert len(set(a.columns["country"][np.isin(a.columns["txn_id"], story.txn_ids)].tolist())) == 4
     for s in a.scenarios:
-        assert s.times[0] <= s.visible_at <= s.times[-1]
+        assert (
+            s.visible_index == min(VISIBLE_AT, len(s.txn_ids))
+            and s.visible_at == s.times[s.visible_index - 1]
+        )
+        assert (np.diff(s.txn_ids) > 0).all(), "in arrival order"
     for burst in (s for s in a.scenarios if s.kind == "fast burst"):
-        assert len(burst.txn_ids) >= 5 and burst.times[-1] - burst.times[0] <= 5 * 60_000
+        assert len(burst.txn_ids) >= 5 and burst.times.max() - burst.times.min() <= 5 * 60_000
+    # the history before the stream: the same cards, no fraud, earlier ids
+    assert a.history is not None and len(a.history["txn_id"]) > len(a)
+    assert a.history["txn_id"][-1] < a.columns["txn_id"][0]
+    assert (
+        int(a.history["event_time"].max()) < a.start_ms <= int(a.columns["event_time"].min()) + a.disorder_ms
+    )
 
 
 # -- the detector -------------------------------------------------------------------------
@@ -181,7 +215,10 @@ def run_detector(detector: FraudDetector, batch_size: int) -> list[tuple[int, in
 
 
 def test_rule_alerts_do_not_depend_on_batching() -> None:
-    runs = [run_detector(FraudDetector(), size) for size in (len(STREAM), 4_096, 333)]
+    runs = [
+        run_detector(FraudDetector(rules=default_rules(horizons=True)), size)
+        for size in (len(STREAM), 4_096, 333)
+    ]
     assert runs[0] == runs[1] == runs[2]
     story = STREAM.scenarios[0]
     mine = [a for a in runs[0] if a[0] == story.card]
@@ -224,7 +261,7 @@ def test_features_are_computed_on_arrival_at_the_event_clock() -> None:
         "txn_id": np.arange(len(STREAM)), "ts": t_eff, "card": c["card_id"], "terminal": c["terminal_id"],
         "amount": c["amount"], "country": c["country"],
     }  # fmt: skip
-    want = compute_features(table, features=StreamingFeatures(columns=FEATURE_COLUMNS))
+    want = compute_features(table, features=detector_features())
     for name in detector.features.feature_names:
         np.testing.assert_allclose(got[name], want[name], rtol=1e-12, err_msg=name)
 
@@ -293,7 +330,7 @@ def test_a_bad_batch_is_rejected_whole() -> None:
 
 
 def test_model_alerts_carry_a_score_and_readable_reasons() -> None:
-    model = train_model(seed=1, events=50_000).model
+    model = default_model()
     assert 0.0 < model.threshold < 1.0
     detector = FraudDetector(model=model, model_threshold=0.0, rules=[], cooldown=0)
     batch = {k: v[:2_000] for k, v in STREAM.columns.items()}

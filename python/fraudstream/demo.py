@@ -6,22 +6,26 @@
    12 hours of event time; bounded disorder (every transaction arrives within ``disorder`` of
    its event time). Injected, with labels: the story's incident (one card, 23 small
    transactions across 4 countries in 6 hours), fast bursts (5-8 transactions in 3-4
-   countries within 5 minutes) and spend sprees (a few transactions at 8-20 times the card's
-   usual amount within the hour).
-2. A model: a logistic regression trained at start, with numpy, on the streaming features of
-   another generated stream (a second or so), or a JSON model file (``--model``).
+   countries within 5 minutes), spend sprees (a few transactions at 8-20 times the card's
+   usual amount within the hour) and one incident of each scenario family (card testing, a
+   foreign terminal drained, a cloned card in 2-6 countries, online fraud; 8-40 transactions,
+   some on cards first seen during the attack).
+2. The detector ``fraudstream run`` runs: the model shipped in the package (or a JSON model
+   file, ``--model``) beside the velocity rule, every transaction scored on arrival.
 3. The run: :class:`~fraudstream.pipeline.Pipeline` (a source stamping arrival times, as fast
    as possible or paced at ``--rate``) -> :class:`~fraudstream.fraud.detector.FraudDetector`
-   (every transaction scored in the batch it arrives in) -> a collecting sink: the same
-   processor the Kafka pipeline runs. A live progress line on a
-   terminal, log lines otherwise.
-4. The summary: throughput, alerts with reasons, per injected scenario the event time at
-   which its pattern became visible, the alert and the wall-clock latency, precision and
-   recall; ``alerts.jsonl``, ``summary.json`` and ``demo.png`` (with the ``plot`` extra) in
-   the output directory.
+   -> a collecting sink: the same processor the Kafka pipeline runs. A live progress line on
+   a terminal, log lines otherwise.
+4. The summary: throughput, alerts with reasons, per injected incident the fraudulent
+   transaction that raised its first alert and the euros prevented (those of the fraudulent
+   transactions after the alert), precision and recall; ``alerts.jsonl``, ``summary.json``
+   and ``demo.png`` (with the ``plot`` extra) in the output directory.
 
-Precision is per alert (the share of alerts raised on a card while its injected fraud was
-under way or after it), recall per scenario (the share of injected scenarios alerted on).
+When an incident is *visible* does not depend on the detector: at its
+:data:`VISIBLE_AT`-th fraudulent transaction (in arrival order; the last one when it has
+fewer). An alert at or before that transaction is on time. Precision is per alert (the share
+of alerts raised on a card while its injected fraud was under way or after it), recall per
+incident (the share of injected incidents alerted on before their last transaction).
 """
 
 from __future__ import annotations
@@ -44,10 +48,10 @@ import numpy.typing as npt
 from fraudstream import __version__, _core
 from fraudstream.alerts import Alert
 from fraudstream.errors import ConfigError
-from fraudstream.fraud.detector import FEATURE_COLUMNS, FraudDetector
-from fraudstream.fraud.features import StreamingFeatures, compute_features
-from fraudstream.fraud.model import Model, ModelInput, input_matrix, standardization
-from fraudstream.generator import labelled_transactions
+from fraudstream.fraud.detector import FraudDetector
+from fraudstream.fraud.model import Model, default_model
+from fraudstream.fraud.prevention import IncidentResult, judge
+from fraudstream.generator import DIURNAL, FAMILIES, LabelledTraffic, labelled_transactions
 from fraudstream.kafka.schema import COUNTRIES
 from fraudstream.pipeline import CollectSink, IteratorSource, Pipeline
 from fraudstream.processor import ProcessorOutput
@@ -65,22 +69,34 @@ Columns = dict[str, np.ndarray[Any, Any]]
 # The stream
 
 
+VISIBLE_AT = 5
+"""An incident is visible at its 5th fraudulent transaction: a definition that does not
+depend on any detector (the issue's; the story's shape is plain by then: 5 transactions in
+several countries within 2 hours)."""
+
+
 @dataclass
 class Scenario:
-    """One injected fraud scenario."""
+    """One injected incident."""
 
     kind: str
-    """``story incident``, ``fast burst`` or ``spend spree``."""
+    """``story incident``, ``fast burst``, ``spend spree`` or a scenario family's name."""
     card: int
     txn_ids: npt.NDArray[np.int64]
     times: npt.NDArray[np.int64]
-    """Event times of its transactions, in time order (``txn_ids`` alike)."""
+    """Event times of its transactions, in arrival order (``txn_ids`` alike)."""
+    amounts: npt.NDArray[np.float64]
     visible_at: int
-    """Event time of the transaction that completes the pattern."""
+    """Event time of its :data:`VISIBLE_AT`-th transaction (the last one when fewer)."""
     visible_index: int
-    """1-based position of that transaction in the scenario."""
-    pattern: str
-    """The pattern, in words: what was visible at ``visible_at``."""
+    """1-based position of that transaction in the incident."""
+    history: bool = True
+    """False: the card is first seen during the attack."""
+
+    @property
+    def pattern(self) -> str:
+        """When it became visible, in words."""
+        return f"its {_ordinal(self.visible_index)} fraudulent transaction"
 
 
 @dataclass
@@ -98,13 +114,29 @@ class DemoStream:
     start_ms: int
     end_ms: int
     disorder_ms: int
+    traffic: LabelledTraffic | None = None
+    """The generator's output the stream was taken from (labels and incidents)."""
+    history: Columns | None = None
+    """The transactions before ``start_ms`` (no fraud): what warms the detector's state, as a
+    restored state would be warm."""
 
     def __len__(self) -> int:
         return len(self.columns["txn_id"])
 
 
-DEMO_KINDS = {"story": "story incident", "burst": "fast burst", "spree": "spend spree"}
-"""The demo's names of the generator's incident kinds it injects."""
+LIVE_START_MS = 1_700_028_000_000
+"""2023-11-15T06:00:00Z: the demo's 12 hours are a day's busy ones."""
+
+DEMO_KINDS = {
+    "story": "story incident",
+    "burst": "fast burst",
+    "spree": "spend spree",
+    "card_testing": "card testing",
+    "drain": "terminal drained",
+    "multi_country": "cloned card",
+    "online": "online fraud",
+}
+"""The demo's names of the generator's incident kinds."""
 
 
 def generate_stream(
@@ -112,176 +144,96 @@ def generate_stream(
     *,
     seed: int = 7,
     hours: float = 12.0,
+    history_hours: float = 72.0,
     disorder_ms: int = 5_000,
     bursts: int | None = None,
     sprees: int | None = None,
+    families: int | None = None,
 ) -> DemoStream:
     """A seeded transaction stream of ``events`` rows with injected, labelled fraud: the
     project's labelled traffic (:func:`fraudstream.generator.labelled_transactions`: ``events /
     2`` cards with homes, travel and heavy-tailed activity over ``hours`` of event time) with
     the story's incident (23 small transactions in FR, DE, ES, IT within 6 hours), ``bursts``
-    fast bursts and ``sprees`` spend sprees, each on its own card. Every row arrives within
-    ``disorder_ms`` of its event time; ``txn_id`` numbers rows in arrival order."""
+    fast bursts, ``sprees`` spend sprees and ``families`` incidents of each scenario family
+    (:data:`fraudstream.generator.FAMILIES`; half of them on cards first seen during the
+    attack), each on its own card, after ``history_hours`` of the same traffic without fraud
+    (``history``). Every row arrives within ``disorder_ms`` of its event time; ``txn_id``
+    numbers rows in arrival order, the history's first."""
     if events < 1_000:
         raise ValueError(f"events must be >= 1000 (the story's incident spans 6 hours), got {events}")
-    traffic = labelled_transactions(
-        events,
-        cards=max(500, events // 2),
-        days=hours / 24,
-        story=True,
-        incidents={
-            "burst": max(1, events // 40_000) if bursts is None else bursts,
-            "spree": max(1, events // 50_000) if sprees is None else sprees,
-        },
-        disorder_ms=disorder_ms,
-        seed=seed,
-    )
+    each = max(1, events // 100_000) if families is None else families
+    # the live part starts at 06:00 UTC; the history before it gets its share of the events:
+    # first by the hours' weights, then (the generator's sessions pull transactions earlier)
+    # once more by the share the first draw gave the live part
+    start_ms = LIVE_START_MS - int(history_hours * HOUR_MS)
+    live_ms = LIVE_START_MS
+    hour = (start_ms // HOUR_MS + np.arange(math.ceil(hours + history_hours))) % 24
+    weight = DIURNAL[hour]
+    total = round(events * weight.sum() / weight[int(history_hours) :].sum())
+
+    def draw(total: int) -> LabelledTraffic:
+        return labelled_transactions(
+            total,
+            cards=max(500, events // 2),
+            days=(hours + history_hours) / 24,
+            warm_up=history_hours / 24,
+            start_ms=start_ms,
+            story=True,
+            incidents={
+                "burst": max(1, events // 40_000) if bursts is None else bursts,
+                "spree": max(1, events // 50_000) if sprees is None else sprees,
+                **{k: each for k in FAMILIES},
+            },
+            first_seen=0.5,
+            disorder_ms=disorder_ms,
+            seed=seed,
+        )
+
+    traffic = draw(total)
+    live = int((traffic.columns["event_time"] >= live_ms).sum())
+    if history_hours > 0 and abs(live - events) > 0.02 * events:
+        traffic = draw(round(total * events / max(live, 1)))
     c = traffic.columns
-    columns = {k: c[k] for k in ("txn_id", "card_id", "terminal_id", "amount", "country", "event_time")}
-    scenario = c["incident"]
+    every = {k: c[k] for k in ("txn_id", "card_id", "terminal_id", "amount", "country", "event_time")}
+    cut = int(np.argmax(c["event_time"] >= live_ms))  # in arrival order
     return DemoStream(
-        columns=columns,
-        fraud=c["fraud"],
-        scenario=scenario,
-        scenarios=[_scenario(DEMO_KINDS[i.kind], i.id, columns, scenario) for i in traffic.incidents],
+        columns={k: v[cut:] for k, v in every.items()},
+        fraud=c["fraud"][cut:],
+        scenario=c["incident"][cut:],
+        scenarios=[
+            _scenario(DEMO_KINDS[i.kind], i.id, every, c["incident"], i.history) for i in traffic.incidents
+        ],
         cards=traffic.cards,
-        start_ms=traffic.start_ms,
+        start_ms=live_ms,
         end_ms=int(c["event_time"].max()),
         disorder_ms=disorder_ms,
+        traffic=traffic,
+        history={k: v[:cut] for k, v in every.items()},
     )
 
 
-def _scenario(kind: str, index: int, columns: Columns, scenario: npt.NDArray[np.int32]) -> Scenario:
-    rows = np.flatnonzero(scenario == index)
-    rows = rows[np.lexsort((columns["txn_id"][rows], columns["event_time"][rows]))]
-    card = int(columns["card_id"][rows[0]])
+def _scenario(
+    kind: str, index: int, columns: Columns, scenario: npt.NDArray[np.int32], history: bool
+) -> Scenario:
+    rows = np.flatnonzero(scenario == index)  # arrival order
+    k = min(VISIBLE_AT, len(rows))
     times = columns["event_time"][rows]
-    if kind == "spend spree":
-        return Scenario(
-            kind,
-            card,
-            columns["txn_id"][rows],
-            times,
-            int(times[0]),
-            1,
-            "an amount far above the card's usual",
-        )
-    size, count, spread, words = (
-        (6 * HOUR_MS, 15, 4, "15 transactions in 4 countries within 6 h")
-        if kind == "story incident"
-        else (5 * MINUTE_MS, 5, 3, "5 transactions in 3 countries within 5 min")
+    return Scenario(
+        kind,
+        int(columns["card_id"][rows[0]]),
+        columns["txn_id"][rows],
+        times,
+        columns["amount"][rows],
+        int(times[k - 1]),
+        k,
+        history,
     )
-    # every transaction of the card (its own background ones count too), in event-time order
-    own = np.flatnonzero(columns["card_id"] == card)
-    own = own[np.lexsort((columns["txn_id"][own], columns["event_time"][own]))]
-    t_own, c_own = columns["event_time"][own], columns["country"][own]
-    mine = set(rows.tolist())
-    for i, row in enumerate(own.tolist()):
-        if row not in mine:
-            continue
-        inside = t_own[: i + 1] > t_own[i] - size
-        if inside.sum() >= count and len(set(c_own[: i + 1][inside].tolist())) >= spread:
-            at = int(t_own[i])
-            return Scenario(
-                kind,
-                card,
-                columns["txn_id"][rows],
-                times,
-                at,
-                int(np.searchsorted(times, at, "right")),
-                words,
-            )
-    return Scenario(kind, card, columns["txn_id"][rows], times, int(times[-1]), len(rows), words)
 
 
-# ---------------------------------------------------------------------------------------------
-# The model
-
-MODEL_INPUTS = [
-    ModelInput("TX_AMOUNT", "log1p"),
-    ModelInput("CUSTOMER_ID_AMOUNT_RATIO", "log"),
-    ModelInput("CUSTOMER_ID_NB_TX_1HOUR_WINDOW", "log1p"),
-    ModelInput("CUSTOMER_ID_NB_TX_1DAY_WINDOW", "log1p"),
-    ModelInput("CUSTOMER_ID_NB_COUNTRIES_1HOUR_WINDOW"),
-    ModelInput("CUSTOMER_ID_NB_COUNTRIES_1DAY_WINDOW"),
-    ModelInput("CUSTOMER_ID_MS_SINCE_PREV_TX", "log1p"),
-    ModelInput("CUSTOMER_ID_NEW_TERMINAL"),
-]
-"""The demo model's inputs: streaming features of the card's recent behaviour."""
-
-
-def demo_features() -> StreamingFeatures:
-    """The features the demo model needs (card windows 1 h and 1 day; the terminal ones unused),
-    with the detector's column names: less state and work than the full default set."""
-    return StreamingFeatures(customer_windows=("1h", "1d"), terminal_windows=("1d",), columns=FEATURE_COLUMNS)
-
-
-def fit_logistic(
-    x: npt.NDArray[np.float64], y: npt.NDArray[np.int64], *, l2: float = 1.0, iterations: int = 30
-) -> tuple[npt.NDArray[np.float64], float]:
-    """L2-regularized logistic regression by Newton's method (numpy only): coefficients and
-    intercept for standardized inputs ``x``."""
-    a = np.column_stack([np.ones(len(x)), x])
-    w = np.zeros(a.shape[1])
-    penalty = np.full(a.shape[1], l2)
-    penalty[0] = 0.0
-    for _ in range(iterations):
-        p = 1.0 / (1.0 + np.exp(-np.clip(a @ w, -35.0, 35.0)))
-        grad = a.T @ (y - p) - penalty * w
-        hess = (a * (p * (1.0 - p))[:, None]).T @ a + np.diag(penalty) + 1e-9 * np.eye(a.shape[1])
-        step = np.linalg.solve(hess, grad)
-        w += step
-        if float(np.abs(step).max()) < 1e-8:
-            break
-    return w[1:], float(w[0])
-
-
-@dataclass
-class TrainedModel:
-    """The demo's model and how it was made."""
-
-    model: Model
-    rows: int
-    frauds: int
-    seconds: float
-    recall: float
-    """Share of the training frauds scoring at or above the threshold."""
-
-
-def train_model(*, seed: int = 7, events: int = 200_000, false_alarm_rate: float = 2e-5) -> TrainedModel:
-    """A logistic regression on :data:`MODEL_INPUTS`, trained on the streaming features of a
-    generated stream (another seed; 1 injected scenario per 1,250 transactions). The alert
-    threshold lets through ``false_alarm_rate`` of the training stream's legitimate
-    transactions."""
-    began = time.perf_counter()
-    stream = generate_stream(events, seed=seed + 1_000_003, bursts=events // 2_500, sprees=events // 2_500)
-    c = stream.columns
-    table = {
-        "txn_id": c["txn_id"], "ts": c["event_time"], "card": c["card_id"], "terminal": c["terminal_id"],
-        "amount": c["amount"], "country": c["country"],
-    }  # fmt: skip
-    features = compute_features(table, features=demo_features())
-    x = input_matrix(MODEL_INPUTS, features)
-    y = stream.fraud.astype(np.int64)
-    mean, scale = standardization(x)
-    coef, intercept = fit_logistic((x - mean) / scale, y)
-    model = Model(
-        kind="logistic_regression",
-        inputs=list(MODEL_INPUTS),
-        mean=[float(v) for v in mean],
-        scale=[float(v) for v in scale],
-        params={"coef": [float(v) for v in coef], "intercept": intercept},
-        metadata={"name": "fraudstream demo", "trained_on_rows": len(y), "positives": int(y.sum())},
-    )
-    scores = model.score(features)
-    model.threshold = float(np.quantile(scores[y == 0], 1.0 - false_alarm_rate))
-    return TrainedModel(
-        model,
-        rows=len(y),
-        frauds=int(y.sum()),
-        seconds=time.perf_counter() - began,
-        recall=float((scores[y == 1] >= model.threshold).mean()) if y.any() else 0.0,
-    )
+def default_detector(model: Model | None = None) -> FraudDetector:
+    """The detector ``fraudstream run`` runs (the shipped model, or ``model``, beside the
+    default rules), with the demo's synthetic event times: idle ticks move no watermark."""
+    return FraudDetector(model=model or default_model(), wall_clock_time=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -366,6 +318,9 @@ class Progress:
         self._thread = threading.Thread(target=self._run, name="fraudstream-demo-progress", daemon=True)
         self._began = time.perf_counter()
         self._width = 0
+        m = detector.metrics()
+        self._base = (m["events"], m["alerts"])
+        """Counts of the warm-up, before the run."""
 
     def start(self) -> None:
         self._began = time.perf_counter()
@@ -384,12 +339,13 @@ class Progress:
 
     def line(self) -> str:
         m = self.detector.metrics()
+        events, alerts = m["events"] - self._base[0], m["alerts"] - self._base[1]
         elapsed = max(time.perf_counter() - self._began, 1e-9)
-        done = m["events"] / max(1, self.source.total)
+        done = events / max(1, self.source.total)
         newest, wm = self.source.newest_event_time, m["watermark"]
         lag = "-" if newest is None or wm is None else f"{(newest - wm) / 1000:.1f} s"
         text = (
-            f"{m['events']:>11,} events  {m['events'] / elapsed:>9,.0f} events/s  alerts {m['alerts']:>3}  "
+            f"{events:>11,} events  {events / elapsed:>9,.0f} events/s  alerts {alerts:>3}  "
             f"watermark lag {lag} (event time)"
         )
         if self.tty:
@@ -414,7 +370,7 @@ class DemoOptions:
     out: Path = Path("fraudstream-demo-out")
     progress: bool = True
     model: Path | None = None
-    """A JSON model file; None: train one at start."""
+    """A JSON model file; None: the model shipped in the package."""
     batch_size: int | None = None
 
 
@@ -438,7 +394,7 @@ def run_demo(options: DemoOptions, out: TextIO | None = None) -> DemoResult:
     if options.rate is not None and options.rate <= 0:
         raise ValueError(f"--rate must be > 0, got {options.rate}")
     pace = "as fast as possible" if options.rate is None else f"paced at {options.rate:,.0f} events/s"
-    say(f"fraudstream {__version__} demo: {options.events:,} transactions, seed {options.seed}, {pace}")
+    say(f"fraudstream {__version__} demo: about {options.events:,} transactions, seed {options.seed}, {pace}")
 
     began = time.perf_counter()
     stream = generate_stream(options.events, seed=options.seed)
@@ -449,21 +405,16 @@ def run_demo(options: DemoOptions, out: TextIO | None = None) -> DemoResult:
         f"{hours:.1f} h of event time, disorder <= {stream.disorder_ms / 1000:.0f} s "
         f"({time.perf_counter() - began:.2f} s)"
     )
-    bursts, sprees = (
-        _count(kinds.count("fast burst"), "fast burst"),
-        _count(kinds.count("spend spree"), "spend spree"),
-    )
+    others = ", ".join(_count(kinds.count(k), k) for k in dict.fromkeys(kinds[1:]))
+    euros = float(sum(s.amounts.sum() for s in stream.scenarios))
     say(
-        f"  injected: the story's incident (23 small transactions, 4 countries, 6 h), {bursts}, {sprees} "
-        f"= {int(stream.fraud.sum())} fraudulent transactions"
+        f"  injected: the story's incident (23 small transactions, 4 countries, 6 h), {others} "
+        f"= {int(stream.fraud.sum())} fraudulent transactions worth EUR {euros:,.0f}; an incident is "
+        f"visible at its {_ordinal(VISIBLE_AT)} fraudulent transaction"
     )
     model, model_info = _model(options, say)
-
-    # a model file may read any streaming feature: the full default set for it. The stream's
-    # event times are synthetic (not the wall clock): idle ticks must not move the watermark
-    detector = FraudDetector(
-        model=model, features=None if options.model else demo_features(), wall_clock_time=False
-    )
+    detector = default_detector(model)
+    warmed = _warm_up(detector, stream, say)
     rate = options.rate
     # flat out, the input queue stays full: a transaction waits behind up to 4 batches, so small
     # batches keep that wait short (128 rows: about the throughput of 1,024 at an eighth of the
@@ -487,7 +438,7 @@ def run_demo(options: DemoOptions, out: TextIO | None = None) -> DemoResult:
 
     alerts = [a for o in sink.items if o is not None for a in o.alerts]
     latencies, processing = timed.latencies(), timed.processing()
-    summary = _summarize(options, stream, alerts, latencies, detector, wall, model_info)
+    summary = _summarize(options, stream, alerts, latencies, detector, wall, model_info, warmed)
     summary["processing_ms"] = _percentiles(processing)
     _report(summary, alerts, stream, say)
     files = _write(options.out, summary, alerts, stream, latencies, say)
@@ -513,21 +464,20 @@ def _model(options: DemoOptions, say: Any) -> tuple[Model, dict[str, Any]]:
             f"alert at score >= {model.threshold:.2f}"
         )
         return model, {"file": str(options.model), "kind": model.kind, "threshold": model.threshold}
-    trained = train_model(seed=options.seed)
-    model = trained.model
+    model = default_model()
+    trees = len(model.params.get("tree_sizes", ()))
+    what = f"a random forest of {trees} trees" if trees else model.kind.replace("_", " ")
     say(
-        f"  model: logistic regression on {len(model.inputs)} streaming features, trained on "
-        f"{trained.rows:,} generated transactions ({trained.frauds} fraudulent) in {trained.seconds:.2f} s; "
-        f"alert at score >= {model.threshold:.2f}"
+        f"  model: the one fraudstream run uses ({what} on {len(model.inputs)} streaming features, "
+        f"trained on generated traffic of other seeds); alert at score >= {model.threshold:.2f}, "
+        "beside the velocity rule"
     )
-    info = {
+    return model, {
         "kind": model.kind,
         "inputs": model.feature_names,
         "threshold": model.threshold,
-        "trained_on_rows": trained.rows,
-        "training_seconds": trained.seconds,
+        "shipped": True,
     }
-    return model, info
 
 
 # ---------------------------------------------------------------------------------------------
@@ -561,25 +511,35 @@ def _summarize(
     detector: FraudDetector,
     wall: float,
     model_info: dict[str, Any],
+    warmed: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     matched = match_alerts(stream, alerts)
+    judged = _judge(stream, alerts)
     scenarios: list[dict[str, Any]] = []
-    for i, s in enumerate(stream.scenarios):
-        first = next((a for a, m in zip(alerts, matched, strict=True) if m == i), None)
+    for s, r in zip(stream.scenarios, judged, strict=True):
         row: dict[str, Any] = {
             "kind": s.kind,
             "card": s.card,
+            "history": s.history,
             "transactions": len(s.txn_ids),
+            "fraud_euros": float(s.amounts.sum()),
             "first_at": int(s.times[0]),
             "visible_at": s.visible_at,
             "visible_index": s.visible_index,
             "pattern": s.pattern,
-            "detected": first is not None,
+            "detected": r.index is not None,
+            "first_alert_index": r.index,
+            "prevented_euros": r.prevented,
         }
-        if first is not None:
+        if r.index is not None:  # the alert judge() took: the card's first from the incident's start
+            first = min(
+                (a for a in alerts if a.card_id == s.card and a.trigger_txn_id >= int(s.txn_ids[0])),
+                key=lambda a: a.trigger_txn_id,
+            )
             delay = first.event_time - s.visible_at
             latency = first.latency_ms or 0.0
             row.update(
+                on_time=r.index <= s.visible_index,
                 rule=first.rule,
                 reason=first.reason,
                 alert_txn_id=first.trigger_txn_id,
@@ -587,22 +547,31 @@ def _summarize(
                 event_time_delay_ms=delay,
                 latency_ms=latency,
                 detection_delay_ms=delay + latency,
-                transactions_after_alert=int((s.times > first.event_time).sum()),
+                transactions_after_alert=int((s.txn_ids > first.trigger_txn_id).sum()),
             )
         scenarios.append(row)
     incident = scenarios[0]
     true_alerts = sum(m is not None for m in matched)
-    metrics = detector.metrics()
+    metrics = _since(detector.metrics(), warmed or {})
     alert_latency = np.array([a.latency_ms or 0.0 for a in alerts], np.float64)
+    index = [math.inf if r.index is None else r.index for r in judged]
+    median = float(np.median(index))
+    euros = sum(r.amount for r in judged)
     return {
         "events": len(stream),
         "events_per_s": len(stream) / wall if wall > 0 else 0.0,
         "alerts": len(alerts),
         "incident_detected": bool(incident["detected"]),
         "incident_detection_delay_ms": incident.get("detection_delay_ms"),
+        "incident_first_alert_index": incident["first_alert_index"],
         "latency_ms": _percentiles(latencies),
         "precision": true_alerts / len(alerts) if alerts else 0.0,
         "recall": sum(s["detected"] for s in scenarios) / len(scenarios),
+        "on_time": sum(bool(s.get("on_time")) for s in scenarios),
+        "median_first_alert_index": None if math.isinf(median) else median,
+        "prevented_euros": sum(r.prevented for r in judged),
+        "fraud_euros": euros,
+        "prevented_fraction": sum(r.prevented for r in judged) / euros if euros else 0.0,
         "wall_seconds": wall,
         "seed": options.seed,
         "rate": options.rate,
@@ -620,14 +589,60 @@ def _summarize(
         "scenarios": scenarios,
         "model": model_info,
         "definitions": {
+            "visible": f"an incident is visible at its {_ordinal(VISIBLE_AT)} fraudulent transaction in "
+            "arrival order (the last when it has fewer), whatever the detector",
+            "first_alert_index": "1-based index of the incident's fraudulent transaction that raised its "
+            "first alert (an alert triggered by the card's own genuine transaction counts at the "
+            "fraudulent ones before it); None: no alert by its last fraudulent transaction",
+            "prevented_euros": "amount of the incident's fraudulent transactions that arrived after the "
+            "alerting one",
             "latency_ms": "wall clock, per transaction: arrival at the pipeline -> its batch processed",
             "processing_ms": "wall clock, per transaction: the detector's time on its batch",
-            "incident_detection_delay_ms": "alert event time - event time at which the pattern became "
-            "visible, plus the alert's wall-clock latency from the trigger's arrival",
+            "incident_detection_delay_ms": "alert event time - event time at which the story's "
+            "incident became visible (negative: before), plus the alert's wall-clock latency from the "
+            "trigger's arrival",
             "precision": "alerts on a card with injected fraud under way or past / all alerts",
-            "recall": "injected scenarios with an alert / injected scenarios",
+            "recall": "injected incidents alerted by their last fraudulent transaction / injected incidents",
         },
     }
+
+
+def _warm_up(detector: FraudDetector, stream: DemoStream, say: Any) -> dict[str, Any]:
+    """Runs the stream's history through the detector, outputs discarded (a restored state
+    would hold it); returns the detector's metrics after it."""
+    history = stream.history or {}
+    n = len(history.get("txn_id", ()))
+    began = time.perf_counter()
+    for lo in range(0, n, 65_536):
+        detector.process({k: v[lo : lo + 65_536] for k, v in history.items()})
+    if n:
+        hours = (stream.start_ms - int(history["event_time"].min())) / HOUR_MS
+        say(
+            f"  warm-up: the cards' previous {hours:.0f} h ({n:,} transactions, no fraud) through the "
+            f"detector first, as its restored state would hold them ({time.perf_counter() - began:.2f} s; "
+            f"its {detector.metrics()['alerts']} alerts are not counted)"
+        )
+    return detector.metrics()
+
+
+def _since(now: dict[str, Any], before: dict[str, Any]) -> dict[str, Any]:
+    """The detector's counters since ``before`` (the warm-up's)."""
+    out = dict(now)
+    for key in ("suppressed", "late", "clamped", "alerts", "events"):
+        out[key] = now[key] - before.get(key, 0)
+    rules = before.get("alerts_by_rule", {})
+    out["alerts_by_rule"] = {
+        k: v - rules.get(k, 0) for k, v in now["alerts_by_rule"].items() if v > rules.get(k, 0)
+    }
+    return out
+
+
+def _judge(stream: DemoStream, alerts: list[Alert]) -> list[IncidentResult]:
+    """Each incident's first alert, its index and the euros prevented
+    (:func:`fraudstream.fraud.prevention.judge`)."""
+    assert stream.traffic is not None
+    results, _, _ = judge(stream.traffic, alerts)
+    return results
 
 
 def _clock(ms: int, start: int) -> str:
@@ -671,33 +686,43 @@ def _report(summary: dict[str, Any], alerts: list[Alert], stream: DemoStream, sa
         say(f"  {_clock(a.event_time, start)}  card {a.card_id:<8} [{tag}] {_reasons(a)}")
     if len(alerts) > len(caught) + len(false):
         say(f"  ... {len(alerts) - len(caught) - len(false)} more in alerts.jsonl")
-    say("detection per injected scenario (event time since the start; delay: alert - pattern visible):")
+    say(
+        f"per injected incident: the fraudulent transaction that raised its first alert (visible at the "
+        f"{_ordinal(VISIBLE_AT)}) and the euros of those after it, prevented:"
+    )
     for s in summary["scenarios"]:
-        head = f"  {s['kind']:<14} card {s['card']:<8} visible {_clock(s['visible_at'], start):>9}"
+        card = f"card {s['card']}" + ("" if s["history"] else " (new)")
+        head = (
+            f"  {s['kind']:<16} {card:<18} {s['transactions']:>3} transactions EUR {s['fraud_euros']:>9,.2f}"
+        )
         if not s["detected"]:
             say(f"{head}  MISSED")
             continue
-        early = " (before the pattern was complete)" if s["event_time_delay_ms"] < 0 else ""
+        when = "on time" if s["on_time"] else "late"
         say(
-            f"{head}  alert {_clock(s['alert_at'], start):>9} {_delay_words(s['event_time_delay_ms']):>8}"
-            f"  latency {s['latency_ms']:6.1f} ms  {s['rule']}{early}"
+            f"{head}  alert at the {_ordinal(s['first_alert_index']):>4} ({when}, {s['rule']}, "
+            f"{s['latency_ms']:.1f} ms)  prevented EUR {s['prevented_euros']:>9,.2f} "
+            f"({s['prevented_euros'] / max(s['fraud_euros'], 1e-9):.0%})"
         )
     inc = summary["scenarios"][0]
     if inc["detected"]:
-        at = (
-            "at that very transaction"
-            if inc["event_time_delay_ms"] == 0
-            else f"{_delay_words(inc['event_time_delay_ms'])} of event time later"
-        )
         after, total = inc["transactions_after_alert"], inc["transactions"]
         say(
-            f"the story's incident: visible at its {_ordinal(inc['visible_index'])} transaction "
-            f"({inc['pattern']}), alerted by {inc['rule']} {at}, {inc['latency_ms']:.1f} ms after it "
-            f"arrived; {after} of its {total} transactions came after the alert (the batch job flagged it "
-            "47 h after the last one)"
+            f"the story's incident: alerted at its {_ordinal(inc['first_alert_index'])} transaction "
+            f"({_clock(inc['alert_at'], start)}, by {inc['rule']}, {inc['latency_ms']:.1f} ms after it "
+            f"arrived; visible by definition at its {_ordinal(inc['visible_index'])}); {after} of its "
+            f"{total} transactions, EUR {inc['prevented_euros']:,.2f} of {inc['fraud_euros']:,.2f}, came "
+            "after the alert (the batch job flagged it 47 h after the last one)"
         )
     else:
         say("the story's incident was NOT detected")
+    median = summary["median_first_alert_index"]
+    say(
+        f"prevented: EUR {summary['prevented_euros']:,.2f} of {summary['fraud_euros']:,.2f} "
+        f"({summary['prevented_fraction']:.0%}); first alert at the {_ordinal(median) if median else '-'} "
+        f"fraudulent transaction (median), {summary['on_time']} of {len(summary['scenarios'])} incidents "
+        "alerted by the time they were visible"
+    )
     lat, proc, al = summary["latency_ms"], summary.get("processing_ms", {}), summary["alert_latency_ms"]
     if lat["p50"] is not None:
         p50, p99 = proc.get("p50") or 0.0, proc.get("p99") or 0.0
@@ -711,7 +736,7 @@ def _report(summary: dict[str, Any], alerts: list[Alert], stream: DemoStream, sa
     detected, scenarios = sum(s["detected"] for s in summary["scenarios"]), len(summary["scenarios"])
     say(
         f"precision {summary['precision']:.2f} ({summary['true_alerts']} of {summary['alerts']} alerts on "
-        f"injected fraud), recall {summary['recall']:.2f} ({detected} of {scenarios} scenarios)"
+        f"injected fraud), recall {summary['recall']:.2f} ({detected} of {scenarios} incidents)"
     )
 
 
@@ -739,7 +764,10 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
-def _ordinal(n: int) -> str:
+def _ordinal(n: float) -> str:
+    if n != int(n):
+        return f"{n:g}th"
+    n = int(n)
     suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
     return f"{n}{suffix}"
 
@@ -804,16 +832,16 @@ def write_plot(
     places = sorted(set(names))
     y = np.array([places.index(n) for n in names])
     visible_h = (inc.visible_at - stream.start_ms) / HOUR_MS
-    timeline.axvspan(
-        max(0.0, visible_h - 6), visible_h, color="tab:orange", alpha=0.08, label="the 6 h before"
-    )
     if info["detected"]:
         alert_h = (info["alert_at"] - stream.start_ms) / HOUR_MS
-        label = f"alert: {info['rule']}, {info['latency_ms']:.1f} ms after its transaction arrived"
+        label = (
+            f"alert at its {_ordinal(info['first_alert_index'])} transaction: {info['rule']}, "
+            f"{info['latency_ms']:.1f} ms after it arrived"
+        )
         timeline.axvline(alert_h, color="tab:red", lw=2, label=label)
     else:
         alert_h = math.inf
-    timeline.axvline(visible_h, color="tab:orange", ls="--", label=f"pattern visible: {inc.pattern}")
+    timeline.axvline(visible_h, color="tab:orange", ls="--", label=f"visible: {inc.pattern}")
     before = hours <= alert_h
     timeline.scatter(hours[before], y[before], s=36, color="tab:blue", label="before the alert", zorder=3)
     timeline.scatter(hours[~before], y[~before], s=36, color="tab:gray", label="after the alert", zorder=3)
