@@ -294,6 +294,20 @@ def test_bad_input_raises_and_changes_nothing() -> None:
             {"key": [1, 2], "time": [200, 300], "avg_amount": [3.0], "account_age_days": [1.0, 2.0]}
         )
     assert join.snapshot() == before
+    with pytest.raises(TypeError, match="event_time"):
+        join.process({"card_id": [1], "event_time": [5.5], "txn_id": [1]})
+    with pytest.raises(TypeError, match="card_id"):
+        join.process({"card_id": ["1"], "event_time": [5], "txn_id": [1]})
+    with pytest.raises(ValueError, match="key"):
+        join.update_table(
+            {
+                "key": np.array([2**64 - 1], np.uint64),
+                "time": [200],
+                "avg_amount": [3.0],
+                "account_age_days": [1.0],
+            }
+        )
+    assert join.snapshot() == before
     with pytest.raises(ConfigError):
         TemporalJoinProcessor(["matched"])
     with pytest.raises(ConfigError):

@@ -42,10 +42,19 @@ class JoinOutput(ProcessorOutput):
     joined: Columns = field(default_factory=_no_columns)
 
 
+_INT64_MAX = np.iinfo(np.int64).max
+
+
 def _int(columns: Mapping[str, Any], name: str) -> np.ndarray[Any, Any]:
+    """An integer column as contiguous int64; floats, bools and strings are refused, not cast."""
     if name not in columns:
         raise KeyError(f"missing column {name!r}")
-    return np.ascontiguousarray(columns[name], dtype=np.int64)
+    arr = np.asarray(columns[name])
+    if arr.dtype.kind not in "iu" and not (arr.dtype.kind == "f" and arr.size == 0):
+        raise TypeError(f"column {name!r} must hold integers, got {arr.dtype}")
+    if arr.dtype.kind == "u" and arr.size and int(arr.max()) > _INT64_MAX:
+        raise ValueError(f"column {name!r} holds a value beyond the int64 range")
+    return np.ascontiguousarray(arr, dtype=np.int64)
 
 
 def _floats(columns: Mapping[str, Any], names: Sequence[str]) -> list[np.ndarray[Any, Any]]:
