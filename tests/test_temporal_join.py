@@ -222,6 +222,14 @@ def test_matches_the_oracle_whatever_the_cuts_with_a_restart(
     counters = join.counters()
     assert (counters["late_updates"], counters["late_probes"]) == (late_updates, late_probes)
 
+    # and row by row, each row its own call (freeing then runs after every row)
+    single = make(table_d, probe_d, inner)
+    one_by_one: list[Row] = []
+    for op in ops:
+        one_by_one += rows_of(feed(single, [op]))
+    one_by_one += rows_of(single.flush())
+    assert one_by_one == expected
+
 
 @settings(max_examples=100, deadline=None)
 @given(ops=ops_strategy, cuts=st.lists(st.booleans(), min_size=1, max_size=16))
@@ -260,14 +268,19 @@ def test_a_late_table_update_is_counted_and_dropped() -> None:
     assert out.late_rows.tolist() == [0], "after flush every update is late"
 
 
-def test_versions_are_freed_behind_the_probes() -> None:
-    join = make(1000, 0, False)
+def test_versions_are_freed_behind_the_probes_and_the_table_watermark() -> None:
+    join = make(0, 0, False)
     for t in range(0, 100, 10):
         join.update_table({"key": [1], "time": [t], "avg_amount": [float(t)], "account_age_days": [0.0]})
-    assert join.state_size()["versions"] == 10
-    join.process({"card_id": [1], "event_time": [55], "txn_id": [1]})
+    assert join.state_size()["versions"] == 10, "no probe yet: nothing freed"
+    out = join.process({"card_id": [1], "event_time": [55], "txn_id": [1]})
+    assert rows_of(out) == [(1, 55, 1, True, 50, 50.0, 0.0)]
     assert join.state_size()["versions"] == 5, "50 (valid at 55) and the four after it"
-    assert rows_of(join.flush()) == [(1, 55, 1, True, 50, 50.0, 0.0)]
+    slow = make(1000, 0, False)
+    for t in range(0, 100, 10):
+        slow.update_table({"key": [1], "time": [t], "avg_amount": [float(t)], "account_age_days": [0.0]})
+    slow.process({"card_id": [1], "event_time": [55], "txn_id": [1]})
+    assert slow.state_size()["versions"] == 10, "updates at -910.. may still come: nothing freed"
 
 
 def test_idle_table_side_is_released_by_advance() -> None:

@@ -16,10 +16,11 @@
 //!   A probe with time `< probe_wm` is late: counted, returned, not joined.
 //! - A probe at `t` is emitted as soon as `table_wm > t` (at once if already so); emitted rows
 //!   come out in `(t, arrival)` order per watermark step.
-//! - Freeing: with `F = min(probe_wm, oldest waiting probe time)` (monotone), each key keeps
-//!   the latest version `<= F` (dropped if a tombstone) and every version after `F`. This is
-//!   applied after every call, so the state (and the snapshot bytes) depend on the rows, not
-//!   on how they were cut into batches.
+//! - Freeing: with `F = min(probe_wm, oldest waiting probe time, table_wm - 1)` (monotone),
+//!   each key keeps the latest version `<= F` (dropped if a tombstone) and every version after
+//!   `F`. No accepted update can have a time `<= F`, so what is freed never matters again. This
+//!   is applied after every call, so the state (and the snapshot bytes) depend on the rows,
+//!   not on how they were cut into batches.
 //! - Every batch is validated whole before any state changes; nothing input-driven panics.
 
 pub mod lookup;
@@ -278,9 +279,14 @@ impl TemporalJoin {
         (self.table.len(), self.table.values().map(Vec::len).sum(), self.waiting.len())
     }
 
-    /// Oldest time a future lookup can ask for.
+    /// The freeing horizon: no future lookup asks for a time before it (probes behind the
+    /// probe watermark are late, waiting ones are at or after the oldest), and no future table
+    /// update has a version time at or before it (those behind the table watermark are late).
+    /// The second half matters: a tombstone freed while an older upsert could still arrive
+    /// would let that upsert come back to life.
     fn horizon(&self) -> Millis {
-        self.waiting.keys().next().map_or(self.probe_wm, |&(t, _)| t.min(self.probe_wm))
+        let probes = self.waiting.keys().next().map_or(self.probe_wm, |&(t, _)| t.min(self.probe_wm));
+        probes.min(self.table_wm.saturating_sub(1))
     }
 
     fn check_times(times: &[Millis], column: &str) -> CoreResult<()> {

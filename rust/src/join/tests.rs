@@ -88,8 +88,9 @@ fn versions_before_the_horizon_are_freed_keeping_the_one_valid_there() {
     up(&mut j, 2, 15, 0.0, true);
     assert_eq!(j.state_size(), (2, 5, 0), "no probe yet: nothing freed");
     probe(&mut j, 1, 35, 1);
-    assert_eq!(j.state_size(), (1, 2, 1), "horizon 35: key 1 keeps 30 and 40, tombstone 15 goes");
+    assert_eq!(j.state_size(), (2, 5, 1), "table watermark 10: an update at 11..35 may still come");
     up(&mut j, 3, 100, 0.0, false);
+    assert_eq!(j.state_size(), (2, 3, 0), "horizon 35: key 1 keeps 30 and 40, tombstone 15 goes");
     let out = probe(&mut j, 1, 36, 2);
     assert_eq!(out.values[0], vec![30.0]);
     // flush, then everything waits no more
@@ -299,5 +300,58 @@ proptest! {
         collect(&restored.flush(), &mut rows);
         prop_assert_eq!(rows, expected.0);
         prop_assert_eq!(snap, expected.3);
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn any_input_is_a_result_never_a_panic(
+        keys in prop::collection::vec(any::<i64>(), 0..20),
+        times in prop::collection::vec(prop_oneof![any::<i64>(), 0i64..1000], 0..20),
+        values in prop::collection::vec(any::<f64>(), 0..20),
+        deletes in prop::collection::vec(any::<bool>(), 0..20),
+        wm in any::<i64>(),
+        disorder in any::<i64>(),
+    ) {
+        let _ = TemporalJoin::new(config(JoinKind::Left, disorder, disorder));
+        let mut j = TemporalJoin::new(config(JoinKind::Left, 7, 3)).unwrap();
+        let _ = j.update(&Updates { keys: &keys, times: &times, values: &[&values, &values], deletes: Some(&deletes) });
+        let _ = j.process(&Probes { keys: &keys, times: &times, ids: &keys });
+        let _ = j.advance_table_to(wm);
+        let _ = j.update(&Updates { keys: &keys, times: &times, values: &[&values, &values], deletes: None });
+        let _ = j.flush();
+        let snap = j.snapshot();
+        let mut copy = TemporalJoin::new(config(JoinKind::Left, 7, 3)).unwrap();
+        copy.restore(&snap).unwrap();
+        prop_assert_eq!(copy.snapshot(), snap);
+    }
+
+    #[test]
+    fn corrupt_state_bytes_are_errors_never_panics(
+        bytes in prop::collection::vec(any::<u8>(), 0..200),
+        flip in any::<usize>(),
+        cut in any::<usize>(),
+    ) {
+        let mut j = TemporalJoin::new(config(JoinKind::Left, 0, 0)).unwrap();
+        let _ = j.restore(&bytes);
+        let _ = j.apply_changes(&bytes);
+        up(&mut j, 1, 10, 1.0, false);
+        up(&mut j, 1, 20, 0.0, true);
+        probe(&mut j, 2, 30, 5);
+        let snap = j.snapshot();
+        let mut bad = snap.clone();
+        let at = flip % bad.len();
+        bad[at] ^= 0x5a;
+        let mut fresh = TemporalJoin::new(config(JoinKind::Left, 0, 0)).unwrap();
+        let before = fresh.snapshot();
+        if fresh.restore(&bad).is_err() {
+            prop_assert_eq!(fresh.snapshot(), before, "a refused snapshot changes nothing");
+        }
+        let _ = fresh.restore(&snap[..cut % (snap.len() + 1)]);
+        let mut t = LookupTable::new(vec!["a".into()]).unwrap();
+        let _ = t.restore(&bytes);
+        let _ = t.apply_changes(&bad);
     }
 }
