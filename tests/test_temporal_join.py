@@ -45,6 +45,7 @@ class Op:
     time: int
     value: int  # avg_amount; account_age_days is -value; the probe's id for a probe
     delete: bool = False
+    advance: bool = False  # advance(time): an idle table side's watermark raised to `time`
 
 
 # ---------------------------------------------------------------------------------------------
@@ -67,7 +68,10 @@ def oracle(ops: list[Op], table_d: int, probe_d: int, inner: bool) -> tuple[list
             emitted.append((w[2], w[0], w[3]))
 
     for arrival, op in enumerate(ops):
-        if op.table:
+        if op.advance:
+            table_wm = max(table_wm, op.time)
+            release()
+        elif op.table:
             if op.time < table_wm:
                 late_updates += 1
                 continue
@@ -133,6 +137,7 @@ def make(table_d: int, probe_d: int, inner: bool) -> TemporalJoinProcessor:
         table_disorder_ms=table_d,
         probe_disorder_ms=probe_d,
         inner=inner,
+        table_idle_lag_ms=0,
     )
 
 
@@ -140,7 +145,8 @@ def batches(ops: list[Op], cuts: list[bool]) -> list[list[Op]]:
     """Consecutive same-side ops, cut further where ``cuts`` says."""
     out: list[list[Op]] = []
     for i, op in enumerate(ops):
-        if out and out[-1][0].table == op.table and not cuts[i % len(cuts)]:
+        same = out and (out[-1][0].table, out[-1][0].advance) == (op.table, op.advance)
+        if same and not op.advance and not cuts[i % len(cuts)]:
             out[-1].append(op)
         else:
             out.append([op])
@@ -150,6 +156,8 @@ def batches(ops: list[Op], cuts: list[bool]) -> list[list[Op]]:
 def feed(join: TemporalJoinProcessor, batch: list[Op]) -> JoinOutput:
     keys = np.array([o.key for o in batch], np.int64)
     times = np.array([o.time for o in batch], np.int64)
+    if batch[0].advance:
+        return join.advance(batch[0].time)
     if batch[0].table:
         values = np.array([o.value for o in batch], np.float64)
         return join.update_table(
@@ -165,17 +173,20 @@ def feed(join: TemporalJoinProcessor, batch: list[Op]) -> JoinOutput:
     return join.process({"card_id": keys, "event_time": times, "txn_id": ids})
 
 
-def _build(raw: list[tuple[bool, int, int, int, int, int]]) -> list[Op]:
+def _build(raw: list[tuple[int, int, int, int, int, int]]) -> list[Op]:
+    """side 0-3: a table update or a probe, 4: an advance of the table side (an idle tick)."""
     ops, clock = [], 0
-    for i, (table, key, step, jitter, value, d) in enumerate(raw):
+    for i, (side, key, step, jitter, value, d) in enumerate(raw):
         clock += step
-        ops.append(Op(table, key, max(0, clock - jitter), value if table else i, table and d == 0))
+        table, advance = side < 2, side == 4
+        time = max(0, clock - jitter)
+        ops.append(Op(table, key, time, value if table else i, table and d == 0, advance))
     return ops
 
 
 ops_strategy = st.lists(
     st.tuples(
-        st.booleans(),
+        st.integers(0, 4),
         st.integers(0, 3),
         st.integers(0, 15),
         st.integers(0, 40),
@@ -215,7 +226,8 @@ def test_matches_the_oracle_whatever_the_cuts_with_a_restart(
             join.restore(replica.snapshot())
         out = feed(join, batch)
         got += rows_of(out)
-        late_counts[0 if batch[0].table else 1] += len(out.late_rows)
+        if not batch[0].advance:
+            late_counts[0 if batch[0].table else 1] += len(out.late_rows)
     got += rows_of(join.flush())
     assert got == expected
     assert late_counts == [late_updates, late_probes]
@@ -289,7 +301,10 @@ def test_idle_table_side_is_released_by_advance() -> None:
     assert not len(join.process({"card_id": [1], "event_time": [500], "txn_id": [1]}).joined["key"])
     assert not len(join.advance(1500).joined["key"]), "table watermark 500 does not pass 500"
     assert rows_of(join.advance(1501)) == [(1, 500, 1, True, 100, 3.0, 1.0)]
-    assert not len(make(0, 0, False).advance(10**12).joined), "no idle lag: advance does nothing"
+    no_lag = TemporalJoinProcessor(COLUMNS)
+    no_lag.process({"card_id": [1], "event_time": [500], "txn_id": [1]})
+    assert not no_lag.advance(10**12).joined, "no idle lag: advance does nothing"
+    assert no_lag.state_size()["waiting"] == 1
 
 
 def test_bad_input_raises_and_changes_nothing() -> None:

@@ -258,7 +258,7 @@ fn whole(kind: JoinKind, td: i64, pd: i64, ops: &[Op], cuts: &[bool]) -> Run {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(300))]
+    #![proptest_config(ProptestConfig::with_cases(1000))]
 
     #[test]
     fn batch_cuts_on_either_side_change_nothing(
