@@ -362,7 +362,19 @@ impl TemporalJoin {
         Self::check_len("id", n, p.ids.len())?;
         Self::check_times(p.times, "time")?;
         let mut out = Joined::with_capacity(self.config.columns.len(), n);
+        // The table does not change while probes are joined (updates come in their own
+        // calls), so every key is resolved first: independent hash lookups overlap their cache
+        // misses, and each key's versions are prefetched a few rows ahead.
+        let table = &self.table;
+        let slots: Vec<&[Version]> =
+            p.keys.iter().map(|k| table.get(k).map_or(&[][..], Vec::as_slice)).collect();
+        let kind = self.config.kind;
         for i in 0..n {
+            if let Some(ahead) = slots.get(i + PREFETCH_AHEAD) {
+                if ahead.len() <= 4 {
+                    crate::prefetch::prefetch(*ahead);
+                }
+            }
             let (key, time, id) = (p.keys[i], p.times[i], p.ids[i]);
             self.counters.probes += 1;
             if time < self.probe_wm {
@@ -372,7 +384,7 @@ impl TemporalJoin {
             }
             self.probe_wm = self.probe_wm.max(time.saturating_sub(self.config.probe_disorder));
             if time < self.table_wm {
-                self.emit(key, time, id, &mut out);
+                emit_into(slots[i], kind, &mut self.counters, (key, time, id), &mut out);
             } else {
                 self.waiting.insert((time, self.seq), Waiting { key, id });
                 self.seq += 1;
@@ -412,38 +424,9 @@ impl TemporalJoin {
     }
 
     /// The version valid at `time` (None: no version, or a tombstone).
-    fn lookup(table: &FxHashMap<i64, Vec<Version>>, key: i64, time: Millis) -> Option<&Version> {
-        let versions = table.get(&key)?;
-        let at = versions.partition_point(|v| v.time <= time);
-        at.checked_sub(1).map(|i| &versions[i]).filter(|v| v.values.is_some())
-    }
-
     fn emit(&mut self, key: i64, time: Millis, id: i64, out: &mut Joined) {
-        let found = Self::lookup(&self.table, key, time);
-        if found.is_none() && self.config.kind == JoinKind::Inner {
-            self.counters.unmatched += 1;
-            return;
-        }
-        out.keys.push(key);
-        out.times.push(time);
-        out.ids.push(id);
-        out.matched.push(found.is_some());
-        match found.and_then(|v| v.values.as_deref().map(|vals| (v.time, vals))) {
-            Some((vt, values)) => {
-                out.version_times.push(vt);
-                for (col, v) in out.values.iter_mut().zip(values) {
-                    col.push(*v);
-                }
-                self.counters.matched += 1;
-            }
-            None => {
-                out.version_times.push(i64::MIN);
-                for col in &mut out.values {
-                    col.push(f64::NAN);
-                }
-                self.counters.unmatched += 1;
-            }
-        }
+        let versions = self.table.get(&key).map_or(&[][..], Vec::as_slice);
+        emit_into(versions, self.config.kind, &mut self.counters, (key, time, id), out);
     }
 
     fn insert(&mut self, key: i64, version: Version) {
@@ -513,5 +496,46 @@ impl TemporalJoin {
     fn rebuild_prunable(&mut self) {
         self.prunable =
             self.table.iter().filter_map(|(&k, v)| Self::prune_time(v).map(|p| Reverse((p, k)))).collect();
+    }
+}
+
+/// Rows ahead whose versions are prefetched while a probe batch is joined.
+const PREFETCH_AHEAD: usize = 8;
+
+/// Joins one probe `(key, time, id)` to `versions` (its key's, in time order) and appends the
+/// row to `out`; an unmatched row is dropped by an inner join.
+fn emit_into(
+    versions: &[Version],
+    kind: JoinKind,
+    counters: &mut JoinCounters,
+    (key, time, id): (i64, Millis, i64),
+    out: &mut Joined,
+) {
+    let at = versions.partition_point(|v| v.time <= time);
+    let found =
+        at.checked_sub(1).and_then(|i| versions[i].values.as_deref().map(|vals| (versions[i].time, vals)));
+    if found.is_none() && kind == JoinKind::Inner {
+        counters.unmatched += 1;
+        return;
+    }
+    out.keys.push(key);
+    out.times.push(time);
+    out.ids.push(id);
+    out.matched.push(found.is_some());
+    match found {
+        Some((vt, values)) => {
+            out.version_times.push(vt);
+            for (col, v) in out.values.iter_mut().zip(values) {
+                col.push(*v);
+            }
+            counters.matched += 1;
+        }
+        None => {
+            out.version_times.push(i64::MIN);
+            for col in &mut out.values {
+                col.push(f64::NAN);
+            }
+            counters.unmatched += 1;
+        }
     }
 }
