@@ -389,3 +389,35 @@ def test_lookup_join_shapes() -> None:
     out = join.process({"k": [2, 3, 1], "t": [0, 0, 0], "i": [10, 11, 12]})
     assert out.joined["x"][[0, 2]].tolist() == [2.5, 1.5]
     assert out.joined["matched"].tolist() == [True, False, True]
+
+
+def test_runs_in_the_pipeline_like_any_processor() -> None:
+    from fraudstream.pipeline import ArraySource, CollectSink, Pipeline
+
+    rng = np.random.default_rng(3)
+    n = 5_000
+    columns = {
+        "card_id": rng.integers(0, 50, n).astype(np.int64),
+        "event_time": np.sort(rng.integers(0, 100_000, n)).astype(np.int64),
+        "txn_id": np.arange(n, dtype=np.int64),
+    }
+    table = {
+        "key": np.arange(40, dtype=np.int64),
+        "time": np.full(40, 50_000, np.int64),
+        "avg_amount": np.arange(40, dtype=np.float64),
+        "account_age_days": np.zeros(40),
+    }
+
+    def build() -> TemporalJoinProcessor:
+        join = TemporalJoinProcessor(COLUMNS, probe_disorder_ms=1_000)
+        join.update_table(table)
+        return join
+
+    direct = build()
+    expected = rows_of(direct.process(columns)) + rows_of(direct.flush())
+    sink = CollectSink()
+    stats = Pipeline(ArraySource(columns, batch_size=700), build(), sink).run()
+    got = [row for item in sink.items for row in rows_of(item)]
+    assert got == expected, "the pipeline's batches of 700 give the rows of one batch, in order"
+    assert len(got) == n
+    assert stats["events_in"] == n and not stats["errors"]
