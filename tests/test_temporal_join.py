@@ -421,3 +421,27 @@ def test_runs_in_the_pipeline_like_any_processor() -> None:
     assert got == expected, "the pipeline's batches of 700 give the rows of one batch, in order"
     assert len(got) == n
     assert stats["events_in"] == n and not stats["errors"]
+
+
+def test_repeated_calls_do_not_leak_and_state_stays_bounded() -> None:
+    psutil = pytest.importorskip("psutil")
+    proc = psutil.Process()
+    join = make(10, 10, False)
+    keys = np.arange(64, dtype=np.int64) % 8
+    values = np.ones(64)
+
+    def run(start: int, rounds: int) -> None:
+        for i in range(start, start + rounds):
+            times = np.arange(64, dtype=np.int64) + i * 64
+            join.update_table({"key": keys, "time": times, "avg_amount": values, "account_age_days": values})
+            join.process({"card_id": keys, "event_time": times, "txn_id": times})
+            join.snapshot()
+            join.changes()
+
+    run(0, 2_000)
+    before = proc.memory_info().rss
+    run(2_000, 10_000)
+    grown = proc.memory_info().rss - before
+    assert grown < 20 * 2**20, f"RSS grew by {grown / 2**20:.1f} MiB over 10,000 rounds"
+    size = join.state_size()
+    assert size["keys"] == 8 and size["versions"] <= 8 * 4, f"versions are freed: {size}"
