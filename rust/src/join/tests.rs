@@ -99,6 +99,19 @@ fn versions_before_the_horizon_are_freed_keeping_the_one_valid_there() {
 }
 
 #[test]
+fn a_tombstone_is_not_freed_while_an_older_upsert_can_still_arrive() {
+    // table disorder 15: after the delete at 100 the table watermark is 85, so an upsert at
+    // 85 is not late; it must not become the version valid at 115 (the delete is)
+    let mut j = TemporalJoin::new(config(JoinKind::Left, 15, 0)).unwrap();
+    probe(&mut j, 0, 0, 1);
+    probe(&mut j, 0, 115, 2);
+    up(&mut j, 0, 100, 0.0, true);
+    up(&mut j, 0, 85, 7.0, false);
+    let out = j.flush();
+    assert_eq!((out.ids.clone(), out.matched.clone()), (vec![2], vec![false]));
+}
+
+#[test]
 fn bad_batches_change_nothing() {
     let mut j = TemporalJoin::new(config(JoinKind::Left, 0, 0)).unwrap();
     let before = j.snapshot();
