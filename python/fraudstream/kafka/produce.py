@@ -21,6 +21,7 @@ The topic is created when missing, durable as configured (``kafka.replication_fa
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -87,11 +88,11 @@ def parse_time(text: str, now_ms: int | None = None) -> int:
     return int(t.timestamp() * 1000)
 
 
-def last_txn_id(
+def topic_end(
     settings: dict[str, Any], topic: str, partitions: list[int], timeout: float = 10.0
-) -> int | None:
-    """The highest ``txn_id`` among the last record of each partition of ``topic`` (None when
-    the topic is empty or its last records are not transactions)."""
+) -> tuple[int | None, int | None]:
+    """The highest ``txn_id`` and ``event_time`` among the last record of each partition of
+    ``topic`` (None when the topic is empty or its last records are not transactions)."""
     from confluent_kafka import Consumer
 
     consumer = Consumer({**settings, "group.id": "fraudstream-produce-probe", "enable.auto.commit": False})
@@ -102,10 +103,11 @@ def last_txn_id(
             if high > low:
                 wanted.append(TopicPartition(topic, p, high - 1))
         if not wanted:
-            return None
+            return None, None
         consumer.assign(wanted)
         pending = {tp.partition for tp in wanted}
         best: int | None = None
+        latest: int | None = None
         deadline = time.monotonic() + timeout
         while pending and time.monotonic() < deadline:
             for m in consumer.consume(len(pending), timeout=0.5):
@@ -113,17 +115,29 @@ def last_txn_id(
                     continue
                 pending.discard(m.partition() or 0)
                 try:
-                    txn = json.loads(m.value() or b"")["txn_id"]
-                except (ValueError, KeyError, TypeError):
+                    record = json.loads(m.value() or b"")
+                    txn, at = record["txn_id"], record.get("event_time")
+                except (ValueError, KeyError, TypeError, AttributeError):
                     continue
                 if isinstance(txn, int):
                     best = txn if best is None else max(best, txn)
-        return best
+                if isinstance(at, int):
+                    latest = at if latest is None else max(latest, at)
+        return best, latest
     finally:
         consumer.close()
 
 
-def produce(config: Config, options: ProduceOptions, say: Callable[[str], None] = print) -> dict[str, Any]:
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr)
+
+
+def produce(
+    config: Config,
+    options: ProduceOptions,
+    say: Callable[[str], None] = print,
+    warn: Callable[[str], None] = _stderr,
+) -> dict[str, Any]:
     """Sends the traffic (see the module docstring); returns what was sent."""
     from fraudstream.generator import labelled_transactions
     from fraudstream.kafka.schema import encode_transactions
@@ -141,15 +155,13 @@ def produce(config: Config, options: ProduceOptions, say: Callable[[str], None] 
         futures = admin.create_topics([durable_topic(config, topic, options.partitions)])
         for future in futures.values():
             future.result()
-        partitions = list(range(options.partitions))
         start_id = options.start_id or 0
+        newest = None
     else:
         partitions = sorted(meta.topics[topic].partitions)
-        if options.start_id is not None:
-            start_id = options.start_id
-        else:
-            last = last_txn_id(settings, topic, partitions)
-            start_id = 0 if last is None else last + 1
+        last, newest = topic_end(settings, topic, partitions)
+        after_last = 0 if last is None else last + 1
+        start_id = after_last if options.start_id is None else options.start_id
     try:
         traffic = labelled_transactions(
             options.events,
@@ -169,6 +181,12 @@ def produce(config: Config, options: ProduceOptions, say: Callable[[str], None] 
     else:  # the traffic ends now: live for the pipeline's idle ticks and watermark-lag gauges
         shift = int(time.time() * 1000) - int(times.max())
     cols["event_time"] = times + shift
+    if newest is not None and int(cols["event_time"].min()) < newest:
+        warn(
+            f"note: {topic} already holds event times up to {_utc(newest)} UTC and this run's start at "
+            f"{_utc(int(cols['event_time'].min()))}: the rules count what falls behind their watermark as "
+            "late, and the detector scores those transactions at its event clock (--start-time moves them)"
+        )
     data = cols if options.labels else {name: v for name, v in cols.items() if name != "fraud"}
 
     failed: list[KafkaError] = []
@@ -230,4 +248,4 @@ def _utc(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M")
 
 
-__all__ = ["ProduceOptions", "last_txn_id", "parse_time", "produce"]
+__all__ = ["ProduceOptions", "parse_time", "produce", "topic_end"]
