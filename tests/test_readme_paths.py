@@ -6,6 +6,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
 TOP = ("benches", "docs", "examples", "python", "rust", "scripts", "tests")
@@ -34,3 +36,19 @@ def test_the_diagram_puts_pyo3_in_the_bindings_only() -> None:
     diagram = README.split("## Architecture", 1)[1].split("```", 2)[1]
     assert "bindings (PyO3)" in diagram and "rust/src/python/" in diagram
     assert "Rust core (pure Rust, no PyO3)" in diagram
+
+
+def test_the_production_configuration_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fraudstream.config import load_config
+
+    section = README.split("### Production", 1)[1]
+    block = re.search(r"```toml\n(.*?)```", section, flags=re.S)
+    assert block is not None
+    path = tmp_path / "production.toml"
+    path.write_text(block.group(1))
+    monkeypatch.setenv("KAFKA_PASSWORD", "secret")  # the file reads the password from it
+    config = load_config(path, env={})
+    k = config.kafka
+    assert (k.replication_factor, k.min_insync_replicas) == (3, 2)
+    assert len(k.bootstrap_servers.split(",")) == 3
+    assert k.client["security.protocol"] == "SASL_SSL"
