@@ -35,9 +35,9 @@ pub enum CoreError {
     /// A predicate expression could not be parsed or refers to unknown aggregates.
     #[error("invalid predicate {source_text:?} at position {position}: {reason}")]
     Predicate {
-        /// The expression as given.
+        /// The expression as given (its first 200 characters when longer).
         source_text: String,
-        /// Byte offset of the problem.
+        /// Character offset of the problem (0-based).
         position: usize,
         /// What is wrong.
         reason: String,

@@ -13,9 +13,21 @@
 //! An operand names an aggregation by its output name (`countries >= 3`) or by function and
 //! column (`distinct(country) >= 3`, `sum(amount) > 500`); it must be one of the configured
 //! aggregations, so a predicate never needs state of its own.
+//!
+//! Predicates come from configuration (a file, an environment variable), so the parser is as
+//! hostile-input safe as the decoder: nesting (parentheses and `not`) is limited to
+//! [`MAX_NESTING`] levels and an expression to [`MAX_COMPARISONS`] comparisons, which bounds
+//! the depth of the parsed tree and hence the recursion of parsing, evaluating and dropping it
+//! (a predicate nested 10,000 deep used to overflow the stack). Error positions count
+//! characters, not bytes, and name the character as written (`n ≥ 5` is at position 2, `'≥'`).
 
 use crate::aggregate::{Acc, AggKind, Layout};
 use crate::{CoreError, CoreResult};
+
+/// Deepest nesting of parentheses and `not` a predicate may use.
+pub const MAX_NESTING: usize = 64;
+/// Most comparisons one predicate may hold (an `and`/`or` chain of them is a tree as deep).
+pub const MAX_COMPARISONS: usize = 1_000;
 
 /// Comparison operators.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,7 +70,9 @@ impl Predicate {
     /// Parses `src` against the aggregations of `layout`.
     ///
     /// # Errors
-    /// [`CoreError::Predicate`] with the position of the problem.
+    /// [`CoreError::Predicate`] with the position (in characters) of the problem; also for a
+    /// predicate nested deeper than [`MAX_NESTING`] or with more than [`MAX_COMPARISONS`]
+    /// comparisons.
     ///
     /// # Examples
     /// ```
@@ -72,7 +86,7 @@ impl Predicate {
     /// assert!(Predicate::parse("sum(amount) > 3", &layout).is_err());
     /// ```
     pub fn parse(src: &str, layout: &Layout) -> CoreResult<Self> {
-        let mut p = Parser { src, tokens: tokenize(src)?, pos: 0, layout };
+        let mut p = Parser { src, tokens: tokenize(src)?, pos: 0, layout, depth: 0, comparisons: 0 };
         let expr = p.or()?;
         match p.tokens.get(p.pos) {
             None => Ok(expr),
@@ -144,10 +158,12 @@ fn tokenize(src: &str) -> CoreResult<Vec<Token<'_>>> {
         } else if matches!(c, b'(' | b')' | b'*') {
             i += 1;
         } else {
+            // the character as written, not its first byte (`≥` is three bytes in UTF-8)
+            let shown = src[i..].chars().next().unwrap_or(char::REPLACEMENT_CHARACTER);
             return Err(CoreError::Predicate {
-                source_text: src.to_owned(),
-                position: i,
-                reason: format!("unexpected character {:?}", char::from(c)),
+                source_text: shown_source(src),
+                position: char_position(src, i),
+                reason: format!("unexpected character {shown:?}"),
             });
         }
         out.push(Token { text: &src[start..i], at: start });
@@ -155,16 +171,49 @@ fn tokenize(src: &str) -> CoreResult<Vec<Token<'_>>> {
     Ok(out)
 }
 
+/// The source as an error shows it: at most [`SHOWN_CHARS`] characters (a hostile predicate
+/// can be megabytes long).
+fn shown_source(src: &str) -> String {
+    match src.char_indices().nth(SHOWN_CHARS) {
+        None => src.to_owned(),
+        Some((cut, _)) => format!("{}... ({} characters)", &src[..cut], src.chars().count()),
+    }
+}
+
+const SHOWN_CHARS: usize = 200;
+
+/// The character position of byte offset `byte` in `src` (a token boundary, or the end).
+fn char_position(src: &str, byte: usize) -> usize {
+    src.get(..byte).map_or(byte, |head| head.chars().count())
+}
+
 struct Parser<'a> {
     src: &'a str,
     tokens: Vec<Token<'a>>,
     pos: usize,
     layout: &'a Layout,
+    /// Nesting of the `unary` being parsed (parentheses and `not`).
+    depth: usize,
+    comparisons: usize,
 }
 
 impl Parser<'_> {
-    fn error(&self, position: usize, reason: String) -> CoreError {
-        CoreError::Predicate { source_text: self.src.to_owned(), position, reason }
+    /// An error at byte offset `byte` of the source, reported at its character position.
+    fn error(&self, byte: usize, reason: String) -> CoreError {
+        CoreError::Predicate {
+            source_text: shown_source(self.src),
+            position: char_position(self.src, byte),
+            reason,
+        }
+    }
+
+    /// Enters one more level of nesting at byte offset `at`.
+    fn nest(&mut self, at: usize) -> CoreResult<()> {
+        self.depth += 1;
+        if self.depth > MAX_NESTING {
+            return Err(self.error(at, format!("nested deeper than {MAX_NESTING} levels")));
+        }
+        Ok(())
     }
 
     fn peek_is(&self, word: &str) -> bool {
@@ -196,19 +245,29 @@ impl Parser<'_> {
     }
 
     fn unary(&mut self) -> CoreResult<Predicate> {
+        let at = self.tokens.get(self.pos).map_or(self.src.len(), |t| t.at);
         if self.peek_is("not") {
             self.pos += 1;
-            return Ok(Predicate::Not(Box::new(self.unary()?)));
+            self.nest(at)?;
+            let inner = self.unary()?;
+            self.depth -= 1;
+            return Ok(Predicate::Not(Box::new(inner)));
         }
         if self.peek_is("(") {
             self.pos += 1;
+            self.nest(at)?;
             let inner = self.or()?;
+            self.depth -= 1;
             let close = self.next("')'")?;
             if close.text != ")" {
                 let (at, text) = (close.at, close.text.to_owned());
                 return Err(self.error(at, format!("expected ')', found {text:?}")));
             }
             return Ok(inner);
+        }
+        self.comparisons += 1;
+        if self.comparisons > MAX_COMPARISONS {
+            return Err(self.error(at, format!("more than {MAX_COMPARISONS} comparisons")));
         }
         let agg = self.operand()?;
         let op_tok = self.next("a comparison")?;
@@ -344,5 +403,49 @@ mod tests {
         assert!(err("(n > 1").1.contains("')'"));
         assert!(err("n > abc").1.contains("number"));
         assert!(err("n > nan").1.contains("number"));
+    }
+
+    #[test]
+    fn positions_count_characters_and_show_the_character() {
+        let l = layout();
+        let e = Predicate::parse("n ≥ 5", &l).unwrap_err();
+        let CoreError::Predicate { position, reason, .. } = &e else { panic!("{e}") };
+        assert_eq!(*position, 2);
+        assert!(reason.contains("'≥'"), "{reason}");
+        assert!(e.to_string().contains("'≥'"), "{e}");
+        let e = Predicate::parse("é > 1 and n >= ", &l).unwrap_err();
+        let CoreError::Predicate { position, .. } = e else { panic!() };
+        assert_eq!(position, 0);
+        let CoreError::Predicate { position, .. } = Predicate::parse("(n > 1) ∧ n > 2", &l).unwrap_err()
+        else {
+            panic!()
+        };
+        assert_eq!(position, 8);
+    }
+
+    #[test]
+    fn deep_nesting_and_long_chains_are_errors_not_stack_overflows() {
+        let l = layout();
+        let deep = |open: &str, n: usize, close: &str| format!("{}n > 1{}", open.repeat(n), close.repeat(n));
+        for src in [
+            deep("(", 10_000, ")"),
+            deep("not ", 20_000, ""),
+            deep("(not ", 5_000, ")"),
+            deep("(", 1_000_000, ""),
+        ] {
+            let e = Predicate::parse(&src, &l).unwrap_err().to_string();
+            assert!(e.contains("nested deeper"), "{e}");
+            assert!(e.len() < 400, "the error shows the start of the source only: {e}");
+        }
+        let chain = vec!["n > 1"; 100_000].join(" and ");
+        assert!(Predicate::parse(&chain, &l).unwrap_err().to_string().contains("comparisons"));
+        // at the limits, a predicate parses and evaluates
+        let ok = deep("(", MAX_NESTING, ")");
+        let a = acc(&l, &[1, 2], &[1.0, 2.0]);
+        assert!(Predicate::parse(&ok, &l).unwrap().eval(&l, &a));
+        assert!(Predicate::parse(&deep("not ", MAX_NESTING, ""), &l).is_ok());
+        assert!(Predicate::parse(&deep("not ", MAX_NESTING + 1, ""), &l).is_err());
+        let chain = vec!["n > 1"; MAX_COMPARISONS].join(" or ");
+        assert!(Predicate::parse(&chain, &l).unwrap().eval(&l, &a));
     }
 }
