@@ -27,6 +27,11 @@ impl PartitionClock {
     }
 }
 
+/// Most input partitions one tracker (one engine) combines: far above any Kafka topic's
+/// partition count, and it keeps a bad setting (`partitions=10**9` asked for 32 GB) a
+/// configuration error instead of an aborted process.
+pub const MAX_PARTITIONS: usize = 1 << 16;
+
 /// Tracks the combined event-time watermark of several partitions.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WatermarkTracker {
@@ -40,7 +45,7 @@ impl WatermarkTracker {
     /// A tracker for `partitions` inputs with out-of-orderness `delay`.
     ///
     /// # Errors
-    /// [`CoreError::Config`] when `partitions` is zero.
+    /// [`CoreError::Config`] when `partitions` is zero or above [`MAX_PARTITIONS`].
     ///
     /// # Examples
     /// ```
@@ -50,8 +55,10 @@ impl WatermarkTracker {
     /// assert_eq!(wm.observe(0, 58_000, None), None); // out of order: no change
     /// ```
     pub fn new(delay: Millis, partitions: usize, idle_timeout: Option<Millis>) -> CoreResult<Self> {
-        if partitions == 0 {
-            return Err(CoreError::Config("partitions must be at least 1".into()));
+        if partitions == 0 || partitions > MAX_PARTITIONS {
+            return Err(CoreError::Config(format!(
+                "partitions must be in [1, {MAX_PARTITIONS}], got {partitions}"
+            )));
         }
         Ok(WatermarkTracker {
             delay,
@@ -171,6 +178,14 @@ impl WatermarkTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn partition_counts_are_bounded() {
+        assert!(WatermarkTracker::new(0, 0, None).is_err());
+        assert!(WatermarkTracker::new(0, MAX_PARTITIONS, None).is_ok());
+        let e = WatermarkTracker::new(0, 1_000_000_000, None).unwrap_err();
+        assert!(e.to_string().contains("partitions must be in [1, 65536]"), "{e}");
+    }
 
     #[test]
     fn bounded_out_of_orderness() {
