@@ -134,6 +134,26 @@ pub fn fnv1a(bytes: &[u8]) -> i64 {
     h as i64
 }
 
+/// A string value as a reason shows it: quoted, at most 32 characters (a record's field can be
+/// a megabyte long; its reason goes into a dead-letter header).
+fn shown(s: &str) -> String {
+    match s.char_indices().nth(32) {
+        None => format!("{s:?}"),
+        Some((cut, _)) => format!("{:?}... ({} bytes)", &s[..cut], s.len()),
+    }
+}
+
+/// Longest reason, in characters: serde's messages quote the offending value whole
+/// (`invalid type: string "..."`), which can be as long as the record.
+pub const MAX_REASON_CHARS: usize = 240;
+
+fn capped(reason: String) -> String {
+    match reason.char_indices().nth(MAX_REASON_CHARS) {
+        None => reason,
+        Some((cut, _)) => format!("{}...", &reason[..cut]),
+    }
+}
+
 fn check(raw: Raw<'_>, limits: &DecodeLimits) -> Result<[i64; 8], String> {
     fn need<T>(v: Option<T>, name: &str) -> Result<T, String> {
         v.ok_or_else(|| format!("missing field '{name}'"))
@@ -151,10 +171,10 @@ fn check(raw: Raw<'_>, limits: &DecodeLimits) -> Result<[i64; 8], String> {
     let terminal = id(raw.terminal_id, "terminal_id")?;
     let currency = need(raw.currency, "currency")?;
     let currency = pack_code(&currency, 3)
-        .ok_or_else(|| format!("field 'currency' must be 3 letters, got {currency:?}"))?;
+        .ok_or_else(|| format!("field 'currency' must be 3 letters, got {}", shown(&currency)))?;
     let country = need(raw.country, "country")?;
     let country = pack_code(&country, 2)
-        .ok_or_else(|| format!("field 'country' must be 2 letters, got {country:?}"))?;
+        .ok_or_else(|| format!("field 'country' must be 2 letters, got {}", shown(&country)))?;
     let merchant = fnv1a(need(raw.merchant, "merchant")?.as_bytes());
     let t = need(raw.event_time, "event_time")?;
     if t < limits.min_time.max(MIN_EVENT_TIME) || t > limits.max_time.min(MAX_EVENT_TIME) {
@@ -214,7 +234,7 @@ pub fn decode_transactions<'m>(
                 out.merchant.push(merchant);
                 out.event_time.push(t);
             }
-            Err(reason) => out.errors.push((index, reason)),
+            Err(reason) => out.errors.push((index, capped(reason))),
         }
     }
     out
@@ -288,6 +308,19 @@ mod tests {
         let limits = DecodeLimits { max_record_bytes: 10, ..DecodeLimits::default() };
         let t = decode_transactions([GOOD.as_bytes()], &limits);
         assert!(t.errors[0].1.contains("exceeds the limit"));
+    }
+
+    #[test]
+    fn reasons_stay_short_whatever_the_value() {
+        let mut v: serde_json::Value = serde_json::from_str(GOOD).unwrap();
+        v["country"] = serde_json::Value::String("x".repeat(1_000_000));
+        let reason = reason_of(&v.to_string());
+        assert!(reason.contains("country") && reason.contains("1000000 bytes"), "{}", &reason[..80]);
+        assert!(reason.len() < 200, "{} bytes", reason.len());
+        v["country"] = serde_json::Value::String("DE".into());
+        v["txn_id"] = serde_json::Value::String("9".repeat(100_000));
+        let reason = reason_of(&v.to_string());
+        assert!(reason.contains("invalid type") && reason.len() < 4 * MAX_REASON_CHARS, "{reason}");
     }
 
     #[test]
