@@ -141,7 +141,7 @@ class Oracle:
         self.windows: dict[tuple[int, int], Window] = {}  # tumbling/hopping: (key, start)
         self.sessions: dict[int, list[Window]] = {}  # sessions: key -> its sessions
         self.arrivals = 0
-        self.counters = {"events": 0, "late": 0, "emitted": 0}
+        self.counters = {"events": 0, "late": 0, "emitted": 0, "evicted": 0}  # no cap: never evicts
         self.last_groups: list[list[Row]] = []
         """Rows of the last call in groups whose order is fixed by the contract: each group is
         the rows of one cause (one event, or one watermark advance) with one window end; the

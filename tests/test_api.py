@@ -202,7 +202,7 @@ def test_push_and_introspection() -> None:
     assert len(agg.push(1, 100, amount=5.0, country=3)) == 0
     assert agg.watermark == 98
     assert agg.state_size()["keys"] == 1
-    assert agg.counters() == {"events": 1, "late": 0, "emitted": 0}
+    assert agg.counters() == {"events": 1, "late": 0, "emitted": 0, "evicted": 0}
     with pytest.raises(ConfigError, match="country"):
         agg.push(1, 101, amount=1.0)
     out = agg.advance_to(200)

@@ -44,6 +44,7 @@ class WindowEngine:
         partitions: int = 1,
         idle_timeout: int | None = None,
         final_rows: bool = True,
+        max_keys: int | None = None,
     ) -> WindowEngine: ...
     @property
     def value_columns(self) -> list[str]: ...

@@ -195,6 +195,11 @@ class WindowedAggregation:
             :meth:`counters` (a row not built counts as emitted) and the state bytes are the
             same either way: the option is not state, so a snapshot or changes restore into
             an aggregation that differs only in it.
+        max_keys: session windows only: at most this many live keys. A new key beyond it
+            evicts the key whose latest event is the oldest (ties: the smaller key); the
+            evicted key's open sessions are dropped without a row and counted in
+            :meth:`counters` (``evicted``). Bounds the state whatever the input; ``None``:
+            unbounded.
     """
 
     def __init__(
@@ -211,6 +216,7 @@ class WindowedAggregation:
         partitions: int = 1,
         idle_timeout: Duration | None = None,
         final_rows: bool = True,
+        max_keys: int | None = None,
     ) -> None:
         specs: list[tuple[str, str, str | None]] = []
         for name, spec in aggregations.items():
@@ -247,6 +253,7 @@ class WindowedAggregation:
             partitions=partitions,
             idle_timeout=None if idle_timeout is None else to_millis(idle_timeout, "idle_timeout"),
             final_rows=bool(final_rows),
+            max_keys=max_keys,
             **kwargs,
         )
         self.value_columns: list[str] = list(self._engine.value_columns)
@@ -312,7 +319,8 @@ class WindowedAggregation:
 
     def counters(self) -> dict[str, int]:
         """Events accepted, late events and rows emitted since creation (with
-        ``final_rows=False``, the final and update rows not built count as emitted)."""
+        ``final_rows=False``, the final and update rows not built count as emitted), and keys
+        evicted by ``max_keys`` (all four are state: a restore brings them back)."""
         return dict(self._engine.counters())
 
     def snapshot(self) -> bytes:

@@ -65,6 +65,9 @@ pub struct EngineConfig {
     /// state bytes are unchanged. Not part of the snapshot's configuration check (see
     /// [`EngineConfig::fingerprint`]).
     pub final_rows: bool,
+    /// Most live keys (session windows only): a new key beyond it evicts the key whose latest
+    /// event is the oldest (see [`crate::window::session`]). `None`: unbounded.
+    pub max_keys: Option<usize>,
 }
 
 impl EngineConfig {
@@ -83,6 +86,7 @@ impl EngineConfig {
             partitions: 1,
             idle_timeout: None,
             final_rows: true,
+            max_keys: None,
         }
     }
 
@@ -117,12 +121,16 @@ impl EngineConfig {
             partitions,
             idle_timeout,
             final_rows: _,
+            max_keys,
         } = self;
+        // the cap changes which keys live, so it is configuration; written only when set, so
+        // engines without one keep the fingerprint of their existing snapshots
+        let cap = max_keys.map_or(String::new(), |m| format!(", max_keys: {m}"));
         format!(
             "EngineConfig {{ key_column: {key_column:?}, time_column: {time_column:?}, \
              window: {window:?}, aggregations: {aggregations:?}, out_of_orderness: \
              {out_of_orderness:?}, allowed_lateness: {allowed_lateness:?}, early: {early:?}, \
-             partitions: {partitions:?}, idle_timeout: {idle_timeout:?} }}"
+             partitions: {partitions:?}, idle_timeout: {idle_timeout:?}{cap} }}"
         )
     }
 }
@@ -228,6 +236,8 @@ pub struct Counters {
     /// Rows emitted, counting the `Final`/`Update` rows an engine with
     /// [`EngineConfig::final_rows`] off closes without building them.
     pub emitted: u64,
+    /// Keys evicted by [`EngineConfig::max_keys`] (in snapshots from format version 3).
+    pub evicted: u64,
 }
 
 /// Size of the engine's state.
@@ -284,6 +294,13 @@ impl Engine {
         if let Some(idle) = config.idle_timeout {
             check_duration("idle_timeout", idle, false)?;
         }
+        match config.max_keys {
+            Some(0) => return Err(CoreError::Config("max_keys must be at least 1".into())),
+            Some(_) if !matches!(config.window, WindowSpec::Session { .. }) => {
+                return Err(CoreError::Config("max_keys is supported for session windows only".into()))
+            }
+            _ => {}
+        }
         let layout = Layout::new(&config.aggregations)?;
         let emit = match &config.early {
             EarlyFiring::Never => EmitMode::Final,
@@ -301,7 +318,9 @@ impl Engine {
             Some(geo) if config.by_pane_time() => Operator::Slices(Box::new(Slices::new(geo, &layout))),
             Some(geo) => Operator::Sliding(SlidingWindows::new(geo, &layout, config.inline_panes(&geo))),
             None => match config.window {
-                WindowSpec::Session { gap } => Operator::Session(SessionWindows::new(gap)),
+                WindowSpec::Session { gap } => {
+                    Operator::Session(SessionWindows::new(gap).with_max_keys(config.max_keys))
+                }
                 _ => unreachable!("every non-session window has a geometry"),
             },
         };
@@ -343,7 +362,11 @@ impl Engine {
     /// Counters.
     #[must_use]
     pub fn counters(&self) -> Counters {
-        self.counters
+        let evicted = match &self.op {
+            Operator::Session(op) => op.evicted(),
+            _ => 0,
+        };
+        Counters { evicted, ..self.counters }
     }
 
     /// Size of the state.
@@ -492,7 +515,9 @@ impl Engine {
         let mut r = engine.read_state_header(bytes, SNAPSHOT)?;
         let layout = &engine.rules.layout;
         engine.op = match engine.config.window {
-            WindowSpec::Session { gap } => Operator::Session(SessionWindows::read(gap, layout, &mut r)?),
+            WindowSpec::Session { gap } => Operator::Session(
+                SessionWindows::read(gap, layout, &mut r)?.with_max_keys(engine.config.max_keys),
+            ),
             spec => {
                 let geo = Geometry::of(&spec).ok_or_else(|| CoreError::Snapshot("geometry".into()))?;
                 if engine.config.by_pane_time() {
@@ -505,6 +530,9 @@ impl Engine {
             }
         };
         r.finish()?;
+        if let Operator::Session(op) = &mut engine.op {
+            op.set_evicted(engine.counters.evicted);
+        }
         Ok(engine)
     }
 
@@ -556,7 +584,10 @@ impl Engine {
         match &mut self.op {
             Operator::Sliding(op) => op.apply_changes(layout, &mut r)?,
             Operator::Slices(op) => op.apply_changes(&self.rules, self.watermark.current(), &mut r)?,
-            Operator::Session(op) => op.apply_changes(layout, &mut r)?,
+            Operator::Session(op) => {
+                op.apply_changes(layout, &mut r)?;
+                op.set_evicted(self.counters.evicted);
+            }
         }
         r.finish()
     }
@@ -566,9 +597,11 @@ impl Engine {
         w.u8(kind);
         w.str(&self.config.fingerprint());
         self.watermark.write(&mut w);
-        w.u64(self.counters.events);
-        w.u64(self.counters.late);
-        w.u64(self.counters.emitted);
+        let c = self.counters();
+        w.u64(c.events);
+        w.u64(c.late);
+        w.u64(c.emitted);
+        w.u64(c.evicted);
         w
     }
 
@@ -590,7 +623,9 @@ impl Engine {
             return Err(CoreError::Snapshot("partition count differs".into()));
         }
         self.watermark = watermark;
-        self.counters = Counters { events: r.u64()?, late: r.u64()?, emitted: r.u64()? };
+        let (events, late, emitted) = (r.u64()?, r.u64()?, r.u64()?);
+        let evicted = if r.version() >= 3 { r.u64()? } else { 0 };
+        self.counters = Counters { events, late, emitted, evicted };
         Ok(r)
     }
 }

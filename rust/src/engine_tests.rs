@@ -54,27 +54,32 @@ fn window() -> impl Strategy<Value = WindowSpec> {
 }
 
 fn config() -> impl Strategy<Value = EngineConfig> {
-    (window(), 0i64..20, 0i64..20, 0usize..3, 1usize..3).prop_map(|(w, delay, lateness, early, parts)| {
-        let mut c = EngineConfig::new(
-            w,
-            vec![
-                AggSpec::new("n", AggKind::Count, None),
-                AggSpec::new("total", AggKind::Sum, Some("amount")),
-                AggSpec::new("countries", AggKind::CountDistinct, Some("country")),
-                AggSpec::new("first", AggKind::First, Some("amount")),
-                AggSpec::new("last", AggKind::Last, Some("amount")),
-            ],
-        );
-        c.out_of_orderness = delay;
-        c.allowed_lateness = lateness;
-        c.partitions = parts;
-        c.early = match early {
-            0 => EarlyFiring::Never,
-            1 => EarlyFiring::EveryUpdate,
-            _ => EarlyFiring::When("countries >= 2 and n >= 3".into()),
-        };
-        c
-    })
+    (window(), 0i64..20, 0i64..20, 0usize..3, 1usize..3, 0usize..4).prop_map(
+        |(w, delay, lateness, early, parts, cap)| {
+            let mut c = EngineConfig::new(
+                w,
+                vec![
+                    AggSpec::new("n", AggKind::Count, None),
+                    AggSpec::new("total", AggKind::Sum, Some("amount")),
+                    AggSpec::new("countries", AggKind::CountDistinct, Some("country")),
+                    AggSpec::new("first", AggKind::First, Some("amount")),
+                    AggSpec::new("last", AggKind::Last, Some("amount")),
+                ],
+            );
+            c.out_of_orderness = delay;
+            c.allowed_lateness = lateness;
+            c.partitions = parts;
+            c.early = match early {
+                0 => EarlyFiring::Never,
+                1 => EarlyFiring::EveryUpdate,
+                _ => EarlyFiring::When("countries >= 2 and n >= 3".into()),
+            };
+            if matches!(w, WindowSpec::Session { .. }) && cap > 0 {
+                c.max_keys = Some(cap); // the stream has 4 keys: evictions happen
+            }
+            c
+        },
+    )
 }
 
 /// Runs the stream cut at `cuts`, snapshotting and restoring at each cut when `restore`.
@@ -702,8 +707,10 @@ fn without_final_rows_closing_windows_builds_no_row_and_frees_the_state() {
     }
 }
 
-/// State written before `final_rows` existed: an empty engine's snapshot, byte for byte (the
-/// configuration check reads the `Debug` form of the other fields), with the option on or off.
+/// State written before `final_rows` existed (format version 2, without checksum): an empty
+/// engine's snapshot restores into an engine with the option on or off (the configuration check
+/// reads the `Debug` form of the other fields), and the engine's own snapshot is that state in
+/// format 3: the same fields, the eviction counter, a checksum.
 #[test]
 fn final_rows_is_not_part_of_the_state_bytes() {
     let mut config = EngineConfig::new(
@@ -716,13 +723,25 @@ fn final_rows_is_not_part_of_the_state_bytes() {
     config.early = EarlyFiring::When("countries >= 3 and n >= 5".into());
     config.out_of_orderness = 5_000;
     let written_before = "465354520200537b01000000000000456e67696e65436f6e666967207b206b65795f636f6c756d6e3a20226b6579222c2074696d655f636f6c756d6e3a202274696d65222c2077696e646f773a20486f7070696e67207b2073697a653a203330303030302c20736c6964653a2036303030302c206f66667365743a2030207d2c206167677265676174696f6e733a205b41676753706563207b206e616d653a20226e222c206b696e643a20436f756e742c20636f6c756d6e3a204e6f6e65207d2c2041676753706563207b206e616d653a2022636f756e7472696573222c206b696e643a20436f756e7444697374696e63742c20636f6c756d6e3a20536f6d652822636f756e7472792229207d5d2c206f75745f6f665f6f726465726e6573733a20353030302c20616c6c6f7765645f6c6174656e6573733a20302c206561726c793a205768656e2822636f756e7472696573203e3d203320616e64206e203e3d203522292c20706172746974696f6e733a20312c2069646c655f74696d656f75743a204e6f6e65207d8813000000000000ffffffffffffffff000000000000008001000000000000000000000000000080000000000000000000000000000000000000000000000000000000000000000000";
+    let bytes: Vec<u8> = (0..written_before.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&written_before[i..i + 2], 16).unwrap())
+        .collect();
     for final_rows in [true, false] {
         config.final_rows = final_rows;
         let engine = Engine::new(config.clone()).unwrap();
-        let hex: String = engine.snapshot().iter().map(|b| format!("{b:02x}")).collect();
-        assert_eq!(hex, written_before, "final_rows={final_rows}");
-        let debug = format!("{config:?}").replace(&format!(", final_rows: {final_rows}"), "");
-        assert_eq!(config.fingerprint(), debug, "every other field, in its Debug form");
+        let restored = Engine::restore(config.clone(), &bytes).unwrap();
+        assert_eq!(restored.snapshot(), engine.snapshot(), "final_rows={final_rows}");
+        let mut v3 = bytes.clone();
+        v3[4] = 3;
+        v3.extend_from_slice(&0u64.to_le_bytes()); // no key evicted
+        let crc = crate::snapshot::crc32(&v3);
+        v3.extend_from_slice(&crc.to_le_bytes());
+        assert_eq!(engine.snapshot(), v3, "format 3: the fields of format 2, evictions, a checksum");
+        let debug = format!("{config:?}")
+            .replace(&format!(", final_rows: {final_rows}"), "")
+            .replace(", max_keys: None", "");
+        assert_eq!(config.fingerprint(), debug, "every other field, in its Debug form (no cap)");
     }
 }
 
@@ -754,4 +773,53 @@ fn without_final_rows_a_key_whose_panes_were_replaced_is_not_counted() {
     assert_eq!((on.0.keys.clone(), on.0.withheld), (vec![2], 0));
     assert_eq!((off.0.len(), off.0.withheld), (0, 1));
     assert_eq!((on.1, &on.2), (off.1, &off.2));
+}
+
+#[test]
+fn a_key_cap_evicts_the_key_with_the_oldest_latest_event() {
+    let mut config = EngineConfig::new(
+        WindowSpec::Session { gap: 100 },
+        vec![AggSpec::new("total", AggKind::Sum, Some("amount"))],
+    );
+    config.max_keys = Some(2);
+    let mut engine = Engine::new(config.clone()).unwrap();
+    let push = |engine: &mut Engine, key: i64, t: i64| {
+        let amount = [1.0];
+        let keys = [key];
+        let times = [t];
+        let b = Batch { values: vec![Values::F64(&amount)], ..Batch::new(&keys, &times) };
+        engine.process(&b, None).unwrap()
+    };
+    push(&mut engine, 1, 10);
+    push(&mut engine, 2, 5); // key 2's latest event is older than key 1's
+    push(&mut engine, 1, 20);
+    assert_eq!(engine.counters().evicted, 0);
+    let restored_before = engine.snapshot();
+    push(&mut engine, 3, 30); // evicts key 2
+    assert_eq!((engine.state_size().keys, engine.counters().evicted), (2, 1));
+    let out = engine.flush();
+    assert_eq!(out.keys, vec![1, 3], "the evicted key's session is dropped, not emitted");
+    // a restored engine evicts the same key
+    let mut again = Engine::restore(config.clone(), &restored_before).unwrap();
+    push(&mut again, 3, 30);
+    assert_eq!(again.flush().keys, vec![1, 3]);
+    // the cap is configuration: it is checked on restore, and sessions only
+    let mut other = config.clone();
+    other.max_keys = Some(3);
+    assert!(Engine::restore(other, &restored_before).is_err());
+    let mut hopping = EngineConfig::new(
+        WindowSpec::Hopping { size: 10, slide: 5, offset: 0 },
+        vec![AggSpec::new("n", AggKind::Count, None)],
+    );
+    hopping.max_keys = Some(5);
+    assert!(Engine::new(hopping).is_err());
+    config.max_keys = Some(0);
+    assert!(Engine::new(config).is_err());
+}
+
+#[test]
+fn without_a_cap_the_fingerprint_is_unchanged() {
+    let config =
+        EngineConfig::new(WindowSpec::Session { gap: 100 }, vec![AggSpec::new("n", AggKind::Count, None)]);
+    assert!(!config.fingerprint().contains("max_keys"), "existing snapshots keep restoring");
 }

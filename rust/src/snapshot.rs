@@ -1,29 +1,72 @@
 //! Versioned state bytes for changelogs and checkpoints (never pickles).
 //!
 //! Layout: the magic `FSTR`, a little-endian `u16` format version, then the engine's sections
-//! written with [`Writer`]. [`Reader`] never panics on bad input: truncation, a wrong magic, an
-//! unknown version or a length beyond the remaining bytes is a [`CoreError::Snapshot`].
+//! written with [`Writer`], then (from version 3) the CRC-32 (IEEE, as zlib's `crc32`) of
+//! every byte before it, little-endian. [`Reader`] never panics on bad input: truncation, a
+//! wrong magic, an unknown version, a checksum that does not match or a length beyond the
+//! remaining bytes is a [`CoreError::Snapshot`]. A corrupt snapshot is therefore refused
+//! before any of it is read, never restored into a different state. Version 2 (no checksum)
+//! is still read, so changelogs written before the checksum restore.
 
 use crate::{CoreError, CoreResult};
 
 /// Leading bytes of every snapshot.
 pub const MAGIC: &[u8; 4] = b"FSTR";
 /// Current format version; bump on any layout change.
-pub const VERSION: u16 = 2;
+pub const VERSION: u16 = 3;
+/// The last version without a checksum (still read).
+const VERSION_UNCHECKED: u16 = 2;
+
+const fn crc_table() -> [u32; 256] {
+    let mut table = [0u32; 256];
+    let mut i = 0;
+    while i < 256 {
+        #[allow(clippy::cast_possible_truncation)]
+        let mut c = i as u32;
+        let mut k = 0;
+        while k < 8 {
+            c = if c & 1 == 1 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+            k += 1;
+        }
+        table[i] = c;
+        i += 1;
+    }
+    table
+}
+
+static CRC_TABLE: [u32; 256] = crc_table();
+
+/// CRC-32 (IEEE 802.3, reflected; the value of zlib's and Python's `zlib.crc32`).
+///
+/// # Examples
+/// ```
+/// assert_eq!(fraudstream::snapshot::crc32(b"123456789"), 0xCBF4_3926);
+/// ```
+#[must_use]
+pub fn crc32(bytes: &[u8]) -> u32 {
+    let mut c = !0u32;
+    for &b in bytes {
+        c = CRC_TABLE[((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8);
+    }
+    !c
+}
 
 /// Appends little-endian primitives to a byte buffer.
 #[derive(Debug, Default)]
 pub struct Writer {
     buf: Vec<u8>,
+    /// Whether the bytes start with the header (then [`Writer::into_bytes`] appends the CRC).
+    headed: bool,
 }
 
 impl Writer {
-    /// A writer that starts with the magic and version header.
+    /// A writer that starts with the magic and version header; its bytes end with their CRC.
     #[must_use]
     pub fn with_header() -> Self {
         let mut w = Writer::default();
         w.buf.extend_from_slice(MAGIC);
         w.buf.extend_from_slice(&VERSION.to_le_bytes());
+        w.headed = true;
         w
     }
 
@@ -58,9 +101,14 @@ impl Writer {
         self.buf.extend_from_slice(s.as_bytes());
     }
 
-    /// The bytes written.
+    /// The bytes written (followed by their CRC-32 for a writer made by
+    /// [`Writer::with_header`]).
     #[must_use]
-    pub fn into_bytes(self) -> Vec<u8> {
+    pub fn into_bytes(mut self) -> Vec<u8> {
+        if self.headed {
+            let crc = crc32(&self.buf);
+            self.buf.extend_from_slice(&crc.to_le_bytes());
+        }
         self.buf
     }
 }
@@ -70,31 +118,62 @@ impl Writer {
 pub struct Reader<'a> {
     buf: &'a [u8],
     pos: usize,
+    version: u16,
 }
 
 impl<'a> Reader<'a> {
     /// A reader over raw section bytes (no header).
     #[must_use]
     pub fn new(buf: &'a [u8]) -> Self {
-        Reader { buf, pos: 0 }
+        Reader { buf, pos: 0, version: VERSION }
     }
 
-    /// A reader that first checks the magic and version.
+    /// The format version of the bytes ([`VERSION`] for a reader without a header): what a
+    /// reader of an older layout branches on.
+    #[must_use]
+    pub fn version(&self) -> u16 {
+        self.version
+    }
+
+    /// A reader that first checks the magic, the version and (from version 3) the checksum;
+    /// it then reads the bytes between the header and the checksum.
     ///
     /// # Errors
-    /// [`CoreError::Snapshot`] for a wrong magic or an unsupported version.
+    /// [`CoreError::Snapshot`] for a wrong magic, an unsupported version or a checksum that
+    /// does not match the bytes (they were corrupted).
     pub fn with_header(buf: &'a [u8]) -> CoreResult<Self> {
         let mut r = Reader::new(buf);
         if r.take(4)? != MAGIC {
             return Err(CoreError::Snapshot("not a fraudstream snapshot (bad magic)".into()));
         }
         let version = u16::from_le_bytes([r.u8()?, r.u8()?]);
-        if version != VERSION {
-            return Err(CoreError::Snapshot(format!(
-                "snapshot format version {version}, this build reads version {VERSION}"
-            )));
+        r.version = version;
+        match version {
+            VERSION => {
+                let body = buf
+                    .len()
+                    .checked_sub(4)
+                    .filter(|&n| n >= r.pos)
+                    .ok_or_else(|| CoreError::Snapshot("truncated: no room for the checksum".into()))?;
+                let mut stored = [0u8; 4];
+                stored.copy_from_slice(&buf[body..]);
+                let (stored, actual) = (u32::from_le_bytes(stored), crc32(&buf[..body]));
+                if stored != actual {
+                    return Err(CoreError::Snapshot(format!(
+                        "checksum mismatch (stored {stored:#010x}, computed {actual:#010x}): the \
+                         {} bytes are corrupt",
+                        buf.len()
+                    )));
+                }
+                r.buf = &buf[..body];
+                Ok(r)
+            }
+            VERSION_UNCHECKED => Ok(r),
+            _ => Err(CoreError::Snapshot(format!(
+                "snapshot format version {version}, this build reads versions \
+                 {VERSION_UNCHECKED} and {VERSION}"
+            ))),
         }
-        Ok(r)
     }
 
     fn take(&mut self, n: usize) -> CoreResult<&'a [u8]> {
@@ -203,6 +282,41 @@ mod tests {
         assert_eq!(r.str().unwrap(), "héllo");
         assert_eq!(r.u8().unwrap(), 7);
         r.finish().unwrap();
+    }
+
+    #[test]
+    fn every_flipped_bit_is_refused() {
+        let mut w = Writer::with_header();
+        w.i64(1_700_000_000_000);
+        w.str("card");
+        w.f64(12.5);
+        let bytes = w.into_bytes();
+        for bit in 0..bytes.len() * 8 {
+            let mut bad = bytes.clone();
+            bad[bit / 8] ^= 1 << (bit % 8);
+            let read = Reader::with_header(&bad).and_then(|mut r| {
+                let (_, _, _) = (r.i64()?, r.str()?, r.f64()?);
+                r.finish()
+            });
+            assert!(read.is_err(), "bit {bit} flipped and still read");
+        }
+        assert!(Reader::with_header(&bytes[..bytes.len() - 1]).is_err(), "truncated");
+    }
+
+    #[test]
+    fn version_2_without_a_checksum_is_still_read() {
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend_from_slice(&2u16.to_le_bytes());
+        bytes.extend_from_slice(&7i64.to_le_bytes());
+        let mut r = Reader::with_header(&bytes).unwrap();
+        assert_eq!(r.i64().unwrap(), 7);
+        r.finish().unwrap();
+    }
+
+    #[test]
+    fn crc_matches_zlib() {
+        assert_eq!(crc32(b""), 0);
+        assert_eq!(crc32(b"The quick brown fox jumps over the lazy dog"), 0x414F_A339);
     }
 
     #[test]

@@ -567,6 +567,9 @@ fn snapshots_of_the_first_layout_are_read_and_later_ones_refused() {
     let mut later = whole.snapshot();
     let at = later.windows(10).position(|w| w == b"features/2").unwrap();
     later[at + 9] = b'9';
+    let body = later.len() - 4; // a valid checksum, or the checksum refuses it first
+    let crc = crate::snapshot::crc32(&later[..body]);
+    later[body..].copy_from_slice(&crc.to_le_bytes());
     let err = FeatureEngine::restore(config(), &later).unwrap_err();
     assert!(err.to_string().contains("\"features/9\""), "{err}");
 }

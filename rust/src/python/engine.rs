@@ -44,12 +44,13 @@ impl WindowEngine {
 impl WindowEngine {
     /// Builds an engine; `window` is "tumbling", "hopping" or "session"; `aggregations` is a
     /// list of (name, function, column or None); `early` is None, "on_update" or a predicate;
-    /// `final_rows=False` closes windows without building their final and update rows.
+    /// `final_rows=False` closes windows without building their final and update rows;
+    /// `max_keys` caps the live keys of session windows (oldest latest event evicted first).
     #[new]
     #[pyo3(signature = (
         *, window, size=0, slide=0, offset=0, gap=0, aggregations, key_column="key",
         time_column="time", out_of_orderness=0, allowed_lateness=0, early=None, partitions=1,
-        idle_timeout=None, final_rows=true
+        idle_timeout=None, final_rows=true, max_keys=None
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -68,6 +69,7 @@ impl WindowEngine {
         partitions: usize,
         idle_timeout: Option<i64>,
         final_rows: bool,
+        max_keys: Option<usize>,
     ) -> PyResult<Self> {
         let spec = match window {
             "tumbling" => WindowSpec::Tumbling { size, offset },
@@ -98,6 +100,7 @@ impl WindowEngine {
         config.partitions = partitions;
         config.idle_timeout = idle_timeout;
         config.final_rows = final_rows;
+        config.max_keys = max_keys;
         Ok(WindowEngine { engine: Mutex::new(Engine::new(config).py_result(py)?) })
     }
 
@@ -190,13 +193,14 @@ impl WindowEngine {
         Ok(d)
     }
 
-    /// {"events", "late", "emitted"} since creation.
+    /// {"events", "late", "emitted", "evicted"} since creation.
     fn counters<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let c = self.with(|e| e.counters())?;
         let d = PyDict::new(py);
         d.set_item("events", c.events)?;
         d.set_item("late", c.late)?;
         d.set_item("emitted", c.emitted)?;
+        d.set_item("evicted", c.evicted)?;
         Ok(d)
     }
 

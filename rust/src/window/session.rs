@@ -11,6 +11,13 @@
 //! - An event that would open a new session already past its cleanup time is late.
 //! - `emitted` and `closed` record what was due, whether or not the row was built
 //!   ([`super::Rules::final_rows`]): the state does not depend on that option.
+//! - With a cap on live keys ([`SessionWindows::with_max_keys`]), a new key that would exceed it
+//!   first evicts the live key whose latest session ends first (its latest event is the
+//!   oldest; ties by key): its sessions are dropped without a row and counted in
+//!   [`SessionWindows::evicted`]. The order is a function of the state alone, so a restored
+//!   engine evicts exactly what the original would have.
+
+use std::collections::BTreeSet;
 
 use smallvec::SmallVec;
 
@@ -87,6 +94,10 @@ pub struct SessionWindows {
     sessions: usize,
     /// Keys changed since the last `write_changes`, when tracking.
     changed: Option<FxHashSet<i64>>,
+    /// With a cap on live keys: the cap, and `(latest session end, key)` of every live key.
+    cap: Option<(usize, BTreeSet<(i64, i64)>)>,
+    /// Keys evicted by the cap (written with the engine's counters).
+    evicted: u64,
 }
 
 impl SessionWindows {
@@ -99,7 +110,50 @@ impl SessionWindows {
             timers: TimerIndex::default(),
             sessions: 0,
             changed: None,
+            cap: None,
+            evicted: 0,
         }
+    }
+
+    /// Caps the live keys at `max_keys` (see the module invariants); `None`: unbounded.
+    #[must_use]
+    pub fn with_max_keys(mut self, max_keys: Option<usize>) -> Self {
+        self.cap = max_keys.map(|m| (m, BTreeSet::new()));
+        self.rebuild_recency();
+        self
+    }
+
+    fn rebuild_recency(&mut self) {
+        if let Some((_, recency)) = &mut self.cap {
+            recency.clear();
+            recency
+                .extend(self.keys.iter().filter_map(|(_, key, st)| st.sessions.last().map(|s| (s.end, key))));
+        }
+    }
+
+    /// Keys evicted by the cap.
+    #[must_use]
+    pub fn evicted(&self) -> u64 {
+        self.evicted
+    }
+
+    /// Sets the count of evicted keys (read back from a snapshot's counters).
+    pub fn set_evicted(&mut self, n: u64) {
+        self.evicted = n;
+    }
+
+    /// Evicts the key whose latest session ends first.
+    fn evict_oldest(&mut self) {
+        let Some((_, recency)) = &mut self.cap else { return };
+        let Some((_, key)) = recency.pop_first() else { return };
+        if let Some(slot) = self.keys.slot_of(key) {
+            self.sessions -= self.keys.get(slot, key).map_or(0, |st| st.sessions.len());
+            self.keys.remove(slot); // its timer entries go stale
+        }
+        if let Some(changed) = &mut self.changed {
+            changed.insert(key);
+        }
+        self.evicted += 1;
     }
 
     /// Adds the event at `row`; `wm` is the watermark before it. Returns `false` when late.
@@ -124,6 +178,21 @@ impl SessionWindows {
             .is_some_and(|slot| self.keys.get(slot, key).is_some_and(|st| st.sessions.iter().any(overlaps)));
         if !merges && end - 1 + lateness <= wm {
             return false;
+        }
+        if let Some((max_keys, recency)) = &mut self.cap {
+            let latest = self
+                .keys
+                .slot_of(key)
+                .and_then(|slot| self.keys.get(slot, key))
+                .map(|st| st.sessions.last().map_or(i64::MIN, |s| s.end));
+            let full = self.keys.len() >= *max_keys;
+            match latest {
+                Some(end) => {
+                    recency.remove(&(end, key));
+                }
+                None if full => self.evict_oldest(),
+                None => {}
+            }
         }
         let slot = self.keys.slot_or_insert(key);
         if let Some(changed) = &mut self.changed {
@@ -185,6 +254,9 @@ impl SessionWindows {
             st.timer = timer;
             st.timer_seq = self.timers.push(timer, slot, key);
         }
+        if let (Some((_, recency)), Some(last)) = (&mut self.cap, st.sessions.last()) {
+            recency.insert((last.end, key));
+        }
         true
     }
 
@@ -213,8 +285,17 @@ impl SessionWindows {
                     s.closed = true;
                 }
                 let before = st.sessions.len();
+                let latest = st.sessions.last().map(|s| s.end);
                 st.sessions.retain(|s| !(s.closed && s.end - 1 + lateness <= time));
                 self.sessions -= before - st.sessions.len();
+                if let (Some((_, recency)), Some(end)) = (&mut self.cap, latest) {
+                    if st.sessions.last().map(|s| s.end) != Some(end) {
+                        recency.remove(&(end, key));
+                        if let Some(last) = st.sessions.last() {
+                            recency.insert((last.end, key));
+                        }
+                    }
+                }
                 if st.sessions.is_empty() {
                     self.keys.remove(slot);
                 } else {
@@ -304,6 +385,7 @@ impl SessionWindows {
         let delta = apply_changes(layout, r, &mut self.keys, &mut self.timers)?;
         self.sessions = self.sessions.saturating_add_signed(delta);
         shrink_if_sparse(&mut self.keys, &mut self.timers);
+        self.rebuild_recency();
         Ok(())
     }
 }
