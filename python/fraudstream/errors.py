@@ -43,6 +43,12 @@ class QueueTimeoutError(StreamError, TimeoutError):
     """A blocking queue operation did not complete in time."""
 
 
+class FlushedError(StreamError, RuntimeError):
+    """``process()`` after ``flush()``: the input has ended (every window closed, the watermark
+    at +infinity), so a later record could only be late. Build a new engine or processor, or
+    ``restore`` a snapshot taken before the flush."""
+
+
 class FencedError(StreamError):
     """The instance's Kafka producer can no longer commit: another instance took over its
     transactional id or partitions (fenced), or the producer hit another fatal error. The
@@ -53,6 +59,7 @@ __all__ = [
     "ConfigError",
     "DecodeError",
     "FencedError",
+    "FlushedError",
     "InvalidBatchError",
     "QueueClosedError",
     "QueueTimeoutError",

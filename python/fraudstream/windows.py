@@ -33,7 +33,7 @@ import numpy.typing as npt
 
 from fraudstream import _core
 from fraudstream._columns import get_column, int_column, value_column
-from fraudstream.errors import ConfigError
+from fraudstream.errors import ConfigError, FlushedError
 
 Duration: TypeAlias = int | str | timedelta
 """Milliseconds as an int, a ``timedelta``, or a string such as ``"250ms"``, ``"5s"``,
@@ -257,6 +257,7 @@ class WindowedAggregation:
             **kwargs,
         )
         self.value_columns: list[str] = list(self._engine.value_columns)
+        self._flushed = False
 
     def _now(self, now_ms: int | None) -> int | None:
         if now_ms is not None or not self._idle:
@@ -269,6 +270,11 @@ class WindowedAggregation:
         :class:`~fraudstream.errors.InvalidBatchError` (or ``TypeError`` for a wrong dtype)
         naming the column and first bad row, and leaves the state unchanged.
         """
+        if self._flushed:
+            raise FlushedError(
+                "process() after flush(): the input has ended and every window is closed; build a "
+                "new aggregation, or restore() a snapshot, to process more"
+            )
         keys = int_column(get_column(columns, self.key), self.key)
         times = int_column(get_column(columns, self.time), self.time)
         values = [value_column(get_column(columns, c), c) for c in self.value_columns]
@@ -300,7 +306,9 @@ class WindowedAggregation:
         return _wrap(self._engine.tick(now if now is not None else 0))
 
     def flush(self) -> WindowOutput:
-        """End of input: the watermark jumps to +infinity and every window fires."""
+        """End of input: the watermark jumps to +infinity and every window fires. Later calls of
+        :meth:`process` raise :class:`~fraudstream.errors.FlushedError`."""
+        self._flushed = True
         return _wrap(self._engine.flush())
 
     @property
@@ -328,8 +336,10 @@ class WindowedAggregation:
         return bytes(self._engine.snapshot())
 
     def restore(self, data: bytes) -> None:
-        """Replaces the state with a snapshot from an aggregation of the same configuration."""
+        """Replaces the state with a snapshot from an aggregation of the same configuration
+        (corrupt bytes raise :class:`~fraudstream.errors.SnapshotError` and change nothing)."""
         self._engine.restore(data)
+        self._flushed = False
 
     def track_changes(self, on: bool = True) -> None:
         """Starts recording which keys change, for :meth:`changes` (changelogs)."""

@@ -78,7 +78,7 @@ import numpy.typing as npt
 
 from fraudstream._columns import get_column, int_column, value_column
 from fraudstream.alerts import Alert, Cooldown
-from fraudstream.errors import ConfigError, InvalidBatchError, SnapshotError
+from fraudstream.errors import ConfigError, FlushedError, InvalidBatchError, SnapshotError
 from fraudstream.fraud.derived import DERIVED_FEATURES, can_derive, derive
 from fraudstream.fraud.features import StreamingFeatures, TransactionColumns
 from fraudstream.fraud.model import Model
@@ -291,6 +291,8 @@ class FraudDetector:
         The batch is validated whole first (missing columns, wrong dtypes, non-finite amounts
         raise :class:`~fraudstream.errors.InvalidBatchError` or ``TypeError`` naming the
         column) and a bad batch changes nothing."""
+        if self.flushed:
+            raise FlushedError("process() after flush(): the input has ended; build a new detector")
         began = self.clock()
         cols, arrival = self._normalize(columns, began)
         if not len(cols["ts"]):
