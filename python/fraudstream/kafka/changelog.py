@@ -8,10 +8,17 @@ bounded by the state's size, never by the history.
 
 Payloads larger than one Kafka record are cut into chunks. A record's value is a frame::
 
-    b"FSCL" | kind (b"S" snapshot, b"C" changes) | seq u64 | chunk u32 | chunks u32 | payload
+    b"FSC2" | version u8 (1) | kind (b"S" snapshot, b"C" changes) | seq u64 | chunk u32 |
+    chunks u32 | crc32 u32 | payload
 
-all little-endian. Frames are written inside the processing transaction, so a
-``read_committed`` restore sees exactly the state of the last commit.
+all little-endian; ``crc32`` (zlib's) covers every header field before it and the payload, so a
+flipped bit anywhere in a frame is caught. Frames are written inside the processing
+transaction, so a ``read_committed`` restore sees exactly the state of the last commit.
+
+A restore refuses what it cannot trust with :class:`~fraudstream.errors.SnapshotError`: a
+record that is not a frame, a checksum that does not match, a chunk outside its frame, a
+frame left incomplete. It never rebuilds a state from part of the changelog. (Frames of the
+first format, ``b"FSCL"`` without version or checksum, are still read.)
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import functools
 import logging
 import struct
 import time
+import zlib
 from collections.abc import Callable
 from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
@@ -27,14 +35,20 @@ from dataclasses import dataclass, field
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from fraudstream.errors import StreamError
+from fraudstream.errors import SnapshotError, StreamError
 from fraudstream.kafka.producing import produce_waiting
 from fraudstream.kafka.read_alerts import data_messages
 
 log = logging.getLogger(__name__)
 
-MAGIC = b"FSCL"
-HEADER = struct.Struct("<4scQII")
+MAGIC = b"FSC2"
+FORMAT = 1
+HEADER = struct.Struct("<4sBcQIII")
+"""magic, format version, kind, seq, chunk, chunks, crc32."""
+_CHECKED = struct.Struct("<4sBcQII")
+"""The header fields the checksum covers (all but itself)."""
+LEGACY_MAGIC = b"FSCL"
+LEGACY_HEADER = struct.Struct("<4scQII")
 SNAPSHOT, CHANGES = b"S", b"C"
 CHUNK_BYTES = 512 * 1024
 
@@ -66,7 +80,51 @@ class Restored:
 def frames(kind: bytes, seq: int, payload: bytes, chunk_bytes: int = CHUNK_BYTES) -> list[bytes]:
     """``payload`` as one or more frames of at most ``chunk_bytes`` of payload each."""
     chunks = [payload[i : i + chunk_bytes] for i in range(0, len(payload), chunk_bytes)] or [b""]
-    return [HEADER.pack(MAGIC, kind, seq, i, len(chunks)) + c for i, c in enumerate(chunks)]
+    out = []
+    for i, c in enumerate(chunks):
+        head = _CHECKED.pack(MAGIC, FORMAT, kind, seq, i, len(chunks))
+        out.append(head + struct.pack("<I", zlib.crc32(c, zlib.crc32(head))) + c)
+    return out
+
+
+@dataclass
+class Frame:
+    """One changelog record, parsed and checked."""
+
+    kind: bytes
+    seq: int
+    index: int
+    count: int
+    payload: bytes
+
+
+def parse_frame(value: bytes | None, where: str = "changelog record") -> Frame:
+    """The frame in a changelog record's value; :class:`SnapshotError` for anything else: not a
+    frame, an unknown format, a checksum mismatch, a chunk index outside its frame."""
+    if value is None or len(value) < LEGACY_HEADER.size:
+        raise SnapshotError(f"{where}: not a changelog frame ({0 if value is None else len(value)} bytes)")
+    magic = value[:4]
+    if magic == MAGIC:
+        if len(value) < HEADER.size:
+            raise SnapshotError(f"{where}: truncated frame header")
+        _, version, kind, seq, index, count, crc = HEADER.unpack_from(value)
+        if version != FORMAT:
+            raise SnapshotError(f"{where}: changelog frame format {version}, this build reads {FORMAT}")
+        payload = value[HEADER.size :]
+        actual = zlib.crc32(payload, zlib.crc32(value[: _CHECKED.size]))
+        if actual != crc:
+            raise SnapshotError(
+                f"{where}: checksum mismatch (stored {crc:#010x}, computed {actual:#010x}): "
+                "the frame is corrupt"
+            )
+    elif magic == LEGACY_MAGIC:
+        _, kind, seq, index, count = LEGACY_HEADER.unpack_from(value)
+        payload = value[LEGACY_HEADER.size :]
+    else:
+        raise SnapshotError(f"{where}: not a changelog frame (magic {magic!r})")
+    if kind not in (SNAPSHOT, CHANGES) or not 0 <= index < count:
+        raise SnapshotError(f"{where}: malformed frame (kind {kind!r}, chunk {index} of {count})")
+    return Frame(kind, seq, index, count, payload)
 
 
 class ChangelogWriter:
@@ -195,16 +253,22 @@ def read_changelog(
                 deadline = time.monotonic() + timeout
             for m in data_messages(msgs, pending):
                 part = m.partition()
-                value = m.value()
-                if part is None or value is None or len(value) < HEADER.size or value[:4] != MAGIC:
+                if part is None:
                     continue
                 p = part
+                value = m.value()
+                frame = parse_frame(value, f"changelog {topic}[{p}] offset {m.offset()}")
                 r = restored[p]
                 r.records_read += 1
-                r.bytes_read += len(value)
-                _, kind, seq, index, count = HEADER.unpack_from(value)
+                r.bytes_read += len(value or b"")
+                kind, seq, index, count = frame.kind, frame.seq, frame.index, frame.count
                 parts, missing = partial[p].setdefault((kind, seq), ([b""] * count, [count]))
-                parts[index] = value[HEADER.size :]
+                if len(parts) != count or parts[index]:
+                    raise SnapshotError(
+                        f"changelog {topic}[{p}] offset {m.offset()}: chunk {index} of {count} does not "
+                        f"fit frame {seq} ({len(parts)} chunks)"
+                    )
+                parts[index] = frame.payload
                 missing[0] -= 1
                 if not missing[0]:
                     payload = b"".join(parts)
@@ -214,6 +278,11 @@ def read_changelog(
                     elif r.snapshot is not None:
                         r.changes.append(payload)
                     r.last_seq = max(r.last_seq, seq)
+        left = {p: sorted(seq for _, seq in frames_) for p, frames_ in partial.items() if frames_}
+        if left:
+            raise SnapshotError(
+                f"changelog {topic}: frames left incomplete at its end (partition: seq) {left}"
+            )
     finally:
         reader.close()
     return restored
