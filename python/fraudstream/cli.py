@@ -91,7 +91,7 @@ def _run(args: argparse.Namespace) -> int:
         "" if args.idle_exit is None else f", or {args.idle_exit:g} s without input",
     )
     if pipeline.metrics.port:
-        logger.info("metrics on http://127.0.0.1:%d/metrics", pipeline.metrics.port)
+        logger.info("metrics on http://%s:%d/metrics", config.metrics.host, pipeline.metrics.port)
 
     # SIGTERM/SIGINT finish the open transaction; a stuck client or shutdown ends the process
     pipeline.watchdog.handle_signals()

@@ -9,7 +9,8 @@ validated at start with errors that name the key.
     group_id = "fraudstream"
 
     [kafka.client]               # passed to librdkafka as is (security.protocol, sasl.*, ssl.*)
-    "security.protocol" = "PLAINTEXT"
+    "security.protocol" = "SASL_SSL"
+    "sasl.password" = "${env:KAFKA_PASSWORD}"    # or "${file:/run/secrets/kafka}"
 
     [rule]
     size = "5m"
@@ -17,14 +18,19 @@ validated at start with errors that name the key.
     out_of_orderness = "5s"
     alert_when = "countries >= 3 and n >= 5"
 
-``FRAUDSTREAM_KAFKA_GROUP_ID=fraud-eu`` overrides ``[kafka] group_id``.
+``FRAUDSTREAM_KAFKA_GROUP_ID=fraud-eu`` overrides ``[kafka] group_id``;
+``FRAUDSTREAM_KAFKA_CLIENT='{"sasl.username": "u"}'`` sets ``[kafka.client]`` (a JSON object).
+Secret settings (passwords, secrets, tokens: :func:`is_secret`) are never shown in errors or
+logs, and can come from the environment or a file (:func:`client_settings`).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -35,6 +41,11 @@ from fraudstream.errors import ConfigError
 from fraudstream.windows import to_millis
 
 ENV_PREFIX = "FRAUDSTREAM_"
+MAX_RECORD_BYTES = 500_000_000
+"""Largest ``decode.max_record_bytes``: the producer's ``message.max.bytes`` is twice it, and
+librdkafka accepts at most 10^9."""
+MAX_EVENT_TIME_MS = 253_402_300_799_999
+"""9999-12-31T23:59:59.999Z, the engine's latest event time."""
 BOOTSTRAP_ENV = "FRAUDSTREAM_KAFKA_BOOTSTRAP_SERVERS"
 """The one variable naming the brokers for every command (``--bootstrap`` wins over it, it wins
 over the configuration file); ``scripts/kafka up`` prints the line that exports it."""
@@ -147,9 +158,23 @@ class DecodeSection:
     min_event_time_ms: int = 946_684_800_000  # 2000-01-01
     max_event_time_ms: int = 4_102_444_800_000  # 2100-01-01
     max_amount: float = 1e9
-    dedup_horizon: str = "0s"
-    """A transaction id seen again within this much event time is a duplicate: it goes to the
-    dead-letter topic and is counted. "0s" turns duplicate detection off."""
+    dedup_horizon: str = "2m"
+    """A transaction id seen again within this much event time of its previous occurrence is a
+    duplicate: it goes to the dead-letter topic and is counted, never scored twice. On by
+    default: a producer's retries of a record arrive within its delivery timeout (2 minutes by
+    default in Kafka's clients). The state is one entry per transaction id of the last horizon,
+    about 180 bytes each (2 minutes at 5,000 transactions/s: 600,000 ids, about 105 MB). "0s"
+    turns duplicate detection off."""
+    dedup_max_keys: int = 1_000_000
+    """At most this many transaction ids held per partition by duplicate detection (about
+    180 MB; 0: unbounded). Beyond it the id seen longest ago is forgotten first (a repeat of it
+    is then not caught), counted in ``fraudstream_evicted_keys``: the state stays bounded
+    whatever the rate of new ids."""
+    max_future_ms: int = 300_000
+    """An event whose time is more than this far ahead of its message's timestamp (or of the
+    wall clock at arrival, when the message has none or one itself in the future) goes to the
+    dead-letter topic as "event time in the future" and never moves a watermark. 0 turns the
+    check off (then one far-future record makes every later record of its partition late)."""
 
 
 @dataclass
@@ -157,6 +182,8 @@ class MetricsSection:
     """Prometheus endpoint (0 = off)."""
 
     port: int = 0
+    host: str = "127.0.0.1"
+    """Address the endpoint binds to (``0.0.0.0`` or ``::`` to be scraped from other hosts)."""
 
 
 @dataclass
@@ -229,10 +256,28 @@ class Config:
                 raise ConfigError("decode.dedup_horizon must be >= 0")
         except ConfigError as exc:
             raise ConfigError(f"decode.dedup_horizon: {exc}") from None
-        if self.decode.max_record_bytes <= 0:
-            raise ConfigError("decode.max_record_bytes must be > 0")
+        dec = self.decode
+        if not 0 < dec.max_record_bytes <= MAX_RECORD_BYTES:
+            raise ConfigError(
+                f"decode.max_record_bytes must be > 0 and at most {MAX_RECORD_BYTES}, "
+                f"got {dec.max_record_bytes}"
+            )
+        if not 0 <= dec.min_event_time_ms <= dec.max_event_time_ms <= MAX_EVENT_TIME_MS:
+            raise ConfigError(
+                "decode.min_event_time_ms and max_event_time_ms must satisfy 0 <= min <= max <= "
+                f"{MAX_EVENT_TIME_MS}, got {dec.min_event_time_ms} and {dec.max_event_time_ms}"
+            )
+        if not 0 < dec.max_amount < float("inf"):
+            raise ConfigError(f"decode.max_amount must be finite and > 0, got {dec.max_amount}")
+        if dec.dedup_max_keys < 0:
+            raise ConfigError(f"decode.dedup_max_keys must be >= 0 (0 = unbounded), got {dec.dedup_max_keys}")
+        if self.decode.max_future_ms < 0:
+            raise ConfigError(f"decode.max_future_ms must be >= 0 (0 = off), got {self.decode.max_future_ms}")
         if not 0 <= self.metrics.port < 65_536:
             raise ConfigError(f"metrics.port must be in [0, 65535], got {self.metrics.port}")
+        if not self.metrics.host:
+            raise ConfigError("metrics.host must not be empty")
+        client_settings(self.kafka.client)  # every secret reference resolves
         return self
 
 
@@ -242,8 +287,15 @@ T = TypeVar("T")
 def _coerce(section: str, key: str, value: Any, default: Any) -> Any:
     where = f"{section}.{key}"
     if isinstance(default, dict):
+        if isinstance(value, str):  # from the environment: a JSON object
+            try:
+                value = json.loads(value)
+            except ValueError:
+                value = None
+            if not isinstance(value, Mapping):  # the text is not shown: it may hold secrets
+                raise ConfigError(f"{where} from the environment must be a JSON object of settings")
         if not isinstance(value, Mapping):
-            raise ConfigError(f"{where} must be a table, got {value!r}")
+            raise ConfigError(f"{where} must be a table, got a {type(value).__name__}")
         return {str(k): str(v) for k, v in value.items()}
     if isinstance(default, bool):
         if isinstance(value, str):
@@ -327,9 +379,54 @@ def load_config(
     return Config(**built).validate()
 
 
+SECRET_MARKERS = ("password", "secret", "jaas", "token", ".pem", "oauthbearer.config", "credential")
+"""A ``[kafka.client]`` setting whose name contains one of these holds a secret: it is never
+shown (:func:`redacted`) and may come from the environment or a file."""
+REDACTED = "<redacted>"
+_REFERENCE = re.compile(r"^\$\{(env|file):(.+)\}$")
+
+
+def is_secret(name: str) -> bool:
+    return any(m in name.lower() for m in SECRET_MARKERS)
+
+
+def client_settings(client: Mapping[str, str]) -> dict[str, str]:
+    """``[kafka.client]`` with secret references resolved: a value ``${env:NAME}`` is the
+    environment variable ``NAME``, ``${file:/path}`` the file's content (one trailing newline
+    dropped), as Kafka's config providers write them. Errors name the setting and where its
+    value was to come from, never the value."""
+    out = {}
+    for name, value in client.items():
+        m = _REFERENCE.match(value)
+        if m is None:
+            out[name] = value
+            continue
+        source, ref = m.groups()
+        if source == "env":
+            if ref not in os.environ:
+                raise ConfigError(f"kafka.client.{name}: environment variable {ref} is not set")
+            out[name] = os.environ[ref]
+        else:
+            try:
+                text = Path(ref).read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                why = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+                raise ConfigError(f"kafka.client.{name}: cannot read {ref}: {why}") from None
+            out[name] = text[:-1] if text.endswith("\n") else text
+    return out
+
+
+def redacted(client: Mapping[str, str]) -> dict[str, str]:
+    """``[kafka.client]`` as logs and errors may show it: secret settings replaced by
+    ``<redacted>`` unless they are references (``${env:...}``, ``${file:...}``)."""
+    return {k: v if not is_secret(k) or _REFERENCE.match(v) else REDACTED for k, v in client.items()}
+
+
 def as_dict(config: Config) -> dict[str, Any]:
-    """The configuration as plain data (for logs and ``--print-config``)."""
-    return dataclasses.asdict(config)
+    """The configuration as plain data (for logs and ``--print-config``), secrets redacted."""
+    d = dataclasses.asdict(config)
+    d["kafka"]["client"] = redacted(config.kafka.client)
+    return d
 
 
 def to_toml(config: Config) -> str:

@@ -1,8 +1,10 @@
 """Prometheus metrics of a running pipeline, on their own registry.
 
-``PipelineMetrics(port)`` serves ``/metrics`` over HTTP (``[metrics] port`` or
-``--metrics-port``); the same figures are readable from Python with :meth:`snapshot`. Each
-pipeline gets its own registry, so several pipelines (or tests) can live in one process.
+``PipelineMetrics(port, addr)`` serves ``/metrics`` over HTTP (``[metrics] port`` or
+``--metrics-port``, on ``[metrics] host``, default 127.0.0.1; a port in use is a
+:class:`~fraudstream.errors.ConfigError`, exit code 2 of ``fraudstream run``); the same
+figures are readable from Python with :meth:`snapshot`. Each pipeline gets its own registry,
+so several pipelines (or tests) can live in one process.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ import threading
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from fraudstream.errors import ConfigError
 
 LATENCY_BUCKETS_MS = (1, 2, 5, 10, 20, 50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000)
 
@@ -28,6 +32,9 @@ class PipelineMetrics:
             "fraudstream_dead_lettered", "Records sent to the dead-letter topic", registry=r
         )
         self.alerts = Counter("fraudstream_alerts", "Alerts produced", registry=r)
+        self.evicted = Counter(
+            "fraudstream_evicted_keys", "Keys evicted by a cap on live keys (oldest event first)", registry=r
+        )
         self.commits = Counter("fraudstream_commits", "Committed transactions", registry=r)
         self.aborts = Counter("fraudstream_aborts", "Aborted transactions", registry=r)
         self.backpressure = Counter(
@@ -75,7 +82,13 @@ class PipelineMetrics:
         )
         self.port = 0
         if port:
-            server, thread = start_http_server(port, addr=addr, registry=r)
+            try:
+                server, thread = start_http_server(port, addr=addr, registry=r)
+            except OSError as exc:  # in use, or an address this host does not have
+                raise ConfigError(
+                    f"metrics endpoint {addr}:{port} cannot be served ({exc.strerror or exc}); "
+                    "set metrics.port (0 = off) or metrics.host"
+                ) from None
             self.port = server.server_port
             self._server, self._thread = server, thread
 

@@ -16,9 +16,13 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
+
+# confluent_kafka.admin re-exports these without declaring them; import them from their home
+from confluent_kafka.admin._config import ConfigResource
+from confluent_kafka.admin._resource import ResourceType
 from confluent_kafka.cimpl import NewTopic
 
-from fraudstream.config import Config
+from fraudstream.config import Config, client_settings
 from fraudstream.errors import ConfigError, StreamError
 from fraudstream.kafka.client_log import logging_config
 from fraudstream.kafka.connect import check_brokers
@@ -28,12 +32,29 @@ log = logging.getLogger(__name__)
 
 def client_config(config: Config) -> dict[str, Any]:
     """Settings shared by every client: bootstrap, error logging, and the pass-through
-    ``[kafka.client]`` (security settings)."""
+    ``[kafka.client]`` (security settings, secret references resolved)."""
     return {
         "bootstrap.servers": config.kafka.bootstrap_servers,
         **logging_config(),
-        **config.kafka.client,
+        **client_settings(config.kafka.client),
     }
+
+
+BROKER_DEFAULT_MAX_MESSAGE_BYTES = 1_048_588
+"""Kafka's default ``message.max.bytes`` (a topic's ``max.message.bytes`` unless set)."""
+
+
+def max_message_bytes(config: Config, topic: str, timeout: float = 30.0) -> int:
+    """The largest record batch ``topic`` accepts (its ``max.message.bytes``); Kafka's default
+    when the broker does not say (the dead letters are sized to fit it)."""
+    admin = AdminClient(client_config(config))
+    resource = ConfigResource(ResourceType.TOPIC, topic)
+    try:
+        entries = admin.describe_configs([resource], request_timeout=timeout)[resource].result(timeout)
+        return int(entries["max.message.bytes"].value)
+    except (KafkaException, KeyError, ValueError, TypeError) as exc:
+        log.warning("cannot read max.message.bytes of %s (%s): assuming Kafka's default", topic, exc)
+        return BROKER_DEFAULT_MAX_MESSAGE_BYTES
 
 
 def durable_topic(config: Config, name: str, partitions: int, **settings: str) -> NewTopic:
@@ -110,4 +131,4 @@ def ensure_topics(config: Config, timeout: float = 30.0) -> int:
     return partitions
 
 
-__all__ = ["client_config", "ensure_topics", "output_topics"]
+__all__ = ["client_config", "ensure_topics", "max_message_bytes", "output_topics"]
