@@ -18,7 +18,7 @@ from fraudstream.alerts import Alert
 from fraudstream.config import Config, DecodeSection, DetectorSection, KafkaSection
 from fraudstream.kafka.processors import processor_factory
 from fraudstream.kafka.schema import encode_transactions
-from fraudstream.kafka.task import ALERTS, DEAD_LETTERS, SCORES, PartitionTask
+from fraudstream.kafka.task import ALERTS, DEAD_LETTERS, H_OFFSET, H_REASON, SCORES, PartitionTask
 from fraudstream.processor import ALERT, PASS, ProcessorOutput, pack, unpack
 
 
@@ -67,7 +67,8 @@ def messages(n: int, seed: int, bad_every: int = 0) -> list[FakeMessage]:
     if bad_every:
         for i in range(0, n, bad_every):
             values[i] = b'{"txn_id": "broken'
-    return [FakeMessage(v, i) for i, v in enumerate(values)]
+    # each message stamped just after its event (event times are never ahead of it)
+    return [FakeMessage(v, i, _timestamp=t0 + i * 2_000 + 500) for i, v in enumerate(values)]
 
 
 def config(kind: str = "velocity", dedup: str = "0s", scores: bool = True) -> Config:
@@ -90,6 +91,7 @@ def run(cfg: Config, msgs: list[FakeMessage], cuts: list[int]) -> tuple[dict[str
         out = task.process(msgs[lo:hi])
         for role, recs in out.records.items():
             records[role].extend(recs)
+        records[DEAD_LETTERS].extend(out.dead_letters)
         counts += (out.consumed, out.processed, out.dead_lettered)
     return records, task.snapshot(), counts
 
@@ -98,6 +100,9 @@ def comparable(records: dict[str, list[Any]]) -> dict[str, list[Any]]:
     """Records without the wall-clock latency (the only field a rerun may change)."""
     out: dict[str, list[Any]] = {}
     for role, recs in records.items():
+        if role == DEAD_LETTERS:
+            out[role] = list(recs)
+            continue
         rows = [json.loads(v) for _, v in recs]
         for r in rows:
             r.pop("latency_ms", None)
@@ -110,9 +115,10 @@ def test_counts_reconcile_and_bad_records_are_dead_lettered_with_their_reason() 
     records, _, (consumed, processed, dead) = run(config(), msgs, [])
     assert consumed == 300 == processed + dead
     assert dead == 12
-    reasons = [json.loads(v)["reason"] for _, v in records[DEAD_LETTERS]]
+    reasons = [d.header(H_REASON) or "" for d in records[DEAD_LETTERS]]
     assert all("malformed JSON" in r for r in reasons), reasons[:3]
-    assert [json.loads(v)["offset"] for _, v in records[DEAD_LETTERS]] == list(range(0, 300, 25))
+    assert [int(d.header(H_OFFSET) or -1) for d in records[DEAD_LETTERS]] == list(range(0, 300, 25))
+    assert all(d.value == b'{"txn_id": "broken' and d.key == b"k" for d in records[DEAD_LETTERS])
 
 
 def test_alerts_name_their_trigger_message_and_one_per_card_per_incident() -> None:

@@ -3,7 +3,6 @@ rebalances and dead letters. The reference is the in-process engine on the same 
 
 from __future__ import annotations
 
-import json
 import random
 import signal
 import threading
@@ -30,6 +29,7 @@ from eos_helpers import (
 from fraudstream.config import Config, DecodeSection
 from fraudstream.kafka.changelog import read_changelog
 from fraudstream.kafka.pipeline import FencedError, KafkaPipeline
+from fraudstream.kafka.task import H_OFFSET, H_PARTITION, H_REASON, H_TOPIC, read_dead_letter
 
 pytestmark = pytest.mark.kafka
 PARTITIONS = 3
@@ -195,14 +195,13 @@ def test_hostile_records_go_to_the_dead_letter_topic_and_the_pipeline_continues(
     assert stats.consumed == len(records)
     assert stats.dead_lettered == len(HOSTILE)
     assert stats.processed == len(good)
-    dlq = [
-        json.loads(m.value()) for m in read_all(kafka_bootstrap, config.kafka.dead_letter_topic, PARTITIONS)
-    ]
+    dlq = [read_dead_letter(m) for m in read_all(kafka_bootstrap, config.kafka.dead_letter_topic, PARTITIONS)]
     assert len(dlq) == len(HOSTILE)
-    by_offset = sorted(dlq, key=lambda d: d["offset"])
-    for entry, (_, expected) in zip(by_offset, HOSTILE, strict=True):
-        assert expected in entry["reason"], (entry["reason"], expected)
-        assert entry["topic"] == eos_topic and entry["partition"] >= 0
+    by_offset = sorted(dlq, key=lambda d: int(d.header(H_OFFSET) or -1))
+    for entry, (value, expected) in zip(by_offset, HOSTILE, strict=True):
+        assert expected in (entry.header(H_REASON) or ""), (entry.header(H_REASON), expected)
+        assert entry.header(H_TOPIC) == eos_topic and int(entry.header(H_PARTITION) or -1) >= 0
+        assert entry.value == value, "the dead letter holds the record's bytes"
     assert_exact(config)
 
 

@@ -40,10 +40,10 @@ from fraudstream.errors import FencedError, StreamError
 from fraudstream.kafka.changelog import CHUNK_BYTES, ChangelogWriter
 from fraudstream.kafka.processors import processor_factory
 from fraudstream.kafka.stats import COMMITTED_COUNTS, RunStats
-from fraudstream.kafka.task import ALERTS, DEAD_LETTERS, SCORES, TaskOutput
+from fraudstream.kafka.task import ALERTS, DEAD_LETTERS, DLQ_RECORD_OVERHEAD, SCORES, TaskOutput
 from fraudstream.kafka.tasks import TaskManager
-from fraudstream.kafka.topics import client_config, ensure_topics
-from fraudstream.kafka.transactions import CommitAborted, TransactionalProducer
+from fraudstream.kafka.topics import client_config, ensure_topics, max_message_bytes
+from fraudstream.kafka.transactions import CommitAborted, TransactionalProducer, producer_max_message_bytes
 from fraudstream.kafka.watchdog import Watchdog
 from fraudstream.metrics import PipelineMetrics
 from fraudstream.processor import Processor
@@ -82,7 +82,10 @@ class KafkaPipeline:
         """Records fetched by the consumer, waiting for the loop (librdkafka's statistics)."""
         self._assigned_at = 0.0
         self._counts_at_commit = {c: 0 for c in COMMITTED_COUNTS}
+        self._evicted_seen: dict[int, int] = {}
         common = client_config(config)
+        # first: a port in use is a configuration error before any client exists
+        self.metrics = PipelineMetrics(config.metrics.port, config.metrics.host)
         self.consumer = Consumer(
             {
                 **common,
@@ -116,7 +119,6 @@ class KafkaPipeline:
             self.config, self.consumer, self.changelog, self.processor_factory, self.stats
         )
         self.admin = AdminClient(common)
-        self.metrics = PipelineMetrics(config.metrics.port)
         self._topics = {ALERTS: k.alerts_topic, SCORES: k.scores_topic, DEAD_LETTERS: k.dead_letter_topic}
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -129,6 +131,11 @@ class KafkaPipeline:
         """Processes until :meth:`stop`, ``idle_exit_s`` without input, or ``max_seconds``."""
         k = self.config.kafka
         ensure_topics(self.config)
+        # every dead letter fits its topic and the producer, whatever the input record's size,
+        # and so does every batch of them
+        dlq_limit = max_message_bytes(self.config, k.dead_letter_topic)
+        self.tasks.dlq_max_bytes = min(dlq_limit, producer_max_message_bytes(self.config))
+        self.transactions.fit_batches(dlq_limit - DLQ_RECORD_OVERHEAD)
         self.transactions.init()
         self.consumer.subscribe(
             [k.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
@@ -161,6 +168,7 @@ class KafkaPipeline:
                     break
             if self._uncommitted or self.transactions.in_txn:
                 self._commit()
+            self._update_gauges(time.monotonic())  # the figures at exit, whatever the cadence
         except FencedError:
             self._failed = True
             log.error("this instance was fenced by a newer one (transactional id %s-%s): stopping",
@@ -222,18 +230,23 @@ class KafkaPipeline:
 
     def _emit(self, partition: int, out: TaskOutput) -> None:
         """Sends a task's records into the open transaction and counts them."""
+        waited = 0.0
         for role, records in out.records.items():
             topic = self._topics[role]
             for key, value in records:
-                waited = self.transactions.send(topic, key, value, partition)
-                if waited:
-                    self.stats.backpressure_s += waited
-                    self.metrics.backpressure.inc(waited)
+                waited += self.transactions.send(topic, key, value, partition)
+        for letter in out.dead_letters:
+            waited += self.transactions.send_dead_letter(self._topics[DEAD_LETTERS], letter, partition)
+        if waited:
+            self.stats.backpressure_s += waited
+            self.metrics.backpressure.inc(waited)
         s = self.stats
         s.consumed += out.consumed
         s.processed += out.processed
         s.dead_lettered += out.dead_lettered
         s.duplicates += out.duplicates
+        s.future += out.future
+        s.truncated += out.truncated
         s.suppressed += out.suppressed
         s.alerts += len(out.alerts)
         s.scored += len(out.records[SCORES])
@@ -342,6 +355,10 @@ class KafkaPipeline:
         now_ms = time.time() * 1000
         keys = windows = nbytes = 0
         for p, task in self.tasks.tasks.items():
+            evicted = task.evicted()  # part of the state: a restored task resumes its count
+            seen = self._evicted_seen.get(p, 0)
+            self.metrics.evicted.inc(evicted - seen if evicted >= seen else evicted)
+            self._evicted_seen[p] = evicted
             size_of = getattr(task.processor, "state_size", None)
             size = size_of() if callable(size_of) else {}
             keys += int(size.get("keys", 0))

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from fraudstream.config import Config
 from fraudstream.errors import ConfigError
+from fraudstream.kafka.task import make_dedup_engine
 from fraudstream.processor import Processor, WindowProcessor
 from fraudstream.windows import WindowedAggregation, hopping, to_millis
 
@@ -90,10 +91,17 @@ def processor_factory(config: Config) -> Callable[[], Processor]:
         module_name, _, attr = kind.partition(":")
         try:
             user = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as exc:
+        except (ImportError, AttributeError, ValueError) as exc:
             raise ConfigError(f"detector.kind: cannot load {kind!r}: {exc}") from None
         factory = lambda: user(config)  # noqa: E731
-    probe = factory()
+    try:
+        probe = factory()
+    except (ConfigError, KeyboardInterrupt):
+        raise
+    except Exception as exc:  # a user's factory, or a setting the processor refuses
+        raise ConfigError(
+            f"detector.kind {kind!r} could not build a processor: {type(exc).__name__}: {str(exc)[:500]}"
+        ) from None
     missing = [
         m
         for m in ("process", "advance", "flush", "snapshot", "changes", "restore", "apply_changes")
@@ -101,6 +109,12 @@ def processor_factory(config: Config) -> Callable[[], Processor]:
     ]
     if missing:
         raise ConfigError(f"detector.kind {kind!r} builds {type(probe).__name__}, which lacks {missing}")
+    horizon = config.decode.dedup_horizon
+    if to_millis(horizon, "decode.dedup_horizon") > 0:  # built per partition at assignment: check now
+        try:
+            make_dedup_engine(horizon, config.rule.out_of_orderness, config.decode.dedup_max_keys)
+        except ConfigError as exc:
+            raise ConfigError(f"decode.dedup_horizon {horizon!r}: {exc}") from None
     return factory
 
 

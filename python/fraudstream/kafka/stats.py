@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 
 COMMITTED_COUNTS = (
-    "consumed", "processed", "dead_lettered", "alerts", "scored", "suppressed", "duplicates", "skipped",
+    "consumed", "processed", "dead_lettered", "alerts", "scored", "suppressed", "duplicates", "future",
+    "truncated", "skipped",
 )  # fmt: skip
 """RunStats fields that count committed results: an abort rolls them back to the last commit."""
 
@@ -34,6 +35,10 @@ class RunStats:
     or already processed; they are processed once, by whoever owns the partition."""
     duplicates: int = 0
     """Records dropped as duplicates (they are also counted in ``dead_lettered``)."""
+    future: int = 0
+    """Records dead-lettered as event time in the future (also in ``dead_lettered``)."""
+    truncated: int = 0
+    """Dead letters cut to fit the dead-letter topic (flagged in their headers)."""
     commits: int = 0
     aborts: int = 0
     restores: int = 0

@@ -15,15 +15,22 @@ Invariants:
   processor, and decoding and deduplication are per record.
 - The task's state (the processor's, and the duplicate detector's) is versioned bytes:
   ``snapshot()``, ``changes()`` since the last call, ``restore(snapshot, changes)``.
+- No input record can fail a transaction: a dead letter is the record's key and value bytes
+  unchanged (a tombstone stays a tombstone), with the reason and origin in headers
+  (:func:`dead_letter`); a record too large for the dead-letter topic becomes a truncated copy
+  flagged as such, with its original sizes.
+- Time cannot be poisoned: an event more than ``decode.max_future_ms`` ahead of its message's
+  timestamp is dead-lettered before it reaches the duplicate detector or the processor, so it
+  never moves a watermark (:meth:`PartitionTask.future_rows`).
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
@@ -34,12 +41,69 @@ from fraudstream.kafka.schema import decode_batch
 from fraudstream.processor import DECISIONS, Processor, ProcessorOutput, pack, unpack
 from fraudstream.windows import EmitKind, WindowedAggregation, session, to_millis
 
-DLQ_VALUE_PREFIX_BYTES = 1_024
 ALERTS, SCORES, DEAD_LETTERS = "alerts", "scores", "dead_letters"
 """Output roles; the pipeline maps them to the configured topics."""
 
 Record = tuple[bytes | None, bytes]
 """An output record: key and value."""
+
+Headers = list[tuple[str, bytes]]
+
+DLQ_MAX_RECORD_BYTES = 1_000_000
+"""Default room for one dead letter (key, value and headers): within Kafka's default
+``max.message.bytes`` (1,048,588) with room for the record's framing. The pipeline sets the
+dead-letter topic's own limit (:func:`fraudstream.kafka.topics.max_message_bytes`)."""
+DLQ_RECORD_OVERHEAD = 512
+"""Bytes kept free for a record's framing in its batch (lengths, timestamps, header counts)."""
+MAX_REASON_CHARS = 512
+"""A reason is cut to this length (it goes into a header)."""
+
+H_REASON = "fraudstream.reason"
+H_TOPIC = "fraudstream.topic"
+H_PARTITION = "fraudstream.partition"
+H_OFFSET = "fraudstream.offset"
+H_TIMESTAMP = "fraudstream.timestamp"
+"""The original message's timestamp, epoch ms ("-1" when it had none)."""
+H_TIMESTAMP_TYPE = "fraudstream.timestamp_type"
+"""``create``, ``log_append`` or ``none``."""
+H_TRUNCATED = "fraudstream.truncated"
+"""Present (``true``) only on a truncated copy: key and value are prefixes of the original."""
+H_KEY_SIZE = "fraudstream.key_size"
+H_VALUE_SIZE = "fraudstream.value_size"
+"""The original key and value sizes in bytes (``-1`` for null), on a truncated copy."""
+TIMESTAMP_TYPES = {0: "none", 1: "create", 2: "log_append"}
+FUTURE_REASON = "event time in the future"
+TOMBSTONE_REASON = "null value (a tombstone)"
+
+
+class DeadLetter(NamedTuple):
+    """A dead-letter record: the original key and value, the reason and origin in headers."""
+
+    key: bytes | None
+    value: bytes | None
+    headers: Headers
+
+    def header(self, name: str) -> str | None:
+        """A header's value as text (None when absent)."""
+        for k, v in self.headers:
+            if k == name:
+                return v.decode("utf-8", "replace")
+        return None
+
+    @property
+    def truncated(self) -> bool:
+        return self.header(H_TRUNCATED) is not None
+
+    def emptied(self) -> DeadLetter:
+        """The headers only (key and value dropped), flagged as truncated with the sizes."""
+        if self.truncated:
+            return DeadLetter(None, None, self.headers)
+        sizes = [
+            (H_TRUNCATED, b"true"),
+            (H_KEY_SIZE, str(-1 if self.key is None else len(self.key)).encode()),
+            (H_VALUE_SIZE, str(-1 if self.value is None else len(self.value)).encode()),
+        ]
+        return DeadLetter(None, None, self.headers + sizes)
 
 
 class MessageLike(Protocol):
@@ -63,22 +127,27 @@ class TaskOutput:
     """What a call of the task produced: records by role, the alerts behind the alert records,
     and counts."""
 
-    records: dict[str, list[Record]] = field(
-        default_factory=lambda: {ALERTS: [], SCORES: [], DEAD_LETTERS: []}
-    )
+    records: dict[str, list[Record]] = field(default_factory=lambda: {ALERTS: [], SCORES: []})
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    """Records for the dead-letter topic (:data:`DEAD_LETTERS` role), in offset order per cause."""
     alerts: list[Alert] = field(default_factory=list)
     consumed: int = 0
     processed: int = 0
     dead_lettered: int = 0
     duplicates: int = 0
+    future: int = 0
+    """Records dead-lettered as event time in the future (also in ``dead_lettered``)."""
+    truncated: int = 0
+    """Dead letters that had to be cut to fit the dead-letter topic."""
     suppressed: int = 0
     next_offset: int | None = None
     """The offset after the last message taken (the position to commit)."""
 
 
-def make_dedup_engine(horizon: str, out_of_orderness: str) -> WindowedAggregation:
+def make_dedup_engine(horizon: str, out_of_orderness: str, max_keys: int = 0) -> WindowedAggregation:
     """Per transaction id, a session of gap ``horizon`` counting its occurrences: every event
-    after the first in a session is a duplicate."""
+    after the first in a session is a duplicate. With ``max_keys``, at most that many ids are
+    held (the one seen longest ago is forgotten first)."""
     return WindowedAggregation(
         key="txn_id",
         time="event_time",
@@ -86,6 +155,7 @@ def make_dedup_engine(horizon: str, out_of_orderness: str) -> WindowedAggregatio
         aggregations={"n": "count"},
         out_of_orderness=out_of_orderness,
         early_fire="on_update",
+        max_keys=max_keys or None,
     )
 
 
@@ -101,6 +171,8 @@ class PartitionTask:
         processor: any :class:`~fraudstream.processor.Processor`.
         config: decode limits (``[decode]``), the dedup horizon, whether scores are published.
         clock: wall clock in epoch ms (the arrival time of records without a timestamp).
+        dlq_max_bytes: room for one dead-letter record (key, value and headers); larger ones
+            are truncated copies.
     """
 
     def __init__(
@@ -109,15 +181,17 @@ class PartitionTask:
         processor: Processor,
         config: Config,
         clock: Callable[[], float] = _wall_ms,
+        dlq_max_bytes: int = DLQ_MAX_RECORD_BYTES,
     ) -> None:
         self.partition = partition
         self.processor = processor
         self.decode = config.decode
         self.scores_on = bool(config.kafka.scores_topic)
         self.clock = clock
+        self.dlq_max_bytes = dlq_max_bytes
         d = config.decode
         self.dedup = (
-            make_dedup_engine(d.dedup_horizon, config.rule.out_of_orderness)
+            make_dedup_engine(d.dedup_horizon, config.rule.out_of_orderness, d.dedup_max_keys)
             if to_millis(d.dedup_horizon, "dedup_horizon") > 0
             else None
         )
@@ -136,8 +210,18 @@ class PartitionTask:
         self.last_input_ms = self.clock()
         decoded = decode_batch([m.value() or b"" for m in msgs], self.decode)
         for index, reason in zip(decoded.error_index.tolist(), decoded.error_reason, strict=True):
-            self._dead_letter(out, msgs[index], reason)
+            msg = msgs[index]
+            self._dead_letter(out, msg, TOMBSTONE_REASON if msg.value() is None else reason)
         cols = decoded.columns
+        stamps = np.fromiter((_timestamp(m) for m in msgs), np.int64, len(msgs))
+        future, reasons = self.future_rows(stamps, cols)
+        if len(future):
+            for r, reason in zip(future.tolist(), reasons, strict=True):
+                self._dead_letter(out, msgs[int(cols["source_index"][r])], reason)
+            out.future = len(future)
+            keep = np.ones(len(cols["txn_id"]), dtype=bool)
+            keep[future] = False
+            cols = {k: v[keep] for k, v in cols.items()}
         dups = self._duplicates(cols)
         if len(dups):
             for r in dups.tolist():
@@ -152,7 +236,7 @@ class PartitionTask:
             cols = {k: v[keep] for k, v in cols.items()}
         n = len(cols["txn_id"])
         if n:
-            cols["arrival_ms"] = self._arrival(msgs, cols["source_index"])
+            cols["arrival_ms"] = self._arrival(stamps, cols["source_index"])
             result = self.processor.process(cols)
             refused = self._refused(out, msgs, cols["source_index"], result)
             out.processed = n - refused
@@ -166,6 +250,33 @@ class PartitionTask:
         self._publish(out, self.processor.advance(wall_clock_ms), [], None)
         return out
 
+    def future_rows(
+        self, stamps: np.ndarray[Any, Any], cols: dict[str, np.ndarray[Any, Any]]
+    ) -> tuple[np.ndarray[Any, Any], list[str]]:
+        """Rows whose event time is more than ``decode.max_future_ms`` ahead of their message's
+        timestamp (``stamps``: per message, epoch ms or -1), and the reason for each.
+
+        The reference is the message timestamp, a property of the record, so a replay after a
+        crash judges every record as the first run did. A message without a timestamp, or with
+        one itself ahead of the wall clock (a producer's clock, or a hostile ``CreateTime``), is
+        judged against the wall clock at arrival instead: ``min(timestamp, now)``."""
+        limit = self.decode.max_future_ms
+        n = len(cols["txn_id"])
+        if limit <= 0 or not n:
+            return np.empty(0, np.int64), []
+        now = int(self.clock())
+        stamps = stamps[cols["source_index"]]
+        reference = np.where(stamps >= 0, np.minimum(stamps, now), now)
+        ahead = cols["event_time"] - reference
+        rows = np.flatnonzero(ahead > limit)
+        reasons = [
+            f"{FUTURE_REASON}: {int(ahead[r])} ms ahead of the "
+            + ("message timestamp" if stamps[r] >= 0 and stamps[r] <= now else "wall clock at arrival")
+            + f" (decode.max_future_ms = {limit})"
+            for r in rows.tolist()
+        ]
+        return rows, reasons
+
     def _duplicates(self, cols: dict[str, np.ndarray[Any, Any]]) -> np.ndarray[Any, Any]:
         if self.dedup is None or not len(cols["txn_id"]):
             return np.empty(0, np.int64)
@@ -173,11 +284,10 @@ class PartitionTask:
         again = (out["kind"] == EmitKind.EARLY) & (out["n"] >= 2)
         return np.unique(out.trigger_rows[again])
 
-    def _arrival(self, msgs: list[Any], source: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    def _arrival(self, stamps: np.ndarray[Any, Any], source: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         """Wall-clock arrival per row: the message timestamp, or now when it has none."""
-        now = self.clock()
-        stamps = np.array([m.timestamp()[1] for m in msgs], dtype=np.float64)[source]
-        return np.where(stamps > 0, stamps, now)
+        rows = stamps[source].astype(np.float64)
+        return np.where(rows > 0, rows, self.clock())
 
     def _refused(
         self, out: TaskOutput, msgs: list[Any], source: np.ndarray[Any, Any], result: ProcessorOutput
@@ -208,8 +318,20 @@ class PartitionTask:
             out.records[SCORES].extend(score_records(result.scores, msgs, cols["source_index"]))
 
     def _dead_letter(self, out: TaskOutput, msg: Any, reason: str) -> None:
-        out.records[DEAD_LETTERS].append((msg.key(), dead_letter_value(msg, reason)))
+        letter = dead_letter(msg, reason, self.dlq_max_bytes)
+        out.dead_letters.append(letter)
         out.dead_lettered += 1
+        out.truncated += letter.truncated
+
+    def evicted(self) -> int:
+        """Keys evicted by a cap on live keys since this task was built or restored: the
+        duplicate detector's, and the processor's when it reports ``counters()["evicted"]``."""
+        n = 0 if self.dedup is None else int(self.dedup.counters()["evicted"])
+        counters = getattr(self.processor, "counters", None)
+        if callable(counters):
+            with contextlib.suppress(TypeError, AttributeError, ValueError):  # counters of another shape
+                n += int(counters().get("evicted", 0))
+        return n
 
     # -- state ------------------------------------------------------------------------------
 
@@ -272,19 +394,54 @@ def _score(s: float) -> str:
     return "null" if s != s else f"{s:.6f}"  # NaN: the processor does not score
 
 
-def dead_letter_value(msg: Any, reason: str) -> bytes:
-    """The dead-letter record: the reason, where the message came from, and its value."""
-    value = msg.value() or b""
-    return json.dumps(
-        {
-            "reason": reason,
-            "topic": msg.topic(),
-            "partition": msg.partition(),
-            "offset": msg.offset(),
-            "size": len(value),
-            "value": value[:DLQ_VALUE_PREFIX_BYTES].decode("utf-8", "replace"),
-        }
-    ).encode()
+def dead_letter(msg: Any, reason: str, max_bytes: int = DLQ_MAX_RECORD_BYTES) -> DeadLetter:
+    """The dead-letter record of ``msg``: its key and value bytes unchanged (None stays None),
+    the reason, source topic, partition, offset and timestamp in headers.
+
+    When key, value and headers together exceed ``max_bytes`` (less the record framing), the
+    copy is truncated: headers ``fraudstream.truncated``, ``fraudstream.key_size`` and
+    ``fraudstream.value_size`` say so and give the original sizes, and the room left is shared
+    between a prefix of the key and a prefix of the value (the smaller one whole when it fits
+    in half). So every dead letter fits the topic, whatever the record."""
+    key, value = msg.key(), msg.value()
+    ts_type, ts = msg.timestamp()
+    if len(reason) > MAX_REASON_CHARS:
+        reason = reason[:MAX_REASON_CHARS] + "..."
+    headers: Headers = [
+        (H_REASON, reason.encode("utf-8", "replace")),
+        (H_TOPIC, str(msg.topic()).encode("utf-8", "replace")),
+        (H_PARTITION, str(msg.partition()).encode()),
+        (H_OFFSET, str(msg.offset()).encode()),
+        (H_TIMESTAMP, str(ts if ts_type else -1).encode()),
+        (H_TIMESTAMP_TYPE, TIMESTAMP_TYPES.get(ts_type, str(ts_type)).encode()),
+    ]
+    key_n, value_n = len(key or b""), len(value or b"")
+    room = max_bytes - DLQ_RECORD_OVERHEAD - sum(len(k) + len(v) for k, v in headers)
+    if key_n + value_n <= room:
+        return DeadLetter(key, value, headers)
+    flags: Headers = [
+        (H_TRUNCATED, b"true"),
+        (H_KEY_SIZE, str(key_n if key is not None else -1).encode()),
+        (H_VALUE_SIZE, str(value_n if value is not None else -1).encode()),
+    ]
+    headers += flags
+    room = max(0, room - sum(len(k) + len(v) for k, v in flags))
+    key_keep = min(key_n, max(room // 2, room - value_n))
+    value_keep = min(value_n, room - key_keep)
+    return DeadLetter(
+        None if key is None else key[:key_keep], None if value is None else value[:value_keep], headers
+    )
+
+
+def read_dead_letter(msg: Any) -> DeadLetter:
+    """A consumed dead-letter record (a confluent-kafka ``Message``) as a :class:`DeadLetter`."""
+    return DeadLetter(msg.key(), msg.value(), list(msg.headers() or []))
+
+
+def _timestamp(m: Any) -> int:
+    """A message's timestamp in epoch ms, or -1 when it has none."""
+    ts_type, ts = m.timestamp()
+    return int(ts) if ts_type and ts is not None and ts >= 0 else -1
 
 
 def _offset(m: Any) -> int:
@@ -298,10 +455,12 @@ __all__ = [
     "ALERTS",
     "DEAD_LETTERS",
     "SCORES",
+    "DeadLetter",
     "MessageLike",
     "PartitionTask",
     "TaskOutput",
-    "dead_letter_value",
+    "dead_letter",
     "make_dedup_engine",
+    "read_dead_letter",
     "score_records",
 ]

@@ -22,7 +22,7 @@ from confluent_kafka import Consumer, TopicPartition
 from fraudstream.config import Config
 from fraudstream.kafka.changelog import ChangelogWriter, PartitionLog, read_changelog
 from fraudstream.kafka.stats import RunStats
-from fraudstream.kafka.task import PartitionTask
+from fraudstream.kafka.task import DLQ_MAX_RECORD_BYTES, PartitionTask
 from fraudstream.kafka.topics import client_config
 from fraudstream.processor import Processor
 
@@ -50,6 +50,8 @@ class TaskManager:
         """Per owned partition, the offset after the last record processed."""
         self.dirty: set[int] = set()
         """Partitions whose state changed since the last commit."""
+        self.dlq_max_bytes = DLQ_MAX_RECORD_BYTES
+        """Room for one dead letter (the pipeline sets the dead-letter topic's limit)."""
 
     def accepts(self, partition: int, offset: int) -> bool:
         """Whether a consumed record is this instance's to process now."""
@@ -127,7 +129,7 @@ class TaskManager:
             self.positions[tp.partition] = max(tp.offset, 0)
         for p in partitions:
             r = restored[p]
-            task = PartitionTask(p, self.processor_factory(), self.config)
+            task = PartitionTask(p, self.processor_factory(), self.config, dlq_max_bytes=self.dlq_max_bytes)
             if r.snapshot is not None:
                 task.restore(r.snapshot, r.changes)
             self.tasks[p] = task

@@ -27,11 +27,14 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 from fraudstream.config import Config
 from fraudstream.errors import FencedError, StreamError
 from fraudstream.kafka.producing import produce_waiting
+from fraudstream.kafka.task import DeadLetter
 from fraudstream.kafka.topics import client_config
 from fraudstream.kafka.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+LIBRDKAFKA_BATCH_SIZE = 1_000_000
+"""librdkafka's default ``batch.size``."""
 FENCED_CODES = (KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH)
 
 
@@ -47,6 +50,8 @@ class TransactionalProducer:
         self.watchdog = watchdog
         self.exactly_once = config.kafka.exactly_once
         self.in_txn = False
+        self.batch_bytes: int | None = None
+        """``batch.size`` when set by :meth:`fit_batches` (librdkafka's default otherwise)."""
         self.producer = self._make()
         self.on_renew: list[Callable[[Producer], None]] = []
         """Called with the new client after :meth:`renew` (the changelog writer sends with it)."""
@@ -68,9 +73,22 @@ class TransactionalProducer:
                 "enable.idempotence": True,
                 "acks": "all",  # explicit: what min.insync.replicas of the output topics relies on
                 "linger.ms": 2,
-                "message.max.bytes": max(2 * self.config.decode.max_record_bytes, 1 << 20),
+                "message.max.bytes": producer_max_message_bytes(self.config),
+                **({} if self.batch_bytes is None else {"batch.size": self.batch_bytes}),
             }
         )
+
+    def fit_batches(self, max_bytes: int) -> None:
+        """Keeps every record batch within ``max_bytes`` (a topic's ``max.message.bytes``, less
+        framing): the broker refuses a batch above its topic's limit, and librdkafka packs
+        several records in one up to ``batch.size`` (default 1,000,000). A record larger than
+        ``batch.size`` still goes alone. Call before :meth:`init`."""
+        if max_bytes >= LIBRDKAFKA_BATCH_SIZE or self.batch_bytes == max_bytes:
+            return
+        self.batch_bytes = max(1, max_bytes)
+        self.producer = self._make()
+        for callback in self.on_renew:
+            callback(self.producer)
 
     def init(self) -> None:
         """Registers the transactional id (fencing any older instance with it)."""
@@ -100,6 +118,26 @@ class TransactionalProducer:
         """Sends one record in the open transaction; returns seconds spent waiting for room
         in the local queue (a slow broker holds the input back)."""
         return produce_waiting(self.producer, topic, key=key, value=value, partition=partition)
+
+    def send_dead_letter(self, topic: str, letter: DeadLetter, partition: int) -> float:
+        """Sends a dead letter (its headers included). The task sized it to fit the topic; if
+        the client still refuses it as too large, its headers alone go instead (flagged as
+        truncated): a dead letter never fails the transaction."""
+        try:
+            return produce_waiting(
+                self.producer, topic, key=letter.key, value=letter.value, headers=letter.headers,
+                partition=partition,
+            )  # fmt: skip
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.MSG_SIZE_TOO_LARGE:
+                raise
+            log.warning(
+                "a dead letter of partition %d is too large even so: sending its headers only", partition
+            )
+            bare = letter.emptied()
+            return produce_waiting(
+                self.producer, topic, key=None, value=None, headers=bare.headers, partition=partition
+            )
 
     def poll(self) -> None:
         self.producer.poll(0)
@@ -149,6 +187,11 @@ class TransactionalProducer:
         return len(self.producer)
 
 
+def producer_max_message_bytes(config: Config) -> int:
+    """The producer's ``message.max.bytes``: room for two input records (a dead letter is one)."""
+    return max(2 * config.decode.max_record_bytes, 1 << 20)
+
+
 def _retrying(call: Callable[[], T], attempts: int = 10) -> T:
     """Calls ``call``, retrying Kafka errors the client marks retriable (or leaderless)."""
     for attempt in range(attempts):
@@ -164,4 +207,4 @@ def _retrying(call: Callable[[], T], attempts: int = 10) -> T:
     raise AssertionError("unreachable")
 
 
-__all__ = ["CommitAborted", "TransactionalProducer"]
+__all__ = ["CommitAborted", "TransactionalProducer", "producer_max_message_bytes"]
