@@ -135,8 +135,9 @@ class DetectorSection:
     """What ``fraudstream run`` runs on each input partition.
 
     ``kind``: ``"detector"`` (the fraud detector: the velocity rule, streaming features with the
-    multi-horizon rule conditions as inputs, and the model), ``"velocity"`` (the single ``[rule]`` window rule), or ``"module:function"``, a
-    factory that takes the :class:`Config` and returns a processor (``fraudstream.processor``).
+    multi-horizon rule conditions as inputs, and the model), ``"velocity"`` (the single
+    ``[rule]`` window rule), or ``"module:function"``, a factory that takes the
+    :class:`Config` and returns a processor (``fraudstream.processor``).
     """
 
     kind: str = "detector"
