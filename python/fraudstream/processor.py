@@ -29,6 +29,7 @@ for free: the inputs themselves (a replay log), replayed by ``apply_changes``.
 from __future__ import annotations
 
 import struct
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -105,15 +106,31 @@ class Processor(Protocol):
 
 
 _LEN = struct.Struct("<Q")
+_TRAILER = struct.Struct("<4sI")
+_CHECKED = b"FSPK"
 
 
 def pack(parts: list[bytes]) -> bytes:
-    """Length-prefixed concatenation (the state of a processor made of several)."""
+    """Length-prefixed concatenation (the state of a processor made of several), followed by
+    ``b"FSPK"`` and the CRC-32 of what precedes it: a corrupt state is refused by :func:`unpack`
+    before any part of it is restored. (A trailer, not a header: readers find the first part at
+    offset 8.)"""
+    body = _concat(parts)
+    return body + _TRAILER.pack(_CHECKED, zlib.crc32(body))
+
+
+def _concat(parts: list[bytes]) -> bytes:
     return b"".join(_LEN.pack(len(p)) + p for p in parts)
 
 
 def unpack(data: bytes, count: int) -> list[bytes]:
-    """Inverse of :func:`pack`; checks there are exactly ``count`` parts."""
+    """Inverse of :func:`pack`; checks the checksum (bytes of :func:`pack` before it had one
+    are read without) and that there are exactly ``count`` parts."""
+    if len(data) >= _TRAILER.size and data[-_TRAILER.size : -4] == _CHECKED:
+        (crc,) = struct.unpack_from("<I", data, len(data) - 4)
+        data = data[: -_TRAILER.size]
+        if zlib.crc32(data) != crc:
+            raise SnapshotError(f"state checksum mismatch: the {len(data) + _TRAILER.size} bytes are corrupt")
     parts, at = [], 0
     try:
         while at < len(data):
@@ -195,7 +212,7 @@ class InputLog:
 
     def take(self) -> bytes:
         """The records since the last call, as one changes payload; clears the log."""
-        data = pack(self._records)
+        data = _concat(self._records)  # a replay log: each record length-prefixed, no trailer
         self._records = []
         return data
 
