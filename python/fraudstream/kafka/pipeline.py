@@ -25,8 +25,6 @@ latency budget rather than the interval.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import time
 from collections import defaultdict
@@ -38,6 +36,7 @@ from confluent_kafka.admin import AdminClient
 from fraudstream.config import Config
 from fraudstream.errors import FencedError, StreamError
 from fraudstream.kafka.changelog import CHUNK_BYTES, ChangelogWriter
+from fraudstream.kafka.gauges import PipelineGauges
 from fraudstream.kafka.processors import processor_factory
 from fraudstream.kafka.stats import COMMITTED_COUNTS, RunStats
 from fraudstream.kafka.task import ALERTS, DEAD_LETTERS, DLQ_RECORD_OVERHEAD, SCORES, TaskOutput
@@ -73,19 +72,12 @@ class KafkaPipeline:
         self._uncommitted = 0
         self._alerts_pending = 0
         self._last_commit = time.monotonic()
-        self._next_gauges = 0.0
-        self._gauge_from = {"busy": 0.0, "backpressure": 0.0}
-        self._gauge_partitions: set[int] = set()
-        self.busy_s = 0.0
-        """Seconds spent processing consumed records (decode, processor, sending)."""
-        self.input_queue = 0
-        """Records fetched by the consumer, waiting for the loop (librdkafka's statistics)."""
         self._assigned_at = 0.0
         self._counts_at_commit = {c: 0 for c in COMMITTED_COUNTS}
-        self._evicted_seen: dict[int, int] = {}
         common = client_config(config)
         # first: a port in use is a configuration error before any client exists
         self.metrics = PipelineMetrics(config.metrics.port, config.metrics.host)
+        self.gauges = PipelineGauges(self.metrics, k.input_topic)
         self.consumer = Consumer(
             {
                 **common,
@@ -102,7 +94,7 @@ class KafkaPipeline:
                 "fetch.max.bytes": 64 << 20,
                 # the fetch queue's length each second: the input queue gauge
                 "statistics.interval.ms": 1000,
-                "stats_cb": self._on_consumer_stats,
+                "stats_cb": self.gauges.on_consumer_stats,
             }
         )
         self.watchdog = Watchdog(k.stuck_call_timeout_ms / 1000, k.shutdown_timeout_ms / 1000, self.stop)
@@ -151,12 +143,12 @@ class KafkaPipeline:
                         self.stats.first_input_at = now
                     busy_from = time.perf_counter()
                     self._process(msgs)
-                    self.busy_s += time.perf_counter() - busy_from
+                    self.gauges.busy_s += time.perf_counter() - busy_from
                 if k.idle_timeout_ms:
                     self._tick_idle()
                 if self._commit_due(now):
                     self._commit()
-                if now >= self._next_gauges:  # also while idle: lag falls to 0 once all is done
+                if now >= self.gauges.next_update:  # also while idle: lag falls to 0 once all is done
                     self._update_gauges(now)
                 # idle since the later of the last record and the last assignment: a group join
                 # and restore that outlast the idle time must not end the run before it consumed
@@ -326,60 +318,8 @@ class KafkaPipeline:
         self._uncommitted = 0
         self._alerts_pending = 0
 
-    def _on_consumer_stats(self, text: str) -> None:
-        """librdkafka's statistics (each second): records fetched and waiting for the loop."""
-        try:
-            partitions = json.loads(text)["topics"][self.config.kafka.input_topic]["partitions"]
-            self.input_queue = sum(int(v.get("fetchq_cnt", 0)) for k, v in partitions.items() if k != "-1")
-        except (ValueError, KeyError, TypeError, AttributeError):
-            pass  # no assignment yet
-
     def _update_gauges(self, now: float) -> None:
-        """State size, watermarks, consumer lag and the load gauges, once a second (lag asks the
-        client). Partitions no longer owned lose their labelled samples."""
-        elapsed = max(now - (self._next_gauges - 1.0), 1e-3) if self._next_gauges else 1.0
-        self._next_gauges = now + 1.0
-        m = self.metrics
-        m.input_queue.set(self.input_queue)
-        busy = self.busy_s - self._gauge_from["busy"]
-        waited = self.stats.backpressure_s - self._gauge_from["backpressure"]
-        m.busy.inc(busy)
-        m.busy_ms_per_s.set(1000 * busy / elapsed)
-        m.backpressured_ms_per_s.set(1000 * max(0.0, waited) / elapsed)
-        self._gauge_from = {"busy": self.busy_s, "backpressure": self.stats.backpressure_s}
-        for gone in self._gauge_partitions - set(self.tasks.tasks):
-            for gauge in (m.lag, m.watermark, m.watermark_lag):
-                with contextlib.suppress(KeyError):
-                    gauge.remove(gone)
-        self._gauge_partitions = set(self.tasks.tasks)
-        now_ms = time.time() * 1000
-        keys = windows = nbytes = 0
-        for p, task in self.tasks.tasks.items():
-            evicted = task.evicted()  # part of the state: a restored task resumes its count
-            seen = self._evicted_seen.get(p, 0)
-            self.metrics.evicted.inc(evicted - seen if evicted >= seen else evicted)
-            self._evicted_seen[p] = evicted
-            size_of = getattr(task.processor, "state_size", None)
-            size = size_of() if callable(size_of) else {}
-            keys += int(size.get("keys", 0))
-            windows += int(size.get("windows", 0))
-            nbytes += int(size.get("bytes", 0))
-            wm = getattr(task.processor, "watermark", None)
-            if isinstance(wm, int):
-                self.metrics.watermark.labels(p).set(wm)
-                self.metrics.watermark_lag.labels(p).set(now_ms - wm)
-            position = self.tasks.positions.get(p)
-            if position is not None:
-                try:
-                    _, high = self.consumer.get_watermark_offsets(
-                        TopicPartition(self.config.kafka.input_topic, p), cached=True
-                    )
-                    self.metrics.lag.labels(p).set(max(0, high - position))
-                except KafkaException:
-                    pass  # lag is informative; never fail processing for it
-        self.metrics.keys.set(keys)
-        self.metrics.windows.set(windows)
-        self.metrics.state_bytes.set(nbytes)
+        self.gauges.update(now, self.tasks, self.consumer, self.stats)
 
     # -- rebalancing (consumer callbacks) -------------------------------------------------------
 

@@ -1,0 +1,89 @@
+"""The pipeline's gauges: state size, watermarks, consumer lag and the load figures.
+
+Updated once a second from the poll loop, also while it idles (so the consumer lag falls to 0
+once everything is committed), and once more at exit. Asking the client for lag is a call per
+partition, hence the cadence. A partition no longer owned loses its labelled samples.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+from fraudstream.kafka.stats import RunStats
+from fraudstream.kafka.tasks import TaskManager
+from fraudstream.metrics import PipelineMetrics
+
+
+class PipelineGauges:
+    """Sets the gauges of :class:`~fraudstream.metrics.PipelineMetrics` from the loop's state."""
+
+    def __init__(self, metrics: PipelineMetrics, input_topic: str) -> None:
+        self.metrics = metrics
+        self.input_topic = input_topic
+        self.busy_s = 0.0
+        """Seconds spent processing consumed records (decode, processor, sending)."""
+        self.input_queue = 0
+        """Records fetched by the consumer, waiting for the loop (librdkafka's statistics)."""
+        self.next_update = 0.0
+        self._from = {"busy": 0.0, "backpressure": 0.0}
+        self._partitions: set[int] = set()
+        self._evicted_seen: dict[int, int] = {}
+
+    def on_consumer_stats(self, text: str) -> None:
+        """librdkafka's statistics (each second): records fetched and waiting for the loop."""
+        try:
+            partitions = json.loads(text)["topics"][self.input_topic]["partitions"]
+            self.input_queue = sum(int(v.get("fetchq_cnt", 0)) for k, v in partitions.items() if k != "-1")
+        except (ValueError, KeyError, TypeError, AttributeError):
+            pass  # no assignment yet
+
+    def update(self, now: float, tasks: TaskManager, consumer: Consumer, stats: RunStats) -> None:
+        """Every gauge, from the tasks, the client and the run's counters."""
+        elapsed = max(now - (self.next_update - 1.0), 1e-3) if self.next_update else 1.0
+        self.next_update = now + 1.0
+        m = self.metrics
+        m.input_queue.set(self.input_queue)
+        busy = self.busy_s - self._from["busy"]
+        waited = stats.backpressure_s - self._from["backpressure"]
+        m.busy.inc(busy)
+        m.busy_ms_per_s.set(1000 * busy / elapsed)
+        m.backpressured_ms_per_s.set(1000 * max(0.0, waited) / elapsed)
+        self._from = {"busy": self.busy_s, "backpressure": stats.backpressure_s}
+        for gone in self._partitions - set(tasks.tasks):
+            for gauge in (m.lag, m.watermark, m.watermark_lag):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(gone)
+        self._partitions = set(tasks.tasks)
+        now_ms = time.time() * 1000
+        keys = windows = nbytes = 0
+        for p, task in tasks.tasks.items():
+            evicted = task.evicted()  # part of the state: a restored task resumes its count
+            seen = self._evicted_seen.get(p, 0)
+            m.evicted.inc(evicted - seen if evicted >= seen else evicted)
+            self._evicted_seen[p] = evicted
+            size_of = getattr(task.processor, "state_size", None)
+            size = size_of() if callable(size_of) else {}
+            keys += int(size.get("keys", 0))
+            windows += int(size.get("windows", 0))
+            nbytes += int(size.get("bytes", 0))
+            wm = getattr(task.processor, "watermark", None)
+            if isinstance(wm, int):
+                m.watermark.labels(p).set(wm)
+                m.watermark_lag.labels(p).set(now_ms - wm)
+            position = tasks.positions.get(p)
+            if position is not None:
+                try:
+                    _, high = consumer.get_watermark_offsets(TopicPartition(self.input_topic, p), cached=True)
+                    m.lag.labels(p).set(max(0, high - position))
+                except KafkaException:
+                    pass  # lag is informative; never fail processing for it
+        m.keys.set(keys)
+        m.windows.set(windows)
+        m.state_bytes.set(nbytes)
+
+
+__all__ = ["PipelineGauges"]
