@@ -22,13 +22,13 @@ from fraudstream.errors import StreamError
 
 
 def _data_arg(p: argparse.ArgumentParser) -> None:
-    from fraudstream.fraud.data import default_data_path
-
     p.add_argument(
         "--data",
         type=Path,
         default=None,
-        help=f"handbook-format parquet file (default: {default_data_path()})",
+        help="handbook-format parquet file (default: ../shared/data/handbook_transactions.parquet "
+        "beside the repository holding the working directory; `fraudstream simulate --handbook` "
+        "makes one)",
     )
 
 
