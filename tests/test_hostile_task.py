@@ -9,11 +9,11 @@ records (and more) through the real broker.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pytest
+from fakes import FakeMessage as Msg
 
 from fraudstream.config import Config, DecodeSection, DetectorSection, KafkaSection
 from fraudstream.kafka.processors import processor_factory
@@ -40,33 +40,6 @@ from fraudstream.kafka.task import (
 T0 = 1_700_000_000_000
 NOW = 1_800_000_000_000.0
 """The wall clock the tasks see (later than every message)."""
-
-
-@dataclass
-class Msg:
-    _value: bytes | None
-    _offset: int
-    _key: bytes | None = b"k"
-    _timestamp: int = T0
-    _ts_type: int = 1  # CreateTime
-
-    def value(self) -> bytes | None:
-        return self._value
-
-    def key(self) -> bytes | None:
-        return self._key
-
-    def offset(self) -> int:
-        return self._offset
-
-    def partition(self) -> int:
-        return 0
-
-    def topic(self) -> str:
-        return "in"
-
-    def timestamp(self) -> tuple[int, int]:
-        return (self._ts_type, self._timestamp)
 
 
 def traffic(n: int, seed: int) -> list[Msg]:

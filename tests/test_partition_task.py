@@ -6,11 +6,11 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pytest
+from fakes import FakeMessage
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -20,34 +20,6 @@ from fraudstream.kafka.processors import processor_factory
 from fraudstream.kafka.schema import encode_transactions
 from fraudstream.kafka.task import ALERTS, DEAD_LETTERS, H_OFFSET, H_REASON, SCORES, PartitionTask
 from fraudstream.processor import ALERT, PASS, ProcessorOutput, pack, unpack
-
-
-@dataclass
-class FakeMessage:
-    """What the task reads of a consumed message."""
-
-    _value: bytes | None
-    _offset: int
-    _key: bytes | None = b"k"
-    _timestamp: int = 1_700_000_000_000
-
-    def value(self) -> bytes | None:
-        return self._value
-
-    def key(self) -> bytes | None:
-        return self._key
-
-    def offset(self) -> int:
-        return self._offset
-
-    def partition(self) -> int:
-        return 0
-
-    def topic(self) -> str:
-        return "in"
-
-    def timestamp(self) -> tuple[int, int]:
-        return (1, self._timestamp)
 
 
 def messages(n: int, seed: int, bad_every: int = 0) -> list[FakeMessage]:
