@@ -1,8 +1,10 @@
 """Kafka end to end, against the project's broker (started when none is running).
 
-0. The ceiling: a bare confluent-kafka ``consume(5000)`` loop that only takes ``value()``, over
-   the same pre-loaded records: the most any Python consumer can do on this machine. Every
-   pipeline figure is also printed as a ratio of it.
+0. The ceilings (``benches/kafka_ceiling.py``), over the same pre-loaded records: a bare
+   confluent-kafka ``consume(5000)`` loop that only takes ``value()`` (the most any Python
+   consumer can do on this machine) and a bare exactly-once copy loop (each value produced in a
+   transaction, offsets committed every 100 ms). Every pipeline figure is also printed as a
+   ratio of the bare consume loop (``ceiling_ratio``) and of the copy loop (``eos_copy_ratio``).
 1. Sustained throughput, exactly-once: N transactions pre-loaded into a 6-partition topic, then
    the pipeline (one instance, the default fraud detector unless ``--processor`` says otherwise)
    processes them; events/s from its first consume to its last commit.
@@ -26,37 +28,15 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from confluent_kafka import Consumer, Producer
-from confluent_kafka.admin import AdminClient
-from confluent_kafka.cimpl import NewTopic
+from kafka_ceiling import broker, ceilings, loaded_topic, messages, new_topic, print_ceilings
 
 from fraudstream.config import Config, DetectorSection, KafkaSection
-from fraudstream.generator import card_transactions
 from fraudstream.kafka.pipeline import KafkaPipeline
-from fraudstream.kafka.schema import encode_transactions
 from fraudstream.kafka.topics import ensure_topics
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def broker() -> str:
-    out = subprocess.run([str(ROOT / "scripts/kafka"), "up"], check=True, capture_output=True, text=True)
-    return out.stdout.strip().splitlines()[-1]
-
-
-def new_topic(bootstrap: str, partitions: int = 6) -> str:
-    name = f"bench-{uuid.uuid4().hex[:8]}"
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    for f in admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)]).values():
-        f.result()
-    time.sleep(1.0)
-    return name
-
 
 PROCESSOR = "detector"
 """The ``[detector] kind`` every run of this benchmark uses (``--processor``)."""
@@ -73,77 +53,6 @@ def config_for(bootstrap: str, topic: str, exactly_once: bool = True) -> Config:
         min_insync_replicas=1,
     )
     return Config(kafka=section, detector=DetectorSection(kind=PROCESSOR)).validate()
-
-
-def messages(
-    n: int, seed: int, bursts_every: int = 0
-) -> tuple[list[bytes], list[bytes], np.ndarray[Any, Any]]:
-    data = card_transactions(n, cards=100_000, rate_per_s=10_000.0, seed=seed)
-    if bursts_every:  # every k-th event is one of a burst card's 6 transactions in 4 countries
-        idx = np.arange(0, n, bursts_every)
-        burst = idx // (6 * bursts_every) % 1_000_000 + 5_000_000
-        data["card"][idx] = burst
-        data["country"][idx] = np.array([1, 5, 9, 14, 5, 1])[(idx // bursts_every) % 6]
-    keys = [str(c).encode() for c in data["card"].tolist()]
-    return keys, encode_transactions(data), data["card"]
-
-
-def preload(bootstrap: str, topic: str, keys: list[bytes], values: list[bytes]) -> None:
-    p = Producer(
-        {
-            "bootstrap.servers": bootstrap,
-            "linger.ms": 20,
-            "batch.size": 1_000_000,
-            "compression.type": "lz4",
-            "queue.buffering.max.messages": 2_000_000,
-        }
-    )
-    for k, v in zip(keys, values, strict=True):
-        while True:
-            try:
-                p.produce(topic, key=k, value=v)
-                break
-            except BufferError:
-                p.poll(0.01)
-    p.flush(120)
-
-
-def loaded_topic(bootstrap: str, n: int) -> str:
-    topic = new_topic(bootstrap)
-    keys, values, _ = messages(n, seed=1)
-    preload(bootstrap, topic, keys, values)
-    return topic
-
-
-def bare_consume(bootstrap: str, topic: str, n: int) -> float:
-    """The ceiling: consume(5000) and value() only, first record to last, read_committed."""
-    c = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": f"{topic}-bare-{uuid.uuid4().hex[:6]}",
-            "isolation.level": "read_committed",
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-            "enable.partition.eof": False,
-            "max.partition.fetch.bytes": 8 << 20,
-            "fetch.max.bytes": 64 << 20,
-        }
-    )
-    c.subscribe([topic])
-    seen, first = 0, None
-    deadline = time.monotonic() + 300
-    while seen < n and time.monotonic() < deadline:
-        msgs = c.consume(5000, timeout=0.01)
-        if msgs and first is None:
-            first = time.monotonic()
-        for m in msgs:
-            if m.error() is None:
-                m.value()
-                seen += 1
-    last = time.monotonic()
-    c.close()
-    assert seen == n and first is not None, f"read {seen} of {n}"
-    return n / max(last - first, 1e-9)
 
 
 def throughput(bootstrap: str, topic: str, n: int, exactly_once: bool) -> dict[str, Any]:
@@ -256,17 +165,19 @@ def main() -> None:
     PROCESSOR = args.processor
     bootstrap = broker()
     topic = loaded_topic(bootstrap, args.events)
-    bare = bare_consume(bootstrap, topic, args.events)
-    print(f"bare consume(5000) loop : {bare:>12,.0f} events/s (the ceiling, same records)")
+    ceiling = ceilings(bootstrap, topic, args.events)
+    print_ceilings(ceiling)
+    bare, copy = ceiling["bare_consume_per_s"], ceiling["bare_eos_copy_per_s"]
     eos_run = throughput(bootstrap, topic, args.events, exactly_once=True)
     eos = eos_run["events_per_s"]
     print(
-        f"exactly-once throughput : {eos:>12,.0f} events/s = {eos / bare:.2f}x the ceiling "
-        f"({args.events:,} events, 6 partitions, 1 instance, {PROCESSOR}; {eos_run['alerts']:,} alerts, "
+        f"exactly-once throughput : {eos:>12,.0f} events/s = {eos / bare:.2f}x the bare consume loop, "
+        f"{eos / copy:.2f}x the copy loop ({args.events:,} events, 6 partitions, 1 instance, {PROCESSOR}; "
+        f"{eos_run['alerts']:,} alerts, "
         f"{eos_run['scored']:,} scored records, commit p99 {eos_run['commit_ms_p99']:.0f} ms)"
     )
     alo = throughput(bootstrap, topic, args.events, exactly_once=False)["events_per_s"]
-    print(f"at-least-once throughput: {alo:>12,.0f} events/s = {alo / bare:.2f}x the ceiling")
+    print(f"at-least-once throughput: {alo:>12,.0f} events/s = {alo / bare:.2f}x the bare consume loop")
     lat: dict[str, dict[str, float]] = {}
     for rate in (int(r) for r in args.rates.split(",")):
         lat[str(rate)] = latency(bootstrap, rate, args.latency_seconds)
@@ -280,9 +191,12 @@ def main() -> None:
         json.dumps(
             {
                 "processor": PROCESSOR,
+                "events": args.events,
                 "bare_consume_per_s": round(bare),
+                "bare_eos_copy_per_s": round(copy),
                 "eos_events_per_s": round(eos),
                 "ceiling_ratio": round(eos / bare, 3),
+                "eos_copy_ratio": round(eos / copy, 3),
                 "alo_events_per_s": round(alo),
                 "latency_ms": {
                     k: {m: round(v[m], 1) for m in ("p50", "p99", "p999")} for k, v in lat.items()
