@@ -127,6 +127,9 @@ class LabelledTraffic:
     end_ms: int
     """Event times lie in ``[start_ms, end_ms)``."""
     disorder_ms: int
+    profiles: Columns | None = None
+    """The cards' profiles, consistent with the traffic (:func:`card_profiles`): ``card_id``,
+    ``home_country`` (packed code), ``account_opened`` (epoch ms), ``avg_amount``."""
 
     def __len__(self) -> int:
         return len(self.columns["txn_id"])
@@ -516,6 +519,7 @@ def labelled_transactions(
     warm_up_ms = min(span // 4, DAY_MS) if warm_up is None else quiet_ms
     parts: list[Columns] = []
     found: list[tuple[str, int, int, int, int, bool, float]] = []
+    fresh_cards: list[tuple[int, int, float]] = []
     held = np.cumsum(~new) - 1
     fresh = np.cumsum(new) - 1
     for i, kind in enumerate(kinds):
@@ -523,6 +527,7 @@ def labelled_transactions(
             card = cards + int(fresh[i])
             home = int(rng.choice(len(COUNTRIES), p=_country_weights()))
             habit = float(rng.lognormal(np.log(35.0), 0.7))
+            fresh_cards.append((card, home, habit))
         else:
             card = int(victims[held[i]])
             home, habit = int(profiles.home[card]), float(profiles.habit[card])
@@ -570,7 +575,38 @@ def labelled_transactions(
         start_ms=start_ms,
         end_ms=start_ms + span,
         disorder_ms=disorder_ms,
+        profiles=card_profiles(profiles, fresh_cards, start_ms, seed),
     )
+
+
+PROFILE_AMOUNT_FACTOR = float(np.exp(0.6**2 / 2))
+"""A card's normal amounts are its habit times a log-normal of sigma 0.6: their mean is the
+habit times this."""
+
+
+def card_profiles(cards: _Cards, fresh: list[tuple[int, int, float]], start_ms: int, seed: int) -> Columns:
+    """Profiles of every card number the traffic can use (a customer's record at the bank):
+    the normal cards, their replaced old numbers (``2 x cards + card``, same customer) and the
+    stolen numbers first seen during an attack (``fresh``: card, home, habit). ``home_country``
+    is the card's home (packed code), ``avg_amount`` the mean of its normal amounts (habit x
+    :data:`PROFILE_AMOUNT_FACTOR`, in cents), ``account_opened`` 30 days to 15 years before
+    ``start_ms`` (log-uniform, drawn from a generator of its own: the traffic is the same with
+    or without profiles)."""
+    n = len(cards.home)
+    replaced = np.flatnonzero(cards.first_use > start_ms)
+    card_id = np.r_[np.arange(n), 2 * n + replaced, [c for c, _, _ in fresh]].astype(np.int64)
+    home = np.r_[cards.home, cards.home[replaced], [h for _, h, _ in fresh]].astype(np.int64)
+    habit = np.r_[cards.habit, cards.habit[replaced], [a for _, _, a in fresh]].astype(np.float64)
+    rng = np.random.default_rng([seed, 0x9F0F])
+    age_days = np.exp(rng.uniform(np.log(30.0), np.log(15 * 365.0), n + len(fresh)))
+    opened = start_ms - (age_days * DAY_MS).astype(np.int64)
+    opened = np.r_[opened[:n], opened[replaced], opened[n:]]
+    return {
+        "card_id": card_id,
+        "home_country": country_codes()[home],
+        "account_opened": opened.astype(np.int64),
+        "avg_amount": np.round(habit * PROFILE_AMOUNT_FACTOR, 2),
+    }
 
 
 SCENARIO_TRAFFIC: dict[str, Any] = {"cards": 20_000, "days": 7.0, "incidents": 240, "per_card_day": 3.0}

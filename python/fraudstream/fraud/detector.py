@@ -20,6 +20,10 @@ Input columns (names set by :class:`DetectorColumns`; the defaults are the Kafka
                              it, or from the start of ``process`` when absent
 ================  =========  ==========================================================
 
+``extra_features`` names further float64 batch columns the model and the feature rules read
+as features beside the streaming ones, as they are: features joined from a table or a store
+before the detector (:mod:`fraudstream.fraud.profiles`). They are part of the replay log.
+
 Every transaction is scored in the call it arrives in, in arrival order:
 
 1. **Event clock.** The detector keeps a monotone clock: a row at event time ``t`` is
@@ -171,6 +175,7 @@ class FraudDetector:
             moves the rules' watermark to ``now - out_of_orderness``. False (replays of
             recorded or synthetic time, such as the demo's): ``advance`` does nothing.
         clock: wall clock in epoch milliseconds (for latencies only; never for state).
+        extra_features: batch columns read as features as they are (see the module docstring).
     """
 
     def __init__(
@@ -185,8 +190,10 @@ class FraudDetector:
         out_of_orderness: Duration = "5s",
         wall_clock_time: bool = True,
         clock: Callable[[], float] = _wall_ms,
+        extra_features: Sequence[str] = (),
     ) -> None:
         self.columns = columns or DetectorColumns()
+        self.extra_features = tuple(extra_features)
         rule_list = list(default_rules() if rules is None else rules)
         self.cooldown = to_millis(cooldown, "cooldown")
         self.out_of_orderness = to_millis(out_of_orderness, "out_of_orderness")
@@ -204,6 +211,10 @@ class FraudDetector:
         derivable = can_derive(available)
         if derivable:
             available |= set(DERIVED_FEATURES)
+        clash = sorted((available | set(INPUT_NAMES)).intersection(self.extra_features))
+        if clash:
+            raise ConfigError(f"extra_features {clash} would hide the detector's own columns")
+        available |= set(self.extra_features)
         arrival_rules = [r for r in rule_list if not _uses_features(r)]
         feature_rules = [r for r in rule_list if _uses_features(r)]
         for r in feature_rules:
@@ -385,10 +396,10 @@ class FraudDetector:
         (outputs discarded); the replayed inputs are not logged again."""
 
         def batch(cols: Columns) -> None:
-            missing = [k for k in INPUT_NAMES if k not in cols]
+            missing = [k for k in (*INPUT_NAMES, *self.extra_features) if k not in cols]
             if missing:
                 raise SnapshotError(f"changes record lacks columns {missing}")
-            self._step({k: cols[k] for k in INPUT_NAMES}, None)
+            self._step({k: cols[k] for k in (*INPUT_NAMES, *self.extra_features)}, None)
 
         InputLog.replay(data, batch, self._advance)
 
@@ -454,6 +465,11 @@ class FraudDetector:
             )
             err.column, err.row = c.amount, row
             raise err
+        for name in self.extra_features:
+            extra = value_column(get_column(batch, name), name).astype(np.float64, copy=False)
+            if len(extra) != n:
+                raise InvalidBatchError(f"column '{name}' has {len(extra)} rows, expected {n}")
+            cols[name] = extra
         if _has(batch, c.arrival):
             arrival = value_column(get_column(batch, c.arrival), c.arrival).astype(np.float64, copy=False)
             if len(arrival) != n:
@@ -483,6 +499,7 @@ class FraudDetector:
         feats = self.features.process({**cols, "txn_id": seq, "ts": t_eff})
         if self._derive:
             feats.update(derive(feats))
+        feats.update({name: cols[name] for name in self.extra_features})
         if self.feature_rules is not None:
             batch = {**cols, **feats}
             found_f, _ = self.feature_rules.candidates(self.feature_rules.validate(batch))

@@ -217,6 +217,20 @@ def default_model() -> Model:
     return Model.from_dict(json.loads(text))
 
 
+PROFILES_MODEL = "profiles_model.json"
+"""The model shipped for a detector with a profiles table (``detector.profiles_table``): the
+default model's inputs and the profile features (``train_default --with-profiles``)."""
+
+
+def profiles_model() -> Model:
+    """The model shipped for a detector that reads customer profiles
+    (``fraudstream/fraud/profiles_model.json``, :data:`PROFILES_MODEL`); a fresh object per call."""
+    from importlib import resources
+
+    text = resources.files("fraudstream.fraud").joinpath(PROFILES_MODEL).read_text(encoding="utf-8")
+    return Model.from_dict(json.loads(text))
+
+
 def standardization(x: FloatArray) -> tuple[FloatArray, FloatArray]:
     """Mean and scale of the training matrix, as scikit-learn's ``StandardScaler`` (a zero
     spread scales by 1)."""

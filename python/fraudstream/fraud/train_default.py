@@ -7,6 +7,12 @@ to train it, not to score it)::
     python -m fraudstream.fraud.train_default             # retrain: writes fraud/default_model.json
     python -m fraudstream.fraud.train_default --check     # retrain and compare with the shipped file
     python -m fraudstream.fraud.train_default --evaluate  # precision / recall on other seeds
+    python -m fraudstream.fraud.train_default --with-profiles   # fraud/profiles_model.json
+
+**With profiles** (``--with-profiles``): the same traffic, inputs and forest, plus the profile
+features of :mod:`fraudstream.fraud.profiles` (:data:`PROFILE_INPUTS`), computed from the
+traffic's own card profiles (:func:`fraudstream.generator.card_profiles`): the model a detector
+with a profiles table (``detector.profiles_table``) loads by default.
 
 **Training traffic.** :func:`fraudstream.generator.scenario_traffic` with seed
 :data:`TRAINING_SEED` (:data:`TRAINING`: 100k cards over 7 days, 1,000 incidents, half of
@@ -57,7 +63,15 @@ import numpy.typing as npt
 from fraudstream.fraud.derived import can_derive, derive
 from fraudstream.fraud.detector import detector_features
 from fraudstream.fraud.features import StreamingFeatures, compute_features
-from fraudstream.fraud.model import DEFAULT_MODEL, Model, ModelInput, input_matrix, standardization
+from fraudstream.fraud.model import (
+    DEFAULT_MODEL,
+    PROFILES_MODEL,
+    Model,
+    ModelInput,
+    input_matrix,
+    standardization,
+)
+from fraudstream.fraud.profiles import ProfileColumns, join_profiles, profile_features
 from fraudstream.generator import (
     DAY_MS,
     FAMILIES,
@@ -127,7 +141,18 @@ since its previous transaction, new terminals, whether it has history at all, an
 indicators. The terminal features are left out: they count labelled frauds, which the
 detector's input does not carry, over windows that start 7 days back."""
 
+PROFILE_INPUTS = [
+    ModelInput("profile_missing"),
+    ModelInput("account_age_days", "log1p"),
+    ModelInput("avg_transaction_amount", "log1p"),
+    ModelInput("amount_vs_avg"),
+    ModelInput("is_foreign"),
+]
+"""The profile features (:data:`fraudstream.fraud.profiles.PROFILE_FEATURES`) as inputs of the
+model trained ``--with-profiles``."""
+
 SHIPPED = Path(__file__).with_name(DEFAULT_MODEL)
+SHIPPED_PROFILES = Path(__file__).with_name(PROFILES_MODEL)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -151,6 +176,19 @@ def arrival_features(columns: Mapping[str, Any], features: StreamingFeatures | N
     out = compute_features(table, features=features or detector_features())
     if can_derive(out):
         out.update(derive(out))
+    return out
+
+
+def traffic_features(traffic: LabelledTraffic, with_profiles: bool = False) -> Columns:
+    """:func:`arrival_features` of the traffic, plus its profile features when ``with_profiles``
+    (every card looked up in the traffic's own profiles)."""
+    c = traffic.columns
+    out = arrival_features(c)
+    if with_profiles:
+        if traffic.profiles is None:
+            raise ValueError("the traffic has no profiles")
+        found = join_profiles(c["card_id"], traffic.profiles, ProfileColumns())
+        out.update(profile_features(c["amount"], c["country"], c["event_time"], found))
     return out
 
 
@@ -217,11 +255,13 @@ def fit_forest(
     return from_sklearn(forest, list(model_inputs), mean, scale, metadata={"fitted_rows": int(keep.sum())})
 
 
-def calibrate(model: Model, traffic: LabelledTraffic, budget: float) -> tuple[float, npt.NDArray[np.float64]]:
+def calibrate(
+    model: Model, traffic: LabelledTraffic, budget: float, with_profiles: bool = False
+) -> tuple[float, npt.NDArray[np.float64]]:
     """The budget threshold of ``model`` on ``traffic`` (see the module docstring) and the
     traffic's scores."""
     c = traffic.columns
-    scores = model.score(arrival_features(c))
+    scores = model.score(traffic_features(traffic, with_profiles))
     compromised = np.isin(c["card_id"], [i.card_id for i in traffic.incidents])
     counted = ~compromised & (c["event_time"] >= traffic.start_ms + WARM_UP_MS)
     normal_cards = traffic.cards - sum(1 for i in traffic.incidents if i.history)
@@ -238,24 +278,26 @@ def train_default(
     budget: float = ALERT_BUDGET,
     traffic: Mapping[str, Any] | None = None,
     calibration: Mapping[str, Any] | None = None,
+    with_profiles: bool = False,
 ) -> Model:
     """The default model, trained as the module docstring says (``traffic`` and
     ``calibration``: :func:`training_traffic` arguments, default :data:`TRAINING` and
-    :data:`CALIBRATION`)."""
+    :data:`CALIBRATION`; ``with_profiles``: the profile features as inputs too)."""
     import sklearn  # type: ignore[import-untyped]
 
     spec = dict(TRAINING if traffic is None else traffic)
     data = training_traffic(seed, spec)
     y = data.columns["fraud"].astype(np.int64)
-    model = fit_forest(MODEL_INPUTS, arrival_features(data.columns), y)
+    inputs = [*MODEL_INPUTS, *PROFILE_INPUTS] if with_profiles else MODEL_INPUTS
+    model = fit_forest(inputs, traffic_features(data, with_profiles), y)
     held = dict(CALIBRATION if calibration is None else calibration)
     check = training_traffic(calibration_seed, held)
-    model.threshold, scores = calibrate(model, check, budget)
+    model.threshold, scores = calibrate(model, check, budget, with_profiles)
     c = check.columns
     fraud = c["fraud"] == 1
     caught = {int(i) for i in c["incident"][(scores >= model.threshold) & fraud]}
     model.metadata = {
-        "name": "fraudstream default",
+        "name": "fraudstream default" + (" with profiles" if with_profiles else ""),
         **model.metadata,
         "trained_by": "python -m fraudstream.fraud.train_default",
         "scikit_learn": sklearn.__version__,
@@ -270,7 +312,8 @@ def train_default(
         },
         "calibration_traffic": {"seed": calibration_seed, **held},
         "features": "arrival order; event time = running maximum; ids = arrival sequence; "
-        "fraud.detector.detector_features() and fraud.derived",
+        "fraud.detector.detector_features() and fraud.derived"
+        + ("; fraud.profiles from generator.card_profiles" if with_profiles else ""),
         "trained_on_rows": len(y),
         "positives": int(y.sum()),
         "threshold_rule": f"at most {budget:g} normal cards per 10,000 per day at or above it "
@@ -491,7 +534,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         description="Retrains the package's default model on the generator's labelled traffic "
         f"(seed {TRAINING_SEED}), or evaluates the default detector on held-out seeds.",
     )
-    parser.add_argument("--out", type=Path, default=SHIPPED, help=f"model file to write (default {SHIPPED})")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help=f"model file to write (default {SHIPPED}; with --with-profiles {SHIPPED_PROFILES})",
+    )
+    parser.add_argument(
+        "--with-profiles",
+        action="store_true",
+        help="the profile features (fraud.profiles) as inputs too: the model of a detector with profiles",
+    )
     parser.add_argument(
         "--budget", type=float, default=ALERT_BUDGET, help="false-positive cards per 10k a day"
     )
@@ -510,7 +563,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.json.write_text(json.dumps(results, indent=1) + "\n")
         return 0
     began = time.perf_counter()
-    model = train_default(budget=args.budget)
+    model = train_default(budget=args.budget, with_profiles=args.with_profiles)
+    shipped_path = SHIPPED_PROFILES if args.with_profiles else SHIPPED
     meta = model.metadata
     print(
         f"trained on {meta['trained_on_rows']:,} transactions ({meta['positives']:,} fraudulent) in "
@@ -519,12 +573,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{meta['calibration_incident_recall']:.2f} of incidents)"
     )
     if args.check:
-        shipped = Model.load(SHIPPED)
+        shipped = Model.load(shipped_path)
         ok = same_model(model, shipped)
         print(f"the shipped model {'matches' if ok else 'DIFFERS FROM'} the retrained one")
         return 0 if ok else 1
-    save(model, args.out)
-    print(f"wrote {args.out}")
+    out = args.out or shipped_path
+    save(model, out)
+    print(f"wrote {out}")
     return 0
 
 
