@@ -187,6 +187,36 @@ class MetricsSection:
     """Address the endpoint binds to (``0.0.0.0`` or ``::`` to be scraped from other hosts)."""
 
 
+def _default_store_features() -> dict[str, str]:
+    return {"avg_amount_90d": "0", "txn_count_90d": "0", "chargebacks_1y": "0"}
+
+
+@dataclass
+class StoreSection:
+    """The online feature store (:mod:`fraudstream.store`): per batch, each transaction's
+    historical features read from a Redis-compatible server in one pipelined round trip, added
+    as columns before the detector; "" ``url`` = off. When the server is down or slower than
+    ``timeout_ms``, the rows get the declared defaults and are flagged ``degraded``."""
+
+    url: str = ""
+    """``redis://[:password@]host:port/db`` (``rediss://`` for TLS, ``unix://`` for a socket)."""
+    key: str = "card_id"
+    """The input column that keys the store (``card_id`` or ``customer_id``)."""
+    key_prefix: str = "card:"
+    """The Redis hash of key ``k`` is ``key_prefix`` + ``k``; its fields are the features."""
+    features: dict[str, str] = field(default_factory=_default_store_features)
+    """Feature name -> its default (a number), used for cards the store does not know and
+    while it is unavailable."""
+    timeout_ms: int = 20
+    """The budget of one batch's round trip (connect and each read; no retries)."""
+    cache_size: int = 100_000
+    """Keys kept in the local cache (0 = none)."""
+    cache_ttl_ms: int = 60_000
+    """How long a cached key is served after it was read."""
+    cooloff_ms: int = 5_000
+    """After a failed round trip, batches skip the server this long (a circuit breaker)."""
+
+
 @dataclass
 class Config:
     """The whole configuration of ``fraudstream run``."""
@@ -196,6 +226,7 @@ class Config:
     detector: DetectorSection = field(default_factory=DetectorSection)
     decode: DecodeSection = field(default_factory=DecodeSection)
     metrics: MetricsSection = field(default_factory=MetricsSection)
+    store: StoreSection = field(default_factory=StoreSection)
 
     def validate(self) -> Config:
         """Checks values; raises :class:`ConfigError` naming the key."""
@@ -279,7 +310,37 @@ class Config:
         if not self.metrics.host:
             raise ConfigError("metrics.host must not be empty")
         client_settings(self.kafka.client)  # every secret reference resolves
+        store_features(self.store)
         return self
+
+
+STORE_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def store_features(store: StoreSection) -> dict[str, float]:
+    """The ``[store]`` section checked (:class:`ConfigError` naming the key); its features with
+    their defaults as numbers."""
+    if store.url and not store.url.startswith(STORE_SCHEMES):
+        raise ConfigError(f"store.url must start with one of {', '.join(STORE_SCHEMES)}")
+    if not store.key:
+        raise ConfigError("store.key must not be empty")
+    if not store.features:
+        raise ConfigError("store.features must name one or more features")
+    out = {}
+    for name, default in store.features.items():
+        try:
+            value = float(default)
+        except ValueError:
+            value = float("nan")
+        if not name or value != value or value in (float("inf"), float("-inf")):
+            raise ConfigError(f"store.features.{name}: the default must be a finite number, got {default!r}")
+        out[name] = value
+    if store.timeout_ms <= 0:
+        raise ConfigError(f"store.timeout_ms must be > 0, got {store.timeout_ms}")
+    for name in ("cache_size", "cache_ttl_ms", "cooloff_ms"):
+        if getattr(store, name) < 0:
+            raise ConfigError(f"store.{name} must be >= 0, got {getattr(store, name)}")
+    return out
 
 
 T = TypeVar("T")
@@ -427,6 +488,7 @@ def as_dict(config: Config) -> dict[str, Any]:
     """The configuration as plain data (for logs and ``--print-config``), secrets redacted."""
     d = dataclasses.asdict(config)
     d["kafka"]["client"] = redacted(config.kafka.client)
+    d["store"]["url"] = re.sub(r"(//[^/@]*:)[^/@]*@", rf"\1{REDACTED}@", config.store.url)
     return d
 
 

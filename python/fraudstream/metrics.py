@@ -80,6 +80,28 @@ class PipelineMetrics:
             buckets=LATENCY_BUCKETS_MS,
             registry=r,
         )
+        # the online feature store ([store]), summed over the partitions' processors
+        self.store_degraded = Counter(
+            "fraudstream_store_degraded",
+            "Transactions scored with the feature store's defaults: the store was down or over its budget",
+            registry=r,
+        )
+        self.store_lookups = Counter(
+            "fraudstream_store_lookups", "Transactions whose features were looked up in the store", registry=r
+        )
+        self.store_cache_hits = Counter(
+            "fraudstream_store_cache_hits", "Distinct keys of a batch served by the local cache", registry=r
+        )
+        self.store_fetched = Counter(
+            "fraudstream_store_fetched",
+            "Keys read from the store's server (one round trip a batch)",
+            registry=r,
+        )
+        self.store_failures = Counter(
+            "fraudstream_store_failures",
+            "Round trips to the store that failed (down, timeout, error): one per cool-off at most",
+            registry=r,
+        )
         self.port = 0
         if port:
             try:

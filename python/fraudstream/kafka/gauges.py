@@ -17,6 +17,16 @@ from fraudstream.kafka.stats import RunStats
 from fraudstream.kafka.tasks import TaskManager
 from fraudstream.metrics import PipelineMetrics
 
+STORE_METRICS = {
+    "store_rows": "store_lookups",
+    "store_degraded": "store_degraded",
+    "store_cache_hits": "store_cache_hits",
+    "store_fetched": "store_fetched",
+    "store_failures": "store_failures",
+}
+"""A processor's ``counters()`` (:data:`fraudstream.store.STORE_COUNTERS`) -> the
+:class:`~fraudstream.metrics.PipelineMetrics` counter each adds to."""
+
 
 class PipelineGauges:
     """Sets the gauges of :class:`~fraudstream.metrics.PipelineMetrics` from the loop's state."""
@@ -32,6 +42,7 @@ class PipelineGauges:
         self._from = {"busy": 0.0, "backpressure": 0.0}
         self._partitions: set[int] = set()
         self._evicted_seen: dict[int, int] = {}
+        self._store_seen: dict[int, tuple[int, dict[str, int]]] = {}
 
     def on_consumer_stats(self, text: str) -> None:
         """librdkafka's statistics (each second): records fetched and waiting for the loop."""
@@ -65,6 +76,7 @@ class PipelineGauges:
             seen = self._evicted_seen.get(p, 0)
             m.evicted.inc(evicted - seen if evicted >= seen else evicted)
             self._evicted_seen[p] = evicted
+            self.count_store(p, task.processor)
             size_of = getattr(task.processor, "state_size", None)
             size = size_of() if callable(size_of) else {}
             keys += int(size.get("keys", 0))
@@ -84,6 +96,23 @@ class PipelineGauges:
         m.keys.set(keys)
         m.windows.set(windows)
         m.state_bytes.set(nbytes)
+
+    def count_store(self, partition: int, processor: object) -> None:
+        """The feature store's counters of a partition's processor since the last update (a
+        processor built anew, after a rebalance, counts from 0)."""
+        counters = getattr(processor, "counters", None)
+        if not callable(counters):
+            return
+        now = {k: int(v) for k, v in counters().items() if k in STORE_METRICS}
+        if not now:
+            return
+        built, before = self._store_seen.get(partition, (id(processor), {}))
+        if built != id(processor):
+            before = {}
+        m = self.metrics
+        for name, value in now.items():
+            getattr(m, STORE_METRICS[name]).inc(max(0, value - before.get(name, 0)))
+        self._store_seen[partition] = (id(processor), now)
 
 
 __all__ = ["PipelineGauges"]

@@ -16,6 +16,7 @@ from fraudstream.config import Config
 from fraudstream.errors import ConfigError
 from fraudstream.kafka.task import make_dedup_engine
 from fraudstream.processor import Processor, WindowProcessor
+from fraudstream.store import with_store
 from fraudstream.windows import WindowedAggregation, hopping, to_millis
 
 
@@ -94,6 +95,7 @@ def processor_factory(config: Config) -> Callable[[], Processor]:
         except (ImportError, AttributeError, ValueError) as exc:
             raise ConfigError(f"detector.kind: cannot load {kind!r}: {exc}") from None
         factory = lambda: user(config)  # noqa: E731
+    factory = with_store(config, factory)  # the [store] features added before the processor
     try:
         probe = factory()
     except (ConfigError, KeyboardInterrupt):
