@@ -195,11 +195,15 @@ class WindowedAggregation:
             :meth:`counters` (a row not built counts as emitted) and the state bytes are the
             same either way: the option is not state, so a snapshot or changes restore into
             an aggregation that differs only in it.
-        max_keys: session windows only: at most this many live keys. A new key beyond it
-            evicts the key whose latest event is the oldest (ties: the smaller key); the
-            evicted key's open sessions are dropped without a row and counted in
-            :meth:`counters` (``evicted``). Bounds the state whatever the input; ``None``:
-            unbounded.
+        max_keys: at most this many live keys (keys with open windows), for every window
+            type. A new key beyond it evicts the key whose latest event is the oldest: the
+            one whose newest pane (tumbling/hopping, panes of ``gcd(size, slide)``) starts
+            first or whose latest session ends first; ties: the smaller key. The evicted
+            key's open windows are dropped without a row and counted in :meth:`counters`
+            (``evicted``); a later event of it starts afresh, exactly as a key never seen.
+            The order depends on the state alone, so a restored aggregation evicts the same
+            keys. Bounds the state whatever the input (one B-tree update when a key's newest
+            pane changes); ``None``: unbounded.
     """
 
     def __init__(

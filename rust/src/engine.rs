@@ -65,8 +65,9 @@ pub struct EngineConfig {
     /// state bytes are unchanged. Not part of the snapshot's configuration check (see
     /// [`EngineConfig::fingerprint`]).
     pub final_rows: bool,
-    /// Most live keys (session windows only): a new key beyond it evicts the key whose latest
-    /// event is the oldest (see [`crate::window::session`]). `None`: unbounded.
+    /// Most live keys (keys with open windows): a new key beyond it evicts the key whose latest
+    /// event is the oldest, by its newest pane (tumbling/hopping) or session end (see
+    /// [`crate::window::cap`]). `None`: unbounded.
     pub max_keys: Option<usize>,
 }
 
@@ -294,12 +295,8 @@ impl Engine {
         if let Some(idle) = config.idle_timeout {
             check_duration("idle_timeout", idle, false)?;
         }
-        match config.max_keys {
-            Some(0) => return Err(CoreError::Config("max_keys must be at least 1".into())),
-            Some(_) if !matches!(config.window, WindowSpec::Session { .. }) => {
-                return Err(CoreError::Config("max_keys is supported for session windows only".into()))
-            }
-            _ => {}
+        if config.max_keys == Some(0) {
+            return Err(CoreError::Config("max_keys must be at least 1".into()));
         }
         let layout = Layout::new(&config.aggregations)?;
         let emit = match &config.early {
@@ -314,9 +311,14 @@ impl Engine {
         };
         let watermark =
             WatermarkTracker::new(config.out_of_orderness, config.partitions, config.idle_timeout)?;
+        let cap = config.max_keys;
         let op = match Geometry::of(&config.window) {
-            Some(geo) if config.by_pane_time() => Operator::Slices(Box::new(Slices::new(geo, &layout))),
-            Some(geo) => Operator::Sliding(SlidingWindows::new(geo, &layout, config.inline_panes(&geo))),
+            Some(geo) if config.by_pane_time() => {
+                Operator::Slices(Box::new(Slices::new(geo, &layout).with_max_keys(cap)))
+            }
+            Some(geo) => Operator::Sliding(
+                SlidingWindows::new(geo, &layout, config.inline_panes(&geo)).with_max_keys(cap),
+            ),
             None => match config.window {
                 WindowSpec::Session { gap } => {
                     Operator::Session(SessionWindows::new(gap).with_max_keys(config.max_keys))
@@ -363,8 +365,9 @@ impl Engine {
     #[must_use]
     pub fn counters(&self) -> Counters {
         let evicted = match &self.op {
+            Operator::Sliding(op) => op.evicted(),
+            Operator::Slices(op) => op.evicted(),
             Operator::Session(op) => op.evicted(),
-            _ => 0,
         };
         Counters { evicted, ..self.counters }
     }
@@ -486,7 +489,9 @@ impl Engine {
         let changed = op.changed_keys();
         let mut sliding =
             SlidingWindows::read(geo, layout, self.config.inline_panes(&geo), &mut Reader::new(&bytes))
-                .expect("state written by Slices::write reads back");
+                .expect("state written by Slices::write reads back")
+                .with_max_keys(self.config.max_keys);
+        sliding.set_evicted(op.evicted());
         sliding.set_changed(changed);
         self.op = Operator::Sliding(sliding);
     }
@@ -520,19 +525,20 @@ impl Engine {
             ),
             spec => {
                 let geo = Geometry::of(&spec).ok_or_else(|| CoreError::Snapshot("geometry".into()))?;
+                let cap = engine.config.max_keys;
                 if engine.config.by_pane_time() {
                     let wm = engine.watermark.current();
-                    Operator::Slices(Box::new(Slices::read(geo, &engine.rules, wm, &mut r)?))
+                    Operator::Slices(Box::new(
+                        Slices::read(geo, &engine.rules, wm, &mut r)?.with_max_keys(cap),
+                    ))
                 } else {
                     let inline = engine.config.inline_panes(&geo);
-                    Operator::Sliding(SlidingWindows::read(geo, layout, inline, &mut r)?)
+                    Operator::Sliding(SlidingWindows::read(geo, layout, inline, &mut r)?.with_max_keys(cap))
                 }
             }
         };
         r.finish()?;
-        if let Operator::Session(op) = &mut engine.op {
-            op.set_evicted(engine.counters.evicted);
-        }
+        engine.set_evicted();
         Ok(engine)
     }
 
@@ -584,12 +590,20 @@ impl Engine {
         match &mut self.op {
             Operator::Sliding(op) => op.apply_changes(layout, &mut r)?,
             Operator::Slices(op) => op.apply_changes(&self.rules, self.watermark.current(), &mut r)?,
-            Operator::Session(op) => {
-                op.apply_changes(layout, &mut r)?;
-                op.set_evicted(self.counters.evicted);
-            }
+            Operator::Session(op) => op.apply_changes(layout, &mut r)?,
         }
+        self.set_evicted();
         r.finish()
+    }
+
+    /// Gives the operator the eviction count just read with the counters.
+    fn set_evicted(&mut self) {
+        let n = self.counters.evicted;
+        match &mut self.op {
+            Operator::Sliding(op) => op.set_evicted(n),
+            Operator::Slices(op) => op.set_evicted(n),
+            Operator::Session(op) => op.set_evicted(n),
+        }
     }
 
     fn state_header(&self, kind: u8) -> Writer {

@@ -6,7 +6,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::aggregate::AggKind;
 use crate::batch::Values;
-use crate::window::output::EmitKind;
+use crate::window::output::{EmitKind, NO_TRIGGER};
 
 #[derive(Debug, Clone)]
 struct Stream {
@@ -74,7 +74,7 @@ fn config() -> impl Strategy<Value = EngineConfig> {
                 1 => EarlyFiring::EveryUpdate,
                 _ => EarlyFiring::When("countries >= 2 and n >= 3".into()),
             };
-            if matches!(w, WindowSpec::Session { .. }) && cap > 0 {
+            if cap > 0 {
                 c.max_keys = Some(cap); // the stream has 4 keys: evictions happen
             }
             c
@@ -169,8 +169,8 @@ proptest! {
         let out = run(&config, &s, &[], false);
         let engine_late = out.late_rows.len();
         // Tumbling windows partition time: final + update rows of the last emission per window
-        // hold every accepted event exactly once.
-        if let WindowSpec::Tumbling { .. } = config.window {
+        // hold every accepted event exactly once (unless a cap evicted some).
+        if let (WindowSpec::Tumbling { .. }, None) = (config.window, config.max_keys) {
             let mut last = std::collections::BTreeMap::new();
             for i in 0..out.len() {
                 if out.kinds[i] != EmitKind::Early as u8 {
@@ -803,16 +803,10 @@ fn a_key_cap_evicts_the_key_with_the_oldest_latest_event() {
     let mut again = Engine::restore(config.clone(), &restored_before).unwrap();
     push(&mut again, 3, 30);
     assert_eq!(again.flush().keys, vec![1, 3]);
-    // the cap is configuration: it is checked on restore, and sessions only
+    // the cap is configuration: it is checked on restore
     let mut other = config.clone();
     other.max_keys = Some(3);
     assert!(Engine::restore(other, &restored_before).is_err());
-    let mut hopping = EngineConfig::new(
-        WindowSpec::Hopping { size: 10, slide: 5, offset: 0 },
-        vec![AggSpec::new("n", AggKind::Count, None)],
-    );
-    hopping.max_keys = Some(5);
-    assert!(Engine::new(hopping).is_err());
     config.max_keys = Some(0);
     assert!(Engine::new(config).is_err());
 }
@@ -822,4 +816,131 @@ fn without_a_cap_the_fingerprint_is_unchanged() {
     let config =
         EngineConfig::new(WindowSpec::Session { gap: 100 }, vec![AggSpec::new("n", AggKind::Count, None)]);
     assert!(!config.fingerprint().contains("max_keys"), "existing snapshots keep restoring");
+}
+
+/// One event of `key` at `t` with amount 1.
+fn push_one(engine: &mut Engine, key: i64, t: i64) -> Output {
+    let (amount, keys, times) = ([1.0], [key], [t]);
+    let b = Batch { values: vec![Values::F64(&amount)], ..Batch::new(&keys, &times) };
+    engine.process(&b, None).unwrap()
+}
+
+#[test]
+fn a_key_cap_on_tumbling_and_hopping_windows_evicts_the_key_with_the_oldest_newest_pane() {
+    for (window, partitions) in [
+        (WindowSpec::Tumbling { size: 100, offset: 0 }, 1),
+        (WindowSpec::Hopping { size: 100, slide: 50, offset: 0 }, 1),
+        (WindowSpec::Hopping { size: 100, slide: 50, offset: 0 }, 2), // panes per key
+    ] {
+        let mut config = EngineConfig::new(window, vec![AggSpec::new("total", AggKind::Sum, Some("amount"))]);
+        config.max_keys = Some(2);
+        config.out_of_orderness = 1_000; // nothing fires before the flush
+        config.partitions = partitions;
+        let mut engine = Engine::new(config.clone()).unwrap();
+        push_one(&mut engine, 2, 60); // key 2: newest pane 50 (hopping) or 0 (tumbling)
+        push_one(&mut engine, 1, 10);
+        push_one(&mut engine, 1, 160); // key 1 moves on to a newer pane
+        push_one(&mut engine, 2, 20); // an older pane: key 2's newest pane stays
+        assert_eq!(engine.counters().evicted, 0);
+        let before = engine.snapshot();
+        push_one(&mut engine, 3, 70); // evicts key 2
+        assert_eq!((engine.state_size().keys, engine.counters().evicted), (2, 1), "{window:?}");
+        let mut keys = engine.flush().keys;
+        keys.sort_unstable();
+        keys.dedup();
+        assert_eq!(keys, vec![1, 3], "the evicted key's windows are dropped, not emitted");
+        // a restored engine evicts the same key, and counts on from the snapshot
+        let mut again = Engine::restore(config.clone(), &before).unwrap();
+        push_one(&mut again, 3, 70);
+        push_one(&mut again, 2, 80); // key 2 comes back afresh and evicts key 3, whose pane is older than 1's
+        assert_eq!(again.counters().evicted, 2);
+        let out = again.flush();
+        let twos: Vec<f64> = (0..out.len()).filter(|&i| out.keys[i] == 2).map(|i| out.floats[0][i]).collect();
+        assert!(twos.iter().all(|&x| x == 1.0), "only the event after the eviction: {twos:?}");
+        assert!(!out.keys.contains(&3), "{window:?}");
+    }
+}
+
+/// Rows as comparable tuples: trigger, key, window, kind, every value's bits.
+fn row_tuples(out: &Output, key_of: impl Fn(i64) -> i64) -> Vec<(u64, i64, i64, i64, u8, Vec<u64>)> {
+    (0..out.len())
+        .map(|i| {
+            let values =
+                out.ints.iter().map(|c| c[i] as u64).chain(out.floats.iter().map(|c| c[i].to_bits()));
+            (out.triggers[i], key_of(out.keys[i]), out.starts[i], out.ends[i], out.kinds[i], values.collect())
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(400))]
+
+    /// A capped engine is the uncapped engine over the same events where every eviction starts
+    /// a new key: an oracle tracks which keys are live (an accepted event in a pane whose
+    /// cleanup time is past the watermark), evicts the one with the oldest newest pane (ties by
+    /// key) when a new key comes while `cap` are live, and relabels the evicted key's later
+    /// events; the uncapped engine runs them one by one, and the rows of an evicted key from its
+    /// eviction on are left out. Everything else (rows, values, late rows) is the same.
+    #[test]
+    fn a_capped_engine_is_the_uncapped_one_with_evicted_keys_started_afresh(
+        config in config(), s in stream(), cap in 1usize..4,
+    ) {
+        prop_assume!(!matches!(config.window, WindowSpec::Session { .. }));
+        let parts = config.partitions > 1;
+        let mut capped_config = config.clone();
+        capped_config.max_keys = Some(cap);
+        let mut capped = Engine::new(capped_config).unwrap();
+        let got = capped.process(&s.batch(0, s.keys.len(), parts), None).unwrap();
+        let mut got_all = got.clone();
+        got_all.append(capped.flush(), 0);
+
+        let mut plain_config = config.clone();
+        plain_config.max_keys = None;
+        let mut plain = Engine::new(plain_config).unwrap();
+        let g = Geometry::of(&config.window).unwrap();
+        let cleanup = |ps: i64| g.last_end(ps) - 1 + config.allowed_lateness;
+        const GENERATIONS: i64 = 1_000;
+        let mut generation = [0i64; 4];
+        let mut newest: std::collections::BTreeMap<i64, i64> = std::collections::BTreeMap::new(); // key -> pane
+        let mut evicted_at: std::collections::BTreeMap<i64, usize> = std::collections::BTreeMap::new(); // label -> event
+        let mut want = Output::for_layout(plain.layout());
+        let mut evictions = 0u64;
+        for i in 0..s.keys.len() {
+            let (key, t) = (s.keys[i], s.times[i]);
+            let wm = plain.watermark();
+            newest.retain(|_, ps| cleanup(*ps) > wm);
+            let ps = g.pane_start(t);
+            if cleanup(ps) > wm {
+                if let Some(n) = newest.get_mut(&key) {
+                    *n = (*n).max(ps);
+                } else {
+                    if newest.len() >= cap {
+                        let (&victim, _) = newest.iter().min_by_key(|(k, p)| (**p, **k)).unwrap();
+                        newest.remove(&victim);
+                        evicted_at.insert(victim * GENERATIONS + generation[victim as usize], i);
+                        generation[victim as usize] += 1;
+                        evictions += 1;
+                    }
+                    newest.insert(key, ps);
+                }
+            }
+            let label = [key * GENERATIONS + generation[key as usize]];
+            let mut one = s.batch(i, i + 1, parts);
+            one.keys = &label;
+            let out = plain.process(&one, None).unwrap();
+            want.append(out, i as u64);
+        }
+        want.append(plain.flush(), 0);
+        let alive = |label: i64, trigger: u64| {
+            evicted_at.get(&label).is_none_or(|&at| trigger != NO_TRIGGER && (trigger as usize) < at)
+        };
+        let want_rows: Vec<_> = row_tuples(&want, |k| k)
+            .into_iter()
+            .filter(|r| alive(r.1, r.0))
+            .map(|mut r| { r.1 /= GENERATIONS; r })
+            .collect();
+        prop_assert_eq!(row_tuples(&got_all, |k| k), want_rows);
+        prop_assert_eq!(&got.late_rows, &want.late_rows);
+        prop_assert_eq!(capped.counters().evicted, evictions);
+    }
 }

@@ -45,7 +45,7 @@ impl WindowEngine {
     /// Builds an engine; `window` is "tumbling", "hopping" or "session"; `aggregations` is a
     /// list of (name, function, column or None); `early` is None, "on_update" or a predicate;
     /// `final_rows=False` closes windows without building their final and update rows;
-    /// `max_keys` caps the live keys of session windows (oldest latest event evicted first).
+    /// `max_keys` caps the live keys (the key whose latest event is the oldest evicted first).
     #[new]
     #[pyo3(signature = (
         *, window, size=0, slide=0, offset=0, gap=0, aggregations, key_column="key",

@@ -11,10 +11,12 @@
 //!   pane, which stays in cache however many keys there are. Same rows and state bytes as
 //!   [`sliding`].
 //! - [`session`]: per-key sessions that merge when they overlap or touch.
+//! - [`cap`]: the optional cap on live keys and its eviction order, shared by all three.
 //! - [`timers`]: the time-ordered index that finds due windows without scanning keys.
 //! - [`keys`]: the key table (key -> dense slot), over [`index`] (key -> slot, prefetchable).
 //! - [`output`]: the emitted rows as columns, and the late side output.
 
+pub mod cap;
 pub mod index;
 pub mod keys;
 pub mod output;

@@ -15,14 +15,13 @@
 //!   first evicts the live key whose latest session ends first (its latest event is the
 //!   oldest; ties by key): its sessions are dropped without a row and counted in
 //!   [`SessionWindows::evicted`]. The order is a function of the state alone, so a restored
-//!   engine evicts exactly what the original would have.
-
-use std::collections::BTreeSet;
+//!   engine evicts exactly what the original would have (see [`super::cap`]).
 
 use smallvec::SmallVec;
 
 use rustc_hash::FxHashSet;
 
+use super::cap::KeyCap;
 use super::keys::{
     apply_changes, read_states, shrink_if_sparse, write_changes, write_states, KeyTable, KeyedState, Recycle,
 };
@@ -94,10 +93,8 @@ pub struct SessionWindows {
     sessions: usize,
     /// Keys changed since the last `write_changes`, when tracking.
     changed: Option<FxHashSet<i64>>,
-    /// With a cap on live keys: the cap, and `(latest session end, key)` of every live key.
-    cap: Option<(usize, BTreeSet<(i64, i64)>)>,
-    /// Keys evicted by the cap (written with the engine's counters).
-    evicted: u64,
+    /// The cap on live keys (recency: the end of a key's latest session), if any.
+    cap: Option<KeyCap>,
 }
 
 impl SessionWindows {
@@ -111,41 +108,38 @@ impl SessionWindows {
             sessions: 0,
             changed: None,
             cap: None,
-            evicted: 0,
         }
     }
 
     /// Caps the live keys at `max_keys` (see the module invariants); `None`: unbounded.
     #[must_use]
     pub fn with_max_keys(mut self, max_keys: Option<usize>) -> Self {
-        self.cap = max_keys.map(|m| (m, BTreeSet::new()));
+        self.cap = max_keys.map(KeyCap::new);
         self.rebuild_recency();
         self
     }
 
     fn rebuild_recency(&mut self) {
-        if let Some((_, recency)) = &mut self.cap {
-            recency.clear();
-            recency
-                .extend(self.keys.iter().filter_map(|(_, key, st)| st.sessions.last().map(|s| (s.end, key))));
+        if let Some(cap) = &mut self.cap {
+            cap.rebuild(self.keys.iter().filter_map(|(_, key, st)| st.sessions.last().map(|s| (s.end, key))));
         }
     }
 
     /// Keys evicted by the cap.
     #[must_use]
     pub fn evicted(&self) -> u64 {
-        self.evicted
+        self.cap.as_ref().map_or(0, KeyCap::evicted)
     }
 
     /// Sets the count of evicted keys (read back from a snapshot's counters).
     pub fn set_evicted(&mut self, n: u64) {
-        self.evicted = n;
+        if let Some(cap) = &mut self.cap {
+            cap.set_evicted(n);
+        }
     }
 
-    /// Evicts the key whose latest session ends first.
-    fn evict_oldest(&mut self) {
-        let Some((_, recency)) = &mut self.cap else { return };
-        let Some((_, key)) = recency.pop_first() else { return };
+    /// Drops `key`'s sessions without a row.
+    fn evict(&mut self, key: i64) {
         if let Some(slot) = self.keys.slot_of(key) {
             self.sessions -= self.keys.get(slot, key).map_or(0, |st| st.sessions.len());
             self.keys.remove(slot); // its timer entries go stale
@@ -153,7 +147,6 @@ impl SessionWindows {
         if let Some(changed) = &mut self.changed {
             changed.insert(key);
         }
-        self.evicted += 1;
     }
 
     /// Adds the event at `row`; `wm` is the watermark before it. Returns `false` when late.
@@ -179,19 +172,19 @@ impl SessionWindows {
         if !merges && end - 1 + lateness <= wm {
             return false;
         }
-        if let Some((max_keys, recency)) = &mut self.cap {
-            let latest = self
+        // (The key's latest session end before this event: its place in the eviction order.)
+        let mut recency = None;
+        if let Some(cap) = &mut self.cap {
+            recency = self
                 .keys
                 .slot_of(key)
                 .and_then(|slot| self.keys.get(slot, key))
-                .map(|st| st.sessions.last().map_or(i64::MIN, |s| s.end));
-            let full = self.keys.len() >= *max_keys;
-            match latest {
-                Some(end) => {
-                    recency.remove(&(end, key));
+                .and_then(|st| st.sessions.last().map(|s| s.end));
+            if recency.is_none() {
+                recency = Some(end);
+                if let Some(victim) = cap.admit(key, end) {
+                    self.evict(victim);
                 }
-                None if full => self.evict_oldest(),
-                None => {}
             }
         }
         let slot = self.keys.slot_or_insert(key);
@@ -254,8 +247,8 @@ impl SessionWindows {
             st.timer = timer;
             st.timer_seq = self.timers.push(timer, slot, key);
         }
-        if let (Some((_, recency)), Some(last)) = (&mut self.cap, st.sessions.last()) {
-            recency.insert((last.end, key));
+        if let (Some(cap), Some(old), Some(last)) = (&mut self.cap, recency, st.sessions.last()) {
+            cap.update(key, old, last.end);
         }
         true
     }
@@ -288,12 +281,10 @@ impl SessionWindows {
                 let latest = st.sessions.last().map(|s| s.end);
                 st.sessions.retain(|s| !(s.closed && s.end - 1 + lateness <= time));
                 self.sessions -= before - st.sessions.len();
-                if let (Some((_, recency)), Some(end)) = (&mut self.cap, latest) {
-                    if st.sessions.last().map(|s| s.end) != Some(end) {
-                        recency.remove(&(end, key));
-                        if let Some(last) = st.sessions.last() {
-                            recency.insert((last.end, key));
-                        }
+                if let (Some(cap), Some(end)) = (&mut self.cap, latest) {
+                    match st.sessions.last() {
+                        Some(last) => cap.update(key, end, last.end),
+                        None => cap.remove(key, end),
                     }
                 }
                 if st.sessions.is_empty() {

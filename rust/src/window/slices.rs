@@ -26,10 +26,15 @@
 //!   re-emits its windows that fired, as in `Sliding`.
 //! - A slice is dropped once every window containing it is past `end - 1 + allowed_lateness`
 //!   (`next_expiry` is the earliest such time).
+//! - With a cap on live keys ([`Slices::with_max_keys`]) keys are evicted as in `Sliding`
+//!   (see [`super::cap`]): the cap counts the slots with `open > 0`, a key's recency is the
+//!   start of its newest slice with data. An evicted key's accumulators are emptied at once
+//!   (its slices become `stale`); its slot is dropped as when its last slice expires.
 
 use rustc_hash::{FxHashMap, FxHashSet};
 use smallvec::SmallVec;
 
+use super::cap::KeyCap;
 use super::index::KeyIndex;
 use super::output::{sort_by_key_radix, EmitKind, Output};
 use super::sliding::{write_key, KeyPanes};
@@ -137,6 +142,8 @@ pub struct Slices {
     rank: Vec<u32>,
     /// Slots of the firing in progress, in slot order.
     by_slot: Vec<u32>,
+    /// The cap on live keys, if any (boxed: cold when absent).
+    cap: Option<Box<KeyCap>>,
 }
 
 impl Slices {
@@ -174,7 +181,99 @@ impl Slices {
             sort_tmp: Vec::new(),
             rank: Vec::new(),
             by_slot: Vec::new(),
+            cap: None,
         }
+    }
+
+    /// Caps the live keys at `max_keys` (see the module invariants); `None`: unbounded.
+    #[must_use]
+    pub fn with_max_keys(mut self, max_keys: Option<usize>) -> Self {
+        self.cap = max_keys.map(|m| Box::new(KeyCap::new(m)));
+        self.rebuild_cap();
+        self
+    }
+
+    /// The eviction order from the state (after it was read).
+    fn rebuild_cap(&mut self) {
+        if self.cap.is_none() {
+            return;
+        }
+        let live: Vec<(i64, i64)> = (0..self.keys.len())
+            .filter(|&i| self.live[i] && self.open[i] > 0)
+            .filter_map(|i| Some((self.newest_pane(i as u32)?, self.keys[i])))
+            .collect();
+        if let Some(cap) = &mut self.cap {
+            cap.rebuild(live);
+        }
+    }
+
+    /// Keys evicted by the cap.
+    #[must_use]
+    pub fn evicted(&self) -> u64 {
+        self.cap.as_ref().map_or(0, |c| c.evicted())
+    }
+
+    /// Sets the count of evicted keys (read back from a snapshot's counters).
+    pub fn set_evicted(&mut self, n: u64) {
+        if let Some(cap) = &mut self.cap {
+            cap.set_evicted(n);
+        }
+    }
+
+    /// Start of the newest slice where `slot` has data.
+    fn newest_pane(&self, slot: u32) -> Option<i64> {
+        let at = slot as usize * self.width;
+        self.slices.iter().rev().find(|s| s.accs[at] > 0).map(|s| s.start)
+    }
+
+    /// Records that `key` (in `slot`) gets data in the slice starting at `ps`, where it had
+    /// none: a key without data is admitted under the cap, evicting the key with the oldest
+    /// newest pane when it is reached.
+    #[inline(never)]
+    fn admit(&mut self, slot: u32, key: i64, ps: i64) {
+        let newest = if self.open[slot as usize] == 0 { None } else { self.newest_pane(slot) };
+        let Some(cap) = &mut self.cap else { return };
+        match newest {
+            Some(newest) if ps > newest => cap.update(key, newest, ps),
+            Some(_) => {}
+            None => {
+                if let Some(victim) = cap.admit(key, ps) {
+                    self.evict(victim);
+                }
+            }
+        }
+    }
+
+    /// Drops the data of `key` without a row; its slot goes as when its last slice expires.
+    fn evict(&mut self, key: i64) {
+        let Some(slot) = self.slot_of(key) else { return };
+        self.clear_slot(slot);
+        if self.early_marks {
+            self.triggered[slot as usize] = None;
+        }
+        if self.in_batch {
+            self.doomed.push(slot);
+        } else {
+            self.drop_if_empty(slot);
+        }
+        if let Some(changed) = &mut self.changed {
+            changed.insert(key);
+        }
+    }
+
+    /// Empties every accumulator of `slot` (the slices holding one become `stale`).
+    fn clear_slot(&mut self, slot: u32) {
+        let at = slot as usize * self.width;
+        for s in &mut self.slices {
+            let acc = &mut s.accs[at..at + self.width];
+            if acc[0] > 0 {
+                acc.copy_from_slice(&self.empty);
+                s.overflow.remove(&slot);
+                s.stale = true;
+                self.panes -= 1;
+            }
+        }
+        self.open[slot as usize] = 0;
     }
 
     /// Time at which the slice starting at `start` expires.
@@ -554,8 +653,10 @@ impl Slices {
         debug_assert!(self.live[slot as usize]);
         let s = self.slice_at(ps, rules, wm);
         let at = slot as usize * self.width;
-        let acc = &mut self.slices[s].accs[at..at + self.width];
-        if acc[0] == 0 {
+        if self.slices[s].accs[at] == 0 {
+            if self.cap.is_some() {
+                self.admit(slot, key, ps);
+            }
             self.slices[s].touched.push(slot);
             self.open[slot as usize] += 1;
             self.panes += 1;
@@ -909,6 +1010,9 @@ impl Slices {
                 if let Some(changed) = &mut self.changed {
                     changed.insert(self.keys[i]);
                 }
+                if let (Some(cap), 0) = (&mut self.cap, self.open[i]) {
+                    cap.remove(self.keys[i], slice.start);
+                }
                 if self.open[i] == 0 {
                     if self.in_batch {
                         self.doomed.push(slot);
@@ -1000,17 +1104,7 @@ impl Slices {
     fn set_key(&mut self, rules: &Rules, key: i64, panes: &[(i64, Acc)], triggered: &[i64], wm: i64) {
         let layout = &rules.layout;
         if let Some(slot) = self.slot_of(key) {
-            let at = slot as usize * self.width;
-            for s in &mut self.slices {
-                let acc = &mut s.accs[at..at + self.width];
-                if acc[0] > 0 {
-                    acc.copy_from_slice(&self.empty);
-                    s.overflow.remove(&slot);
-                    s.stale = true;
-                    self.panes -= 1;
-                }
-            }
-            self.open[slot as usize] = 0;
+            self.clear_slot(slot);
             self.drop_if_empty(slot);
         }
         if panes.is_empty() {
@@ -1072,6 +1166,7 @@ impl Slices {
         }
         self.reschedule(wm, rules.allowed_lateness);
         self.shrink();
+        self.rebuild_cap();
         Ok(())
     }
 }

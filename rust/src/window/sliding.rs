@@ -16,6 +16,9 @@
 //!   watermark step outside a batch, never while a batch holds resolved slots).
 //! - Firing visits the keys due at one time in slot order (memory order of the key table), then
 //!   emits their rows in key order, the canonical order of `docs/semantics.md`.
+//! - With a cap on live keys ([`Sliding::with_max_keys`], see [`super::cap`]), a key's recency
+//!   is the start of its newest pane; a key with no pane that gets one while the cap is
+//!   reached first evicts the key whose newest pane is the oldest (its panes dropped, no row).
 
 use std::cell::Cell;
 
@@ -23,6 +26,7 @@ use smallvec::SmallVec;
 
 use rustc_hash::FxHashSet;
 
+use super::cap::KeyCap;
 use super::keys::{
     apply_changes, read_states, shrink_if_sparse, write_changes, write_states, KeyTable, KeyedState, Recycle,
 };
@@ -353,6 +357,8 @@ pub struct Sliding<const N: usize> {
     /// Some pane may hold heap data (`state_bytes` must then visit every pane; otherwise the
     /// key table alone gives the size). Cleared by `state_bytes` when no pane does.
     maybe_heap: Cell<bool>,
+    /// The cap on live keys, if any (boxed: cold when absent).
+    cap: Option<Box<KeyCap>>,
 }
 
 impl<const N: usize> Sliding<N> {
@@ -376,6 +382,66 @@ impl<const N: usize> Sliding<N> {
             in_batch: false,
             changed: None,
             maybe_heap: Cell::new(false),
+            cap: None,
+        }
+    }
+
+    /// Caps the live keys at `max_keys` (see the module invariants); `None`: unbounded.
+    #[must_use]
+    pub fn with_max_keys(mut self, max_keys: Option<usize>) -> Self {
+        self.cap = max_keys.map(|m| Box::new(KeyCap::new(m)));
+        self.rebuild_cap();
+        self
+    }
+
+    /// The eviction order from the state (after it was read).
+    fn rebuild_cap(&mut self) {
+        if let Some(cap) = &mut self.cap {
+            cap.rebuild(
+                self.keys
+                    .iter()
+                    .filter_map(|(_, key, st)| st.panes.as_slice().last().map(|p| (p.start, key))),
+            );
+        }
+    }
+
+    /// Keys evicted by the cap.
+    #[must_use]
+    pub fn evicted(&self) -> u64 {
+        self.cap.as_ref().map_or(0, |c| c.evicted())
+    }
+
+    /// Sets the count of evicted keys (read back from a snapshot's counters).
+    pub fn set_evicted(&mut self, n: u64) {
+        if let Some(cap) = &mut self.cap {
+            cap.set_evicted(n);
+        }
+    }
+
+    /// Records that `key` (in `slot`) gets data in pane `ps`: a key without panes is admitted
+    /// under the cap, evicting the key with the oldest newest pane when it is reached.
+    #[inline(never)]
+    fn admit(&mut self, slot: u32, key: i64, ps: i64) {
+        let Some(cap) = &mut self.cap else { return };
+        match self.keys.state(slot).and_then(|st| st.panes.as_slice().last()).map(|p| p.start) {
+            Some(newest) if ps > newest => cap.update(key, newest, ps),
+            Some(_) => {}
+            None => {
+                if let Some(victim) = cap.admit(key, ps) {
+                    self.evict(victim);
+                }
+            }
+        }
+    }
+
+    /// Drops the state of `key` without a row (its slot is freed: a batch holding it re-checks).
+    fn evict(&mut self, key: i64) {
+        if let Some(slot) = self.keys.slot_of(key) {
+            self.panes -= self.keys.state(slot).map_or(0, |st| st.panes.len());
+            self.keys.remove(slot); // its timer entries go stale
+        }
+        if let Some(changed) = &mut self.changed {
+            changed.insert(key);
         }
     }
 
@@ -471,6 +537,9 @@ impl<const N: usize> Sliding<N> {
             Some(s) if self.keys.get(s, key).is_some() => s,
             _ => self.keys.slot_or_insert(key),
         };
+        if self.cap.is_some() {
+            self.admit(slot, key, ps);
+        }
         if let Some(changed) = &mut self.changed {
             changed.insert(key);
         }
@@ -629,6 +698,9 @@ impl<const N: usize> Sliding<N> {
                     .take_while(|p| g.last_end(p.start) - 1 + rules.allowed_lateness <= time)
                     .count();
                 if expired > 0 {
+                    if let (Some(cap), true) = (&mut self.cap, expired == st.panes.len()) {
+                        cap.remove(key, st.panes.as_slice()[expired - 1].start);
+                    }
                     st.panes.drain_front(expired);
                     self.panes -= expired;
                 }
@@ -725,6 +797,7 @@ impl<const N: usize> Sliding<N> {
         self.maybe_heap.set(true);
         self.panes = self.panes.saturating_add_signed(delta);
         self.shrink();
+        self.rebuild_cap();
         Ok(())
     }
 }
@@ -879,6 +952,28 @@ impl SlidingWindows {
         let mut op = SlidingWindows::new(geo, layout, inline);
         with_sliding!(&mut op, w => *w = Sliding::read(geo, layout, r)?);
         Ok(op)
+    }
+
+    /// Caps the live keys at `max_keys` (see [`Sliding::with_max_keys`]); `None`: unbounded.
+    #[must_use]
+    pub fn with_max_keys(self, max_keys: Option<usize>) -> Self {
+        match self {
+            SlidingWindows::P2(op) => SlidingWindows::P2(op.with_max_keys(max_keys)),
+            SlidingWindows::P3(op) => SlidingWindows::P3(op.with_max_keys(max_keys)),
+            SlidingWindows::P4(op) => SlidingWindows::P4(op.with_max_keys(max_keys)),
+            SlidingWindows::P7(op) => SlidingWindows::P7(op.with_max_keys(max_keys)),
+        }
+    }
+
+    /// Keys evicted by the cap.
+    #[must_use]
+    pub fn evicted(&self) -> u64 {
+        with_sliding!(self, op => op.evicted())
+    }
+
+    /// Sets the count of evicted keys (read back from a snapshot's counters).
+    pub fn set_evicted(&mut self, n: u64) {
+        with_sliding!(self, op => op.set_evicted(n));
     }
 
     /// Panes held inline per key.
