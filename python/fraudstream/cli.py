@@ -21,8 +21,12 @@ import json
 import logging
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from fraudstream import __version__
+
+if TYPE_CHECKING:
+    from fraudstream.config import Config
 
 EPILOG = """examples:
   fraudstream demo                  # catch injected fraud in 200k generated transactions
@@ -129,9 +133,19 @@ def _produce(args: argparse.Namespace) -> int:
         seed=args.seed,
         start_id=args.start_id,
         start_time=str(args.start_ms) if args.start_ms is not None else args.start_time,
+        profiles_topic=_profiles_topic(config, args.profiles),
     )
     produce(config, options)
     return 0
+
+
+def _profiles_topic(config: Config, given: str | None) -> str | None:
+    """``--profiles [TOPIC]``: the topic named, else the topic of ``detector.profiles_table``,
+    else ``profiles``; None without the option."""
+    if given is None or given:
+        return given
+    table = config.tables.get(config.detector.profiles_table)
+    return table.topic if table is not None else "profiles"
 
 
 def _alerts(args: argparse.Namespace) -> int:
@@ -289,6 +303,15 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: the traffic ends now)",
     )
     prod.add_argument("--start-ms", type=int, default=None, help=argparse.SUPPRESS)  # older spelling
+    prod.add_argument(
+        "--profiles",
+        nargs="?",
+        const="",
+        default=None,
+        metavar="TOPIC",
+        help="also send the cards' profiles (home country, account opening, average amount) to a compacted "
+        "topic, before the transactions (default topic: that of detector.profiles_table, else 'profiles')",
+    )
     prod.set_defaults(run=_produce)
 
     al = sub.add_parser(

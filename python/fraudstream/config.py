@@ -207,7 +207,7 @@ class StoreSection:
     features: dict[str, str] = field(default_factory=_default_store_features)
     """Feature name -> its default (a number), used for cards the store does not know and
     while it is unavailable."""
-    timeout_ms: int = 20
+    timeout_ms: int = 50
     """The budget of one batch's round trip (connect and each read; no retries)."""
     cache_size: int = 100_000
     """Keys kept in the local cache (0 = none)."""

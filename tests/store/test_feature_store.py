@@ -100,8 +100,7 @@ def test_a_batch_is_one_pipelined_round_trip_whatever_its_size(private_redis: An
         trips = store.counters.round_trips - trips0
         return reads1 - reads0 - 1, hmget1 - hmget0, trips, distinct  # reads: less INFO's own
 
-    # batches that fit one packet (redis-py sends a pipeline in chunks of about 6 kB): the
-    # server reads each batch in one go
+    # batches within the server's 16 kB read buffer: the server reads each one in one go
     small = (1, 8, 32, 40, 3)
     reads, hmgets, trips, distinct = run(small, 250)
     assert reads == trips == len(small)
@@ -272,3 +271,24 @@ def test_a_frozen_store_costs_its_budget_once_then_the_breaker_skips_it(private_
     found = run.store.lookup(np.arange(40, 50))  # from the cache now
     np.testing.assert_array_equal(found.features["avg_amount_90d"], want["avg_amount_90d"])
     assert run.metric("degraded") == 20 + 3 * 10
+
+
+def test_bad_values_and_keys_that_are_not_hashes_get_the_defaults_and_spoil_nothing_else(
+    redis_url: str, prefix: str
+) -> None:
+    seed(redis_url, prefix, range(5))
+    client = redis.Redis.from_url(redis_url)
+    client.hset(f"{prefix}1", mapping={"avg_amount_90d": "lots", "chargebacks_1y": "inf"})
+    client.set(f"{prefix}2", "a string, not a hash")  # HMGET answers WRONGTYPE for this key
+    client.close()
+    store = FeatureStore(redis_url, DEFAULT_FEATURES, key_prefix=prefix, timeout_ms=5_000)
+    got = store.lookup(np.array([0, 1, 2, 3, 9]))
+    assert not got.degraded.any() and store.available  # the store works; two keys are bad
+    want = expected(np.array([0, 1, 2, 3, 9]), range(5))
+    want["avg_amount_90d"][1] = DEFAULT_FEATURES["avg_amount_90d"]
+    want["chargebacks_1y"][1] = DEFAULT_FEATURES["chargebacks_1y"]
+    for n in NAMES:
+        want[n][2] = DEFAULT_FEATURES[n]
+        np.testing.assert_array_equal(got.features[n], want[n])
+    assert store.counters.invalid == 2 + len(NAMES)
+    assert store.counters.missing == 1  # card 9

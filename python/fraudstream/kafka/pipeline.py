@@ -39,6 +39,7 @@ from fraudstream.kafka.changelog import CHUNK_BYTES, ChangelogWriter
 from fraudstream.kafka.gauges import PipelineGauges
 from fraudstream.kafka.processors import processor_factory
 from fraudstream.kafka.stats import COMMITTED_COUNTS, RunStats
+from fraudstream.kafka.table_source import KafkaTables
 from fraudstream.kafka.task import ALERTS, DEAD_LETTERS, DLQ_RECORD_OVERHEAD, SCORES, TaskOutput
 from fraudstream.kafka.tasks import TaskManager
 from fraudstream.kafka.topics import client_config, ensure_topics, max_message_bytes
@@ -64,7 +65,9 @@ class KafkaPipeline:
     def __init__(self, config: Config, processor_factory: Callable[[], Processor] | None = None) -> None:
         self.config = config.validate()
         k = config.kafka
-        self.processor_factory = processor_factory or _default_factory(self.config)
+        self.tables = KafkaTables(self.config)
+        """The ``[tables.NAME]`` tables, caught up before any transaction is processed."""
+        self.processor_factory = processor_factory or _default_factory(self.config, self.tables)
         self.stats = RunStats()
         self._stop = False
         self._failed = False
@@ -123,6 +126,7 @@ class KafkaPipeline:
         """Processes until :meth:`stop`, ``idle_exit_s`` without input, or ``max_seconds``."""
         k = self.config.kafka
         ensure_topics(self.config)
+        self.tables.start(self.consumer)  # checks the table topics, loads the global tables
         # every dead letter fits its topic and the producer, whatever the input record's size,
         # and so does every batch of them
         dlq_limit = max_message_bytes(self.config, k.dead_letter_topic)
@@ -135,6 +139,7 @@ class KafkaPipeline:
         began = last_input = time.monotonic()
         try:
             while not self._stop:
+                self.tables.poll()  # table updates that arrived since, without waiting
                 msgs = self.consumer.consume(num_messages=k.consume_batch, timeout=k.poll_timeout_ms / 1000)
                 now = time.monotonic()
                 if msgs:
@@ -180,6 +185,7 @@ class KafkaPipeline:
         with self.watchdog.call("close"):
             try:
                 self.consumer.close()
+                self.tables.close()
                 self.transactions.flush(10)
                 self.changelog.wait_truncated(10)
             except (KafkaException, StreamError) as exc:
@@ -324,6 +330,7 @@ class KafkaPipeline:
     # -- rebalancing (consumer callbacks) -------------------------------------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.tables.assign([tp.partition for tp in partitions])  # copartitioned: caught up first
         self.tasks.assign([tp.partition for tp in partitions])
         self._assigned_at = time.monotonic()
 
@@ -331,17 +338,19 @@ class KafkaPipeline:
         if (self._uncommitted or self.transactions.in_txn) and not self._failed:
             self._commit()
         self.tasks.revoke([tp.partition for tp in partitions])
+        self.tables.revoke([tp.partition for tp in partitions])
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         lost = frozenset(tp.partition for tp in partitions)
         log.warning("partitions lost: %s; aborting the open transaction", sorted(lost))
         self._abort_and_rewind(lost)
+        self.tables.revoke(sorted(lost))
         if self.config.kafka.exactly_once:  # lost: the group or the broker went away
             self.transactions.renew()
 
 
-def _default_factory(config: Config) -> Callable[[], Processor]:
-    return processor_factory(config)
+def _default_factory(config: Config, tables: KafkaTables) -> Callable[[], Processor]:
+    return processor_factory(config, tables.lookups())
 
 
 def changelog_chunk_bytes(config: Config) -> int:

@@ -9,8 +9,11 @@ built by :func:`processor_factory`'s result once per partition.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from fraudstream.config import Config
 from fraudstream.errors import ConfigError
@@ -46,11 +49,19 @@ def velocity_processor(config: Config) -> WindowProcessor:
     )
 
 
-def detector_processor(config: Config) -> Processor:
-    """The fraud detector with the ``[detector]`` section's rules, model and cool-down."""
+Lookup = Callable[[np.ndarray[Any, Any]], Mapping[str, np.ndarray[Any, Any]]]
+"""A table's lookup (:meth:`fraudstream.kafka.table_source.KafkaTable.lookup`)."""
+
+
+def detector_processor(config: Config, lookups: Mapping[str, Lookup] | None = None) -> Processor:
+    """The fraud detector with the ``[detector]`` section's rules, model and cool-down; with
+    ``detector.profiles_table``, behind the profile lookup (:mod:`fraudstream.fraud.profiles`)
+    in that table (``lookups``, by table name; none: an empty table)."""
     from fraudstream.fraud.detector import FraudDetector
-    from fraudstream.fraud.model import Model, default_model
+    from fraudstream.fraud.model import Model, default_model, profiles_model
+    from fraudstream.fraud.profiles import PROFILE_FEATURES, ProfileEnrichment
     from fraudstream.fraud.rules import RuleSet, default_rules
+    from fraudstream.kafka.table_source import empty_lookup
 
     d = config.detector
     rules = default_rules()
@@ -62,14 +73,20 @@ def detector_processor(config: Config) -> Processor:
         _read(d.model_file, "detector.model_file")
         model = Model.load(d.model_file)
     else:
-        model = default_model()
-    return FraudDetector(
+        model = profiles_model() if d.profiles_table else default_model()
+    detector = FraudDetector(
         rules=rules,
         model=model,
         model_threshold=None if d.threshold < 0 else d.threshold,
         cooldown=d.cooldown,
         out_of_orderness=config.rule.out_of_orderness,
+        extra_features=PROFILE_FEATURES if d.profiles_table else (),
     )
+    if not d.profiles_table:
+        return detector
+    table = config.tables[d.profiles_table]
+    lookup = (lookups or {}).get(d.profiles_table) or empty_lookup(table.columns)
+    return ProfileEnrichment(detector, lookup, key=table.key)
 
 
 def _read(path: str, key: str) -> str:
@@ -79,13 +96,16 @@ def _read(path: str, key: str) -> str:
         raise ConfigError(f"{key}: cannot read {path}: {exc.strerror or exc}") from None
 
 
-def processor_factory(config: Config) -> Callable[[], Processor]:
+def processor_factory(
+    config: Config, lookups: Mapping[str, Lookup] | None = None
+) -> Callable[[], Processor]:
     """A function that builds one partition's processor, checked once now (a bad rules file,
-    model or factory fails at start, not at the first assignment)."""
+    model or factory fails at start, not at the first assignment). ``lookups``: the tables'
+    lookups by name (:meth:`fraudstream.kafka.table_source.KafkaTables.lookups`)."""
     kind = config.detector.kind
     factory: Callable[[], Processor]
     if kind == "detector":
-        factory = lambda: detector_processor(config)  # noqa: E731
+        factory = lambda: detector_processor(config, lookups)  # noqa: E731
     elif kind == "velocity":
         factory = lambda: velocity_processor(config)  # noqa: E731
     else:

@@ -23,11 +23,12 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 from confluent_kafka import KafkaError, Message, Producer, TopicPartition
 
 from fraudstream.config import Config
@@ -53,6 +54,9 @@ class ProduceOptions:
     """First transaction id; None: after the highest id at the end of the topic."""
     start_time: str | None = None
     """First event time (``now``, ISO 8601, epoch ms); None: the traffic ends now."""
+    profiles_topic: str | None = None
+    """Also send the cards' profiles (:func:`fraudstream.generator.card_profiles`) to this
+    compacted topic, before the transactions; None: no profiles."""
 
     def validate(self) -> ProduceOptions:
         if self.events < 1 or self.cards < 1:
@@ -69,6 +73,8 @@ class ProduceOptions:
             raise ConfigError(f"--start-id must be >= 0, got {self.start_id}")
         if self.start_time is not None:
             parse_time(self.start_time)
+        if self.profiles_topic is not None and not self.profiles_topic:
+            raise ConfigError("--profiles names an empty topic")
         return self
 
 
@@ -188,6 +194,12 @@ def produce(
             "late, and the detector scores those transactions at its event clock (--start-time moves them)"
         )
     data = cols if options.labels else {name: v for name, v in cols.items() if name != "fraud"}
+    if options.profiles_topic is not None and traffic.profiles is not None:
+        first = int(cols["event_time"].min())
+        n_profiles = produce_profiles(
+            config, options.profiles_topic, traffic.profiles, shift, options.partitions, first
+        )
+        say(f"produced {n_profiles:,} card profiles to {options.profiles_topic} (compacted, keyed by card)")
 
     failed: list[KafkaError] = []
 
@@ -203,12 +215,7 @@ def produce(
         for lo in range(0, n, step):
             chunk = {name: v[lo : lo + step] for name, v in data.items()}
             for key, value in zip(chunk["card_id"].tolist(), encode_transactions(chunk), strict=True):
-                while True:
-                    try:
-                        producer.produce(topic, key=str(key).encode(), value=value, on_delivery=delivered)
-                        break
-                    except BufferError:
-                        producer.poll(0.05)
+                _send(producer, topic, str(key).encode(), value, delivered)
             producer.poll(0)
             if failed:
                 break
@@ -244,8 +251,90 @@ def produce(
     return summary
 
 
+def encode_profiles(
+    profiles: Mapping[str, np.ndarray[Any, Any]], updated_at: int
+) -> list[tuple[bytes, bytes]]:
+    """Profile records keyed by card (decimal text, as transactions are keyed, so a topic with as
+    many partitions as the input is co-partitioned with it): ``home_country`` (ISO alpha-2),
+    ``account_opened`` (epoch ms), ``avg_amount`` and the version time ``updated_at``."""
+    from fraudstream import _core
+
+    out = []
+    for card, home, opened, avg in zip(
+        profiles["card_id"].tolist(),
+        profiles["home_country"].tolist(),
+        profiles["account_opened"].tolist(),
+        profiles["avg_amount"].tolist(),
+        strict=True,
+    ):
+        value = {
+            "card_id": card,
+            "home_country": _core.unpack_code(home),
+            "account_opened": opened,
+            "avg_amount": avg,
+            "updated_at": updated_at,
+        }
+        out.append((str(card).encode(), json.dumps(value, separators=(",", ":")).encode()))
+    return out
+
+
+def produce_profiles(
+    config: Config,
+    topic: str,
+    profiles: Mapping[str, np.ndarray[Any, Any]],
+    shift_ms: int,
+    partitions: int,
+    first_event_ms: int,
+) -> int:
+    """Sends the cards' profiles (times moved by ``shift_ms``, as the traffic's) to ``topic``,
+    created compacted with ``partitions`` when missing; each version dated an hour before the
+    first transaction. Returns how many."""
+    from confluent_kafka.admin import AdminClient
+
+    settings = client_config(config)
+    meta = check_brokers(settings)
+    if topic not in meta.topics or meta.topics[topic].error is not None:
+        check_replication(config, len(meta.brokers))
+        admin = AdminClient(settings)
+        new = durable_topic(config, topic, partitions, **{"cleanup.policy": "compact"})
+        for future in admin.create_topics([new]).values():
+            future.result()
+    shifted = {**profiles, "account_opened": profiles["account_opened"] + shift_ms}
+    records = encode_profiles(shifted, first_event_ms - 3_600_000)
+    failed: list[KafkaError] = []
+
+    def delivered(err: KafkaError | None, _msg: Message) -> None:
+        if err is not None:
+            failed.append(err)
+
+    producer = Producer({**settings, "linger.ms": 5, "enable.idempotence": True, "acks": "all"})
+    for key, value in records:
+        _send(producer, topic, key, value, delivered)
+    left = producer.flush(60)
+    if failed or left:
+        reason = failed[0].str() if failed else f"{left} records still undelivered after 60 s"
+        raise StreamError(f"producing profiles to {topic} failed: {reason}")
+    return len(records)
+
+
+def _send(
+    producer: Producer,
+    topic: str,
+    key: bytes,
+    value: bytes,
+    delivered: Callable[[KafkaError | None, Message], None],
+) -> None:
+    """Produces one record, waiting while the local queue is full."""
+    while True:
+        try:
+            producer.produce(topic, key=key, value=value, on_delivery=delivered)
+            return
+        except BufferError:
+            producer.poll(0.05)
+
+
 def _utc(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M")
 
 
-__all__ = ["ProduceOptions", "parse_time", "produce", "topic_end"]
+__all__ = ["ProduceOptions", "encode_profiles", "parse_time", "produce", "produce_profiles", "topic_end"]
