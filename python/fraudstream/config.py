@@ -149,6 +149,10 @@ class DetectorSection:
     """Alert when the model's score reaches this; < 0 = the model's own threshold."""
     cooldown: str = "24h"
     """One alert per card per incident: alerts within this much event time of one are suppressed."""
+    profiles_table: str = ""
+    """The ``[tables.NAME]`` of customer profiles whose features the detector's model reads
+    (:mod:`fraudstream.fraud.profiles`); "" = none. With it, the default model is the one
+    trained with the profile features (``fraud/profiles_model.json``)."""
 
 
 @dataclass
@@ -176,6 +180,34 @@ class DecodeSection:
     wall clock at arrival, when the message has none or one itself in the future) goes to the
     dead-letter topic as "event time in the future" and never moves a watermark. 0 turns the
     check off (then one far-future record makes every later record of its partition late)."""
+
+
+TABLE_PLACEMENTS = ("global", "copartitioned")
+
+
+@dataclass
+class TableSection:
+    """One ``[tables.NAME]``: a table read from a compacted topic of JSON records
+    (:mod:`fraudstream.kafka.table_source`), joined to each transaction by a lookup.
+
+    A record's message key is the row's key (an int64 as decimal text, as ``fraudstream
+    produce`` keys transactions by card), its value a JSON object holding ``columns`` (numbers;
+    a string is packed as the decoder packs country codes; null or absent: NaN) and the
+    version time ``version_time`` (epoch ms); a null value deletes the row."""
+
+    topic: str = ""
+    placement: str = "global"
+    """``global``: every instance reads all partitions of the topic (Kafka Streams'
+    GlobalKTable); ``copartitioned``: table partition p goes with input partition p (the topic
+    has as many partitions as the input and is keyed the same way)."""
+    key: str = "card_id"
+    """The input column joined on the row key."""
+    columns: list[str] = field(default_factory=list)
+    version_time: str = "updated_at"
+    """The JSON field of the record's version time: of two versions of a row, the newer wins,
+    whatever order they arrive in."""
+    catch_up_timeout_ms: int = 300_000
+    """Longest wait for the table to reach the end offsets read at start or assignment."""
 
 
 @dataclass
@@ -226,6 +258,8 @@ class Config:
     detector: DetectorSection = field(default_factory=DetectorSection)
     decode: DecodeSection = field(default_factory=DecodeSection)
     metrics: MetricsSection = field(default_factory=MetricsSection)
+    tables: dict[str, TableSection] = field(default_factory=dict)
+    """``[tables.NAME]`` sections, by name."""
     store: StoreSection = field(default_factory=StoreSection)
 
     def validate(self) -> Config:
@@ -310,6 +344,7 @@ class Config:
         if not self.metrics.host:
             raise ConfigError("metrics.host must not be empty")
         client_settings(self.kafka.client)  # every secret reference resolves
+        _validate_tables(self)
         store_features(self.store)
         return self
 
@@ -343,11 +378,42 @@ def store_features(store: StoreSection) -> dict[str, float]:
     return out
 
 
+def _validate_tables(config: Config) -> None:
+    for name, t in config.tables.items():
+        where = f"tables.{name}"
+        if not t.topic:
+            raise ConfigError(f"{where}.topic must not be empty")
+        if t.placement not in TABLE_PLACEMENTS:
+            raise ConfigError(f"{where}.placement must be one of {TABLE_PLACEMENTS}, got {t.placement!r}")
+        if not t.columns or len(set(t.columns)) != len(t.columns) or not all(t.columns):
+            raise ConfigError(f"{where}.columns must name one or more distinct fields, got {t.columns}")
+        if not t.key or not t.version_time:
+            raise ConfigError(f"{where}.key and {where}.version_time must not be empty")
+        if t.catch_up_timeout_ms <= 0:
+            raise ConfigError(f"{where}.catch_up_timeout_ms must be > 0, got {t.catch_up_timeout_ms}")
+    profiles = config.detector.profiles_table
+    if profiles:
+        if profiles not in config.tables:
+            raise ConfigError(
+                f"detector.profiles_table {profiles!r} names no [tables.NAME] section "
+                f"(configured: {sorted(config.tables) or 'none'})"
+            )
+        from fraudstream.fraud.profiles import ProfileColumns
+
+        missing = [c for c in ProfileColumns().names() if c not in config.tables[profiles].columns]
+        if missing:
+            raise ConfigError(f"tables.{profiles}.columns lacks {missing} (detector.profiles_table)")
+
+
 T = TypeVar("T")
 
 
 def _coerce(section: str, key: str, value: Any, default: Any) -> Any:
     where = f"{section}.{key}"
+    if isinstance(default, list):
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where} must be a list of strings, got {value!r}")
+        return list(value)
     if isinstance(default, dict):
         if isinstance(value, str):  # from the environment: a JSON object
             try:
@@ -424,6 +490,9 @@ def load_config(
         section, _, key = rest.partition("_")
         if section not in sections:
             continue  # other FRAUDSTREAM_* variables (cache dirs, ...) are not configuration
+        if section == "tables":
+            log.warning("ignoring %s: [tables.NAME] sections are set in the configuration file", var)
+            continue
         known = {f.name for f in fields(type(getattr(Config(), section)))}
         if key not in known:
             if var in SCRIPT_VARIABLES:  # scripts/kafka's own settings
@@ -437,8 +506,25 @@ def load_config(
             raise ConfigError(f"unknown section [{section}]")
         data.setdefault(section, {}).update({k: v for k, v in values.items() if v is not None})
     defaults = Config()
-    built = {name: _section(type(getattr(defaults, name)), name, data.get(name, {})) for name in sections}
+    built: dict[str, Any] = {
+        name: _section(type(getattr(defaults, name)), name, data.get(name, {}))
+        for name in sections
+        if name != "tables"
+    }
+    built["tables"] = _tables(data.get("tables", {}))
     return Config(**built).validate()
+
+
+def _tables(values: Any) -> dict[str, TableSection]:
+    """The ``[tables.NAME]`` sections."""
+    if not isinstance(values, Mapping):
+        raise ConfigError("[tables] must hold [tables.NAME] sections")
+    out = {}
+    for name, section in values.items():
+        if not isinstance(section, Mapping):
+            raise ConfigError(f"tables.{name} must be a section ([tables.{name}]), got {section!r}")
+        out[str(name)] = _section(TableSection, f"tables.{name}", section)
+    return out
 
 
 SECRET_MARKERS = ("password", "secret", "jaas", "token", ".pem", "oauthbearer.config", "credential")
@@ -498,6 +584,11 @@ def to_toml(config: Config) -> str:
     lines: list[str] = []
     for section in fields(config):
         values = getattr(config, section.name)
+        if section.name == "tables":
+            for name, table in values.items():
+                lines.append(f"[tables.{_toml_string(name)}]")
+                lines.extend(f"{f.name} = {_toml_value(getattr(table, f.name))}" for f in fields(table))
+            continue
         lines.append(f"[{section.name}]")
         tables = []
         for f in fields(values):
@@ -517,6 +608,8 @@ def _toml_value(v: Any) -> str:
         return "true" if v else "false"
     if isinstance(v, int | float):
         return repr(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(_toml_string(str(x)) for x in v) + "]"
     return _toml_string(str(v))
 
 
