@@ -40,6 +40,7 @@ DECODED_COLUMNS = {
     "currency",
     "country",
     "merchant",
+    "category",
     "event_time",
 }
 LIMITS = DecodeSection()

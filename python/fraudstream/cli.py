@@ -5,6 +5,7 @@ Subcommands:
   run       the exactly-once Kafka pipeline (``--config fraudstream.toml``)
   produce   load generator: seeded transactions into a Kafka topic at a given rate
   alerts    the committed alerts (scored transactions, dead letters) as a reader sees them
+  view      a view topic's latest row per window (``kafka.view_topic``), as a reader sees it
   simulate  the handbook's transaction simulator, to a parquet file
   bench     the window engine against a plain-Python loop on the same data
 
@@ -157,6 +158,15 @@ def _alerts(args: argparse.Namespace) -> int:
     overrides = _kafka_overrides(args, **{topic_key[kind]: args.topic})
     config = load_config(args.config, overrides=overrides)
     print_records(config, kind, follow=args.follow, fmt=args.format, limit=args.max)
+    return 0
+
+
+def _view(args: argparse.Namespace) -> int:
+    from fraudstream.config import load_config
+    from fraudstream.kafka.view_reader import print_view
+
+    config = load_config(args.config, overrides=_kafka_overrides(args, view_topic=args.topic))
+    print_view(config, combined=args.combine, fmt=args.format)
     return 0
 
 
@@ -340,6 +350,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     al.add_argument("--max", type=int, default=None, help="stop after this many records")
     al.set_defaults(run=_alerts)
+
+    vw = sub.add_parser(
+        "view",
+        help="the latest committed row per window of a view topic",
+        description="Reads a view topic (kafka.view_topic: the window results the pipeline publishes, "
+        "see [view]) with isolation.level=read_committed from the beginning of every partition, and "
+        "prints the latest row per key: what the compacted topic keeps, a FINAL row or the UPDATE that "
+        "corrected it. Each row is the part of one input partition; --combine adds the parts up per key "
+        "and window (count, sum, min, max). Joins no consumer group and commits nothing.",
+    )
+    vw.add_argument("--config", help="TOML configuration file: the brokers, the topic, the [view] section")
+    _bootstrap_arg(vw)
+    vw.add_argument("--topic", default=None, help="read this topic instead of kafka.view_topic")
+    vw.add_argument("--combine", action="store_true", help="add up the input partitions' parts per window")
+    vw.add_argument(
+        "--format",
+        choices=("json", "table"),
+        default=None,
+        help="JSON lines or a readable table (default: a table on a terminal, JSON lines otherwise)",
+    )
+    vw.set_defaults(run=_view)
 
     sim = sub.add_parser(
         "simulate",

@@ -65,6 +65,9 @@ class KafkaSection:
     """One record per processed transaction (txn_id, card_id, score, decision); "" turns it off."""
     dead_letter_topic: str = "transactions-dlq"
     changelog_topic: str = "fraudstream-changelog"
+    view_topic: str = ""
+    """Compacted topic of window results (``fraudstream.views``): the rows of the processor's
+    window engine, or of the ``[view]`` engine beside it; "" = no view is published."""
     group_id: str = "fraudstream"
     exactly_once: bool = True
     """False: at-least-once (no transactions; offsets committed after outputs are flushed)."""
@@ -210,6 +213,31 @@ class TableSection:
     """Longest wait for the table to reach the end offsets read at start or assignment."""
 
 
+def _default_view_aggregations() -> dict[str, str]:
+    return {"n": "count", "total": "sum(amount)"}
+
+
+@dataclass
+class ViewSection:
+    """A window engine run beside the processor, its rows published to ``kafka.view_topic``
+    (``fraudstream.views``): per ``key`` and window, the ``aggregations``. FINAL rows when the
+    watermark closes a window, UPDATE rows for events within ``allowed_lateness`` after that,
+    EARLY rows on every change with ``early``."""
+
+    key: str = ""
+    """The decoded column to group by (``category``, ``country``, ``card_id``...); "" = no view
+    engine (the processor's own window rows, if any, are still published)."""
+    size: str = "1h"
+    slide: str = ""
+    """"" = tumbling windows of ``size``; a duration = hopping windows."""
+    aggregations: dict[str, str] = field(default_factory=_default_view_aggregations)
+    """Name -> ``"count"`` or ``"function(column)"`` (``sum``, ``min``, ``max``, ``mean``,
+    ``count_distinct``, ``first``, ``last``)."""
+    out_of_orderness: str = "5s"
+    allowed_lateness: str = "0s"
+    early: bool = False
+
+
 @dataclass
 class MetricsSection:
     """Prometheus endpoint (0 = off)."""
@@ -261,6 +289,7 @@ class Config:
     tables: dict[str, TableSection] = field(default_factory=dict)
     """``[tables.NAME]`` sections, by name."""
     store: StoreSection = field(default_factory=StoreSection)
+    view: ViewSection = field(default_factory=ViewSection)
 
     def validate(self) -> Config:
         """Checks values; raises :class:`ConfigError` naming the key."""
@@ -345,6 +374,9 @@ class Config:
             raise ConfigError("metrics.host must not be empty")
         client_settings(self.kafka.client)  # every secret reference resolves
         _validate_tables(self)
+        from fraudstream.views import check_view  # the window engine's module imports this one
+
+        check_view(self)
         store_features(self.store)
         return self
 

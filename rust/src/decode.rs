@@ -12,6 +12,7 @@
 //! | `currency`   | 3 ASCII letters    | `currency` (i64: the letters packed, see [`pack_code`]) |
 //! | `country`    | 2 ASCII letters    | `country` (i64: packed, e.g. "DE" = 0x4445)         |
 //! | `merchant`   | string             | `merchant` (i64: FNV-1a 64 hash of the UTF-8 bytes) |
+//! | `category`   | optional integer in `[0, 9999]` | `category` (i64: the merchant category code, ISO 18245; -1 when absent) |
 //! | `event_time` | integer, epoch ms within `[min_time, max_time]` | `event_time` (i64)     |
 //!
 //! A record that is too large, not JSON, not valid UTF-8, missing a field, of a wrong type or
@@ -69,6 +70,8 @@ pub struct Transactions {
     pub country: Vec<i64>,
     /// `merchant` column (hash).
     pub merchant: Vec<i64>,
+    /// `category` column: the merchant category code, or [`NO_CATEGORY`].
+    pub category: Vec<i64>,
     /// `event_time` column.
     pub event_time: Vec<i64>,
     /// (input index, reason) of every rejected record.
@@ -88,8 +91,16 @@ struct Raw<'a> {
     country: Option<std::borrow::Cow<'a, str>>,
     #[serde(borrow)]
     merchant: Option<std::borrow::Cow<'a, str>>,
+    category: Option<i64>,
     event_time: Option<i64>,
 }
+
+/// The `category` of a record without one (an optional field: records written before it
+/// existed still decode).
+pub const NO_CATEGORY: i64 = -1;
+
+/// Largest merchant category code (ISO 18245 codes have four digits).
+pub const MAX_CATEGORY: i64 = 9_999;
 
 /// Packs a short ASCII code ("DE", "EUR") into an i64, one byte per letter; `None` unless it
 /// has exactly `len` ASCII letters. Uppercase and lowercase pack the same.
@@ -154,7 +165,7 @@ fn capped(reason: String) -> String {
     }
 }
 
-fn check(raw: Raw<'_>, limits: &DecodeLimits) -> Result<[i64; 8], String> {
+fn check(raw: Raw<'_>, limits: &DecodeLimits) -> Result<[i64; 9], String> {
     fn need<T>(v: Option<T>, name: &str) -> Result<T, String> {
         v.ok_or_else(|| format!("missing field '{name}'"))
     }
@@ -176,6 +187,11 @@ fn check(raw: Raw<'_>, limits: &DecodeLimits) -> Result<[i64; 8], String> {
     let country = pack_code(&country, 2)
         .ok_or_else(|| format!("field 'country' must be 2 letters, got {}", shown(&country)))?;
     let merchant = fnv1a(need(raw.merchant, "merchant")?.as_bytes());
+    let category = match raw.category {
+        None => NO_CATEGORY,
+        Some(c) if (0..=MAX_CATEGORY).contains(&c) => c,
+        Some(c) => return Err(format!("field 'category' must be in [0, {MAX_CATEGORY}], got {c}")),
+    };
     let t = need(raw.event_time, "event_time")?;
     if t < limits.min_time.max(MIN_EVENT_TIME) || t > limits.max_time.min(MAX_EVENT_TIME) {
         return Err(format!(
@@ -183,7 +199,7 @@ fn check(raw: Raw<'_>, limits: &DecodeLimits) -> Result<[i64; 8], String> {
             limits.min_time, limits.max_time
         ));
     }
-    Ok([txn, card, customer, terminal, currency, country, merchant, t])
+    Ok([txn, card, customer, terminal, currency, country, merchant, category, t])
 }
 
 /// Decodes a batch of JSON messages. Never fails as a whole: bad records are listed in
@@ -222,7 +238,7 @@ pub fn decode_transactions<'m>(
                 Ok((fields, amount))
             });
         match decoded {
-            Ok(([txn, card, customer, terminal, currency, country, merchant, t], amount)) => {
+            Ok(([txn, card, customer, terminal, currency, country, merchant, category, t], amount)) => {
                 out.source_index.push(index);
                 out.txn_id.push(txn);
                 out.card_id.push(card);
@@ -232,6 +248,7 @@ pub fn decode_transactions<'m>(
                 out.currency.push(currency);
                 out.country.push(country);
                 out.merchant.push(merchant);
+                out.category.push(category);
                 out.event_time.push(t);
             }
             Err(reason) => out.errors.push((index, capped(reason))),
@@ -263,6 +280,9 @@ mod tests {
         assert_eq!(unpack_code(t.country[0]), "DE");
         assert_eq!(unpack_code(t.currency[0]), "EUR");
         assert_eq!(t.merchant[0], fnv1a("Café Zürich".as_bytes()));
+        assert_eq!(t.category[0], NO_CATEGORY, "the category is optional");
+        let with_category = GOOD.replace("\"extra\"", "\"category\": 5411, \"extra\"");
+        assert_eq!(decode(&[with_category.as_bytes()]).category, vec![5411]);
     }
 
     fn reason_of(msg: &str) -> String {
@@ -295,6 +315,9 @@ mod tests {
         assert!(reason_of(&with("event_time", "0")).contains("event_time"));
         assert!(reason_of(&with("event_time", "32503680000000")).contains("event_time"), "year 3000");
         assert!(reason_of(r#"{"amount": NaN}"#).contains("malformed JSON"));
+        assert!(reason_of(&with("category", "10000")).contains("field 'category' must be in [0, 9999]"));
+        assert!(reason_of(&with("category", "-1")).contains("category"));
+        assert!(reason_of(&with("category", "\"5411\"")).contains("invalid type"));
     }
 
     #[test]

@@ -40,7 +40,7 @@ from fraudstream.kafka.gauges import PipelineGauges
 from fraudstream.kafka.processors import processor_factory
 from fraudstream.kafka.stats import COMMITTED_COUNTS, RunStats
 from fraudstream.kafka.table_source import KafkaTables
-from fraudstream.kafka.task import ALERTS, DEAD_LETTERS, DLQ_RECORD_OVERHEAD, SCORES, TaskOutput
+from fraudstream.kafka.task import ALERTS, DEAD_LETTERS, DLQ_RECORD_OVERHEAD, SCORES, VIEWS, TaskOutput
 from fraudstream.kafka.tasks import TaskManager
 from fraudstream.kafka.topics import client_config, ensure_topics, max_message_bytes
 from fraudstream.kafka.transactions import CommitAborted, TransactionalProducer, producer_max_message_bytes
@@ -114,7 +114,12 @@ class KafkaPipeline:
             self.config, self.consumer, self.changelog, self.processor_factory, self.stats
         )
         self.admin = AdminClient(common)
-        self._topics = {ALERTS: k.alerts_topic, SCORES: k.scores_topic, DEAD_LETTERS: k.dead_letter_topic}
+        self._topics = {
+            ALERTS: k.alerts_topic,
+            SCORES: k.scores_topic,
+            DEAD_LETTERS: k.dead_letter_topic,
+            VIEWS: k.view_topic,
+        }
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -248,6 +253,7 @@ class KafkaPipeline:
         s.suppressed += out.suppressed
         s.alerts += len(out.alerts)
         s.scored += len(out.records[SCORES])
+        s.view_rows += len(out.records.get(VIEWS, ()))
         self._alerts_pending += len(out.alerts)
         self.metrics.consumed.inc(out.consumed)
         self.metrics.processed.inc(out.processed)

@@ -20,6 +20,7 @@ from fraudstream.errors import ConfigError
 from fraudstream.kafka.task import make_dedup_engine
 from fraudstream.processor import Processor, WindowProcessor
 from fraudstream.store import with_store
+from fraudstream.views import with_view
 from fraudstream.windows import WindowedAggregation, hopping, to_millis
 
 
@@ -137,7 +138,7 @@ def processor_factory(
             make_dedup_engine(horizon, config.rule.out_of_orderness, config.decode.dedup_max_keys)
         except ConfigError as exc:
             raise ConfigError(f"decode.dedup_horizon {horizon!r}: {exc}") from None
-    return factory
+    return with_view(config, factory)  # the [view] engine beside the processor, when set
 
 
 __all__ = ["detector_processor", "make_rule_engine", "processor_factory", "velocity_processor"]

@@ -3,15 +3,18 @@
 One JSON object per Kafka message; extra fields are ignored::
 
     {"txn_id": 1, "card_id": 42, "customer_id": 7, "terminal_id": 9, "amount": 12.5,
-     "currency": "EUR", "country": "DE", "merchant": "Café Zürich", "event_time": 1700000000000}
+     "currency": "EUR", "country": "DE", "merchant": "Café Zürich", "category": 5812,
+     "event_time": 1700000000000}
 
 ``fraudstream produce`` adds the generator's label, ``"fraud": 0`` or ``1``: the decoder ignores
 it, an evaluation reads it back from the topic.
 
 ``event_time`` is epoch milliseconds (UTC). ``country`` (ISO 3166 alpha-2) and ``currency``
 (ISO 4217) become integer columns holding their packed letters (``pack_code``/``unpack_code``);
-``merchant`` becomes a stable 64-bit hash. A record that cannot be decoded goes to the
-dead-letter topic with its reason (see :func:`decode_batch`).
+``merchant`` becomes a stable 64-bit hash. ``category``, the merchant category code (ISO 18245,
+an integer in ``[0, 9999]``), is optional: a record without one decodes with ``category = -1``.
+A record that cannot be decoded goes to the dead-letter topic with its reason (see
+:func:`decode_batch`).
 """
 
 from __future__ import annotations
@@ -31,6 +34,20 @@ COUNTRIES = (
     "HU", "RO", "BG", "HR", "SK", "SI", "LT", "LV", "EE", "LU", "MT", "CY", "GB", "CH", "NO",
 )  # fmt: skip
 """Country codes the generator draws from (index = the generator's country number)."""
+
+CATEGORIES = (5411, 5812, 5541, 5999, 5311, 5732, 5912, 4111, 7011, 4829)
+"""Merchant category codes the generator gives its terminals: grocery, restaurants, fuel,
+miscellaneous retail, department stores, electronics, pharmacies, transport, hotels, money
+transfer."""
+NO_CATEGORY = -1
+"""The ``category`` column of a record that has none."""
+
+
+def merchant_category(terminal: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """The merchant category of each terminal: a fixed function of the terminal id, so every
+    transaction at a terminal (and every run of the generator) has the same category."""
+    slot = (np.asarray(terminal, dtype=np.int64) * 2_654_435_761) % 1_000_003 % len(CATEGORIES)
+    return np.asarray(CATEGORIES, dtype=np.int64)[slot]
 
 
 @dataclass
@@ -68,6 +85,9 @@ def encode_transactions(columns: Mapping[str, np.ndarray[Any, Any]], first_txn_i
       ``country`` (an index into :data:`COUNTRIES`) and optionally ``txn_id``, ``customer``,
       ``terminal``.
 
+    Every message carries a ``category``: the column's, or its terminal's
+    (:func:`merchant_category`); a ``category`` of -1 is left out.
+
     A ``fraud`` column (0/1) becomes the extra field ``"fraud"``: the decoder ignores it, and an
     evaluation reads the labels back from the input topic. Without ``txn_id``, ids count from
     ``first_txn_id``."""
@@ -78,7 +98,9 @@ def encode_transactions(columns: Mapping[str, np.ndarray[Any, Any]], first_txn_i
     txn = columns.get("txn_id", np.arange(first_txn_id, first_txn_id + n))
     cards = card.tolist()
     customers = columns.get("customer_id" if decoded else "customer", card).tolist()
-    terminals = columns.get("terminal_id" if decoded else "terminal", (card * 7919) % 10_000).tolist()
+    terminal = np.asarray(columns.get("terminal_id" if decoded else "terminal", (card * 7919) % 10_000))
+    terminals = terminal.tolist()
+    categories = np.asarray(columns.get("category", merchant_category(terminal))).tolist()
     amounts = columns["amount"].tolist()
     if decoded:
         names = {_core.pack_code(c): c for c in COUNTRIES}
@@ -89,8 +111,8 @@ def encode_transactions(columns: Mapping[str, np.ndarray[Any, Any]], first_txn_i
     fraud = columns.get("fraud")
     labels = [None] * n if fraud is None else np.asarray(fraud).astype(np.int64).tolist()
     out = []
-    for t, c, cu, te, a, co, ts, label in zip(
-        txn.tolist(), cards, customers, terminals, amounts, countries, times, labels, strict=True
+    for t, c, cu, te, a, co, cat, ts, label in zip(
+        txn.tolist(), cards, customers, terminals, amounts, countries, categories, times, labels, strict=True
     ):
         doc = {
             "txn_id": t,
@@ -101,8 +123,11 @@ def encode_transactions(columns: Mapping[str, np.ndarray[Any, Any]], first_txn_i
             "currency": "EUR",
             "country": co,
             "merchant": f"m{te}",
+            "category": cat,
             "event_time": ts,
         }
+        if cat == NO_CATEGORY:
+            del doc["category"]
         if label is not None:
             doc["fraud"] = label
         out.append(json.dumps(doc, separators=(",", ":")).encode())

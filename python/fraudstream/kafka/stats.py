@@ -9,7 +9,7 @@ import numpy as np
 
 COMMITTED_COUNTS = (
     "consumed", "processed", "dead_lettered", "alerts", "scored", "suppressed", "duplicates", "future",
-    "truncated", "skipped",
+    "truncated", "skipped", "view_rows",
 )  # fmt: skip
 """RunStats fields that count committed results: an abort rolls them back to the last commit."""
 
@@ -26,6 +26,8 @@ class RunStats:
     alerts: int = 0
     scored: int = 0
     """Scored-transaction records published."""
+    view_rows: int = 0
+    """View records published (``kafka.view_topic``)."""
     suppressed: int = 0
     """Candidate alerts dropped by the cool-down (one alert per card per incident)."""
     idle_ticks: int = 0

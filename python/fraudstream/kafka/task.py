@@ -39,9 +39,10 @@ from fraudstream.config import Config
 from fraudstream.errors import StreamError
 from fraudstream.kafka.schema import decode_batch
 from fraudstream.processor import DECISIONS, Processor, ProcessorOutput, pack, unpack
+from fraudstream.views import view_records
 from fraudstream.windows import EmitKind, WindowedAggregation, session, to_millis
 
-ALERTS, SCORES, DEAD_LETTERS = "alerts", "scores", "dead_letters"
+ALERTS, SCORES, DEAD_LETTERS, VIEWS = "alerts", "scores", "dead_letters", "views"
 """Output roles; the pipeline maps them to the configured topics."""
 
 Record = tuple[bytes | None, bytes]
@@ -128,6 +129,7 @@ class TaskOutput:
     and counts."""
 
     records: dict[str, list[Record]] = field(default_factory=lambda: {ALERTS: [], SCORES: []})
+    """By role; :data:`VIEWS` only when the configuration publishes a view."""
     dead_letters: list[DeadLetter] = field(default_factory=list)
     """Records for the dead-letter topic (:data:`DEAD_LETTERS` role), in offset order per cause."""
     alerts: list[Alert] = field(default_factory=list)
@@ -187,6 +189,7 @@ class PartitionTask:
         self.processor = processor
         self.decode = config.decode
         self.scores_on = bool(config.kafka.scores_topic)
+        self.views_on = bool(config.kafka.view_topic)
         self.clock = clock
         self.dlq_max_bytes = dlq_max_bytes
         d = config.decode
@@ -316,6 +319,8 @@ class PartitionTask:
             out.records[ALERTS].append((str(alert.card_id).encode(), located.to_json()))
         if self.scores_on and result.scores is not None and cols is not None:
             out.records[SCORES].extend(score_records(result.scores, msgs, cols["source_index"]))
+        if self.views_on and result.rows is not None:
+            out.records.setdefault(VIEWS, []).extend(view_records(result.rows, self.partition))
 
     def _dead_letter(self, out: TaskOutput, msg: Any, reason: str) -> None:
         letter = dead_letter(msg, reason, self.dlq_max_bytes)
@@ -455,6 +460,7 @@ __all__ = [
     "ALERTS",
     "DEAD_LETTERS",
     "SCORES",
+    "VIEWS",
     "DeadLetter",
     "MessageLike",
     "PartitionTask",

@@ -75,6 +75,8 @@ def output_topics(config: Config, partitions: int) -> list[NewTopic]:
     names = [k.alerts_topic, k.dead_letter_topic] + ([k.scores_topic] if k.scores_topic else [])
     retention = str(k.output_retention_ms)
     topics = [durable_topic(config, name, partitions, **{"retention.ms": retention}) for name in names]
+    if k.view_topic:  # the latest row per key and window is kept, whatever its age
+        topics.append(durable_topic(config, k.view_topic, partitions, **{"cleanup.policy": "compact"}))
     # kept until the pipeline deletes what a newer snapshot made obsolete
     topics.append(
         durable_topic(

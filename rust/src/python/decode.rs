@@ -34,6 +34,7 @@ pub fn decode_transactions<'py>(
     d.set_item("currency", t.currency.into_pyarray(py))?;
     d.set_item("country", t.country.into_pyarray(py))?;
     d.set_item("merchant", t.merchant.into_pyarray(py))?;
+    d.set_item("category", t.category.into_pyarray(py))?;
     d.set_item("event_time", t.event_time.into_pyarray(py))?;
     let (index, reasons): (Vec<u32>, Vec<String>) = t.errors.into_iter().unzip();
     Ok((d, index.into_pyarray(py).into_any(), reasons))
