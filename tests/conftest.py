@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import subprocess
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -48,6 +49,21 @@ def redis_url() -> str:
             pytrace=False,
         )
     return url
+
+
+@pytest.fixture
+def redis_prefix(redis_url: str) -> Iterator[str]:
+    """A key prefix of this test only on the shared server (``test:<random>:card:``); its keys
+    are removed afterwards."""
+    import redis
+
+    p = f"test:{uuid.uuid4().hex[:12]}:card:"
+    yield p
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(f"{p}*", count=1_000))
+    if keys:
+        client.delete(*keys)
+    client.close()
 
 
 class PrivateRedis:

@@ -5,12 +5,9 @@ trying again once per cool-off, and recovery when the server is back."""
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
-import pytest
 import redis
 
 from fraudstream.fraud.detector import FraudDetector
@@ -62,18 +59,6 @@ def expected(cards: np.ndarray[Any, Any], known: range) -> dict[str, np.ndarray[
     return {n: np.array([r[n] for r in rows]) for n in NAMES}
 
 
-@pytest.fixture
-def prefix(redis_url: str) -> Iterator[str]:
-    """Keys of this test only on the shared server; removed afterwards."""
-    p = f"test:{uuid.uuid4().hex[:12]}:card:"
-    yield p
-    client = redis.Redis.from_url(redis_url)
-    keys = list(client.scan_iter(f"{p}*", count=1_000))
-    if keys:
-        client.delete(*keys)
-    client.close()
-
-
 def test_a_batch_is_one_pipelined_round_trip_whatever_its_size(private_redis: Any) -> None:
     url = private_redis.url
     seed(url, "card:", range(200))
@@ -114,15 +99,20 @@ def test_a_batch_is_one_pipelined_round_trip_whatever_its_size(private_redis: An
     assert store.counters.missing > 0
 
 
-def test_the_cache_serves_a_key_until_its_ttl_then_reads_it_again(redis_url: str, prefix: str) -> None:
-    seed(redis_url, prefix, range(10))
+def test_the_cache_serves_a_key_until_its_ttl_then_reads_it_again(redis_url: str, redis_prefix: str) -> None:
+    seed(redis_url, redis_prefix, range(10))
     clock = Clock()
     store = FeatureStore(
-        redis_url, DEFAULT_FEATURES, key_prefix=prefix, cache_ttl_ms=1_000, clock=clock, timeout_ms=5_000
+        redis_url,
+        DEFAULT_FEATURES,
+        key_prefix=redis_prefix,
+        cache_ttl_ms=1_000,
+        clock=clock,
+        timeout_ms=5_000,
     )
     first = store.lookup(np.array([1, 2, 1]))
     assert (first.cache_hits, first.fetched, store.counters.round_trips) == (0, 2, 1)
-    redis.Redis.from_url(redis_url).hset(f"{prefix}1", "avg_amount_90d", 999.0)
+    redis.Redis.from_url(redis_url).hset(f"{redis_prefix}1", "avg_amount_90d", 999.0)
     clock.now += 0.5
     within = store.lookup(np.array([1, 2, 3]))
     assert (within.cache_hits, within.fetched, store.counters.round_trips) == (2, 1, 2)
@@ -136,9 +126,11 @@ def test_the_cache_serves_a_key_until_its_ttl_then_reads_it_again(redis_url: str
     assert store.counters.round_trips == 3
 
 
-def test_the_cache_is_bounded_and_forgets_the_least_recently_used_key(redis_url: str, prefix: str) -> None:
-    seed(redis_url, prefix, range(10))
-    store = FeatureStore(redis_url, DEFAULT_FEATURES, key_prefix=prefix, cache_size=2, timeout_ms=5_000)
+def test_the_cache_is_bounded_and_forgets_the_least_recently_used_key(
+    redis_url: str, redis_prefix: str
+) -> None:
+    seed(redis_url, redis_prefix, range(10))
+    store = FeatureStore(redis_url, DEFAULT_FEATURES, key_prefix=redis_prefix, cache_size=2, timeout_ms=5_000)
     store.lookup(np.array([1, 2]))
     store.lookup(np.array([1]))  # 1 is now the most recently used
     store.lookup(np.array([3]))  # evicts 2
@@ -274,14 +266,14 @@ def test_a_frozen_store_costs_its_budget_once_then_the_breaker_skips_it(private_
 
 
 def test_bad_values_and_keys_that_are_not_hashes_get_the_defaults_and_spoil_nothing_else(
-    redis_url: str, prefix: str
+    redis_url: str, redis_prefix: str
 ) -> None:
-    seed(redis_url, prefix, range(5))
+    seed(redis_url, redis_prefix, range(5))
     client = redis.Redis.from_url(redis_url)
-    client.hset(f"{prefix}1", mapping={"avg_amount_90d": "lots", "chargebacks_1y": "inf"})
-    client.set(f"{prefix}2", "a string, not a hash")  # HMGET answers WRONGTYPE for this key
+    client.hset(f"{redis_prefix}1", mapping={"avg_amount_90d": "lots", "chargebacks_1y": "inf"})
+    client.set(f"{redis_prefix}2", "a string, not a hash")  # HMGET answers WRONGTYPE for this key
     client.close()
-    store = FeatureStore(redis_url, DEFAULT_FEATURES, key_prefix=prefix, timeout_ms=5_000)
+    store = FeatureStore(redis_url, DEFAULT_FEATURES, key_prefix=redis_prefix, timeout_ms=5_000)
     got = store.lookup(np.array([0, 1, 2, 3, 9]))
     assert not got.degraded.any() and store.available  # the store works; two keys are bad
     want = expected(np.array([0, 1, 2, 3, 9]), range(5))

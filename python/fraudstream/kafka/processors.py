@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from fraudstream.config import Config
+from fraudstream.config import Config, store_features
 from fraudstream.errors import ConfigError
 from fraudstream.kafka.task import make_dedup_engine
 from fraudstream.processor import Processor, WindowProcessor
@@ -60,7 +60,7 @@ def detector_processor(config: Config, lookups: Mapping[str, Lookup] | None = No
     in that table (``lookups``, by table name; none: an empty table)."""
     from fraudstream.fraud.detector import FraudDetector
     from fraudstream.fraud.model import Model, default_model, profiles_model
-    from fraudstream.fraud.profiles import PROFILE_FEATURES, ProfileEnrichment
+    from fraudstream.fraud.profiles import ProfileEnrichment
     from fraudstream.fraud.rules import RuleSet, default_rules
     from fraudstream.kafka.table_source import empty_lookup
 
@@ -81,13 +81,26 @@ def detector_processor(config: Config, lookups: Mapping[str, Lookup] | None = No
         model_threshold=None if d.threshold < 0 else d.threshold,
         cooldown=d.cooldown,
         out_of_orderness=config.rule.out_of_orderness,
-        extra_features=PROFILE_FEATURES if d.profiles_table else (),
+        extra_features=_extra_features(config),
     )
     if not d.profiles_table:
         return detector
     table = config.tables[d.profiles_table]
     lookup = (lookups or {}).get(d.profiles_table) or empty_lookup(table.columns)
     return ProfileEnrichment(detector, lookup, key=table.key)
+
+
+def _extra_features(config: Config) -> tuple[str, ...]:
+    """The batch columns the detector reads as features: the profile features with
+    ``detector.profiles_table``, the ``[store]`` features with ``store.url``."""
+    from fraudstream.fraud.profiles import PROFILE_FEATURES
+
+    profiles = PROFILE_FEATURES if config.detector.profiles_table else ()
+    store = tuple(store_features(config.store)) if config.store.url else ()
+    clash = sorted(set(profiles) & set(store))
+    if clash:
+        raise ConfigError(f"store.features {clash} are also profile features (detector.profiles_table)")
+    return (*profiles, *store)
 
 
 def _read(path: str, key: str) -> str:
