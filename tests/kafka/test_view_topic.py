@@ -6,6 +6,7 @@ across kill -9."""
 
 from __future__ import annotations
 
+import io
 import json
 import random
 import time
@@ -26,6 +27,7 @@ from fraudstream.config import Config
 from fraudstream.kafka.pipeline import KafkaPipeline
 from fraudstream.kafka.processors import processor_factory
 from fraudstream.kafka.task import VIEWS, PartitionTask
+from fraudstream.kafka.view_reader import print_view
 from fraudstream.views import combine, latest
 
 PARTITIONS = 2
@@ -105,6 +107,13 @@ def test_the_example_view_runs_beside_the_detector_and_reads_back_equal_to_the_o
     assert stats.view_rows == len(msgs) > 0
     kinds = check_view(stream, [(m.key(), m.value()) for m in msgs])
     assert kinds["update"] > 0
+    # `fraudstream view --combine` prints the same windows
+    out, err = io.StringIO(), io.StringIO()
+    printed = print_view(config, combined=True, fmt="json", out=out, err=err)
+    rows = latest((m.key(), m.value()) for m in msgs)
+    expected = combine(rows.values(), config.view.aggregations)
+    assert [json.loads(line) for line in out.getvalue().splitlines()] == expected
+    assert printed == len(expected) and f"{printed:,} windows" in err.getvalue()
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
     resource = ConfigResource(ResourceType.TOPIC, config.kafka.view_topic)
     entries = admin.describe_configs([resource])[resource].result(30)
