@@ -78,47 +78,55 @@ class Rows:
     rejected: list[str] = field(default_factory=list)
 
 
-def _cell(value: Any, column: str) -> float:
+def _cell(value: Any, column: str, codes: dict[str, float]) -> float:
+    """A column value that is not a float or an int: null (NaN), or a short code string."""
     if value is None:
         return math.nan
-    if isinstance(value, bool):
-        raise ValueError(f"{column!r} is a boolean")
-    if isinstance(value, int | float):
-        return float(value)
     if isinstance(value, str):
-        code = _core.pack_code(value) if value else None
+        code = codes.get(value)
         if code is None:
-            raise ValueError(f"{column!r} = {value[:32]!r} is not a number or a short code")
-        return float(code)
+            packed = _core.pack_code(value) if value else None
+            if packed is None:
+                raise ValueError(f"{column!r} = {value[:32]!r} is not a number or a short code")
+            code = codes[value] = float(packed)
+        return code
     raise ValueError(f"{column!r} is a {type(value).__name__}")
 
 
 def decode_rows(msgs: list[Any], section: TableSection) -> Rows:
     """Table records (``key()``, ``value()``) as rows: key, version time, values, deleted."""
     rows = Rows()
+    columns, stamp = section.columns, section.version_time
+    codes: dict[str, float] = {}  # the few distinct code strings, packed once
+    loads = json.loads
     for m in msgs:
         raw_key, raw = m.key(), m.value()
         try:
-            key = int((raw_key or b"").decode("ascii"))
+            key = int(raw_key.decode("ascii"))
             if not INT64_MIN <= key <= INT64_MAX:
                 raise ValueError
-        except (ValueError, UnicodeDecodeError):
+        except (AttributeError, ValueError, UnicodeDecodeError):
             rows.rejected.append(f"key {raw_key[:32] if raw_key else raw_key!r} is not an int64 in decimal")
             continue
         if raw is None:
             rows.keys.append(key)
             rows.versions.append(0)
-            rows.values.append([0.0] * len(section.columns))
+            rows.values.append([0.0] * len(columns))
             rows.deleted.append(True)
             continue
         try:
-            record = json.loads(raw)
-            if not isinstance(record, dict):
-                raise ValueError("the value is not a JSON object")
-            version = record.get(section.version_time)
-            if isinstance(version, bool) or not isinstance(version, int):
-                raise ValueError(f"version time {section.version_time!r} is not an integer (epoch ms)")
-            values = [_cell(record.get(c), c) for c in section.columns]
+            try:
+                record = loads(raw)
+                version = record[stamp]  # TypeError: not an object; KeyError: no version time
+            except (TypeError, KeyError):
+                raise ValueError(f"not a JSON object with the version time {stamp!r}") from None
+            if type(version) is not int:
+                raise ValueError(f"version time {stamp!r} is not an integer (epoch ms)")
+            values = []
+            for c in columns:
+                v = record.get(c)
+                t = type(v)
+                values.append(v if t is float else float(v) if t is int else _cell(v, c, codes))
         except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
             rows.rejected.append(f"key {key}: {str(exc)[:200]}")
             continue
@@ -127,6 +135,36 @@ def decode_rows(msgs: list[Any], section: TableSection) -> Rows:
         rows.values.append(values)
         rows.deleted.append(False)
     return rows
+
+
+def apply_rows(table: _core.LookupTable, rows: Rows) -> int:
+    """Applies decoded rows to a lookup table whose last column is :data:`VERSION_COLUMN`:
+    per key the newest version wins (equal times: the later row), a tombstone deletes whatever
+    is held. Returns how many upserts were stale (older than what was held). The result is
+    that of applying the rows one by one, so it does not depend on how they were batched."""
+    if not rows.keys:
+        return 0
+    keys = np.asarray(rows.keys, np.int64)
+    held = table.lookup(keys)
+    stored = np.where(held["matched"], held[VERSION_COLUMN], -np.inf).tolist()
+    newest: dict[int, float] = {}
+    chosen: dict[int, int] = {}  # key -> row, or -1: deleted
+    stale = 0
+    for i, (k, v, d) in enumerate(zip(rows.keys, rows.versions, rows.deleted, strict=True)):
+        if d:
+            chosen[k], newest[k] = -1, -math.inf
+        elif v >= newest.get(k, stored[i]):
+            chosen[k], newest[k] = i, v
+        else:
+            stale += 1
+    picked = np.fromiter(chosen.values(), np.int64, len(chosen))
+    gone = picked < 0
+    at = np.where(gone, 0, picked)
+    values = np.asarray(rows.values, np.float64)[at]
+    cols = [np.ascontiguousarray(values[:, j]) for j in range(values.shape[1])]
+    cols.append(np.asarray(rows.versions, np.float64)[at])
+    table.update(np.fromiter(chosen.keys(), np.int64, len(chosen)), cols, gone)
+    return stale
 
 
 class KafkaTable:
@@ -242,36 +280,12 @@ class KafkaTable:
         return positions
 
     def _upsert(self, table: _core.LookupTable, rows: Rows) -> None:
-        """Applies decoded rows: per key, the newest version (see the module docstring)."""
         if rows.rejected:
             if self.rejected < MAX_LOGGED_REJECTS:
                 log.warning("table %s: rejected records, e.g. %s", self.name, rows.rejected[:5])
             self.rejected += len(rows.rejected)
-        n = len(rows.keys)
-        if not n:
-            return
-        keys = np.asarray(rows.keys, np.int64)
-        held = table.lookup(keys)
-        stored = np.where(held["matched"], held[VERSION_COLUMN], -np.inf).tolist()
-        newest: dict[int, float] = {}
-        chosen: dict[int, int] = {}  # key -> row, or -1: deleted
-        for i, (k, v, d) in enumerate(zip(rows.keys, rows.versions, rows.deleted, strict=True)):
-            if d:
-                chosen[k], newest[k] = -1, -math.inf
-                continue
-            if v >= newest.get(k, stored[i]):
-                chosen[k], newest[k] = i, v
-            else:
-                self.stale += 1
-        picked = np.fromiter(chosen.values(), np.int64, len(chosen))
-        gone = picked < 0
-        at = np.where(gone, 0, picked)
-        values = np.asarray(rows.values, np.float64)[at]
-        versions = np.asarray(rows.versions, np.float64)[at]
-        cols = [np.ascontiguousarray(values[:, j]) for j in range(len(self.columns))]
-        cols.append(np.ascontiguousarray(versions))
-        table.update(np.fromiter(chosen.keys(), np.int64, len(chosen)), cols, gone)
-        self.loaded += n
+        self.stale += apply_rows(table, rows)
+        self.loaded += len(rows.keys)
 
     # -- lookups ----------------------------------------------------------------------------
 
@@ -396,6 +410,7 @@ __all__ = [
     "KafkaTable",
     "KafkaTables",
     "Rows",
+    "apply_rows",
     "decode_rows",
     "empty_lookup",
 ]
