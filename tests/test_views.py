@@ -8,13 +8,16 @@ from typing import Any
 
 import numpy as np
 import pytest
+from confluent_kafka import Message
 
-from fraudstream.config import Config, KafkaSection, ViewSection
+from fraudstream.config import Config, DetectorSection, KafkaSection, ViewSection
 from fraudstream.errors import ConfigError, SnapshotError
 from fraudstream.fanout import Fanout
 from fraudstream.fraud.detector import FraudDetector
 from fraudstream.generator import card_transactions
+from fraudstream.kafka.processors import processor_factory
 from fraudstream.kafka.schema import CATEGORIES, decode_batch, encode_transactions, merchant_category
+from fraudstream.kafka.task import ALERTS, VIEWS, PartitionTask
 from fraudstream.processor import ProcessorOutput
 from fraudstream.views import combine, latest, make_view_engine, view_processor, view_records
 
@@ -199,3 +202,39 @@ def test_the_category_is_a_property_of_the_terminal_and_optional_in_the_schema()
     batch = decode_batch([encode_transactions(card_transactions(1, seed=0))[0], without, out_of_range])
     assert batch.columns["category"].tolist() == [doc["category"], -1]
     assert batch.error_reason == ["field 'category' must be in [0, 9999], got 10000"]
+
+
+def test_early_rows_share_their_windows_key_and_the_final_row_wins() -> None:
+    engine = make_view_engine(view_config(early=True))
+    t0 = 1_700_002_800_000
+    out = engine.process(
+        {
+            "category": np.array([5411, 5411, 5411]),
+            "event_time": np.array([t0, t0 + 10, t0 + HOUR + 6_000]),
+            "amount": np.array([1.0, 2.0, 4.0]),
+        }
+    )
+    records = view_records(out, 0)
+    window = [json.loads(v) for k, v in records if k == f"5411:{t0}:0".encode()]
+    assert [r["kind"] for r in window] == ["early", "early", "final"]
+    assert [r["n"] for r in window] == [1, 2, 2]
+    assert latest(records)[f"5411:{t0}:0".encode()]["kind"] == "final"
+
+
+def test_any_window_engine_publishes_its_rows_the_velocity_rule_without_a_view_section() -> None:
+    kafka = KafkaSection.for_topic("127.0.0.1:1", "in")
+    kafka.view_topic = "in-view"
+    config = Config(kafka=kafka, detector=DetectorSection(kind="velocity")).validate()
+    data = card_transactions(2_000, cards=50, rate_per_s=2.0, seed=4)
+    msgs = [
+        Message(topic="in", partition=0, offset=i, key=b"k", value=v, timestamp=(1, 1_800_000_000_000))
+        for i, v in enumerate(encode_transactions(data))
+    ]
+    task = PartitionTask(0, processor_factory(config)(), config)
+    out = task.process(msgs)
+    rows = [json.loads(v) for _, v in out.records[VIEWS]]
+    assert len(rows) > 0 and {"n", "countries", "total"} <= set(rows[0])
+    assert all(r["window_end"] - r["window_start"] == 300_000 for r in rows)  # the [rule]'s 5 min HOP
+    config.kafka.view_topic = ""
+    quiet = PartitionTask(0, processor_factory(config)(), config).process(msgs)
+    assert VIEWS not in quiet.records and len(quiet.records[ALERTS]) == len(out.records[ALERTS])

@@ -4,19 +4,22 @@ values by then), and the ``[store]`` section building the processor ``fraudstrea
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import redis
 
-from fraudstream.config import Config, StoreSection
+from fraudstream.config import Config, StoreSection, load_config, store_features
 from fraudstream.errors import ConfigError
 from fraudstream.fraud.detector import FraudDetector
 from fraudstream.fraud.rules import Rule, default_rules
 from fraudstream.kafka.processors import processor_factory
 from fraudstream.store import DEFAULT_FEATURES, DEGRADED, FeatureStore, StoreEnrichment
 from fraudstream.windows import hopping
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
 def chargebacks(url: str, prefix: str, values: dict[int, int]) -> None:
@@ -95,6 +98,19 @@ def test_the_store_section_puts_the_store_in_front_of_the_detector(redis_url: st
     assert out.scores is not None and out.scores[DEGRADED].tolist() == [0, 0]
     assert built.counters()["store_rows"] == 2
     assert processor_factory(Config().validate())().__class__ is FraudDetector  # no url: no store
+
+
+def test_the_example_config_alerts_on_a_card_with_chargebacks_in_the_store(
+    redis_url: str, redis_prefix: str
+) -> None:
+    config = load_config(EXAMPLES / "feature-store.toml", env={})
+    assert config.store.url and set(store_features(config.store)) == set(DEFAULT_FEATURES)
+    config.store.url, config.store.key_prefix = redis_url, redis_prefix  # the test's server and keys
+    config.detector.rules_file = str(EXAMPLES / "feature-store-rules.toml")
+    chargebacks(redis_url, redis_prefix, {7: 3, 8: 1})
+    out = processor_factory(config)().process(batch([8, 7, 9], 0))
+    assert [(a.card_id, a.rule) for a in out.alerts] == [(7, "known_chargebacks")]
+    assert "3 chargebacks" in out.alerts[0].reasons[0]
 
 
 @pytest.mark.parametrize(
