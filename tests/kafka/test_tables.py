@@ -28,7 +28,7 @@ from fraudstream.errors import ConfigError
 from fraudstream.fraud.model import Model, ModelInput
 from fraudstream.fraud.profiles import DAY_MS
 from fraudstream.kafka.pipeline import KafkaPipeline
-from fraudstream.kafka.produce import encode_profiles
+from fraudstream.kafka.produce import ProduceOptions, encode_profiles, produce
 from fraudstream.kafka.schema import encode_transactions
 
 pytestmark = pytest.mark.kafka
@@ -238,3 +238,27 @@ def test_table_updates_keep_flowing_while_transactions_are_processed(
     assert not runner.is_alive()
     assert alerted_cards(kafka_bootstrap, config) == [500]  # 501 has no profile
     assert missing_profiles() == 1
+
+
+def test_produce_profiles_gives_every_card_of_its_traffic_a_copartitioned_profile(
+    kafka_bootstrap: str, kafka_topic_factory: Callable[..., str], tmp_path: Path
+) -> None:
+    tx = kafka_topic_factory(PARTITIONS)
+    table = f"{tx}-profiles"  # created by produce; deleted with the input topic's derived ones
+    config = config_for(kafka_bootstrap, tx, table, tmp_path, "copartitioned")
+    config.detector = DetectorSection(profiles_table="profiles")  # the shipped profiles model
+    sent = produce(
+        config,
+        ProduceOptions(events=20_000, cards=2_000, partitions=PARTITIONS, profiles_topic=table),
+        say=lambda _line: None,
+    )
+    pipeline = KafkaPipeline(config)
+    missing_profiles = counting(pipeline)
+    stats = pipeline.run(idle_exit_s=3, max_seconds=120)
+    assert stats.consumed == stats.processed == sent["events"] == 20_000
+    assert missing_profiles() == 0  # every card of the traffic has its profile
+    # keyed alike: a card's profile lives in the partition number of its transactions
+    where = {m.key(): m.partition() for m in read_all(kafka_bootstrap, table, PARTITIONS, committed=False)}
+    cards = {m.key(): m.partition() for m in read_all(kafka_bootstrap, tx, PARTITIONS, committed=False)}
+    assert cards and all(where[card] == p for card, p in cards.items())
+    assert pipeline.tables.tables["profiles"].loaded == len(where)
