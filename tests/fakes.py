@@ -7,13 +7,17 @@ from dataclasses import dataclass
 
 @dataclass
 class FakeMessage:
-    """``value()``, ``key()``, ``offset()``, ``partition()``, ``topic()``, ``timestamp()``."""
+    """``error()`` (always None), ``value()``, ``key()``, ``offset()``, ``partition()``, ``topic()``,
+    ``timestamp()``."""
 
     _value: bytes | None
     _offset: int
     _key: bytes | None = b"k"
     _timestamp: int = 1_700_000_000_000
     _ts_type: int = 1  # CreateTime
+
+    def error(self) -> None:
+        return None
 
     def value(self) -> bytes | None:
         return self._value

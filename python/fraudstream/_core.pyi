@@ -16,7 +16,9 @@ __all__ = [
     "WindowEngine",
     "__version__",
     "decode_transactions",
+    "message_columns",
     "pack_code",
+    "score_records",
     "unpack_code",
 ]
 __version__: str
@@ -109,6 +111,24 @@ def decode_transactions(
 ) -> tuple[dict[str, np.ndarray[Any, Any]], npt.NDArray[np.uint32], list[str]]: ...
 def pack_code(code: str) -> int | None: ...
 def unpack_code(code: int) -> str: ...
+def message_columns(
+    messages: list[Any],
+) -> tuple[
+    list[bytes],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+]: ...
+def score_records(
+    txn_id: npt.NDArray[np.int64],
+    card_id: npt.NDArray[np.int64],
+    score: npt.NDArray[np.float64],
+    decision: npt.NDArray[np.int64],
+    offset: npt.NDArray[np.int64],
+    decisions: list[str],
+    degraded: npt.NDArray[np.int64] | None = None,
+) -> list[tuple[bytes, bytes]]: ...
 
 @final
 class FeatureEngine:

@@ -12,6 +12,7 @@
 //! - [`engine`]: `process` / `advance_to` / `flush` / `snapshot` over the pieces above.
 //! - [`decode`]: JSON message batches to columns, bad records to the dead-letter output.
 //! - [`queue`]: the bounded queue with backpressure between pipeline stages.
+//! - [`records`]: the Kafka pipeline's output records, built for a whole batch at once.
 //! - [`snapshot`]: versioned state bytes.
 //! - [`join`]: the event-time temporal join over a versioned table; the lookup join.
 //! - [`features`]: per-card and per-terminal rolling fraud features with delayed labels; model scoring.
@@ -28,6 +29,7 @@ pub mod join;
 pub mod predicate;
 pub mod prefetch;
 pub mod queue;
+pub mod records;
 pub mod snapshot;
 pub mod time;
 pub mod watermark;

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
 from collections.abc import Callable
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
@@ -36,6 +35,7 @@ from confluent_kafka.admin import AdminClient
 from fraudstream.config import Config
 from fraudstream.errors import FencedError, StreamError
 from fraudstream.kafka.changelog import CHUNK_BYTES, ChangelogWriter
+from fraudstream.kafka.consumed import ConsumedBatch
 from fraudstream.kafka.gauges import PipelineGauges
 from fraudstream.kafka.processors import processor_factory
 from fraudstream.kafka.stats import COMMITTED_COUNTS, RunStats
@@ -203,30 +203,28 @@ class KafkaPipeline:
 
     def _process(self, msgs: list[Message]) -> None:
         self.transactions.begin()
-        by_partition: dict[int, list[Message]] = defaultdict(list)
-        for m in msgs:
-            err = m.error()
-            if err is not None:
-                if err.fatal():
-                    raise KafkaException(err)
-                log.warning("consumer error: %s", err)
-                continue
-            p, offset = m.partition(), m.offset()
+        batch = ConsumedBatch.of(msgs)  # one Rust call: no Python loop over the messages
+        for row in batch.error_rows.tolist():
+            err = msgs[row].error()
+            if err.fatal():
+                raise KafkaException(err)
+            log.warning("consumer error: %s", err)
+        taken = 0
+        for partition, rows in batch.by_partition():
             # Only records of partitions we own, past what is already processed: a consume call
             # that ran a rebalance can still return records fetched before it.
-            if p is not None and offset is not None and self.tasks.accepts(p, offset):
-                by_partition[p].append(m)
-            else:
-                self.stats.skipped += 1
-        for partition, batch in by_partition.items():
-            self._process_partition(partition, batch)
+            rows = rows[self.tasks.accepted(partition, batch.offsets[rows])]
+            if len(rows):
+                taken += len(rows)
+                self._process_partition(partition, batch.take(rows))
+        self.stats.skipped += len(batch) - len(batch.error_rows) - taken
         self.transactions.poll()
 
-    def _process_partition(self, partition: int, msgs: list[Message]) -> None:
-        out = self.tasks.tasks[partition].process(msgs)
+    def _process_partition(self, partition: int, batch: ConsumedBatch) -> None:
+        out = self.tasks.tasks[partition].process_batch(batch)
         self._emit(partition, out)
         self.tasks.processed(partition, out.next_offset)
-        self._uncommitted += len(msgs)
+        self._uncommitted += len(batch)
         for alert in out.alerts:  # latency from the trigger's message timestamp (the processor's)
             if alert.latency_ms is not None:
                 self.metrics.alert_latency.observe(alert.latency_ms)
@@ -235,9 +233,8 @@ class KafkaPipeline:
         """Sends a task's records into the open transaction and counts them."""
         waited = 0.0
         for role, records in out.records.items():
-            topic = self._topics[role]
-            for key, value in records:
-                waited += self.transactions.send(topic, key, value, partition)
+            if records:
+                waited += self.transactions.send_batch(self._topics[role], records, partition)
         for letter in out.dead_letters:
             waited += self.transactions.send_dead_letter(self._topics[DEAD_LETTERS], letter, partition)
         if waited:

@@ -1,11 +1,12 @@
 """The work of one input partition: decode -> dedup -> processor -> output records.
 
 A :class:`PartitionTask` is Kafka Streams' StreamTask without the Kafka calls: it takes the
-partition's messages (anything with ``value()``, ``key()``, ``offset()``, ``timestamp()``,
-``topic()``, ``partition()``) and returns the records to publish, by role. The transactional
-loop sends them; the exactly-once tests and the chaos benchmark call the same task over the
-same input to get the reference output, so there is one implementation of what a partition
-computes.
+partition's messages (anything with ``error()``, ``value()``, ``key()``, ``offset()``,
+``timestamp()``, ``topic()``, ``partition()``), read as columns in one call
+(:class:`~fraudstream.kafka.consumed.ConsumedBatch`), and returns the records to publish, by
+role. The transactional loop sends them; the exactly-once tests and the chaos benchmark call
+the same task over the same input to get the reference output, so there is one
+implementation of what a partition computes.
 
 Invariants:
 - Every consumed message ends as processed or dead-lettered, counted where it happens:
@@ -34,9 +35,11 @@ from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 
+from fraudstream import _core
 from fraudstream.alerts import Alert
 from fraudstream.config import Config
 from fraudstream.errors import StreamError
+from fraudstream.kafka.consumed import ConsumedBatch
 from fraudstream.kafka.schema import decode_batch
 from fraudstream.processor import DECISIONS, Processor, ProcessorOutput, pack, unpack
 from fraudstream.views import view_records
@@ -109,6 +112,8 @@ class DeadLetter(NamedTuple):
 
 class MessageLike(Protocol):
     """What the task reads of a consumed message (confluent-kafka's ``Message`` fits)."""
+
+    def error(self) -> Any: ...
 
     def value(self) -> bytes | None: ...
 
@@ -207,16 +212,23 @@ class PartitionTask:
 
     def process(self, msgs: list[Any]) -> TaskOutput:
         """Processes the partition's next messages, in offset order."""
-        out = TaskOutput(consumed=len(msgs))
-        if not msgs:
+        return self.process_batch(ConsumedBatch.of(msgs))
+
+    def process_batch(self, batch: ConsumedBatch) -> TaskOutput:
+        """Processes the partition's next messages, read as columns, in offset order."""
+        out = TaskOutput(consumed=len(batch))
+        if not len(batch):
             return out
+        if len(batch.error_rows) or batch.offsets.min() < 0:
+            raise StreamError("a consumer error or a message without an offset is not a record to process")
         self.last_input_ms = self.clock()
-        decoded = decode_batch([m.value() or b"" for m in msgs], self.decode)
+        msgs = batch.messages  # read only for dead letters
+        decoded = decode_batch(batch.values, self.decode)
         for index, reason in zip(decoded.error_index.tolist(), decoded.error_reason, strict=True):
             msg = msgs[index]
             self._dead_letter(out, msg, TOMBSTONE_REASON if msg.value() is None else reason)
         cols = decoded.columns
-        stamps = np.fromiter((_timestamp(m) for m in msgs), np.int64, len(msgs))
+        stamps = batch.timestamps
         future, reasons = self.future_rows(stamps, cols)
         if len(future):
             for r, reason in zip(future.tolist(), reasons, strict=True):
@@ -243,14 +255,14 @@ class PartitionTask:
             result = self.processor.process(cols)
             refused = self._refused(out, msgs, cols["source_index"], result)
             out.processed = n - refused
-            self._publish(out, result, msgs, cols)
-        out.next_offset = _offset(msgs[-1]) + 1
+            self._publish(out, result, batch.offsets[cols["source_index"]])
+        out.next_offset = int(batch.offsets[-1]) + 1
         return out
 
     def advance(self, wall_clock_ms: int) -> TaskOutput:
         """Idle time: lets the processor close what the wall clock says is over."""
         out = TaskOutput()
-        self._publish(out, self.processor.advance(wall_clock_ms), [], None)
+        self._publish(out, self.processor.advance(wall_clock_ms), None)
         return out
 
     def future_rows(
@@ -303,22 +315,20 @@ class PartitionTask:
         return len(result.late_rows) + len(result.dead_rows)
 
     def _publish(
-        self,
-        out: TaskOutput,
-        result: ProcessorOutput,
-        msgs: list[Any],
-        cols: dict[str, np.ndarray[Any, Any]] | None,
+        self, out: TaskOutput, result: ProcessorOutput, offsets: np.ndarray[Any, Any] | None
     ) -> None:
+        """The records of ``result``; ``offsets``: the input message offset of each row given to
+        the processor (None for an ``advance``)."""
         out.suppressed += result.suppressed
         for alert in result.alerts:
             offset = None
-            if cols is not None and alert.trigger_row >= 0:
-                offset = _offset(msgs[int(cols["source_index"][alert.trigger_row])])
+            if offsets is not None and alert.trigger_row >= 0:
+                offset = int(offsets[alert.trigger_row])
             located = alert.located(partition=self.partition, offset=offset)
             out.alerts.append(located)
             out.records[ALERTS].append((str(alert.card_id).encode(), located.to_json()))
-        if self.scores_on and result.scores is not None and cols is not None:
-            out.records[SCORES].extend(score_records(result.scores, msgs, cols["source_index"]))
+        if self.scores_on and result.scores is not None and offsets is not None:
+            out.records[SCORES].extend(score_records(result.scores, offsets))
         if self.views_on and result.rows is not None:
             out.records.setdefault(VIEWS, []).extend(view_records(result.rows, self.partition))
 
@@ -372,31 +382,26 @@ class PartitionTask:
 
 
 def score_records(
-    scores: dict[str, np.ndarray[Any, Any]], msgs: list[Any], source: np.ndarray[Any, Any]
-) -> list[Record]:
-    """One JSON record per scored transaction, keyed by card."""
-    rows = scores["row"].tolist()
-    offsets = [_offset(msgs[int(source[r])]) for r in rows]
-    decisions = [DECISIONS[d] for d in scores["decision"].tolist()]
-    out: list[Record] = []
-    for txn, card, score, decision, offset in zip(
-        scores["txn_id"].tolist(),
-        scores["card_id"].tolist(),
-        scores["score"].tolist(),
-        decisions,
-        offsets,
-        strict=True,
-    ):
-        value = (
-            f'{{"txn_id":{txn},"card_id":{card},"score":{_score(score)},'
-            f'"decision":"{decision}","offset":{offset}}}'
-        )
-        out.append((str(card).encode(), value.encode()))
-    return out
+    scores: dict[str, np.ndarray[Any, Any]], offsets: np.ndarray[Any, Any]
+) -> list[tuple[bytes, bytes]]:
+    """One JSON record per scored transaction, keyed by card, built in one Rust pass
+    (``_core.score_records``); ``offsets``: the input offset of each row given to the processor.
+    ``"degraded":true`` on a row scored with the feature store's defaults (the scores'
+    ``degraded`` column)."""
+    degraded = scores.get("degraded")
+    return _core.score_records(
+        _int64(scores["txn_id"]),
+        _int64(scores["card_id"]),
+        np.ascontiguousarray(scores["score"], dtype=np.float64),
+        _int64(scores["decision"]),
+        _int64(np.asarray(offsets)[scores["row"]]),
+        list(DECISIONS),
+        None if degraded is None else _int64(degraded),
+    )
 
 
-def _score(s: float) -> str:
-    return "null" if s != s else f"{s:.6f}"  # NaN: the processor does not score
+def _int64(a: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    return np.ascontiguousarray(a, dtype=np.int64)
 
 
 def dead_letter(msg: Any, reason: str, max_bytes: int = DLQ_MAX_RECORD_BYTES) -> DeadLetter:
@@ -441,19 +446,6 @@ def dead_letter(msg: Any, reason: str, max_bytes: int = DLQ_MAX_RECORD_BYTES) ->
 def read_dead_letter(msg: Any) -> DeadLetter:
     """A consumed dead-letter record (a confluent-kafka ``Message``) as a :class:`DeadLetter`."""
     return DeadLetter(msg.key(), msg.value(), list(msg.headers() or []))
-
-
-def _timestamp(m: Any) -> int:
-    """A message's timestamp in epoch ms, or -1 when it has none."""
-    ts_type, ts = m.timestamp()
-    return int(ts) if ts_type and ts is not None and ts >= 0 else -1
-
-
-def _offset(m: Any) -> int:
-    o = m.offset()
-    if o is None:
-        raise StreamError("consumed a message without an offset")
-    return int(o)
 
 
 __all__ = [

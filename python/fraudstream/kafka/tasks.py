@@ -16,7 +16,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
+import numpy as np
 from confluent_kafka import Consumer, TopicPartition
 
 from fraudstream.config import Config
@@ -53,9 +55,12 @@ class TaskManager:
         self.dlq_max_bytes = DLQ_MAX_RECORD_BYTES
         """Room for one dead letter (the pipeline sets the dead-letter topic's limit)."""
 
-    def accepts(self, partition: int, offset: int) -> bool:
-        """Whether a consumed record is this instance's to process now."""
-        return partition in self.tasks and offset >= self.positions.get(partition, 0)
+    def accepted(self, partition: int, offsets: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+        """Which of a partition's consumed records (by offset) are this instance's to process
+        now: those of a partition it owns, at or past its position."""
+        if partition not in self.tasks:
+            return np.zeros(len(offsets), dtype=bool)
+        return np.asarray(offsets >= self.positions.get(partition, 0))
 
     def processed(self, partition: int, next_offset: int | None) -> None:
         if next_offset is not None:

@@ -26,8 +26,8 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 
 from fraudstream.config import Config
 from fraudstream.errors import FencedError, StreamError
-from fraudstream.kafka.producing import produce_waiting
-from fraudstream.kafka.task import DeadLetter
+from fraudstream.kafka.producing import produce_batch_waiting, produce_waiting
+from fraudstream.kafka.task import DeadLetter, Record
 from fraudstream.kafka.topics import client_config
 from fraudstream.kafka.watchdog import Watchdog
 
@@ -118,6 +118,11 @@ class TransactionalProducer:
         """Sends one record in the open transaction; returns seconds spent waiting for room
         in the local queue (a slow broker holds the input back)."""
         return produce_waiting(self.producer, topic, key=key, value=value, partition=partition)
+
+    def send_batch(self, topic: str, records: list[Record], partition: int) -> float:
+        """Sends records (key, value) in the open transaction, in order, in one call; returns
+        seconds spent waiting for room in the local queue."""
+        return produce_batch_waiting(self.producer, topic, records, partition)
 
     def send_dead_letter(self, topic: str, letter: DeadLetter, partition: int) -> float:
         """Sends a dead letter (its headers included). The task sized it to fit the topic; if

@@ -10,6 +10,7 @@ mod engine;
 mod errors;
 mod features;
 mod queue;
+mod records;
 mod temporal_join;
 
 use pyo3::prelude::*;
@@ -25,6 +26,8 @@ mod _core {
     use super::features::{FeatureEngine, ModelScorer};
     #[pymodule_export]
     use super::queue::BoundedQueue;
+    #[pymodule_export]
+    use super::records::{message_columns, score_records};
     #[pymodule_export]
     use super::temporal_join::{LookupTable, TemporalJoin};
 
