@@ -109,7 +109,8 @@ def _run(args: argparse.Namespace) -> int:
         if status is not None:
             status.close()
         pipeline.watchdog.close()
-    print(json.dumps(stats.as_dict()))
+    tables = {"tables": pipeline.tables.stats()} if pipeline.tables.tables else {}  # rows, restore ms
+    print(json.dumps({**stats.as_dict(), **tables}))
     return 0
 
 
