@@ -28,7 +28,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from fraudstream import _core
 from fraudstream.config import Config, KafkaSection, TableSection
-from fraudstream.kafka.produce import encode_profiles
+from fraudstream.kafka.produce import encode_profiles, send_record
 from fraudstream.kafka.table_source import GLOBAL, KafkaTable
 
 COLUMNS = ["home_country", "account_opened", "avg_amount"]
@@ -50,12 +50,7 @@ def write(bootstrap: str, topic: str, rows: int, partitions: int) -> float:
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 20, "enable.idempotence": True})
     began = time.perf_counter()
     for key, value in encode_profiles(profiles, now):
-        while True:
-            try:
-                producer.produce(topic, key=key, value=value)
-                break
-            except BufferError:
-                producer.poll(0.05)
+        send_record(producer, topic, key, value)
     assert producer.flush(120) == 0
     return time.perf_counter() - began
 

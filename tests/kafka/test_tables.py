@@ -28,7 +28,7 @@ from fraudstream.errors import ConfigError
 from fraudstream.fraud.model import Model, ModelInput
 from fraudstream.fraud.profiles import DAY_MS
 from fraudstream.kafka.pipeline import KafkaPipeline
-from fraudstream.kafka.produce import ProduceOptions, encode_profiles, produce
+from fraudstream.kafka.produce import ProduceOptions, encode_profiles, produce, send_record
 from fraudstream.kafka.schema import encode_transactions
 
 pytestmark = pytest.mark.kafka
@@ -68,12 +68,7 @@ def profiles(cards: np.ndarray[Any, Any], home: int = FR) -> dict[str, np.ndarra
 def send(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5, "enable.idempotence": True})
     for key, value in records:
-        while True:
-            try:
-                producer.produce(topic, key=key, value=value)
-                break
-            except BufferError:
-                producer.poll(0.05)
+        send_record(producer, topic, key, value)
     assert producer.flush(30) == 0
 
 

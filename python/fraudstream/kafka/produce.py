@@ -215,7 +215,7 @@ def produce(
         for lo in range(0, n, step):
             chunk = {name: v[lo : lo + step] for name, v in data.items()}
             for key, value in zip(chunk["card_id"].tolist(), encode_transactions(chunk), strict=True):
-                _send(producer, topic, str(key).encode(), value, delivered)
+                send_record(producer, topic, str(key).encode(), value, delivered)
             producer.poll(0)
             if failed:
                 break
@@ -309,7 +309,7 @@ def produce_profiles(
 
     producer = Producer({**settings, "linger.ms": 5, "enable.idempotence": True, "acks": "all"})
     for key, value in records:
-        _send(producer, topic, key, value, delivered)
+        send_record(producer, topic, key, value, delivered)
     left = producer.flush(60)
     if failed or left:
         reason = failed[0].str() if failed else f"{left} records still undelivered after 60 s"
@@ -317,14 +317,14 @@ def produce_profiles(
     return len(records)
 
 
-def _send(
+def send_record(
     producer: Producer,
     topic: str,
     key: bytes,
     value: bytes,
-    delivered: Callable[[KafkaError | None, Message], None],
+    delivered: Callable[[KafkaError | None, Message], None] | None = None,
 ) -> None:
-    """Produces one record, waiting while the local queue is full."""
+    """Produces one record, waiting while the producer's local queue is full."""
     while True:
         try:
             producer.produce(topic, key=key, value=value, on_delivery=delivered)
@@ -337,4 +337,12 @@ def _utc(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M")
 
 
-__all__ = ["ProduceOptions", "encode_profiles", "parse_time", "produce", "produce_profiles", "topic_end"]
+__all__ = [
+    "ProduceOptions",
+    "encode_profiles",
+    "parse_time",
+    "produce",
+    "produce_profiles",
+    "send_record",
+    "topic_end",
+]
