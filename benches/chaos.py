@@ -18,7 +18,9 @@ Scenarios (each on fresh topics, with injected fraud bursts and hostile records 
 After every scenario, with every instance stopped: the alerts read with ``read_committed`` equal the
 alerts of the in-process engine run per partition over the same input (``lost``, ``duplicated`` and
 ``spurious`` count the differences), the dead-letter topic holds exactly the records the reference
-rejects (decode errors and late events), the group's committed offsets cover the whole input
+rejects (decode errors and late events), the view topic holds exactly the reference's view records
+(a ``[view]`` of count and sum per category and 10 s runs beside the detector: ``views_lost``,
+``views_duplicated``), the group's committed offsets cover the whole input
 (``input == processed + dead_lettered``), and the state in the changelog equals the reference
 engine's state byte for byte (``state_mismatch`` counts partitions that differ).
 
@@ -69,7 +71,7 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
-from fraudstream.config import Config, DecodeSection, KafkaSection, to_toml
+from fraudstream.config import Config, DecodeSection, KafkaSection, ViewSection, to_toml
 from fraudstream.errors import StreamError
 from fraudstream.kafka.changelog import read_changelog
 from fraudstream.kafka.processors import processor_factory
@@ -79,6 +81,7 @@ from fraudstream.kafka.task import (
     H_OFFSET,
     H_PARTITION,
     SCORES,
+    VIEWS,
     DeadLetter,
     PartitionTask,
     read_dead_letter,
@@ -205,7 +208,7 @@ def create_topic(bootstrap: str, name: str, partitions: int) -> None:
 def delete_topics(bootstrap: str, config: Config) -> None:
     k = config.kafka
     a = admin(bootstrap)
-    names = [k.input_topic, k.alerts_topic, k.dead_letter_topic, k.changelog_topic]
+    names = [k.input_topic, k.alerts_topic, k.dead_letter_topic, k.changelog_topic, k.view_topic]
     existing = set(a.list_topics(timeout=10).topics)
     doomed = [t for t in names if t in existing]
     if doomed:
@@ -234,13 +237,20 @@ def chaos_config(bootstrap: str, topic: str, dedup_horizon: str = "10m", **kafka
         idle_timeout_ms=0,
         replication_factor=1,  # the project's broker is a single node
         min_insync_replicas=1,
+        view_topic=f"{topic}-view",
     )
     section = replace(section, **kafka)
     # librdkafka heartbeats every 3 s by default: a session timeout of 3 s then expires between
     # two heartbeats and the group rebalances all the time (see the report of issue 8)
     section.client = {"heartbeat.interval.ms": str(section.session_timeout_ms // 3), **section.client}
     decode = DecodeSection(dedup_horizon=dedup_horizon)
-    return Config(kafka=section, decode=decode).validate()
+    return Config(kafka=section, decode=decode, view=CHAOS_VIEW).validate()
+
+
+CHAOS_VIEW = ViewSection(key="category", size="10s", out_of_orderness="0s", allowed_lateness="5s")
+"""A view beside the detector, its rows checked like the alerts: windows of 10 s (the input spans
+well under an hour of event time) and a watermark with no delay, so the input's disorder (up to
+3 s) re-emits windows as UPDATE rows."""
 
 
 def write_toml(config: Config, path: Path) -> Path:
@@ -509,6 +519,8 @@ class Reference:
     scores: Counter[tuple[Any, ...]]
     dead_letters: Counter[tuple[int, int]]
     snapshots: dict[int, bytes]
+    views: Counter[tuple[bytes | None, bytes]] = field(default_factory=Counter)
+    """The view records (key, value) of ``kafka.view_topic``."""
 
 
 def alert_identity(a: dict[str, Any]) -> Alert:
@@ -533,6 +545,7 @@ def reference(config: Config, partitions: int) -> Reference:
     alerts: Counter[Alert] = Counter()
     scores: Counter[tuple[Any, ...]] = Counter()
     dead: Counter[tuple[int, int]] = Counter()
+    views: Counter[tuple[bytes | None, bytes]] = Counter()
     snapshots = {}
     factory = processor_factory(config)
     for p in range(partitions):
@@ -541,9 +554,10 @@ def reference(config: Config, partitions: int) -> Reference:
         alerts.update(alert_identity(json.loads(v)) for _, v in out.records[ALERTS])
         scores.update(score_identity(p, json.loads(v)) for _, v in out.records[SCORES])
         dead.update(dead_letter_origin(letter) for letter in out.dead_letters)
+        views.update(out.records.get(VIEWS, []))
         snapshots[p] = task.snapshot()
     inputs = {p: len(by_partition.get(p, [])) for p in range(partitions)}
-    return Reference(inputs, alerts, scores, dead, snapshots)
+    return Reference(inputs, alerts, scores, dead, snapshots, views)
 
 
 @dataclass
@@ -562,6 +576,9 @@ class Verdict:
     scored: int = 0
     scores_lost: int = 0
     scores_duplicated: int = 0
+    views: int = 0
+    views_lost: int = 0
+    views_duplicated: int = 0
     uncommitted_input: int = 0
     state_mismatch: int = 0
     open_transactions: bool = False
@@ -614,6 +631,14 @@ def verify(config: Config, partitions: int) -> Verdict:
     v.scores_duplicated += scores_spurious
     dl_lost, dl_dup, dl_spurious = differences(ref.dead_letters, dlq)
     v.dead_letters_lost, v.dead_letters_duplicated = dl_lost, dl_dup + dl_spurious
+    viewed: Counter[tuple[bytes | None, bytes]] = Counter()
+    if k.view_topic:
+        viewed.update((m.key(), m.value()) for m in read_topic(k.bootstrap_servers, k.view_topic, partitions))
+        if not ref.views:
+            v.problems.append("the reference publishes no view row: the view check proves nothing")
+    v.views = sum(viewed.values())
+    v.views_lost, v.views_duplicated, views_spurious = differences(ref.views, viewed)
+    v.views_duplicated += views_spurious
     v.dead_lettered = sum(dlq.values())
     committed = committed_offsets(config, partitions)
     ends = end_offsets(k.bootstrap_servers, k.input_topic, partitions)
@@ -649,6 +674,8 @@ def verify(config: Config, partitions: int) -> Verdict:
         "dead_letters_duplicated",
         "scores_lost",
         "scores_duplicated",
+        "views_lost",
+        "views_duplicated",
         "uncommitted_input",
         "state_mismatch",
     ):
@@ -688,6 +715,9 @@ class Outcome:
             "input": v.input,
             "processed": v.processed,
             "alerts": v.alerts,
+            "views": v.views,
+            "views_lost": v.views_lost,
+            "views_duplicated": v.views_duplicated,
             "state_mismatch": v.state_mismatch,
             "crashes": len(self.crashes),
             "ok": self.ok,
