@@ -164,13 +164,8 @@ class FeatureStore:
         values = np.empty((len(unique), len(self.names)), np.float64)
         degraded = np.zeros(len(unique), bool)
         now = self.clock()
-        wanted: list[int] = []
-        for i, key in enumerate(unique.tolist()):
-            hit = self._cached(key, now)
-            if hit is None:
-                wanted.append(i)
-            else:
-                values[i] = hit
+        keys_list = unique.tolist()
+        wanted = self._from_cache(keys_list, values, now)
         c = self.counters
         c.batches += 1
         c.rows += len(arr)
@@ -178,7 +173,7 @@ class FeatureStore:
         c.cache_hits += len(unique) - len(wanted)
         failures, skipped = c.failures, c.skipped
         if wanted:
-            fetched = self._fetch([int(unique[i]) for i in wanted], now)
+            fetched = self._fetch([keys_list[i] for i in wanted], now)
             if fetched is None:
                 values[wanted] = self.defaults
                 degraded[wanted] = True
@@ -205,24 +200,36 @@ class FeatureStore:
 
     # -- the cache --------------------------------------------------------------------------
 
-    def _cached(self, key: int, now: float) -> np.ndarray[Any, Any] | None:
-        entry = self._cache.get(key)
-        if entry is None:
-            return None
-        expires, row = entry
-        if now >= expires:
-            del self._cache[key]
-            return None
-        self._cache.move_to_end(key)
-        return row
+    def _from_cache(self, keys: list[int], values: np.ndarray[Any, Any], now: float) -> list[int]:
+        """Fills ``values`` with the rows the cache holds for ``keys`` (each touched as recently
+        used; an expired one dropped); returns the positions of the others."""
+        cache = self._cache
+        if not cache:
+            return list(range(len(keys)))
+        wanted: list[int] = []
+        hits: list[int] = []
+        rows: list[np.ndarray[Any, Any]] = []
+        for i, key in enumerate(keys):
+            entry = cache.get(key)
+            if entry is None:
+                wanted.append(i)
+            elif now >= entry[0]:
+                del cache[key]
+                wanted.append(i)
+            else:
+                cache.move_to_end(key)
+                hits.append(i)
+                rows.append(entry[1])
+        if hits:
+            values[hits] = rows
+        return wanted
 
     def _remember(self, keys: list[int], rows: np.ndarray[Any, Any], now: float) -> None:
+        """Caches the rows just read (``keys`` are not in the cache: misses or expired, dropped)."""
         if not self.cache_size or self.cache_ttl_s <= 0:
             return
         expires = now + self.cache_ttl_s
-        for key, row in zip(keys, rows, strict=True):
-            self._cache[key] = (expires, row)
-            self._cache.move_to_end(key)
+        self._cache.update(zip(keys, [(expires, row) for row in rows], strict=True))
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
 
