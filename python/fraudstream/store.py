@@ -10,8 +10,9 @@ Per batch, :meth:`FeatureStore.lookup`:
 1. takes the batch's distinct keys and serves what the local cache holds (at most
    ``cache_size`` keys, each for ``cache_ttl_ms`` after it was read: an LRU with a TTL);
 2. reads every other key in ONE pipelined round trip (an ``HMGET`` per key, sent together),
-   never one call per transaction; the round trip has a budget, ``timeout_ms``, the socket
-   timeout of the connect and of each read, with no retries;
+   never one call per transaction; the round trip has a budget, ``timeout_ms``: the connect
+   and the send time out after it, and all the replies must have come within it, whatever
+   their pace (no retries);
 3. when the round trip fails (the server is down, slow past the budget, or answers an error)
    the keys it was for get the declared defaults and their rows are flagged ``degraded``;
    the store then stays *open* (a circuit breaker) for ``cooloff_ms``: batches in that time
@@ -264,11 +265,12 @@ class FeatureStore:
         prefix = self.key_prefix
         names = [f"{prefix}{k}".encode() for k in keys]
         payload = b"".join([b"%s$%d\r\n%s\r\n%s" % (head, len(n), n, fields) for n in names])
+        deadline = time.monotonic() + self.timeout_s  # the batch's budget, whatever the replies' pace
         pool = self.client.connection_pool
         conn = pool.get_connection()
         try:
             conn.send_packed_command([payload])
-            return [_reply(conn) for _ in names]
+            return [_reply(conn, deadline) for _ in names]
         except BaseException:
             conn.disconnect()  # replies may be left unread: never reuse this connection
             raise
@@ -298,13 +300,17 @@ class FeatureStore:
         return np.where(valid, values, self.defaults)
 
 
-def _reply(conn: Any) -> Any:
-    """The next HMGET reply on ``conn``; None for an error reply (a key that is not a hash),
-    which spoils that key only: the replies after it are read as usual."""
+def _reply(conn: Any, deadline: float) -> Any:
+    """The next HMGET reply on ``conn``, waiting until ``deadline`` (monotonic seconds) at most;
+    None for an error reply (a key that is not a hash), which spoils that key only: the replies
+    after it are read as usual."""
     import redis
 
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise redis.TimeoutError("the batch's budget is spent")
     try:
-        return conn.read_response()
+        return conn.read_response(timeout=left)
     except redis.ResponseError:
         return None
 
