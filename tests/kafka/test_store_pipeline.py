@@ -60,6 +60,7 @@ def test_the_pipeline_scores_every_record_with_the_store_up_down_and_back(
     produce(kafka_bootstrap, topic, second)
     counts, store = run(config)  # a new instance: a cold cache, the server gone
     processed += counts["processed"]
+    degraded = counts["processed"]
     assert counts["consumed"] == len(second) == counts["processed"] + counts["dead"]
     assert store["degraded"] == store["lookups"] == counts["processed"]
     assert store["failures"] == 1  # one try, then the breaker: no budget spent per batch
@@ -74,3 +75,5 @@ def test_the_pipeline_scores_every_record_with_the_store_up_down_and_back(
     # exactly once over the three runs: one committed scored record per processed transaction
     scored = [json.loads(m.value()) for m in read_all(kafka_bootstrap, config.kafka.scores_topic, PARTITIONS)]
     assert len(scored) == len({s["txn_id"] for s in scored}) == processed
+    # the records scored while the server was gone say so
+    assert sum(1 for s in scored if s.get("degraded") is True) == degraded
