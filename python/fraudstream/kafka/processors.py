@@ -3,7 +3,9 @@ section: the fraud detector (default), the single ``[rule]`` velocity rule, or a
 factory (``"package.module:function"``, called with the :class:`~fraudstream.config.Config`).
 
 Every input partition gets its own processor (a card's transactions live in one partition),
-built by :func:`processor_factory`'s result once per partition.
+built by :func:`processor_factory`'s result once per partition. With ``[store] url`` set, each
+is wrapped in a :class:`~fraudstream.store.StoreEnrichment` (one feature store, its connection,
+cache and breaker, shared by the partitions) and the detector reads the store's features.
 """
 
 from __future__ import annotations
