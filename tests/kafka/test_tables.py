@@ -104,10 +104,9 @@ def config_for(bootstrap: str, tx: str, table: str, tmp_path: Path, placement: s
     return config.validate()
 
 
-def alerted_cards(bootstrap: str, config: Any) -> list[int]:
-    return sorted(
-        json.loads(m.value())["card_id"] for m in read_all(bootstrap, config.kafka.alerts_topic, PARTITIONS)
-    )
+def alerted_cards(bootstrap: str, config: Any, partitions: int = PARTITIONS) -> list[int]:
+    alerts = read_all(bootstrap, config.kafka.alerts_topic, partitions)
+    return sorted(json.loads(m.value())["card_id"] for m in alerts)
 
 
 def counting(pipeline: KafkaPipeline) -> Callable[[], int]:
@@ -257,3 +256,41 @@ def test_produce_profiles_gives_every_card_of_its_traffic_a_copartitioned_profil
     cards = {m.key(): m.partition() for m in read_all(kafka_bootstrap, tx, PARTITIONS, committed=False)}
     assert cards and all(where[card] == p for card, p in cards.items())
     assert pipeline.tables.tables["profiles"].loaded == len(where)
+
+
+def test_copartitioned_instances_hold_the_table_partitions_of_their_input_partitions(
+    kafka_bootstrap: str, kafka_topic_factory: Callable[..., str], tmp_path: Path
+) -> None:
+    tx = kafka_topic_factory(4)
+    table = kafka_topic_factory(4, {"cleanup.policy": "compact"})
+    send(kafka_bootstrap, table, encode_profiles(profiles(np.arange(2_000)), T0 - DAY_MS))
+    config = config_for(kafka_bootstrap, tx, table, tmp_path, "copartitioned")
+    pipelines, counts, runners = [], [], []
+    for instance in ("0", "1"):
+        c = config_for(kafka_bootstrap, tx, table, tmp_path, "copartitioned")
+        c.kafka.instance_id = instance
+        pipeline = KafkaPipeline(c)
+        counts.append(counting(pipeline))
+        pipelines.append(pipeline)
+        runners.append(threading.Thread(target=pipeline.run, kwargs={"idle_exit_s": 8, "max_seconds": 120}))
+    for r in runners:
+        r.start()
+    try:
+        deadline = time.monotonic() + 60
+        held: list[set[int]] = []
+        while time.monotonic() < deadline:  # both in the group, the partitions split between them
+            held = [set(p.tasks.tasks) for p in pipelines]
+            if all(held) and sum(len(h) for h in held) == 4:
+                break
+            time.sleep(0.1)
+        assert all(held) and not held[0] & held[1] and held[0] | held[1] == {0, 1, 2, 3}
+        # each instance holds the table partitions of its own input partitions, no others
+        assert [p.tables.tables["profiles"].assigned for p in pipelines] == held
+        young = list(range(0, YOUNG, 2))
+        send(kafka_bootstrap, tx, transactions(young + list(range(YOUNG, 400)), DE, 0))
+    finally:
+        for r in runners:
+            r.join(150)
+    assert not any(r.is_alive() for r in runners)
+    assert alerted_cards(kafka_bootstrap, config, 4) == young
+    assert sum(count() for count in counts) == 0
