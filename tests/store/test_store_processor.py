@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import redis
 
-from fraudstream.config import Config, StoreSection, load_config, store_features
+from fraudstream.config import Config, StoreSection, as_dict, load_config, store_features
 from fraudstream.errors import ConfigError
 from fraudstream.fraud.detector import FraudDetector
 from fraudstream.fraud.rules import Rule, default_rules
@@ -126,3 +126,10 @@ def test_the_example_config_alerts_on_a_card_with_chargebacks_in_the_store(
 def test_bad_store_settings_are_refused_naming_the_key(store: StoreSection, key: str) -> None:
     with pytest.raises(ConfigError, match=key):
         Config(store=store).validate()
+
+
+def test_a_password_in_the_store_url_is_never_shown() -> None:
+    config = load_config(env={"FRAUDSTREAM_STORE_URL": "redis://:s3cret@10.0.0.5:6379/2"})
+    assert config.store.url.endswith("@10.0.0.5:6379/2")  # used as given
+    shown = str(as_dict(config))
+    assert "s3cret" not in shown and "redis://:<redacted>@10.0.0.5:6379/2" in shown
