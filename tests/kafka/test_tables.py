@@ -11,6 +11,7 @@ without profile (no alert).
 from __future__ import annotations
 
 import json
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -20,16 +21,27 @@ from typing import Any
 import numpy as np
 import pytest
 from confluent_kafka import Producer
-from eos_helpers import make_config, read_all
+from eos_helpers import (
+    alert_identity,
+    committed_alerts,
+    make_config,
+    read_all,
+    run_instance,
+    stream_with_bursts,
+    write_toml,
+)
+from eos_helpers import produce as produce_records
 
 from fraudstream import _core
 from fraudstream.config import DetectorSection, TableSection
 from fraudstream.errors import ConfigError
 from fraudstream.fraud.model import Model, ModelInput
-from fraudstream.fraud.profiles import DAY_MS
+from fraudstream.fraud.profiles import DAY_MS, ProfileColumns, join_profiles
 from fraudstream.kafka.pipeline import KafkaPipeline
+from fraudstream.kafka.processors import processor_factory
 from fraudstream.kafka.produce import ProduceOptions, encode_profiles, produce, send_record
 from fraudstream.kafka.schema import encode_transactions
+from fraudstream.kafka.task import ALERTS, PartitionTask
 
 pytestmark = pytest.mark.kafka
 PARTITIONS = 3
@@ -294,3 +306,56 @@ def test_copartitioned_instances_hold_the_table_partitions_of_their_input_partit
     assert not any(r.is_alive() for r in runners)
     assert alerted_cards(kafka_bootstrap, config, 4) == young
     assert sum(count() for count in counts) == 0
+
+
+def test_kill_9_with_a_table_loses_and_duplicates_nothing(
+    kafka_bootstrap: str, topics: tuple[str, str], tmp_path: Path
+) -> None:
+    """Instances killed with SIGKILL at random moments while input arrives: each restart reads
+    the table again before processing, and the committed alerts equal the partition task's run
+    in process with the whole table, every transaction scored exactly once."""
+    tx, table = topics
+    known = profiles(np.arange(2_000))  # the stream's cards; its burst cards have none
+    send(kafka_bootstrap, table, encode_profiles(known, T0 - DAY_MS))
+    records = stream_with_bursts(15_000, seed=3, bursts=10)
+    feeder = threading.Thread(target=produce_records, args=(kafka_bootstrap, tx, records, 1_500.0))
+    feeder.start()  # about 10 s of input
+    config = config_for(kafka_bootstrap, tx, table, tmp_path)
+    config.kafka.consume_batch, config.kafka.commit_interval_ms = 200, 50
+    path = write_toml(config, tmp_path / "t.toml")
+    rng = random.Random(5)
+    log = tmp_path / "instance.log"
+    kills = 0
+    while kills < 5 or feeder.is_alive():
+        loads = log.read_text().count("restored partitions") if log.exists() else 0
+        proc = run_instance(path, log, "--idle-exit", "30")
+        deadline = time.monotonic() + 30
+        while log.read_text().count("restored partitions") == loads and time.monotonic() < deadline:
+            time.sleep(0.05)  # the table loaded, the partitions owned
+        time.sleep(rng.uniform(0.0, 1.5))
+        proc.kill()
+        proc.wait()
+        kills += 1
+    feeder.join()
+    final = run_instance(path, log, "--idle-exit", "3")
+    assert final.wait(timeout=180) == 0, log.read_text()[-3000:]
+    assert log.read_text().count("table profiles: caught up") >= kills + 1
+    # the reference: the pipeline's own partition task over the committed input, whole table
+    columns = ProfileColumns()
+    lookup = {"profiles": lambda keys: join_profiles(keys, known, columns)}
+    factory = processor_factory(config, lookup)
+    by_partition: dict[int, list[Any]] = {}
+    for m in read_all(kafka_bootstrap, tx, PARTITIONS):
+        by_partition.setdefault(m.partition(), []).append(m)
+    expected = sorted(
+        alert_identity(json.loads(value))
+        for p, batch in by_partition.items()
+        for _, value in PartitionTask(p, factory(), config).process(batch).records[ALERTS]
+    )
+    got = committed_alerts(config, PARTITIONS)
+    assert len(expected) > 100 and got == expected
+    scored = [
+        json.loads(m.value())["txn_id"]
+        for m in read_all(kafka_bootstrap, config.kafka.scores_topic, PARTITIONS)
+    ]
+    assert len(scored) == len(set(scored)) == len(records)
