@@ -102,6 +102,15 @@ class PipelineMetrics:
             "Round trips to the store that failed (down, timeout, error): one per cool-off at most",
             registry=r,
         )
+        # the profiles table (detector.profiles_table), summed over the partitions' processors
+        self.profile_lookups = Counter(
+            "fraudstream_profile_lookups", "Transactions looked up in the profiles table", registry=r
+        )
+        self.profiles_missing = Counter(
+            "fraudstream_profiles_missing",
+            "Transactions whose card had no profile: scored with the declared defaults, profile_missing = 1",
+            registry=r,
+        )
         self.port = 0
         if port:
             try:

@@ -161,6 +161,9 @@ def test_transactions_wait_for_the_table_and_the_alerts_reflect_its_values(
     assert loaded.loaded == PROFILE_ROWS and loaded.rejected == 0
     assert alerted_cards(kafka_bootstrap, config) == young
     assert missing_profiles() == len(unknown)  # exactly the cards without a profile
+    exported = pipeline.metrics.registry.get_sample_value
+    assert exported("fraudstream_profiles_missing_total") == len(unknown)
+    assert exported("fraudstream_profile_lookups_total") == len(cards)
 
 
 def test_copartitioned_needs_as_many_partitions_as_the_input(

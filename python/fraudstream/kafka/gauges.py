@@ -23,8 +23,11 @@ STORE_METRICS = {
     "store_cache_hits": "store_cache_hits",
     "store_fetched": "store_fetched",
     "store_failures": "store_failures",
+    "profiles_looked_up": "profile_lookups",
+    "profiles_missing": "profiles_missing",
 }
-"""A processor's ``counters()`` (:data:`fraudstream.store.STORE_COUNTERS`) -> the
+"""A processor's ``counters()`` (:data:`fraudstream.store.STORE_COUNTERS`, and the profile
+lookup's of :class:`~fraudstream.fraud.profiles.ProfileEnrichment`) -> the
 :class:`~fraudstream.metrics.PipelineMetrics` counter each adds to."""
 
 
