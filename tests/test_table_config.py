@@ -65,3 +65,12 @@ def test_tables_must_be_sections(tmp_path: Path) -> None:
         load(tmp_path, "tables = 3\n")
     with pytest.raises(ConfigError, match=r"tables.p must be a section"):
         load(tmp_path, "[tables]\np = 3\n")
+
+
+def test_the_example_loads_and_produce_profiles_writes_its_table_topic() -> None:
+    from fraudstream.cli import _profiles_topic
+
+    config = load_config(Path(__file__).resolve().parents[1] / "examples" / "profiles.toml", env={})
+    table = config.tables[config.detector.profiles_table]
+    assert _profiles_topic(config, "") == table.topic  # `produce --profiles` without a topic
+    assert _profiles_topic(config, "other") == "other" and _profiles_topic(config, None) is None
