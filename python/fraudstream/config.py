@@ -54,6 +54,10 @@ SCRIPT_VARIABLES = frozenset(f"FRAUDSTREAM_KAFKA_{name}" for name in ("PORT", "D
 log = logging.getLogger(__name__)
 
 
+ASSIGNMENT_STRATEGIES = ("cooperative-sticky", "range", "roundrobin")
+"""``kafka.assignment_strategy`` values: the first is incremental, the others eager."""
+
+
 @dataclass
 class KafkaSection:
     """Topics, group and transaction settings of the Kafka pipeline."""
@@ -87,6 +91,16 @@ class KafkaSection:
     """A partition with no record for this long is advanced by the wall clock (its processor's
     ``advance``): its windows close and their state is freed. 0 turns idle ticks off."""
     session_timeout_ms: int = 10_000
+    assignment_strategy: str = "cooperative-sticky"
+    """``partition.assignment.strategy``: ``cooperative-sticky`` (incremental rebalancing: a
+    member that joins or leaves moves only the partitions that must move, and the others keep
+    processing), or an eager one, ``range`` or ``roundrobin`` (every rebalance revokes every
+    partition of every member). All members of a group must use the same kind."""
+    static_membership: bool = False
+    """True: the consumer joins with ``group.instance.id = instance_id`` (static membership,
+    KIP-345): an instance restarted within ``session_timeout_ms`` gets its partitions back
+    without a rebalance of the others. It does not leave the group when it stops, so its
+    partitions wait for the session timeout before another instance takes them over."""
     transaction_timeout_ms: int = 60_000
     stuck_call_timeout_ms: int = 90_000
     """A blocking client call (they have 30 s timeouts) still running after this long ends the
@@ -318,6 +332,11 @@ class Config:
                 raise ConfigError(f"kafka.{name} must be > 0, got {getattr(k, name)}")
         if k.alert_commit_min_interval_ms < 0:
             raise ConfigError("kafka.alert_commit_min_interval_ms must be >= 0")
+        if k.assignment_strategy not in ASSIGNMENT_STRATEGIES:
+            raise ConfigError(
+                f"kafka.assignment_strategy must be one of {ASSIGNMENT_STRATEGIES}, "
+                f"got {k.assignment_strategy!r}"
+            )
         if k.idle_timeout_ms < 0:
             raise ConfigError("kafka.idle_timeout_ms must be >= 0 (0 turns idle ticks off)")
         if k.replication_factor < 1:

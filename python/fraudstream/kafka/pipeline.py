@@ -89,6 +89,8 @@ class KafkaPipeline:
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",
                 "session.timeout.ms": k.session_timeout_ms,
+                "partition.assignment.strategy": k.assignment_strategy,
+                **({"group.instance.id": k.instance_id} if k.static_membership else {}),
                 # three heartbeats per session: the default 3 s would expire short sessions
                 "heartbeat.interval.ms": max(100, k.session_timeout_ms // 3),
                 "enable.partition.eof": False,
@@ -332,16 +334,30 @@ class KafkaPipeline:
 
     # -- rebalancing (consumer callbacks) -------------------------------------------------------
 
+    # With cooperative rebalancing the callbacks name only the partitions that move: the
+    # others keep their tasks, and their processing goes on after the callback returns. One
+    # exception: librdkafka runs the group protocol on its own thread, so a commit can race the
+    # generation bump of a join and be refused (ILLEGAL_GENERATION, librdkafka issue 4059);
+    # the transaction then aborts and every owned partition rewinds to the last commit.
+
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.tables.assign([tp.partition for tp in partitions])  # copartitioned: caught up first
-        self.tasks.assign([tp.partition for tp in partitions])
+        self.tasks.assign([tp.partition for tp in partitions])  # restored before any record
+        if self._cooperative:
+            consumer.incremental_assign(partitions)
+        else:
+            consumer.assign(partitions)
+        self.stats.rebalances += 1
+        self.stats.partitions_assigned += len(partitions)
         self._assigned_at = time.monotonic()
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         if (self._uncommitted or self.transactions.in_txn) and not self._failed:
-            self._commit()
+            self._commit()  # everything processed so far, the revoked partitions' work included
         self.tasks.revoke([tp.partition for tp in partitions])
         self.tables.revoke([tp.partition for tp in partitions])
+        self._unassign(consumer, partitions)
+        self.stats.partitions_revoked += len(partitions)
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         lost = frozenset(tp.partition for tp in partitions)
@@ -350,6 +366,18 @@ class KafkaPipeline:
         self.tables.revoke(sorted(lost))
         if self.config.kafka.exactly_once:  # lost: the group or the broker went away
             self.transactions.renew()
+        self._unassign(consumer, partitions)
+        self.stats.partitions_lost += len(partitions)
+
+    def _unassign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self._cooperative:
+            consumer.incremental_unassign(partitions)
+        else:
+            consumer.unassign()
+
+    @property
+    def _cooperative(self) -> bool:
+        return self.config.kafka.assignment_strategy == "cooperative-sticky"
 
 
 def _default_factory(config: Config, tables: KafkaTables) -> Callable[[], Processor]:

@@ -44,6 +44,13 @@ class RunStats:
     commits: int = 0
     aborts: int = 0
     restores: int = 0
+    rebalances: int = 0
+    """Rebalances this instance took part in (assignments received, empty ones included)."""
+    partitions_assigned: int = 0
+    partitions_revoked: int = 0
+    partitions_lost: int = 0
+    """Partitions this instance was given, gave up after a commit, and lost (with cooperative
+    rebalancing only the partitions that move are counted)."""
     restore_ms: float = 0.0
     restore_bytes: int = 0
     commit_ms: list[float] = field(default_factory=list)

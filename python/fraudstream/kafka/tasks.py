@@ -84,8 +84,9 @@ class TaskManager:
     # -- ownership --------------------------------------------------------------------------
 
     def assign(self, partitions: list[int]) -> None:
-        """New partitions: tasks built and restored before any record is processed."""
-        self._restore(partitions)
+        """New partitions: tasks built and restored before any record is processed. A partition
+        already owned keeps its task (its state is ahead of the changelog's last commit)."""
+        self._restore([p for p in partitions if p not in self.tasks])
 
     def revoke(self, partitions: list[int]) -> None:
         """Partitions given up after a commit: their tasks and positions are dropped."""

@@ -114,14 +114,9 @@ class TransactionalProducer:
             self.producer.begin_transaction()
             self.in_txn = True
 
-    def send(self, topic: str, key: bytes | None, value: bytes, partition: int) -> float:
-        """Sends one record in the open transaction; returns seconds spent waiting for room
-        in the local queue (a slow broker holds the input back)."""
-        return produce_waiting(self.producer, topic, key=key, value=value, partition=partition)
-
     def send_batch(self, topic: str, records: list[Record], partition: int) -> float:
         """Sends records (key, value) in the open transaction, in order, in one call; returns
-        seconds spent waiting for room in the local queue."""
+        seconds spent waiting for room in the local queue (a slow broker holds the input back)."""
         return produce_batch_waiting(self.producer, topic, records, partition)
 
     def send_dead_letter(self, topic: str, letter: DeadLetter, partition: int) -> float:
