@@ -58,6 +58,7 @@ BAD_SETTINGS: list[tuple[str, dict[str, str], str]] = [
     ("idle-negative", {"KAFKA_IDLE_TIMEOUT_MS": "-1"}, "kafka.idle_timeout_ms must be >= 0"),
     ("exactly-once-garbage", {"KAFKA_EXACTLY_ONCE": "maybe"}, "kafka.exactly_once must be true or false"),
     ("assignment-unknown", {"KAFKA_ASSIGNMENT_STRATEGY": "sticky"}, "assignment_strategy must be one of"),
+    ("budget-below-interval", {"KAFKA_COMMIT_LATENCY_BUDGET_MS": "50"}, "at least kafka.commit_interval_ms"),
     ("empty-topic", {"KAFKA_INPUT_TOPIC": ""}, "kafka.input_topic must not be empty"),
     ("client-not-json", {"KAFKA_CLIENT": '{"sasl.password": "hunter2"'}, "must be a JSON object"),
     ("client-json-list", {"KAFKA_CLIENT": '["sasl.password", "hunter2"]'}, "must be a JSON object"),

@@ -81,6 +81,10 @@ class KafkaSection:
     commit_max_records: int = 50_000
     alert_commit_min_interval_ms: int = 10
     """After an alert, commit as soon as this long has passed since the previous commit."""
+    commit_latency_budget_ms: int = 0
+    """0: commit every ``commit_interval_ms``. > 0: the interval follows this budget for outputs
+    (scores, views) to become visible: the budget less the recent commits' duration, at least
+    ``commit_interval_ms`` (:mod:`fraudstream.kafka.cadence`). Alerts keep their own rule."""
     consume_batch: int = 5_000
     poll_timeout_ms: int = 10
     """Longest wait for a batch to fill: bounds the latency a quiet stream adds."""
@@ -332,6 +336,11 @@ class Config:
                 raise ConfigError(f"kafka.{name} must be > 0, got {getattr(k, name)}")
         if k.alert_commit_min_interval_ms < 0:
             raise ConfigError("kafka.alert_commit_min_interval_ms must be >= 0")
+        if k.commit_latency_budget_ms < 0 or 0 < k.commit_latency_budget_ms < k.commit_interval_ms:
+            raise ConfigError(
+                "kafka.commit_latency_budget_ms must be 0 (a fixed interval) or at least "
+                f"kafka.commit_interval_ms = {k.commit_interval_ms}, got {k.commit_latency_budget_ms}"
+            )
         if k.assignment_strategy not in ASSIGNMENT_STRATEGIES:
             raise ConfigError(
                 f"kafka.assignment_strategy must be one of {ASSIGNMENT_STRATEGIES}, "

@@ -34,6 +34,7 @@ from confluent_kafka.admin import AdminClient
 
 from fraudstream.config import Config
 from fraudstream.errors import FencedError, StreamError
+from fraudstream.kafka.cadence import CommitCadence
 from fraudstream.kafka.changelog import CHUNK_BYTES, ChangelogWriter
 from fraudstream.kafka.consumed import ConsumedBatch
 from fraudstream.kafka.gauges import PipelineGauges
@@ -75,6 +76,7 @@ class KafkaPipeline:
         self._uncommitted = 0
         self._alerts_pending = 0
         self._last_commit = time.monotonic()
+        self.cadence = CommitCadence(k)
         self._assigned_at = 0.0
         self._counts_at_commit = {c: 0 for c in COMMITTED_COUNTS}
         common = client_config(config)
@@ -274,15 +276,7 @@ class KafkaPipeline:
                 self.stats.idle_ticks += 1
 
     def _commit_due(self, now: float) -> bool:
-        if not self._uncommitted:
-            return False
-        k = self.config.kafka
-        since_ms = (now - self._last_commit) * 1000
-        return (
-            since_ms >= k.commit_interval_ms
-            or self._uncommitted >= k.commit_max_records
-            or (self._alerts_pending > 0 and since_ms >= k.alert_commit_min_interval_ms)
-        )
+        return self.cadence.due((now - self._last_commit) * 1000, self._uncommitted, self._alerts_pending)
 
     def _commit(self) -> None:
         began = time.monotonic()
@@ -307,6 +301,7 @@ class KafkaPipeline:
         self._last_commit = time.monotonic()
         self.stats.commits += 1
         self.stats.commit_ms.append((self._last_commit - began) * 1000)
+        self.cadence.committed((self._last_commit - began) * 1000)
         self.stats.last_commit_at = self._last_commit
         self.metrics.commits.inc()
         self.metrics.commit_latency.observe((self._last_commit - began) * 1000)
