@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
 import time
@@ -111,6 +112,21 @@ def run_instance(config_path: Path, log: Path, *args: str) -> subprocess.Popen[b
             stderr=subprocess.STDOUT,
             env=env,
         )
+
+
+def kill_once_restored(config_path: Path, log: Path, rng: random.Random, wait_s: float = 20.0) -> bool:
+    """Starts an instance, waits (at most ``wait_s``) until it restored partitions, lets it run
+    a random 0 - 1.5 s and kills it with SIGKILL; whether it had owned partitions."""
+    restores = log.read_text().count("restored partitions") if log.exists() else 0
+    proc = run_instance(config_path, log, "--idle-exit", "30")
+    deadline = time.monotonic() + wait_s
+    while log.read_text().count("restored partitions") == restores and time.monotonic() < deadline:
+        time.sleep(0.05)  # start-up, group join (and table loads), restore
+    owned = log.read_text().count("restored partitions") > restores
+    time.sleep(rng.uniform(0.0, 1.5))
+    proc.kill()
+    proc.wait()
+    return owned
 
 
 def last_json_line(log: Path) -> dict[str, Any]:

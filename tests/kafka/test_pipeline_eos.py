@@ -16,6 +16,7 @@ import pytest
 from confluent_kafka import Producer
 from eos_helpers import (
     committed_alerts,
+    kill_once_restored,
     last_json_line,
     make_config,
     produce,
@@ -99,15 +100,7 @@ def test_kill_9_at_random_points_loses_and_duplicates_nothing(
     log = tmp_path / "instance.log"
     kills = processing_kills = 0
     while kills < 10 or feeder.is_alive():
-        restores = log.read_text().count("restored partitions") if log.exists() else 0
-        proc = run_instance(path, log, "--idle-exit", "30")
-        deadline = time.monotonic() + 20
-        while log.read_text().count("restored partitions") == restores and time.monotonic() < deadline:
-            time.sleep(0.05)  # until it owns partitions (start-up, group join, restore)
-        processing_kills += log.read_text().count("restored partitions") > restores
-        time.sleep(rng.uniform(0.0, 1.5))
-        proc.kill()
-        proc.wait()
+        processing_kills += kill_once_restored(path, log, rng)
         kills += 1
     feeder.join()
     final = run_instance(path, log, "--idle-exit", "3")

@@ -24,6 +24,7 @@ from confluent_kafka import Producer
 from eos_helpers import (
     alert_identity,
     committed_alerts,
+    kill_once_restored,
     make_config,
     read_all,
     run_instance,
@@ -330,14 +331,7 @@ def test_kill_9_with_a_table_loses_and_duplicates_nothing(
     log = tmp_path / "instance.log"
     kills = 0
     while kills < 5 or feeder.is_alive():
-        loads = log.read_text().count("restored partitions") if log.exists() else 0
-        proc = run_instance(path, log, "--idle-exit", "30")
-        deadline = time.monotonic() + 30
-        while log.read_text().count("restored partitions") == loads and time.monotonic() < deadline:
-            time.sleep(0.05)  # the table loaded, the partitions owned
-        time.sleep(rng.uniform(0.0, 1.5))
-        proc.kill()
-        proc.wait()
+        kill_once_restored(path, log, rng, wait_s=30)  # restored: the table was loaded before
         kills += 1
     feeder.join()
     final = run_instance(path, log, "--idle-exit", "3")
