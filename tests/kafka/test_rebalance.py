@@ -24,6 +24,7 @@ from eos_helpers import committed_alerts, make_config, produce, reference_alerts
 from fraudstream.config import Config
 from fraudstream.kafka.pipeline import KafkaPipeline
 from fraudstream.kafka.stats import RunStats
+from fraudstream.kafka.task import PartitionTask
 
 PARTITIONS = 6
 WAIT_S = 90.0
@@ -34,6 +35,8 @@ class Running:
 
     def __init__(self, config: Config) -> None:
         self.pipeline = KafkaPipeline(config)
+        self.tasks_before_join: dict[int, PartitionTask] = {}
+        """The tasks it owned before another member joined (set by :func:`two_members`)."""
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -79,15 +82,17 @@ def instance(base: Config, name: str) -> Config:
     return replace(base, kafka=replace(base.kafka, instance_id=name))
 
 
-def test_a_joining_member_moves_only_its_share_and_the_first_keeps_the_rest(
-    kafka_bootstrap: str, kafka_topic_factory: Callable[..., str]
-) -> None:
-    topic = kafka_topic_factory(PARTITIONS)
-    records = stream_with_bursts(20_000, seed=5)
-    feeder = threading.Thread(target=produce, args=(kafka_bootstrap, topic, records, 2_000.0))
-    feeder.start()  # input keeps arriving for about 10 s while the second member comes and goes
-    base = make_config(kafka_bootstrap, topic, consume_batch=200, commit_interval_ms=50)
-    assert base.kafka.assignment_strategy == "cooperative-sticky"
+def feed(bootstrap: str, topic: str, seed: int) -> tuple[list[tuple[int, bytes]], threading.Thread]:
+    """Input arriving for about 10 s (20k records at 2,000/s), while members come and go."""
+    records = stream_with_bursts(20_000, seed=seed)
+    feeder = threading.Thread(target=produce, args=(bootstrap, topic, records, 2_000.0))
+    feeder.start()
+    return records, feeder
+
+
+def two_members(base: Config) -> tuple[Running, Running]:
+    """Member "a" alone until it owns every partition (so it leads the group), then "b" until
+    the partitions are shared."""
     first = Running(instance(base, "a"))
     wait_for(lambda: len(first.owned()) == PARTITIONS, "the first member to own every partition", first)
     tasks_before = dict(first.pipeline.tasks.tasks)
@@ -99,6 +104,19 @@ def test_a_joining_member_moves_only_its_share_and_the_first_keeps_the_rest(
         first,
         second,
     )
+    first.tasks_before_join = tasks_before
+    return first, second
+
+
+def test_a_joining_member_moves_only_its_share_and_the_first_keeps_the_rest(
+    kafka_bootstrap: str, kafka_topic_factory: Callable[..., str]
+) -> None:
+    topic = kafka_topic_factory(PARTITIONS)
+    records, feeder = feed(kafka_bootstrap, topic, seed=5)
+    base = make_config(kafka_bootstrap, topic, consume_batch=200, commit_interval_ms=50)
+    assert base.kafka.assignment_strategy == "cooperative-sticky"
+    first, second = two_members(base)
+    tasks_before, half = first.tasks_before_join, PARTITIONS // 2
     kept = first.owned()
     assert kept.isdisjoint(second.owned())
     assert first.stats.partitions_revoked == half, "only the partitions that moved were revoked"
@@ -128,23 +146,13 @@ def test_a_static_member_restarted_within_the_session_timeout_causes_no_rebalanc
     kafka_bootstrap: str, kafka_topic_factory: Callable[..., str]
 ) -> None:
     topic = kafka_topic_factory(PARTITIONS)
-    records = stream_with_bursts(20_000, seed=6)
-    feeder = threading.Thread(target=produce, args=(kafka_bootstrap, topic, records, 2_000.0))
-    feeder.start()
+    records, feeder = feed(kafka_bootstrap, topic, seed=6)
     base = make_config(
         kafka_bootstrap, topic, consume_batch=200, commit_interval_ms=50, static_membership=True
     )
     base = replace(base, kafka=replace(base.kafka, session_timeout_ms=20_000))
-    first = Running(instance(base, "a"))  # the first to join leads the group
-    wait_for(lambda: len(first.owned()) == PARTITIONS, "the first member to own every partition", first)
-    second = Running(instance(base, "b"))
+    first, second = two_members(base)  # the restarted member is not the group's leader
     half = PARTITIONS // 2
-    wait_for(
-        lambda: len(first.owned()) == half and len(second.owned()) == half,
-        "the partitions to be shared",
-        first,
-        second,
-    )
     counts = (first.stats.rebalances, first.stats.partitions_revoked, first.stats.partitions_lost)
     tasks = dict(first.pipeline.tasks.tasks)
     theirs = second.owned()
