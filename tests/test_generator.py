@@ -36,9 +36,11 @@ from fraudstream.fraud.train_default import (
     training_traffic,
 )
 from fraudstream.generator import (
+    DEFAULT_START_MS,
     KINDS,
     SHAPES,
     LabelledTraffic,
+    card_transaction_profiles,
     card_transactions,
     labelled_transactions,
 )
@@ -175,6 +177,20 @@ def test_the_load_generators_columns_still_encode() -> None:
     np.testing.assert_array_equal(decoded.columns["event_time"], data["ts"])
     want = [_core.pack_code(COUNTRIES[i]) for i in data["country"].tolist()]
     assert decoded.columns["country"].tolist() == want
+
+
+def test_the_load_generators_profiles_agree_with_its_traffic() -> None:
+    data = card_transactions(100_000, cards=500, seed=2)
+    profiles = card_transaction_profiles(500)
+    assert profiles["card_id"].tolist() == list(range(500))
+    decoded = decode_batch(encode_transactions(data)).columns
+    for card in range(500):  # a card spends most often in its home country
+        countries, counts = np.unique(decoded["country"][decoded["card_id"] == card], return_counts=True)
+        if counts.size:
+            assert countries[counts.argmax()] == profiles["home_country"][card]
+    assert abs(float(data["amount"].mean()) - float(profiles["avg_amount"][0])) < 1.0
+    age_days = (DEFAULT_START_MS - profiles["account_opened"]) / 86_400_000
+    assert age_days.min() >= 30 and age_days.max() <= 15 * 365
 
 
 def test_bad_arguments_are_refused() -> None:

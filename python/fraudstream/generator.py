@@ -51,11 +51,33 @@ def card_transactions(
     card = card_ids[np.floor(cards * rng.random(n) ** 2.5).astype(np.int64)]
     arrival = start_ms + (np.arange(n, dtype=np.float64) * (1_000.0 / rate_per_s)).astype(np.int64)
     ts = arrival - rng.integers(0, disorder_ms + 1, n) if disorder_ms > 0 else arrival
-    home = (card * 2_654_435_761) % countries
+    home = _card_home(card, countries)
     away = rng.random(n) >= home_country_share
     country = np.where(away, rng.integers(0, countries, n), home).astype(np.int64)
     amount = np.round(rng.gamma(2.0, 25.0, n), 2)
     return {"card": card, "ts": ts.astype(np.int64), "amount": amount, "country": country}
+
+
+def _card_home(card: npt.NDArray[np.int64], countries: int) -> npt.NDArray[np.int64]:
+    """The home country (number) of :func:`card_transactions`' cards."""
+    return np.asarray((card * 2_654_435_761) % countries, np.int64)
+
+
+def card_transaction_profiles(
+    cards: int, *, countries: int = 30, start_ms: int = DEFAULT_START_MS, seed: int = 0
+) -> Columns:
+    """Profiles of the cards of :func:`card_transactions` with the same ``cards``, ``countries``
+    and ``start_ms`` (cards ``0 .. cards - 1``), as :func:`card_profiles` gives them:
+    ``home_country`` the card's home (packed code), ``avg_amount`` the mean of its amounts (a
+    gamma of shape 2 and scale 25: 50.0), ``account_opened`` 30 days to 15 years before
+    ``start_ms``."""
+    card = np.arange(cards, dtype=np.int64)
+    return {
+        "card_id": card,
+        "home_country": country_codes()[_card_home(card, countries) % len(COUNTRIES)],
+        "account_opened": _account_opened(np.random.default_rng([seed, 0x9F0F]), cards, start_ms),
+        "avg_amount": np.full(cards, 2.0 * 25.0),
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -597,9 +619,7 @@ def card_profiles(cards: _Cards, fresh: list[tuple[int, int, float]], start_ms: 
     card_id = np.r_[np.arange(n), 2 * n + replaced, [c for c, _, _ in fresh]].astype(np.int64)
     home = np.r_[cards.home, cards.home[replaced], [h for _, h, _ in fresh]].astype(np.int64)
     habit = np.r_[cards.habit, cards.habit[replaced], [a for _, _, a in fresh]].astype(np.float64)
-    rng = np.random.default_rng([seed, 0x9F0F])
-    age_days = np.exp(rng.uniform(np.log(30.0), np.log(15 * 365.0), n + len(fresh)))
-    opened = start_ms - (age_days * DAY_MS).astype(np.int64)
+    opened = _account_opened(np.random.default_rng([seed, 0x9F0F]), n + len(fresh), start_ms)
     opened = np.r_[opened[:n], opened[replaced], opened[n:]]
     return {
         "card_id": card_id,
@@ -607,6 +627,12 @@ def card_profiles(cards: _Cards, fresh: list[tuple[int, int, float]], start_ms: 
         "account_opened": opened.astype(np.int64),
         "avg_amount": np.round(habit * PROFILE_AMOUNT_FACTOR, 2),
     }
+
+
+def _account_opened(rng: np.random.Generator, n: int, start_ms: int) -> npt.NDArray[np.int64]:
+    """``n`` account opening times, 30 days to 15 years before ``start_ms`` (log-uniform)."""
+    age_days = np.exp(rng.uniform(np.log(30.0), np.log(15 * 365.0), n))
+    return np.asarray(start_ms - (age_days * DAY_MS).astype(np.int64), np.int64)
 
 
 SCENARIO_TRAFFIC: dict[str, Any] = {"cards": 20_000, "days": 7.0, "incidents": 240, "per_card_day": 3.0}

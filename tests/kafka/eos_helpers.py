@@ -17,7 +17,7 @@ import numpy as np
 from confluent_kafka import Producer
 
 from fraudstream.config import Config, KafkaSection, to_toml
-from fraudstream.generator import card_transactions
+from fraudstream.generator import card_transaction_profiles, card_transactions
 from fraudstream.kafka.processors import processor_factory
 from fraudstream.kafka.read_alerts import read_to_end
 from fraudstream.kafka.schema import encode_transactions
@@ -26,6 +26,9 @@ from fraudstream.kafka.task import ALERTS, PartitionTask
 Alert = tuple[int, str, int, int, int, int]  # card, rule, trigger txn, event time, partition, offset
 SINGLE_BROKER = {"replication_factor": 1, "min_insync_replicas": 1}
 """The test broker is one node: the topics the pipeline creates have one replica."""
+STREAM_CARDS = 2_000
+"""The cards of :func:`stream_with_bursts`' traffic, ``0 .. STREAM_CARDS - 1`` (its burst
+cards are ``900_000 + b``)."""
 
 
 def make_config(bootstrap: str, topic: str, **kafka: Any) -> Config:
@@ -42,7 +45,7 @@ def write_toml(config: Config, path: Path) -> Path:
 def stream_with_bursts(n: int, seed: int, bursts: int = 20) -> list[tuple[int, bytes]]:
     """(card, message) pairs: generated traffic plus ``bursts`` cards with 6 transactions in 4
     countries within 4 minutes, interleaved by event time."""
-    data = card_transactions(n, cards=2_000, rate_per_s=500.0, disorder_ms=5_000, seed=seed)
+    data = card_transactions(n, cards=STREAM_CARDS, rate_per_s=500.0, disorder_ms=5_000, seed=seed)
     rng = np.random.default_rng(seed + 1)
     t_min, t_max = int(data["ts"].min()), int(data["ts"].max())
     extra: dict[str, list[int] | list[float]] = {"card": [], "ts": [], "amount": [], "country": []}
@@ -57,6 +60,12 @@ def stream_with_bursts(n: int, seed: int, bursts: int = 20) -> list[tuple[int, b
     order = np.argsort(cols["ts"] + rng.integers(0, 3_000, len(cols["ts"])), kind="stable")
     cols = {k: v[order] for k, v in cols.items()}
     return list(zip(cols["card"].tolist(), encode_transactions(cols), strict=True))
+
+
+def stream_profiles() -> dict[str, np.ndarray[Any, Any]]:
+    """The profiles of :func:`stream_with_bursts`' cards (home country, account opening,
+    average amount), whatever its seed; the burst cards have none."""
+    return card_transaction_profiles(STREAM_CARDS)
 
 
 def produce(bootstrap: str, topic: str, records: list[tuple[int, bytes]], rate: float | None = None) -> None:
