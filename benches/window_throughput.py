@@ -6,7 +6,10 @@ fraudstream processes numpy batches of 64k; the Python baseline runs per event o
 Both run in this process, on the same data, and must emit the same windows on the prefix.
 The code is in ``fraudstream.benchmark`` (also behind ``fraudstream bench``).
 
-    python benches/window_throughput.py [--events 10000000] [--python-events 1000000]
+    python benches/window_throughput.py [--events 10000000] [--python-events 1000000] [--max-keys N ...]
+
+``--max-keys N`` (repeatable) runs fraudstream again under a cap of N live keys (``max_keys``) and
+reports its rate as a ratio of the uncapped run.
 
 Prints figures; the last line is JSON.
 """
@@ -24,8 +27,11 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=10_000_000)
     ap.add_argument("--python-events", type=int, default=1_000_000)
     ap.add_argument("--repeat", type=int, default=3, help="fraudstream runs; the best is reported")
+    ap.add_argument(
+        "--max-keys", type=int, action="append", default=[], help="also run under this cap on live keys"
+    )
     args = ap.parse_args()
-    print(json.dumps(run(args.events, args.python_events, args.repeat)))
+    print(json.dumps(run(args.events, args.python_events, args.repeat, max_keys=args.max_keys)))
 
 
 if __name__ == "__main__":

@@ -90,3 +90,18 @@ def test_a_restored_capped_aggregation_evicts_what_the_original_would_have(
     got = rows(again.process(rest)) + rows(again.flush())
     assert got == want
     assert again.counters() == whole.counters()
+
+
+def test_a_dropped_key_starts_afresh_at_its_row_without_a_row_or_an_eviction() -> None:
+    """``drop=(rows, keys)``: the caller's eviction (the fraud detector's card cap)."""
+    for window in WINDOWS:
+        cols = batch([1, 2, 1, 1], [0, 5, 10, 15])
+        agg = capped(window, None)
+        out = agg.process(cols, drop=(np.array([2]), np.array([1])))
+        rows_after = rows(out) + rows(agg.flush())
+        renamed = capped(window, None)
+        # (renamed 0: rows of one window come in key order, and 0 sorts before 2 as 1 does)
+        want = rows(renamed.process({**cols, "card": np.array([1, 2, 0, 0])})) + rows(renamed.flush())
+        # key 1's first event is gone without a row; its later events are a key of their own
+        assert rows_after == [(1 if r[0] == 0 else r[0], *r[1:]) for r in want if r[0] != 1], window
+        assert agg.counters()["evicted"] == 0

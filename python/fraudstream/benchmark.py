@@ -13,6 +13,7 @@ import math
 import resource
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -28,13 +29,16 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_fraudstream(data: dict[str, np.ndarray[Any, Any]], n: int) -> tuple[float, int, dict[str, Any]]:
+def run_fraudstream(
+    data: dict[str, np.ndarray[Any, Any]], n: int, max_keys: int | None = None
+) -> tuple[float, int, dict[str, Any]]:
     agg = WindowedAggregation(
         key="card",
         time="ts",
         window=hopping(SIZE, SLIDE),
         aggregations={"n": "count", "total": ("sum", "amount"), "countries": ("count_distinct", "country")},
         out_of_orderness=DISORDER,
+        max_keys=max_keys,
     )
     cols = {k: v[:n] for k, v in data.items()}
     rows = 0
@@ -45,9 +49,10 @@ def run_fraudstream(data: dict[str, np.ndarray[Any, Any]], n: int) -> tuple[floa
         rows += len(out)
         if lo % (BATCH * 16) == 0:
             peak_state = max(peak_state, agg.state_size()["bytes"])
+    evicted = agg.counters()["evicted"]
     rows += len(agg.flush())
     elapsed = time.perf_counter() - began
-    return elapsed, rows, {"peak_state_mb": peak_state / 2**20}
+    return elapsed, rows, {"peak_state_mb": peak_state / 2**20, "evicted": evicted}
 
 
 def python_windows(data: dict[str, np.ndarray[Any, Any]], n: int) -> tuple[float, list[tuple[Any, ...]]]:
@@ -111,8 +116,11 @@ def agree(a: list[tuple[Any, ...]], b: list[tuple[Any, ...]]) -> int:
     return bad
 
 
-def run(events: int, python_events: int, repeat: int = 3, report: Any = print) -> dict[str, Any]:
-    """Runs both and returns the figures (the JSON of ``benches/window_throughput.py``)."""
+def run(
+    events: int, python_events: int, repeat: int = 3, report: Any = print, max_keys: Sequence[int] = ()
+) -> dict[str, Any]:
+    """Runs both and returns the figures (the JSON of ``benches/window_throughput.py``); with
+    ``max_keys``, fraudstream again under each cap on live keys, as a ratio of the uncapped run."""
     t0 = time.perf_counter()
     data = card_transactions(events, cards=100_000, countries=30, disorder_ms=DISORDER, seed=42)
     report(
@@ -139,6 +147,17 @@ def run(events: int, python_events: int, repeat: int = 3, report: Any = print) -
         f"ratio        : {fs_rate / py_rate:,.1f}x   peak RSS {peak_rss_mb():,.0f} MiB "
         f"(includes the {sum(v.nbytes for v in data.values()) / 2**20:,.0f} MiB of input columns)"
     )
+    capped: dict[str, dict[str, float]] = {}
+    for cap in max_keys:
+        best_cap, evicted = math.inf, 0
+        for _ in range(repeat):
+            cap_s, _, cap_info = run_fraudstream(data, events, cap)
+            best_cap, evicted = min(best_cap, cap_s), cap_info["evicted"]
+        capped[str(cap)] = {"events_per_s": round(events / best_cap), "ratio": round(best / best_cap, 3)}
+        report(
+            f"max_keys {cap:>9,}: {events / best_cap:>14,.0f} events/s = {best / best_cap:.3f}x uncapped "
+            f"({evicted:,} keys evicted, peak state {cap_info['peak_state_mb']:.0f} MiB)"
+        )
     return {
         "events": events,
         "fraudstream_events_per_s": round(fs_rate),
@@ -146,4 +165,5 @@ def run(events: int, python_events: int, repeat: int = 3, report: Any = print) -
         "ratio": round(fs_rate / py_rate, 1),
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "disagreements": mismatches,
+        **({"max_keys": capped} if capped else {}),
     }

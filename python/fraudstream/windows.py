@@ -268,11 +268,22 @@ class WindowedAggregation:
             return now_ms
         return _time.monotonic_ns() // 1_000_000
 
-    def process(self, columns: Mapping[str, Any] | Any, *, now_ms: int | None = None) -> WindowOutput:
+    def process(
+        self,
+        columns: Mapping[str, Any] | Any,
+        *,
+        now_ms: int | None = None,
+        drop: tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]] | None = None,
+    ) -> WindowOutput:
         """Processes a batch given as a mapping of columns, a pyarrow RecordBatch/Table or a
         pandas DataFrame. The batch is validated whole first: bad input raises
         :class:`~fraudstream.errors.InvalidBatchError` (or ``TypeError`` for a wrong dtype)
         naming the column and first bad row, and leaves the state unchanged.
+
+        ``drop=(rows, keys)``: the state of ``keys[i]`` is dropped without a row before row
+        ``rows[i]`` (rows ascending), its later events starting afresh: a cap that the caller
+        keeps over several pieces of state (the fraud detector's ``max_cards``). Not counted
+        in ``evicted`` (the caller counts its own).
         """
         if self._flushed:
             raise FlushedError(
@@ -285,7 +296,10 @@ class WindowedAggregation:
         parts = None
         if self.partition is not None:
             parts = int_column(get_column(columns, self.partition), self.partition)
-        return _wrap(self._engine.process(keys, times, values, parts, self._now(now_ms)))
+        if drop is None:
+            return _wrap(self._engine.process(keys, times, values, parts, self._now(now_ms)))
+        rows, dropped = (np.ascontiguousarray(d, dtype=np.int64) for d in drop)
+        return _wrap(self._engine.process(keys, times, values, parts, self._now(now_ms), rows, dropped))
 
     def push(
         self, key: int, time: int, *, partition: int = 0, now_ms: int | None = None, **values: float

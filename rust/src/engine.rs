@@ -154,10 +154,13 @@ fn sliding_rows<const N: usize>(
     slots: &mut Vec<u32>,
     batch: &Batch<'_>,
     now: Option<Millis>,
+    drops: &[(usize, i64)],
     out: &mut Output,
 ) {
     op.resolve_slots(batch.keys, slots);
+    let mut drops = Drops::new(drops);
     for row in 0..batch.len() {
+        drops.before(row, |key| op.drop_key(key));
         out.trigger = row as u64;
         let (key, t) = (batch.keys[row], batch.times[row]);
         let wm = watermark.current();
@@ -180,6 +183,7 @@ fn sliding_rows<const N: usize>(
 
 /// The events of `batch` through windows kept by pane time, the watermark advancing after
 /// each.
+#[allow(clippy::too_many_arguments)]
 fn slices_rows(
     op: &mut Slices,
     rules: &Rules,
@@ -187,10 +191,13 @@ fn slices_rows(
     slots: &mut Vec<u32>,
     batch: &Batch<'_>,
     now: Option<Millis>,
+    drops: &[(usize, i64)],
     out: &mut Output,
 ) {
     op.resolve_slots(batch.keys, slots);
+    let mut drops = Drops::new(drops);
     for row in 0..batch.len() {
+        drops.before(row, |key| op.drop_key(key));
         out.trigger = row as u64;
         let (key, t) = (batch.keys[row], batch.times[row]);
         op.prefetch(slots.get(row + PREFETCH_DISTANCE).copied());
@@ -213,9 +220,12 @@ fn session_rows(
     watermark: &mut WatermarkTracker,
     batch: &Batch<'_>,
     now: Option<Millis>,
+    drops: &[(usize, i64)],
     out: &mut Output,
 ) {
+    let mut drops = Drops::new(drops);
     for row in 0..batch.len() {
+        drops.before(row, |key| op.drop_key(key));
         out.trigger = row as u64;
         let (key, t) = (batch.keys[row], batch.times[row]);
         if !op.on_event(rules, key, t, row, batch, watermark.current(), out) {
@@ -223,6 +233,29 @@ fn session_rows(
         }
         if let Some(wm) = watermark.observe(batch.partition(row), t, now) {
             op.on_watermark(rules, wm, out);
+        }
+    }
+}
+
+/// A caller's key drops ([`Engine::process_dropping`]), handed out row by row.
+struct Drops<'a> {
+    list: &'a [(usize, i64)],
+    /// Row of the next drop (`usize::MAX`: none left): one comparison per event.
+    next: usize,
+}
+
+impl<'a> Drops<'a> {
+    fn new(list: &'a [(usize, i64)]) -> Self {
+        Drops { list, next: list.first().map_or(usize::MAX, |d| d.0) }
+    }
+
+    /// Drops the keys due before `row`.
+    #[inline(always)]
+    fn before(&mut self, row: usize, mut drop_key: impl FnMut(i64)) {
+        while self.next <= row {
+            drop_key(self.list[0].1);
+            self.list = &self.list[1..];
+            self.next = self.list.first().map_or(usize::MAX, |d| d.0);
         }
     }
 }
@@ -404,7 +437,28 @@ impl Engine {
     /// A bad batch ([`CoreError::LengthMismatch`], [`CoreError::InvalidValue`]) is rejected
     /// before any state changes.
     pub fn process(&mut self, batch: &Batch<'_>, now: Option<Millis>) -> CoreResult<Output> {
+        self.process_dropping(batch, now, &[])
+    }
+
+    /// [`Engine::process`], dropping the state of a key without a row where the caller says:
+    /// `(row, key)` drops `key` before the event at `row` (rows ascending), for a cap the caller
+    /// keeps over several pieces of state (the fraud detector's cap on live cards). The key's
+    /// later events start afresh; a key with no state is ignored. Drops are not counted as
+    /// evictions (the caller counts them).
+    ///
+    /// # Errors
+    /// As [`Engine::process`]; drops out of order or past the batch are
+    /// [`CoreError::Config`], before any state changes.
+    pub fn process_dropping(
+        &mut self,
+        batch: &Batch<'_>,
+        now: Option<Millis>,
+        drops: &[(usize, i64)],
+    ) -> CoreResult<Output> {
         batch.validate(&self.schema, self.watermark.partitions())?;
+        if drops.windows(2).any(|w| w[0].0 > w[1].0) || drops.last().is_some_and(|d| d.0 >= batch.len()) {
+            return Err(CoreError::Config("key drops must come in row order, within the batch".into()));
+        }
         let mut out = Output::for_layout(&self.rules.layout);
         if let Some(now) = now {
             let advanced = self.watermark.tick(now);
@@ -414,10 +468,12 @@ impl Engine {
         match &mut self.op {
             // (One dispatch on the inline capacity per batch: the loop is monomorphic.)
             Operator::Sliding(sw) => {
-                crate::with_sliding!(sw, op => sliding_rows(op, rules, watermark, &mut self.slots, batch, now, &mut out));
+                crate::with_sliding!(sw, op => sliding_rows(op, rules, watermark, &mut self.slots, batch, now, drops, &mut out));
             }
-            Operator::Slices(op) => slices_rows(op, rules, watermark, &mut self.slots, batch, now, &mut out),
-            Operator::Session(op) => session_rows(op, rules, watermark, batch, now, &mut out),
+            Operator::Slices(op) => {
+                slices_rows(op, rules, watermark, &mut self.slots, batch, now, drops, &mut out);
+            }
+            Operator::Session(op) => session_rows(op, rules, watermark, batch, now, drops, &mut out),
         }
         out.trigger = crate::window::output::NO_TRIGGER;
         let late = out.late_rows.len() as u64;

@@ -872,14 +872,56 @@ fn row_tuples(out: &Output, key_of: impl Fn(i64) -> i64) -> Vec<(u64, i64, i64, 
         .collect()
 }
 
+/// Rows and late rows of the engine without a cap over `s` where each `(row, key)` of `drops`
+/// starts `key` afresh from `row` on (its later events get a new key, in one-by-one batches),
+/// less the rows of a dropped key from its drop on; keys as in `s`.
+#[allow(clippy::type_complexity)]
+fn reference_with_drops(
+    config: &EngineConfig,
+    s: &Stream,
+    drops: &[(usize, i64)],
+) -> (Vec<(u64, i64, i64, i64, u8, Vec<u64>)>, Vec<u64>) {
+    const GENERATIONS: i64 = 1_000;
+    let parts = config.partitions > 1;
+    let mut plain_config = config.clone();
+    plain_config.max_keys = None;
+    let mut plain = Engine::new(plain_config).unwrap();
+    let mut generation = [0i64; 4];
+    let mut dropped_at: std::collections::BTreeMap<i64, usize> = std::collections::BTreeMap::new(); // label -> row
+    let mut want = Output::for_layout(plain.layout());
+    let mut pending = drops.iter().peekable();
+    for i in 0..s.keys.len() {
+        while let Some(&(_, key)) = pending.next_if(|d| d.0 <= i) {
+            dropped_at.entry(key * GENERATIONS + generation[key as usize]).or_insert(i);
+            generation[key as usize] += 1;
+        }
+        let label = [s.keys[i] * GENERATIONS + generation[s.keys[i] as usize]];
+        let mut one = s.batch(i, i + 1, parts);
+        one.keys = &label;
+        want.append(plain.process(&one, None).unwrap(), i as u64);
+    }
+    want.append(plain.flush(), 0);
+    let alive = |label: i64, trigger: u64| {
+        dropped_at.get(&label).is_none_or(|&at| trigger != NO_TRIGGER && (trigger as usize) < at)
+    };
+    let rows = row_tuples(&want, |k| k)
+        .into_iter()
+        .filter(|r| alive(r.1, r.0))
+        .map(|mut r| {
+            r.1 /= GENERATIONS;
+            r
+        })
+        .collect();
+    (rows, want.late_rows)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(400))]
 
     /// A capped engine is the uncapped engine over the same events where every eviction starts
     /// a new key: an oracle tracks which keys are live (an accepted event in a pane whose
     /// cleanup time is past the watermark), evicts the one with the oldest newest pane (ties by
-    /// key) when a new key comes while `cap` are live, and relabels the evicted key's later
-    /// events; the uncapped engine runs them one by one, and the rows of an evicted key from its
+    /// key) when a new key comes while `cap` are live; the rows of an evicted key from its
     /// eviction on are left out. Everything else (rows, values, late rows) is the same.
     #[test]
     fn a_capped_engine_is_the_uncapped_one_with_evicted_keys_started_afresh(
@@ -894,53 +936,71 @@ proptest! {
         let mut got_all = got.clone();
         got_all.append(capped.flush(), 0);
 
-        let mut plain_config = config.clone();
-        plain_config.max_keys = None;
-        let mut plain = Engine::new(plain_config).unwrap();
+        // the oracle of live keys, over the watermark before each event (which keys do not move)
+        let mut unkeyed = config.clone();
+        unkeyed.max_keys = None;
+        let mut clock = Engine::new(unkeyed).unwrap();
         let g = Geometry::of(&config.window).unwrap();
         let cleanup = |ps: i64| g.last_end(ps) - 1 + config.allowed_lateness;
-        const GENERATIONS: i64 = 1_000;
-        let mut generation = [0i64; 4];
         let mut newest: std::collections::BTreeMap<i64, i64> = std::collections::BTreeMap::new(); // key -> pane
-        let mut evicted_at: std::collections::BTreeMap<i64, usize> = std::collections::BTreeMap::new(); // label -> event
-        let mut want = Output::for_layout(plain.layout());
-        let mut evictions = 0u64;
+        let mut evictions = Vec::new();
         for i in 0..s.keys.len() {
             let (key, t) = (s.keys[i], s.times[i]);
-            let wm = plain.watermark();
+            let wm = clock.watermark();
+            clock.process(&s.batch(i, i + 1, parts), None).unwrap();
             newest.retain(|_, ps| cleanup(*ps) > wm);
             let ps = g.pane_start(t);
-            if cleanup(ps) > wm {
-                if let Some(n) = newest.get_mut(&key) {
-                    *n = (*n).max(ps);
-                } else {
-                    if newest.len() >= cap {
-                        let (&victim, _) = newest.iter().min_by_key(|(k, p)| (**p, **k)).unwrap();
-                        newest.remove(&victim);
-                        evicted_at.insert(victim * GENERATIONS + generation[victim as usize], i);
-                        generation[victim as usize] += 1;
-                        evictions += 1;
-                    }
-                    newest.insert(key, ps);
-                }
+            if cleanup(ps) <= wm {
+                continue; // late: changes nothing
             }
-            let label = [key * GENERATIONS + generation[key as usize]];
-            let mut one = s.batch(i, i + 1, parts);
-            one.keys = &label;
-            let out = plain.process(&one, None).unwrap();
-            want.append(out, i as u64);
+            if let Some(n) = newest.get_mut(&key) {
+                *n = (*n).max(ps);
+            } else {
+                if newest.len() >= cap {
+                    let (&victim, _) = newest.iter().min_by_key(|(k, p)| (**p, **k)).unwrap();
+                    newest.remove(&victim);
+                    evictions.push((i, victim));
+                }
+                newest.insert(key, ps);
+            }
         }
-        want.append(plain.flush(), 0);
-        let alive = |label: i64, trigger: u64| {
-            evicted_at.get(&label).is_none_or(|&at| trigger != NO_TRIGGER && (trigger as usize) < at)
-        };
-        let want_rows: Vec<_> = row_tuples(&want, |k| k)
-            .into_iter()
-            .filter(|r| alive(r.1, r.0))
-            .map(|mut r| { r.1 /= GENERATIONS; r })
-            .collect();
+        let (want_rows, want_late) = reference_with_drops(&config, &s, &evictions);
         prop_assert_eq!(row_tuples(&got_all, |k| k), want_rows);
-        prop_assert_eq!(&got.late_rows, &want.late_rows);
-        prop_assert_eq!(capped.counters().evicted, evictions);
+        prop_assert_eq!(&got.late_rows, &want_late);
+        prop_assert_eq!(capped.counters().evicted, evictions.len() as u64);
+    }
+
+    /// Keys dropped by the caller (`process_dropping`) start afresh from their row on, in any
+    /// batches: the rows are those of the engine over
+    /// the same events where each drop starts a new key, less the dropped keys' rows from the
+    /// drop on.
+    #[test]
+    fn dropped_keys_start_afresh(
+        config in config(),
+        s in stream(),
+        picks in prop::collection::vec((0usize..120, 0i64..4), 0..12),
+        cuts in prop::collection::vec(0usize..120, 0..4),
+    ) {
+        let mut config = config;
+        config.max_keys = None;
+        let parts = config.partitions > 1;
+        let n = s.keys.len();
+        let mut drops: Vec<(usize, i64)> = picks.into_iter().filter(|d| d.0 < n).collect();
+        drops.sort_by_key(|d| d.0);
+        let mut engine = Engine::new(config.clone()).unwrap();
+        let mut got = Output::for_layout(engine.layout());
+        let mut bounds: Vec<usize> = cuts.iter().map(|&c| c.min(n)).collect();
+        bounds.extend([0, n]);
+        bounds.sort_unstable();
+        for w in bounds.windows(2) {
+            let here: Vec<(usize, i64)> =
+                drops.iter().filter(|d| (w[0]..w[1]).contains(&d.0)).map(|&(r, k)| (r - w[0], k)).collect();
+            got.append(engine.process_dropping(&s.batch(w[0], w[1], parts), None, &here).unwrap(), w[0] as u64);
+        }
+        got.append(engine.flush(), 0);
+        let (want_rows, want_late) = reference_with_drops(&config, &s, &drops);
+        prop_assert_eq!(row_tuples(&got, |k| k), want_rows);
+        prop_assert_eq!(&got.late_rows, &want_late);
+        prop_assert_eq!(engine.counters().evicted, 0, "the caller counts its drops");
     }
 }

@@ -5,7 +5,7 @@
 
 use std::sync::Mutex;
 
-use pyo3::exceptions::PyRuntimeError;
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
@@ -134,8 +134,11 @@ impl WindowEngine {
         self.with(|e| e.idle_partitions())
     }
 
-    /// Processes one batch; returns (columns, late row numbers).
-    #[pyo3(signature = (keys, times, values, partitions=None, now=None))]
+    /// Processes one batch; returns (columns, late row numbers). `drop_rows`/`drop_keys`: the
+    /// state of `drop_keys[i]` is dropped without a row before row `drop_rows[i]` (rows
+    /// ascending; the caller's cap on keys, see `Engine::process_dropping`).
+    #[pyo3(signature = (keys, times, values, partitions=None, now=None, drop_rows=None, drop_keys=None))]
+    #[allow(clippy::too_many_arguments)]
     fn process<'py>(
         &self,
         py: Python<'py>,
@@ -144,7 +147,21 @@ impl WindowEngine {
         values: Vec<Bound<'py, PyAny>>,
         partitions: Option<&Bound<'py, PyAny>>,
         now: Option<i64>,
+        drop_rows: Option<&Bound<'py, PyAny>>,
+        drop_keys: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<PyOutput<'py>> {
+        let drops = match (drop_rows, drop_keys) {
+            (Some(rows), Some(keys)) => {
+                let (rows, keys) = (int_column(rows, "drop_rows")?, int_column(keys, "drop_keys")?);
+                let (rows, keys) = (rows.as_array(), keys.as_array());
+                if rows.len() != keys.len() || rows.iter().any(|&r| r < 0) {
+                    return Err(PyValueError::new_err("drop_rows and drop_keys must be as long, rows >= 0"));
+                }
+                rows.iter().zip(keys.iter()).map(|(&r, &k)| (r as usize, k)).collect()
+            }
+            (None, None) => Vec::new(),
+            _ => return Err(PyValueError::new_err("drop_rows and drop_keys go together")),
+        };
         let (schema_key, schema_time, names) =
             self.with(|e| (e.schema().key.clone(), e.schema().time.clone(), e.schema().values.clone()))?;
         let keys = int_column(keys, &schema_key)?;
@@ -163,7 +180,8 @@ impl WindowEngine {
             None => None,
         };
         let batch = Batch { keys, times, partitions: parts, values: slices };
-        let (result, layout) = detached(py, || self.with(|e| (e.process(&batch, now), e.layout().clone())))?;
+        let (result, layout) =
+            detached(py, || self.with(|e| (e.process_dropping(&batch, now, &drops), e.layout().clone())))?;
         output_to_py(py, &layout, result.py_result(py)?)
     }
 

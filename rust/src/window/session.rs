@@ -93,8 +93,9 @@ pub struct SessionWindows {
     sessions: usize,
     /// Keys changed since the last `write_changes`, when tracking.
     changed: Option<FxHashSet<i64>>,
-    /// The cap on live keys (recency: the end of a key's latest session), if any.
-    cap: Option<KeyCap>,
+    /// The cap on live keys (recency: the end of a key's latest session), if any (boxed:
+    /// cold when absent).
+    cap: Option<Box<KeyCap>>,
 }
 
 impl SessionWindows {
@@ -114,7 +115,7 @@ impl SessionWindows {
     /// Caps the live keys at `max_keys` (see the module invariants); `None`: unbounded.
     #[must_use]
     pub fn with_max_keys(mut self, max_keys: Option<usize>) -> Self {
-        self.cap = max_keys.map(KeyCap::new);
+        self.cap = max_keys.map(|m| Box::new(KeyCap::new(m)));
         self.rebuild_recency();
         self
     }
@@ -128,13 +129,43 @@ impl SessionWindows {
     /// Keys evicted by the cap.
     #[must_use]
     pub fn evicted(&self) -> u64 {
-        self.cap.as_ref().map_or(0, KeyCap::evicted)
+        super::cap::evicted(self.cap.as_deref())
     }
 
     /// Sets the count of evicted keys (read back from a snapshot's counters).
     pub fn set_evicted(&mut self, n: u64) {
         if let Some(cap) = &mut self.cap {
             cap.set_evicted(n);
+        }
+    }
+
+    /// The end of `key`'s latest session (its recency under the cap), if it has one.
+    fn latest_end(&self, key: i64) -> Option<i64> {
+        self.keys.slot_of(key).and_then(|s| self.keys.get(s, key)?.sessions.last().map(|s| s.end))
+    }
+
+    /// Drops `key`'s sessions without a row, for the caller (not counted as an eviction).
+    pub fn drop_key(&mut self, key: i64) {
+        let had_data = self.latest_end(key).is_some();
+        if let (Some(cap), true) = (&mut self.cap, had_data) {
+            cap.remove();
+        }
+        self.evict(key);
+    }
+
+    /// Under the cap: `key` (with the latest session end `before`, if any) gets an event that
+    /// makes it `after`; a key without sessions is admitted, evicting first when the cap is
+    /// reached.
+    #[inline(never)]
+    fn admit(&mut self, key: i64, before: Option<i64>, after: i64) {
+        if before == Some(after) {
+            return;
+        }
+        let Some(mut cap) = self.cap.take() else { return };
+        let victim = cap.record(key, after, before.is_none(), |k| self.latest_end(k));
+        self.cap = Some(cap);
+        if let Some(victim) = victim {
+            self.evict(victim);
         }
     }
 
@@ -173,19 +204,9 @@ impl SessionWindows {
             return false;
         }
         // (The key's latest session end before this event: its place in the eviction order.)
-        let mut recency = None;
-        if let Some(cap) = &mut self.cap {
-            recency = self
-                .keys
-                .slot_of(key)
-                .and_then(|slot| self.keys.get(slot, key))
-                .and_then(|st| st.sessions.last().map(|s| s.end));
-            if recency.is_none() {
-                recency = Some(end);
-                if let Some(victim) = cap.admit(key, end) {
-                    self.evict(victim);
-                }
-            }
+        let before = if self.cap.is_some() { self.latest_end(key) } else { None };
+        if self.cap.is_some() && before.is_none() {
+            self.admit(key, None, end);
         }
         let slot = self.keys.slot_or_insert(key);
         if let Some(changed) = &mut self.changed {
@@ -247,8 +268,9 @@ impl SessionWindows {
             st.timer = timer;
             st.timer_seq = self.timers.push(timer, slot, key);
         }
-        if let (Some(cap), Some(old), Some(last)) = (&mut self.cap, recency, st.sessions.last()) {
-            cap.update(key, old, last.end);
+        let after = st.sessions.last().map(|s| s.end);
+        if let (Some(before), Some(after)) = (before, after) {
+            self.admit(key, Some(before), after);
         }
         true
     }
@@ -281,11 +303,9 @@ impl SessionWindows {
                 let latest = st.sessions.last().map(|s| s.end);
                 st.sessions.retain(|s| !(s.closed && s.end - 1 + lateness <= time));
                 self.sessions -= before - st.sessions.len();
-                if let (Some(cap), Some(end)) = (&mut self.cap, latest) {
-                    match st.sessions.last() {
-                        Some(last) => cap.update(key, end, last.end),
-                        None => cap.remove(key, end),
-                    }
+                // (sessions go from the oldest: the latest end stays until the last one goes)
+                if let (Some(cap), Some(_), true) = (&mut self.cap, latest, st.sessions.is_empty()) {
+                    cap.remove();
                 }
                 if st.sessions.is_empty() {
                     self.keys.remove(slot);
@@ -294,6 +314,9 @@ impl SessionWindows {
                     st.timer_seq = self.timers.push(st.timer, slot, key);
                 }
             }
+        }
+        if let Some(cap) = &mut self.cap {
+            cap.expire(|end| end - 1 + lateness <= wm);
         }
         // (No slot is held across calls: the key table may be compacted.)
         shrink_if_sparse(&mut self.keys, &mut self.timers);

@@ -210,7 +210,7 @@ impl Slices {
     /// Keys evicted by the cap.
     #[must_use]
     pub fn evicted(&self) -> u64 {
-        self.cap.as_ref().map_or(0, |c| c.evicted())
+        super::cap::evicted(self.cap.as_deref())
     }
 
     /// Sets the count of evicted keys (read back from a snapshot's counters).
@@ -226,22 +226,32 @@ impl Slices {
         self.slices.iter().rev().find(|s| s.accs[at] > 0).map(|s| s.start)
     }
 
+    /// Start of the newest pane of `key` with data (its recency under the cap), if any.
+    fn newest(&self, key: i64) -> Option<i64> {
+        self.slot_of(key).filter(|&s| self.open[s as usize] > 0).and_then(|s| self.newest_pane(s))
+    }
+
     /// Records that `key` (in `slot`) gets data in the slice starting at `ps`, where it had
     /// none: a key without data is admitted under the cap, evicting the key with the oldest
-    /// newest pane when it is reached.
+    /// newest pane when it is reached; another one is noted at `ps` (lazily: an entry that is
+    /// not the key's newest pane is skipped, see [`super::cap`]), without reading its slices.
     #[inline(never)]
     fn admit(&mut self, slot: u32, key: i64, ps: i64) {
-        let newest = if self.open[slot as usize] == 0 { None } else { self.newest_pane(slot) };
-        let Some(cap) = &mut self.cap else { return };
-        match newest {
-            Some(newest) if ps > newest => cap.update(key, newest, ps),
-            Some(_) => {}
-            None => {
-                if let Some(victim) = cap.admit(key, ps) {
-                    self.evict(victim);
-                }
-            }
+        let Some(mut cap) = self.cap.take() else { return };
+        let victim = cap.record(key, ps, self.open[slot as usize] == 0, |k| self.newest(k));
+        self.cap = Some(cap);
+        if let Some(victim) = victim {
+            self.evict(victim);
         }
+    }
+
+    /// Drops the data of `key` without a row, for the caller (not counted as an eviction).
+    pub fn drop_key(&mut self, key: i64) {
+        let had_data = self.newest(key).is_some();
+        if let (Some(cap), true) = (&mut self.cap, had_data) {
+            cap.remove();
+        }
+        self.evict(key);
     }
 
     /// Drops the data of `key` without a row; its slot goes as when its last slice expires.
@@ -837,6 +847,10 @@ impl Slices {
         }
         self.last = 0;
         self.next_expiry = self.slices.first().map_or(i64::MAX, |s| self.expiry(s.start, lateness));
+        if let Some(cap) = &mut self.cap {
+            let g = self.geo;
+            cap.expire(|ps| g.last_end(ps) - 1 + lateness <= wm);
+        }
         if !self.in_batch {
             self.shrink();
         }
@@ -1011,7 +1025,7 @@ impl Slices {
                     changed.insert(self.keys[i]);
                 }
                 if let (Some(cap), 0) = (&mut self.cap, self.open[i]) {
-                    cap.remove(self.keys[i], slice.start);
+                    cap.remove();
                 }
                 if self.open[i] == 0 {
                     if self.in_batch {

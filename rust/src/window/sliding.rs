@@ -408,7 +408,7 @@ impl<const N: usize> Sliding<N> {
     /// Keys evicted by the cap.
     #[must_use]
     pub fn evicted(&self) -> u64 {
-        self.cap.as_ref().map_or(0, |c| c.evicted())
+        super::cap::evicted(self.cap.as_deref())
     }
 
     /// Sets the count of evicted keys (read back from a snapshot's counters).
@@ -418,20 +418,35 @@ impl<const N: usize> Sliding<N> {
         }
     }
 
+    /// Start of the newest pane of `key` (its recency under the cap), if it has one.
+    fn newest(&self, key: i64) -> Option<i64> {
+        let slot = self.keys.slot_of(key)?;
+        self.keys.state(slot)?.panes.as_slice().last().map(|p| p.start)
+    }
+
     /// Records that `key` (in `slot`) gets data in pane `ps`: a key without panes is admitted
     /// under the cap, evicting the key with the oldest newest pane when it is reached.
     #[inline(never)]
     fn admit(&mut self, slot: u32, key: i64, ps: i64) {
-        let Some(cap) = &mut self.cap else { return };
-        match self.keys.state(slot).and_then(|st| st.panes.as_slice().last()).map(|p| p.start) {
-            Some(newest) if ps > newest => cap.update(key, newest, ps),
-            Some(_) => {}
-            None => {
-                if let Some(victim) = cap.admit(key, ps) {
-                    self.evict(victim);
-                }
-            }
+        let newest = self.keys.state(slot).and_then(|st| st.panes.as_slice().last()).map(|p| p.start);
+        if newest.is_some_and(|n| n >= ps) {
+            return;
         }
+        let Some(mut cap) = self.cap.take() else { return };
+        let victim = cap.record(key, ps, newest.is_none(), |k| self.newest(k));
+        self.cap = Some(cap);
+        if let Some(victim) = victim {
+            self.evict(victim);
+        }
+    }
+
+    /// Drops the state of `key` without a row, for the caller (not counted as an eviction).
+    pub fn drop_key(&mut self, key: i64) {
+        let had_data = self.newest(key).is_some();
+        if let (Some(cap), true) = (&mut self.cap, had_data) {
+            cap.remove();
+        }
+        self.evict(key);
     }
 
     /// Drops the state of `key` without a row (its slot is freed: a batch holding it re-checks).
@@ -699,7 +714,7 @@ impl<const N: usize> Sliding<N> {
                     .count();
                 if expired > 0 {
                     if let (Some(cap), true) = (&mut self.cap, expired == st.panes.len()) {
-                        cap.remove(key, st.panes.as_slice()[expired - 1].start);
+                        cap.remove();
                     }
                     st.panes.drain_front(expired);
                     self.panes -= expired;
@@ -713,6 +728,10 @@ impl<const N: usize> Sliding<N> {
             }
             let f = &mut *self.firing;
             out.append_by_key(&f.stage, &mut f.by_key, &mut f.sort_tmp);
+        }
+        if let Some(cap) = &mut self.cap {
+            let lateness = rules.allowed_lateness;
+            cap.expire(|ps| g.last_end(ps) - 1 + lateness <= wm);
         }
         if !self.in_batch {
             self.shrink();
