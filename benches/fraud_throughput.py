@@ -8,7 +8,10 @@ both on the handbook + added streaming features. In the same run, the batch pand
 of the handbook's 15 features (``tests/fraud/handbook_reference.py``) is timed against the
 streaming engine computing the same 15 features, and the two are checked equal.
 
-    python benches/fraud_throughput.py [--data PATH] [--batch 65536] [--repeat 3]
+    python benches/fraud_throughput.py [--data PATH] [--batch 65536] [--repeat 3] [--max-cards N ...]
+
+``--max-cards N`` (repeatable) replays all the features once more under a cap of N live cards
+(``StreamingFeatures(max_cards=N)``; the handbook's 4,990 cards: a cap below that evicts).
 
 Reports transactions/s (best of ``--repeat``), peak RSS and the RSS growth during a replay. The
 last line is JSON.
@@ -48,13 +51,17 @@ def rss_mb() -> float:
 
 
 def replay(
-    table: dict[str, Any], batch: int, model: Model | None, handbook_only: bool = False
+    table: dict[str, Any],
+    batch: int,
+    model: Model | None,
+    handbook_only: bool = False,
+    max_cards: int | None = None,
 ) -> dict[str, float]:
     """One replay of the whole table; returns seconds, alerts and RSS growth."""
     f = (
         StreamingFeatures(customer_windows=HANDBOOK_WINDOWS, terminal_windows=HANDBOOK_WINDOWS)
         if handbook_only
-        else StreamingFeatures()
+        else StreamingFeatures(max_cards=max_cards)
     )
     gc.collect()
     before = rss_mb()
@@ -70,6 +77,7 @@ def replay(
         "alerts": alerts,
         "rss_growth_mb": rss_mb() - before,
         "state": f.state_size()["bytes"],
+        "evicted": f.counters()["cards_evicted"],
     }
 
 
@@ -78,6 +86,7 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=None)
     parser.add_argument("--batch", type=int, default=65_536)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--max-cards", type=int, action="append", default=[])
     args = parser.parse_args()
 
     table = load_transactions(args.data or default_data_path(Path(__file__).parent))
@@ -110,15 +119,16 @@ def main() -> None:
     gc.collect()
 
     runs: dict[str, dict[str, float]] = {}
-    cases: list[tuple[str, Model | None, bool]] = [
-        ("features (handbook 15)", None, True),
-        ("features (all)", None, False),
-        *[(f"features + {name}", m, False) for name, m in models.items()],
+    cases: list[tuple[str, Model | None, bool, int | None]] = [
+        ("features (handbook 15)", None, True, None),
+        ("features (all)", None, False, None),
+        *[(f"features (all), max_cards {cap}", None, False, cap) for cap in args.max_cards],
+        *[(f"features + {name}", m, False, None) for name, m in models.items()],
     ]
-    for label, model, handbook_only in cases:
+    for label, model, handbook_only, cap in cases:
         best: dict[str, float] | None = None
         for _ in range(args.repeat):
-            r = replay(table, args.batch, model, handbook_only)
+            r = replay(table, args.batch, model, handbook_only, cap)
             if best is None or r["seconds"] < best["seconds"]:
                 best = r
         assert best is not None
@@ -126,6 +136,12 @@ def main() -> None:
         print(
             f"{label:45} {n / best['seconds'] / 1e6:6.2f}M tx/s  ({best['seconds']:.2f} s"
             + (f", {int(best['alerts']):,} alerts" if model is not None else "")
+            + (
+                f", {int(best['evicted']):,} cards evicted, "
+                f"{runs['features (all)']['seconds'] / best['seconds']:.3f}x uncapped"
+                if cap is not None
+                else ""
+            )
             + f"; RSS +{best['rss_growth_mb']:.0f} MB, state {best['state'] / 2**20:.0f} MB)"
         )
     peak_streaming = peak_rss_mb()

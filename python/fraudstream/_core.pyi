@@ -142,6 +142,8 @@ class FeatureEngine:
         label_delay: int,
         countries: bool = False,
         column_names: tuple[str, str, str, str, str, str, str] | None = None,
+        max_cards: int | None = None,
+        card_horizon: int | None = None,
     ) -> FeatureEngine: ...
     def process(
         self,

@@ -123,8 +123,22 @@ class Cooldown:
         self._prune_at = 4_096
         self._newest: int | None = None
 
-    def decide(self, cards: IntArray, times: IntArray) -> npt.NDArray[np.bool_]:
-        """Which candidates (in the order given) are kept; the rest count as suppressed."""
+    def decide(
+        self,
+        cards: IntArray,
+        times: IntArray,
+        *,
+        rows: IntArray | None = None,
+        forget: tuple[IntArray, IntArray] | None = None,
+    ) -> npt.NDArray[np.bool_]:
+        """Which candidates (in the order given) are kept; the rest count as suppressed.
+
+        ``forget=(at, cards)`` with the candidates' ``rows`` (ascending): card ``cards[i]``'s
+        entry is forgotten before the first candidate at a row ``>= at[i]`` (a card evicted by
+        the caller's cap, whose later alerts start afresh)."""
+        if forget is not None and len(forget[0]):
+            assert rows is not None, "forget needs the candidates' rows"
+            return self._decide_forgetting(cards, times, rows, forget)
         n = len(cards)
         keep = np.zeros(n, dtype=bool)
         if n == 0:
@@ -159,6 +173,27 @@ class Cooldown:
                     self.last[card] = last
         self.suppressed += n - int(keep.sum())
         self._prune()
+        return keep
+
+    def _decide_forgetting(
+        self, cards: IntArray, times: IntArray, rows: IntArray, forget: tuple[IntArray, IntArray]
+    ) -> npt.NDArray[np.bool_]:
+        """:meth:`decide` in the stretches between the rows where cards are forgotten."""
+        at, gone = forget
+        # only cards with an entry, or one this call may give them, have anything to forget
+        held = np.fromiter(self.last.keys(), np.int64, len(self.last))
+        relevant = np.isin(gone, np.concatenate([held, cards.astype(np.int64, copy=False)]))
+        at, gone = at[relevant], gone[relevant]
+        keep = np.zeros(len(cards), dtype=bool)
+        # forgetting at row r comes before the candidates at rows >= r
+        bounds = np.searchsorted(rows, at, side="left").tolist()
+        lo = 0
+        for bound, card in zip(bounds, gone.tolist(), strict=True):
+            if bound > lo:
+                keep[lo:bound] = self.decide(cards[lo:bound], times[lo:bound])
+                lo = bound
+            self.last.pop(int(card), None)
+        keep[lo:] = self.decide(cards[lo:], times[lo:])
         return keep
 
     def _prune(self) -> None:

@@ -174,6 +174,14 @@ class DetectorSection:
     """The ``[tables.NAME]`` of customer profiles whose features the detector's model reads
     (:mod:`fraudstream.fraud.profiles`); "" = none. With it, the default model is the one
     trained with the profile features (``fraud/profiles_model.json``)."""
+    max_cards: int = 1_000_000
+    """At most this many live cards per partition (``kind = "detector"``; 0: unbounded). A
+    card unseen while that many are live first evicts the card seen least recently: its
+    features, rule windows and cool-down are dropped at that transaction (its later ones start
+    afresh), counted in ``fraudstream_evicted_keys``. On by default so that no input can grow
+    the state without bound (about 850 bytes per card with one transaction, so about 1 GB
+    per partition at the cap); raise it when a partition legitimately sees more distinct
+    cards within the detector's horizon (30 days with the default features)."""
 
 
 @dataclass
@@ -364,6 +372,8 @@ class Config:
             )
         if d.threshold > 1.0:
             raise ConfigError(f"detector.threshold must be <= 1 (a probability), got {d.threshold}")
+        if d.max_cards < 0:
+            raise ConfigError(f"detector.max_cards must be >= 0 (0 = unbounded), got {d.max_cards}")
         try:
             if to_millis(d.cooldown, "detector.cooldown") < 0:
                 raise ConfigError("detector.cooldown must be >= 0")

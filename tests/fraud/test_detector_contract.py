@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from handmade import habit_model
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -20,7 +21,7 @@ from fraudstream.demo import generate_stream
 from fraudstream.errors import InvalidBatchError, SnapshotError
 from fraudstream.fraud.detector import SCORE_COLUMNS, FraudDetector
 from fraudstream.fraud.features import StreamingFeatures
-from fraudstream.fraud.model import Model, ModelInput, default_model
+from fraudstream.fraud.model import default_model
 from fraudstream.fraud.rules import RuleSet, default_rules
 from fraudstream.processor import ALERT, FLAGGED, PASS, Processor
 
@@ -31,18 +32,6 @@ STREAM = generate_stream(4_000, seed=5, disorder_ms=30_000, bursts=3, sprees=3)
 N = len(STREAM)
 HOUR, DAY = 3_600_000, 86_400_000
 SLOW = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-
-def habit_model() -> Model:
-    """A hand-made model: fires on amounts far above the card's usual (the spend sprees)."""
-    return Model(
-        kind="logistic_regression",
-        inputs=[ModelInput("CUSTOMER_ID_AMOUNT_RATIO", "log"), ModelInput("TX_AMOUNT", "log1p")],
-        mean=[0.0, 0.0],
-        scale=[1.0, 1.0],
-        params={"coef": [2.0, 0.5], "intercept": -6.0},
-        threshold=0.6,
-    )
 
 
 MODEL = habit_model()

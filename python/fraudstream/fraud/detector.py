@@ -54,12 +54,26 @@ Outputs (:class:`~fraudstream.processor.ProcessorOutput`): ``alerts``
 and ``decision``, a :data:`~fraudstream.processor.DECISIONS` code: pass, alert, or flagged
 when a rule or the model fired but the cool-down held the alert back) and ``suppressed``.
 
+**A cap on live cards** (``max_cards``): a card is live from a transaction until its latest
+transaction is the detector's state horizon behind the event clock (the longest of: the longest
+card feature window, the longest rule window plus the disorder bound, two cool-downs; by then
+every piece of its state has expired by itself) or until it is evicted. A transaction of a card
+that is not live while ``max_cards`` are live first evicts the card seen least recently: the one
+whose latest transaction is the oldest by the event clock, ties in arrival order. The evicted
+card's state goes everywhere at that row, before the row is scored: its card features, its
+windows in every rule, its cool-down entry; its later transactions start afresh, as a card never
+seen. Evictions are counted (:meth:`FraudDetector.counters`, ``evicted``); they are a function
+of the rows alone, so a restore or a replay evicts the same cards at the same rows, and how
+the rows are cut into batches changes no eviction. Work: a hash-map update and a queue push per
+transaction (O(1) amortised), and per eviction a drop in each piece of state.
+
 Invariants: every output (latency aside) is a pure function of the arrival-ordered rows and
 the ``advance`` calls: how the rows are cut into batches changes no alert, score or decision,
 nor the state's bytes (the streaming features' snapshot lists the keys live at the engine's
 time in key order, whenever its sweep frees expired ones). A bad batch raises before any state
 changes (the event clock and ``seq`` included). State is bounded by the feature and rule
-windows and the cards alerted within two cool-downs (see ``docs/fraud.md``); nothing is
+windows and the cards alerted within two cool-downs (see ``docs/fraud.md``), and by
+``max_cards`` whatever the input; nothing is
 buffered: duplicates are the caller's to drop (the Kafka partition task deduplicates), a
 repeated transaction is scored again.
 
@@ -176,6 +190,8 @@ class FraudDetector:
             recorded or synthetic time, such as the demo's): ``advance`` does nothing.
         clock: wall clock in epoch milliseconds (for latencies only; never for state).
         extra_features: batch columns read as features as they are (see the module docstring).
+        max_cards: at most this many live cards, the one seen least recently evicted first
+            (see the module docstring); None: unbounded.
     """
 
     def __init__(
@@ -191,6 +207,7 @@ class FraudDetector:
         wall_clock_time: bool = True,
         clock: Callable[[], float] = _wall_ms,
         extra_features: Sequence[str] = (),
+        max_cards: int | None = None,
     ) -> None:
         self.columns = columns or DetectorColumns()
         self.extra_features = tuple(extra_features)
@@ -198,15 +215,24 @@ class FraudDetector:
         self.cooldown = to_millis(cooldown, "cooldown")
         self.out_of_orderness = to_millis(out_of_orderness, "out_of_orderness")
         self.wall_clock_time = wall_clock_time
-        if features is None:
-            self.features = detector_features()
-        else:
-            self.features = StreamingFeatures(
-                customer_windows=features.customer_windows,
-                terminal_windows=features.terminal_windows,
-                label_delay=features.label_delay,
-                columns=FEATURE_COLUMNS,
-            )
+        self.max_cards = max_cards
+        base = features or detector_features()
+        # a card stays live until every piece of its state has expired by itself
+        spans = [getattr(r.window, "size", 0) or getattr(r.window, "gap", 0) for r in rule_list]
+        self.card_horizon = max(
+            max(to_millis(w, "customer window") for w in base.customer_windows),
+            max(spans, default=0) + self.out_of_orderness,
+            2 * self.cooldown,
+        )
+        """How long a card stays live after its latest transaction (event clock), ms."""
+        self.features = StreamingFeatures(
+            customer_windows=base.customer_windows,
+            terminal_windows=base.terminal_windows,
+            label_delay=base.label_delay,
+            columns=FEATURE_COLUMNS,
+            max_cards=max_cards,
+            card_horizon=self.card_horizon,
+        )
         available = {"TX_AMOUNT", *self.features.feature_names}
         derivable = can_derive(available)
         if derivable:
@@ -276,9 +302,12 @@ class FraudDetector:
             *(r.fingerprint.hex() for r in (self.rules, self.feature_rules) if r is not None),
             "|".join(self._names),
         ]
+        if max_cards is not None:  # (only then: the state of uncapped detectors keeps restoring)
+            description.append(f"max_cards={max_cards}|{self.card_horizon}")
         self.fingerprint = hashlib.sha256("\n".join(description).encode()).digest()[:8]
-        """8 bytes naming what the state belongs to (rules, features, disorder bound); a new
-        model or cool-down may take over a detector's state, other rules or features not."""
+        """8 bytes naming what the state belongs to (rules, features, disorder bound, card
+        cap); a new model or cool-down may take over a detector's state, other rules or
+        features not (with a card cap, the cool-down is part of the card horizon)."""
         # state beside the engines; plain Python ints: metrics() may run on another thread
         self._clock: int | None = None
         """The event clock: the newest event time seen."""
@@ -408,6 +437,17 @@ class FraudDetector:
         """The rules' watermark (event time), None before the first transaction."""
         return self._watermark()
 
+    def counters(self) -> dict[str, int]:
+        """Transactions scored, clamped and late, alerts, and cards evicted by ``max_cards``
+        (``evicted``, as every processor reports evictions; part of the state)."""
+        return {
+            "events": self.events,
+            "clamped": self.clamped,
+            "late": self.late,
+            "alerts": self.alerts,
+            "evicted": int(self.features.counters()["cards_evicted"]),
+        }
+
     def state_size(self) -> dict[str, int]:
         """Cards with feature state (``keys``), open rule windows, approximate bytes."""
         features = self.features.state_size()
@@ -430,6 +470,7 @@ class FraudDetector:
             "alerts": self.alerts,
             "alerts_by_rule": {n: k for n, k in zip(self._names, self._by_rule, strict=True) if k},
             "suppressed": self._cooldown.suppressed,
+            "evicted": int(self.features.counters()["cards_evicted"]),
             "watermark": wm,
             "max_event_time": top,
             "watermark_lag_ms": None if wm is None or top is None else top - wm,
@@ -492,17 +533,21 @@ class FraudDetector:
         parts: list[tuple[IntArray, IntArray, IntArray, int, IntArray]] = []
         found: Candidates | None = None
         found_f: Candidates | None = None
+        checked = None if self.rules is None else self.rules.validate(cols)
+        # features first: they say which cards the cap evicts at which rows (none without it)
+        feats, evicted = self.features.process_evicting({**cols, "txn_id": seq, "ts": t_eff})
+        drop = evicted if len(evicted[0]) else None
         if self.rules is not None:
-            found, late = self.rules.candidates(self.rules.validate(cols))
+            assert checked is not None
+            found, late = self.rules.candidates(checked, drop)
             self.late += len(late)
             parts.append((found.trigger, found.rule, found.card, 0, np.arange(len(found), dtype=np.int64)))
-        feats = self.features.process({**cols, "txn_id": seq, "ts": t_eff})
         if self._derive:
             feats.update(derive(feats))
         feats.update({name: cols[name] for name in self.extra_features})
         if self.feature_rules is not None:
             batch = {**cols, **feats}
-            found_f, _ = self.feature_rules.candidates(self.feature_rules.validate(batch))
+            found_f, _ = self.feature_rules.candidates(self.feature_rules.validate(batch), drop)
             parts.append(
                 (
                     found_f.trigger,
@@ -527,7 +572,7 @@ class FraudDetector:
         by = np.lexsort((order, trigger))
         trigger, order, card, source, position = trigger[by], order[by], card[by], source[by], position[by]
         suppressed_before = self._cooldown.suppressed
-        keep = self._cooldown.decide(card, t[trigger])
+        keep = self._cooldown.decide(card, t[trigger], rows=trigger, forget=drop)
 
         self._clock = int(t_eff[-1])
         self._seq += n

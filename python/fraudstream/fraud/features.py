@@ -31,6 +31,13 @@ Definitions (DAY = 86,400,000 ms; event order is (time, transaction id), ties by
 
 Labels: the transactions' own fraud column is read with the delay model (known ``D`` after the
 transaction); label events arriving at their own times go through :meth:`StreamingFeatures.add_labels`.
+
+A cap on live cards (``max_cards``): a card is live from a transaction until it is idle for
+``card_horizon`` (at least the longest card window) or evicted; a transaction of a card that is
+not live while ``max_cards`` are live first evicts the card seen least recently (its latest
+transaction is the oldest in (time, id) order). The evicted card's state is dropped before that
+row, so its later transactions start afresh, and :meth:`StreamingFeatures.process_evicting`
+says which cards went at which rows (for a caller that drops their other state there too).
 """
 
 from __future__ import annotations
@@ -77,6 +84,8 @@ ADDED_FEATURES: list[str] = [
 """Streaming features the handbook lacks, used by the ``*_streaming`` models."""
 
 Columns = dict[str, np.ndarray[Any, Any]]
+Evictions = tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]
+"""``(rows, cards)``: card ``cards[i]`` evicted before row ``rows[i]``."""
 
 
 def window_label(ms: int) -> str:
@@ -112,6 +121,9 @@ class StreamingFeatures:
         terminal_windows: terminal windows ``n``; features over ``(t - (n + D), t - D]``.
         label_delay: ``D``: a transaction's own label is known ``D`` after it.
         columns: input column names.
+        max_cards: at most this many live cards (see the module docstring); None: unbounded.
+        card_horizon: how long a card stays live after its latest transaction (default: the
+            longest card window).
 
     Batches must continue the stream in (time, id) order; a batch that does not is rejected
     whole (:class:`~fraudstream.errors.InvalidBatchError` naming the row) and changes nothing.
@@ -125,6 +137,8 @@ class StreamingFeatures:
         terminal_windows: Sequence[Duration] = DEFAULT_TERMINAL_WINDOWS,
         label_delay: Duration = DEFAULT_LABEL_DELAY,
         columns: TransactionColumns | None = None,
+        max_cards: int | None = None,
+        card_horizon: Duration | None = None,
     ) -> None:
         self.columns = columns or TransactionColumns()
         self.customer_windows = [to_millis(w, "customer window") for w in customer_windows]
@@ -134,6 +148,12 @@ class StreamingFeatures:
             labels = [window_label(w) for w in windows]
             if len(set(labels)) != len(labels):
                 raise ConfigError(f"{name} windows must differ, got {labels}")
+        if max_cards is not None and not (isinstance(max_cards, int) and max_cards >= 1):
+            raise ConfigError(f"max_cards must be an integer >= 1 or None, got {max_cards!r}")
+        self.max_cards = max_cards
+        self.card_horizon = (
+            max(self.customer_windows) if card_horizon is None else to_millis(card_horizon, "card_horizon")
+        )
         c = self.columns
         self._engine = _core.FeatureEngine(
             customer_windows=self.customer_windows,
@@ -149,6 +169,8 @@ class StreamingFeatures:
                 c.fraud or "fraud",
                 c.country or "country",
             ),
+            max_cards=max_cards,
+            card_horizon=self.card_horizon,
         )
 
     @property
@@ -173,6 +195,12 @@ class StreamingFeatures:
         """Features of a batch (a mapping of columns, a pyarrow RecordBatch/Table or a pandas
         DataFrame), one row per transaction, as named numpy columns; the batch's amount
         column is passed through as ``TX_AMOUNT``."""
+        return self.process_evicting(batch)[0]
+
+    def process_evicting(self, batch: Mapping[str, Any] | Any) -> tuple[Columns, Evictions]:
+        """:meth:`process`, and the cards the cap evicted: ``(rows, cards)``, card
+        ``cards[i]``'s state dropped before row ``rows[i]`` (rows ascending; empty without
+        ``max_cards``)."""
         c = self.columns
         amounts = value_column(get_column(batch, c.amount), c.amount).astype(np.float64, copy=False)
         frauds = None if c.fraud is None else int_column(get_column(batch, c.fraud), c.fraud)
@@ -186,7 +214,7 @@ class StreamingFeatures:
             frauds,
             countries,
         )
-        return self._name(raw, amounts)
+        return self._name(raw, amounts), (raw["evicted_rows"], raw["evicted_cards"])
 
     def _name(self, raw: dict[str, Any], amounts: npt.NDArray[np.float64]) -> Columns:
         cw = [window_label(w) for w in self.customer_windows]
@@ -231,7 +259,8 @@ class StreamingFeatures:
         return self._engine.last_event
 
     def counters(self) -> dict[str, int]:
-        """Transactions processed; label events applied, unmatched and late."""
+        """Transactions processed; label events applied, unmatched and late; cards evicted by
+        ``max_cards`` (``cards_evicted``)."""
         return dict(self._engine.counters())
 
     def state_size(self) -> dict[str, int]:

@@ -389,13 +389,19 @@ class RuleSet:
                 raise InvalidBatchError(f"column '{name}' has {len(col)} rows, expected {n}")
         return batch
 
-    def candidates(self, batch: Columns) -> tuple[Candidates, IntArray]:
+    def candidates(
+        self, batch: Columns, drop: tuple[IntArray, IntArray] | None = None
+    ) -> tuple[Candidates, IntArray]:
         """Feeds a validated batch (:meth:`validate`) to every rule: their firings before any
-        cool-down, and the rows too late for every rule's windows."""
+        cool-down, and the rows too late for every rule's windows. ``drop=(rows, cards)``:
+        every rule's windows of ``cards[i]`` are dropped before row ``rows[i]`` (the caller's
+        cap on cards, see :meth:`fraudstream.WindowedAggregation.process`)."""
         outputs: dict[int, WindowOutput] = {}
         late: IntArray | None = None
+        if drop is not None and not len(drop[0]):
+            drop = None
         for order, engine in enumerate(self._engines):
-            out = engine.process(batch)
+            out = engine.process(batch, drop=drop)
             late = out.late_rows if late is None else np.intersect1d(late, out.late_rows)
             early = out["kind"] == EmitKind.EARLY
             if early.any():

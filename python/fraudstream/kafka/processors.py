@@ -84,6 +84,7 @@ def detector_processor(config: Config, lookups: Mapping[str, Lookup] | None = No
         cooldown=d.cooldown,
         out_of_orderness=config.rule.out_of_orderness,
         extra_features=_extra_features(config),
+        max_cards=d.max_cards or None,
     )
     if not d.profiles_table:
         return detector

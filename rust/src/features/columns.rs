@@ -127,6 +127,9 @@ pub struct FeatureColumns {
     pub terminal_risk: Vec<Vec<f64>>,
     /// 1 when the terminal's latest transaction with a known label was a fraud.
     pub terminal_last_known_fraud: Vec<i8>,
+    /// Cards evicted by the cap on live cards ([`super::cards`]): `(row, card)`, the card's
+    /// state dropped before that row, rows ascending.
+    pub evicted: Vec<(usize, i64)>,
 }
 
 impl FeatureColumns {
@@ -147,6 +150,7 @@ impl FeatureColumns {
             terminal_nb_fraud: (0..m).map(|_| Vec::with_capacity(n)).collect(),
             terminal_risk: (0..m).map(|_| Vec::with_capacity(n)).collect(),
             terminal_last_known_fraud: Vec::with_capacity(n),
+            evicted: Vec::new(),
         }
     }
 

@@ -139,6 +139,11 @@ impl CustomerState {
         }
     }
 
+    /// Whether the state never held a transaction (as built by [`CustomerState::new`]).
+    pub(crate) fn is_fresh(&self) -> bool {
+        self.last_time == Millis::MIN
+    }
+
     /// Whether nothing is left (the card may be dropped).
     #[cfg(test)]
     pub(crate) fn is_empty(&self) -> bool {

@@ -35,7 +35,13 @@
 //!   freeing anything), in ascending key order, with positions relative to each key's first
 //!   held transaction; a label for a terminal that has expired is unmatched whether or not the
 //!   sweep freed it yet (an expired terminal holds no transaction inside a window).
+//! - With a cap on live cards ([`FeatureConfig::card_cap`], see [`cards`]), a transaction of a
+//!   card that is not live while the cap is reached first evicts the card seen least recently:
+//!   its state is dropped before that row (its later transactions start afresh) and the
+//!   eviction is returned ([`FeatureColumns::evicted`]) so that a caller drops the card's other
+//!   state at the same row. The live cards are part of the snapshot.
 
+pub mod cards;
 mod columns;
 pub mod customer;
 pub mod rolling;
@@ -48,6 +54,8 @@ use std::collections::VecDeque;
 use crate::snapshot::{Reader, Writer};
 use crate::time::{check_duration, is_valid_event_time, Millis, MAX_EVENT_TIME, MIN_EVENT_TIME};
 use crate::{CoreError, CoreResult};
+pub use cards::CardCap;
+use cards::LiveCards;
 use columns::Label;
 pub use columns::{ColumnNames, FeatureColumns, Labels, Transactions};
 use customer::{CardEvent, CustomerState, CustomerWindows};
@@ -83,6 +91,8 @@ pub struct FeatureConfig {
     pub countries: bool,
     /// Column names for error messages.
     pub names: ColumnNames,
+    /// A cap on live cards (see [`cards`]); `None`: unbounded.
+    pub card_cap: Option<CardCap>,
 }
 
 impl FeatureConfig {
@@ -95,6 +105,7 @@ impl FeatureConfig {
             label_delay: 7 * DAY,
             countries: false,
             names: ColumnNames::default(),
+            card_cap: None,
         }
     }
 
@@ -113,6 +124,16 @@ impl FeatureConfig {
             }
         }
         check_duration("label_delay", self.label_delay, true)?;
+        if let Some(cap) = self.card_cap {
+            let longest = self.customer_windows.iter().copied().max().unwrap_or(0);
+            if cap.max_cards == 0 || cap.horizon < longest {
+                return Err(CoreError::Config(format!(
+                    "a card cap needs max_cards >= 1 and a horizon of at least the longest card \
+                     window ({longest} ms), got {} and {} ms",
+                    cap.max_cards, cap.horizon
+                )));
+            }
+        }
         let longest = |v: &[Millis]| (0..v.len()).max_by_key(|&i| (v[i], usize::MAX - i)).unwrap_or(0);
         Ok((
             CustomerWindows {
@@ -178,6 +199,8 @@ pub struct FeatureEngine {
     last: Option<(Millis, i64)>,
     pending: VecDeque<Label>,
     counters: FeatureCounters,
+    /// The live cards, with a cap.
+    cards: Option<LiveCards>,
     /// Slots of the current batch's cards and terminals (scratch, reused between batches).
     cslots: Vec<u32>,
     tslots: Vec<u32>,
@@ -214,6 +237,7 @@ impl FeatureEngine {
     pub fn new(config: FeatureConfig) -> CoreResult<Self> {
         let (cw, tw) = config.validate()?;
         Ok(FeatureEngine {
+            cards: config.card_cap.map(LiveCards::new),
             config,
             cw,
             tw,
@@ -239,6 +263,12 @@ impl FeatureEngine {
         self.counters
     }
 
+    /// Cards evicted by the cap on live cards.
+    #[must_use]
+    pub fn cards_evicted(&self) -> u64 {
+        self.cards.as_ref().map_or(0, LiveCards::evicted)
+    }
+
     /// (time, id) of the latest transaction processed.
     #[must_use]
     pub fn last_event(&self) -> Option<(Millis, i64)> {
@@ -258,6 +288,7 @@ impl FeatureEngine {
             bytes += t.heap_bytes();
         }
         bytes += self.pending.capacity() * std::mem::size_of::<Label>();
+        bytes += self.cards.as_ref().map_or(0, LiveCards::bytes);
         FeatureStateSize {
             customers: self.customers.len(),
             terminals: self.terminals.len(),
@@ -436,6 +467,11 @@ impl FeatureEngine {
                     self.apply(label, t);
                 }
             }
+            if let Some(cards) = &mut self.cards {
+                if let Some(victim) = cards.touch(tx.customers[row], t) {
+                    self.evict(victim, row, &mut out);
+                }
+            }
             let (weekend, night) = calendar_flags(t);
             out.during_weekend.push(weekend);
             out.during_night.push(night);
@@ -453,7 +489,21 @@ impl FeatureEngine {
             self.last = Some((tx.times[row], tx.ids[row]));
         }
         self.counters.transactions += n as u64;
+        for &(_, card) in &out.evicted {
+            // (its slot was held for the batch; free it unless the card came back since)
+            self.customers.remove_if(card, CustomerState::is_fresh);
+        }
         Ok(out)
+    }
+
+    /// Drops the state of `card`, evicted by the cap before `row`: a fresh state in its slot
+    /// (the batch may hold the slot for a later row of the card), freed after the batch.
+    #[cold]
+    fn evict(&mut self, card: i64, row: usize, out: &mut FeatureColumns) {
+        if let Some(st) = self.customers.get_mut(card) {
+            *st = CustomerState::new(&self.cw);
+        }
+        out.evicted.push((row, card));
     }
 
     fn prefetch(&self, row: usize) {
@@ -477,7 +527,9 @@ impl FeatureEngine {
 
     fn fingerprint(&self) -> String {
         let c = &self.config;
-        format!("{:?}/{:?}/{}/{}", c.customer_windows, c.terminal_windows, c.label_delay, c.countries)
+        // (the cap only when set: the fingerprint of existing snapshots stays)
+        let cap = c.card_cap.map_or(String::new(), |cap| format!("/cap {}/{}", cap.max_cards, cap.horizon));
+        format!("{:?}/{:?}/{}/{}{cap}", c.customer_windows, c.terminal_windows, c.label_delay, c.countries)
     }
 
     /// The whole state as versioned bytes, canonical (see the module invariants): the keys
@@ -521,6 +573,9 @@ impl FeatureEngine {
         for (key, st) in terminals {
             w.i64(key);
             st.write(&mut w);
+        }
+        if let Some(cards) = &self.cards {
+            cards.write(&mut w);
         }
         w.into_bytes()
     }
@@ -583,6 +638,9 @@ impl FeatureEngine {
             if !engine.terminals.insert(key, st) {
                 return Err(CoreError::Snapshot(format!("terminal {key} appears twice")));
             }
+        }
+        if let Some(cap) = engine.config.card_cap {
+            engine.cards = Some(LiveCards::read(cap, &mut r)?);
         }
         r.finish()?;
         Ok(engine)

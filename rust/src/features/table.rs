@@ -88,6 +88,16 @@ impl<S> Table<S> {
         true
     }
 
+    /// Drops `key` if its state passes `drop` (its slot is freed for reuse).
+    pub(crate) fn remove_if(&mut self, key: i64, drop: impl FnOnce(&S) -> bool) {
+        let Some(&slot) = self.index.get(&key) else { return };
+        if self.slots[slot as usize].as_ref().is_some_and(|(_, st)| drop(st)) {
+            self.slots[slot as usize] = None;
+            self.index.remove(&key);
+            self.free.push(slot);
+        }
+    }
+
     /// Examines the next `budget` slots; a key whose state fails `keep` is dropped.
     pub(crate) fn sweep(&mut self, budget: usize, mut keep: impl FnMut(&S) -> bool) {
         for _ in 0..budget.min(self.slots.len()) {

@@ -73,7 +73,15 @@ fn config() -> FeatureConfig {
         label_delay: 6,
         countries: true,
         names: ColumnNames::default(),
+        card_cap: None,
     }
+}
+
+/// [`config`] with a cap of `max_cards` live cards (none for 0), live `extra` ms past the
+/// longest card window.
+fn capped(max_cards: usize, extra: i64) -> FeatureConfig {
+    let cap = (max_cards > 0).then_some(CardCap { max_cards, horizon: 30 + extra });
+    FeatureConfig { card_cap: cap, ..config() }
 }
 
 fn stream_strategy() -> impl Strategy<Value = Stream> {
@@ -209,6 +217,7 @@ fn row(out: &FeatureColumns, i: usize) -> FeatureColumns {
         terminal_nb_fraud: pick_i(&out.terminal_nb_fraud),
         terminal_risk: pick_f(&out.terminal_risk),
         terminal_last_known_fraud: vec![out.terminal_last_known_fraud[i]],
+        evicted: out.evicted.iter().filter(|e| e.0 == i).map(|&(_, card)| (0, card)).collect(),
     }
 }
 
@@ -239,6 +248,8 @@ fn assert_same(got: &FeatureColumns, want: &FeatureColumns, i: usize) {
 fn concat(parts: Vec<FeatureColumns>) -> FeatureColumns {
     let mut all = parts[0].clone();
     for p in &parts[1..] {
+        let at = all.len();
+        all.evicted.extend(p.evicted.iter().map(|&(row, card)| (row + at, card)));
         all.during_weekend.extend(&p.during_weekend);
         all.during_night.extend(&p.during_night);
         for (a, b) in all.customer_nb_tx.iter_mut().zip(&p.customer_nb_tx) {
@@ -391,8 +402,10 @@ proptest! {
         cuts_b in prop::collection::vec(0usize..200, 0..8),
         picks in prop::collection::vec((0usize..200, 0i64..30, any::<bool>(), 0usize..200), 0..12),
         at in 0usize..200,
+        cap in 0usize..4,
+        extra in 0i64..40,
     ) {
-        let cfg = config();
+        let cfg = capped(cap, extra);
         let drops = drops_for(&s, &picks);
         let n = s.tx.len();
         let at = at % (n + 1);
@@ -572,4 +585,54 @@ fn snapshots_of_the_first_layout_are_read_and_later_ones_refused() {
     later[body..].copy_from_slice(&crc.to_le_bytes());
     let err = FeatureEngine::restore(config(), &later).unwrap_err();
     assert!(err.to_string().contains("\"features/9\""), "{err}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// With a cap on live cards, the features are those of the uncapped engine over the same
+    /// transactions where each eviction starts a new card, and the evictions are those of a
+    /// naive model: a card is live until evicted or idle for the horizon; an unseen card while
+    /// `cap` are live evicts the one whose latest transaction came first.
+    #[test]
+    fn a_capped_engine_is_the_uncapped_one_with_evicted_cards_started_afresh(
+        s in stream_strategy(),
+        cuts in prop::collection::vec(0usize..200, 0..6),
+        cap in 1usize..4,
+        extra in 0i64..40,
+    ) {
+        let cfg = capped(cap, extra);
+        let horizon = cfg.card_cap.unwrap().horizon;
+        let mut live: Vec<(i64, i64, usize)> = Vec::new(); // (card, latest time, row)
+        let mut generation = [0i64; 4];
+        let mut want_evicted = Vec::new();
+        let mut relabelled = s.clone();
+        for (i, tx) in s.tx.iter().enumerate() {
+            live.retain(|&(_, t, _)| t > tx.time - horizon);
+            if let Some(at) = live.iter().position(|l| l.0 == tx.customer) {
+                live[at] = (tx.customer, tx.time, i);
+            } else {
+                if live.len() >= cap {
+                    let oldest = (0..live.len()).min_by_key(|&j| (live[j].1, live[j].2)).unwrap();
+                    let victim = live.remove(oldest).0;
+                    generation[victim as usize] += 1;
+                    want_evicted.push((i, victim));
+                }
+                live.push((tx.customer, tx.time, i));
+            }
+            relabelled.customers[i] = tx.customer * 1_000 + generation[tx.customer as usize];
+        }
+        let mut engine = FeatureEngine::new(cfg.clone()).unwrap();
+        let got = run_in_batches(&mut engine, &s, &cuts, false);
+        let mut plain = FeatureEngine::new(config()).unwrap();
+        let mut want = run_in_batches(&mut plain, &relabelled, &[], false);
+        prop_assert_eq!(&got.evicted, &want_evicted);
+        want.evicted = want_evicted.clone();
+        prop_assert_eq!(got, want);
+        prop_assert_eq!(engine.cards_evicted(), want_evicted.len() as u64);
+        // (cards idle past their windows wait for the sweep, capped or not)
+        let now = s.times.last().copied().unwrap_or(0);
+        let held = engine.customers.iter().filter(|(_, c)| !c.expired(&engine.cw, now)).count();
+        prop_assert!(held <= cap && engine.cards.as_ref().unwrap().len() <= cap);
+    }
 }

@@ -15,7 +15,7 @@ use super::convert::{int_column, value_column, ValueArray};
 use super::detached;
 use super::errors::IntoPyResult;
 use crate::features::score::{Scorer, Transform, TreeArrays};
-use crate::features::{ColumnNames, FeatureColumns, FeatureConfig, Labels, Transactions};
+use crate::features::{CardCap, ColumnNames, FeatureColumns, FeatureConfig, Labels, Transactions};
 
 fn slice<'a, T: numpy::Element>(a: &'a PyReadonlyArray1<'_, T>) -> PyResult<&'a [T]> {
     a.as_slice().map_err(|e| PyValueError::new_err(format!("array must be C-contiguous: {e}")))
@@ -44,6 +44,10 @@ fn columns_to_py(py: Python<'_>, out: FeatureColumns) -> PyResult<Bound<'_, PyDi
     d.set_item("terminal_nb_fraud", ints(out.terminal_nb_fraud)?)?;
     d.set_item("terminal_risk", floats(out.terminal_risk)?)?;
     d.set_item("terminal_last_known_fraud", out.terminal_last_known_fraud.into_pyarray(py))?;
+    let (rows, cards): (Vec<i64>, Vec<i64>) =
+        out.evicted.iter().map(|&(row, card)| (i64::try_from(row).unwrap_or(i64::MAX), card)).unzip();
+    d.set_item("evicted_rows", rows.into_pyarray(py))?;
+    d.set_item("evicted_cards", cards.into_pyarray(py))?;
     Ok(d)
 }
 
@@ -63,9 +67,15 @@ impl FeatureEngine {
 #[pymethods]
 impl FeatureEngine {
     /// Builds an engine; windows and the delay are milliseconds; `column_names` are
-    /// (id, time, customer, terminal, amount, fraud, country) for error messages.
+    /// (id, time, customer, terminal, amount, fraud, country) for error messages; `max_cards`
+    /// caps the live cards, each live for `card_horizon` ms after its latest transaction
+    /// (default: the longest card window).
     #[new]
-    #[pyo3(signature = (*, customer_windows, terminal_windows, label_delay, countries=false, column_names=None))]
+    #[pyo3(signature = (
+        *, customer_windows, terminal_windows, label_delay, countries=false, column_names=None,
+        max_cards=None, card_horizon=None
+    ))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         customer_windows: Vec<i64>,
@@ -73,6 +83,8 @@ impl FeatureEngine {
         label_delay: i64,
         countries: bool,
         column_names: Option<(String, String, String, String, String, String, String)>,
+        max_cards: Option<usize>,
+        card_horizon: Option<i64>,
     ) -> PyResult<Self> {
         let names = match column_names {
             Some((id, time, customer, terminal, amount, fraud, country)) => {
@@ -80,7 +92,11 @@ impl FeatureEngine {
             }
             None => ColumnNames::default(),
         };
-        let config = FeatureConfig { customer_windows, terminal_windows, label_delay, countries, names };
+        let longest = customer_windows.iter().copied().max().unwrap_or(0);
+        let card_cap =
+            max_cards.map(|max_cards| CardCap { max_cards, horizon: card_horizon.unwrap_or(longest) });
+        let config =
+            FeatureConfig { customer_windows, terminal_windows, label_delay, countries, names, card_cap };
         let engine = crate::features::FeatureEngine::new(config).py_result(py)?;
         Ok(FeatureEngine { engine: Mutex::new(engine) })
     }
@@ -152,10 +168,11 @@ impl FeatureEngine {
         self.with(|e| e.last_event())
     }
 
-    /// {"transactions", "labels_applied", "labels_unmatched", "labels_late"}.
+    /// {"transactions", "labels_applied", "labels_unmatched", "labels_late", "cards_evicted"}.
     fn counters<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let c = self.with(|e| e.counters())?;
+        let (c, evicted) = self.with(|e| (e.counters(), e.cards_evicted()))?;
         let d = PyDict::new(py);
+        d.set_item("cards_evicted", evicted)?;
         d.set_item("transactions", c.transactions)?;
         d.set_item("labels_applied", c.labels_applied)?;
         d.set_item("labels_unmatched", c.labels_unmatched)?;
