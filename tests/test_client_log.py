@@ -1,4 +1,5 @@
-"""Kafka client logging: repeated failures are summarised, not printed hundreds of times."""
+"""Kafka client logging: repeated failures are summarised, not printed hundreds of times, and
+the values of secret settings never reach a log line."""
 
 from __future__ import annotations
 
@@ -6,9 +7,11 @@ import logging
 import time
 
 import pytest
-from confluent_kafka import Consumer
+from confluent_kafka import Consumer, Producer
 
-from fraudstream.kafka.client_log import LOGGER_NAME, RepeatFilter, logging_config
+from fraudstream.config import Config
+from fraudstream.kafka.client_log import LOGGER_NAME, REDACTED, RepeatFilter, SecretFilter, logging_config
+from fraudstream.kafka.topics import client_config
 
 
 class Clock:
@@ -69,3 +72,45 @@ def test_an_unreachable_broker_logs_a_few_lines_not_hundreds(caplog: pytest.LogC
     lines = [r for r in caplog.records if r.name == LOGGER_NAME]
     assert lines, "the client's failures must be logged"
     assert len(lines) <= 12, [r.getMessage() for r in lines]
+
+
+def test_librdkafka_quoting_a_secret_setting_back_is_redacted(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A malformed ``sasl.oauthbearer.config`` from the environment: librdkafka's authentication
+    error quotes it back ("Unrecognized sasl.oauthbearer.config beginning at: ..."); the client
+    logger shows the error, not the secret."""
+    secret = "tok-0f9e8d7c6b5a"
+    monkeypatch.setenv("FS_TEST_OAUTH_CONFIG", f"principal=alice grant={secret}")
+    config = Config()
+    config.kafka.bootstrap_servers = "127.0.0.1:1"
+    config.kafka.client = {
+        "security.protocol": "sasl_plaintext",
+        "sasl.mechanism": "OAUTHBEARER",
+        "enable.sasl.oauthbearer.unsecure.jwt": "true",
+        "sasl.oauthbearer.config": "${env:FS_TEST_OAUTH_CONFIG}",
+    }
+    caplog.set_level(logging.DEBUG, logger=LOGGER_NAME)
+    producer = Producer({**client_config(config), "debug": "security,conf"})
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and not any("OAUTHBEARER" in r.getMessage() for r in caplog.records):
+        producer.poll(0.1)
+    lines = [r.getMessage() for r in caplog.records if r.name == LOGGER_NAME]
+    quoted = [line for line in lines if "sasl.oauthbearer.config beginning at" in line]
+    assert quoted, lines  # librdkafka did quote it: the case is exercised
+    assert all(REDACTED in line for line in quoted), quoted
+    assert not [line for line in lines if secret in line]
+
+
+def test_the_secret_filter_scrubs_values_and_their_parts() -> None:
+    f = SecretFilter()
+    f.add(["s3cret-password", "principal=bob extension_traceid=abcdef123 x=1"])
+    rec = record(
+        "%s [%s] %s", "SASL", "rdkafka#1", "bad s3cret-password near extension_traceid=abcdef123 x=1"
+    )
+    assert f.filter(rec)
+    text = rec.getMessage()
+    assert "s3cret" not in text and "abcdef123" not in text and text.count(REDACTED) == 2, text
+    assert "x=1" in text, "short parts are left alone"
+    untouched = record("%s [%s] %s", "FAIL", "rdkafka#1", "Connect failed")
+    assert f.filter(untouched) and untouched.args == ("FAIL", "rdkafka#1", "Connect failed")

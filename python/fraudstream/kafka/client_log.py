@@ -3,13 +3,20 @@
 An unreachable broker makes librdkafka report the same failure every few milliseconds per client
 (hundreds of lines a second). The clients log through the ``fraudstream.kafka.client`` logger,
 which lets the first record of each kind through and then one per interval, counting the rest.
+
+librdkafka redacts secret settings in its configuration dump, but not where it quotes a value
+back: a malformed ``sasl.oauthbearer.config`` comes back whole in an authentication error
+("Unrecognized sasl.oauthbearer.config beginning at: ..."). So every record of that logger is
+scrubbed of the secret settings' values (:class:`SecretFilter`), whichever way they were
+given (inline, ``${env:...}``, ``${file:...}``).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from typing import Any
 
 from confluent_kafka import KafkaError
@@ -43,6 +50,42 @@ class RepeatFilter(logging.Filter):
         return True
 
 
+class SecretFilter(logging.Filter):
+    """Replaces in every record the values of secret settings by ``<redacted>``: the whole
+    value (from 3 characters), and each of its whitespace-separated parts and their values
+    after ``=`` from 6 characters (a quoted fragment of ``principal=bob scope=...`` is caught
+    too; shorter parts would scrub common words). Runs after :class:`RepeatFilter`, whose kinds
+    read the record's arguments."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._secrets: set[str] = set()
+        self._pattern: re.Pattern[str] | None = None
+
+    def add(self, values: Iterable[str]) -> None:
+        """Secret values to scrub from now on."""
+        for value in values:
+            parts = set(value.split())
+            parts |= {p.split("=", 1)[1] for p in parts if "=" in p}
+            self._secrets |= {p for p in parts if len(p) >= 6}
+            if len(value.strip()) >= 3:
+                self._secrets.add(value)
+        if self._secrets:  # longest first: a value is replaced whole, not a part of it
+            ordered = sorted(self._secrets, key=len, reverse=True)
+            self._pattern = re.compile("|".join(re.escape(s) for s in ordered))
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self._pattern is not None:
+            text = record.getMessage()
+            scrubbed = self._pattern.sub(REDACTED, text)
+            if scrubbed != text:
+                record.msg, record.args = scrubbed, ()
+        return True
+
+
+REDACTED = "<redacted>"
+
+
 def _kind(record: logging.LogRecord) -> Hashable:
     kind: Hashable | None = getattr(record, "kind", None)
     if kind is not None:
@@ -54,11 +97,19 @@ def _kind(record: logging.LogRecord) -> Hashable:
 
 
 def client_logger() -> logging.Logger:
-    """The clients' logger, with its :class:`RepeatFilter` (installed once)."""
+    """The clients' logger, with its :class:`RepeatFilter` and then its :class:`SecretFilter`
+    (installed once)."""
     logger = logging.getLogger(LOGGER_NAME)
     if not any(isinstance(f, RepeatFilter) for f in logger.filters):
         logger.addFilter(RepeatFilter())
+    if not any(isinstance(f, SecretFilter) for f in logger.filters):
+        logger.addFilter(SecretFilter())
     return logger
+
+
+def secret_filter() -> SecretFilter:
+    """The :class:`SecretFilter` of the clients' logger."""
+    return next(f for f in client_logger().filters if isinstance(f, SecretFilter))
 
 
 def log_client_error(err: KafkaError) -> None:
@@ -67,6 +118,8 @@ def log_client_error(err: KafkaError) -> None:
     client_logger().log(level, "Kafka client error: %s", err, extra={"kind": err.code()})
 
 
-def logging_config() -> dict[str, Any]:
-    """Client settings that route librdkafka's logs and errors to :func:`client_logger`."""
+def logging_config(secrets: Iterable[str] = ()) -> dict[str, Any]:
+    """Client settings that route librdkafka's logs and errors to :func:`client_logger`, which
+    scrubs ``secrets`` (the values of the client's secret settings) from every record."""
+    secret_filter().add(secrets)
     return {"logger": client_logger(), "error_cb": log_client_error}

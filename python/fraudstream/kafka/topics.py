@@ -22,7 +22,7 @@ from confluent_kafka.admin._config import ConfigResource
 from confluent_kafka.admin._resource import ResourceType
 from confluent_kafka.cimpl import NewTopic
 
-from fraudstream.config import Config, client_settings
+from fraudstream.config import Config, client_settings, is_secret
 from fraudstream.errors import ConfigError, StreamError
 from fraudstream.kafka.client_log import logging_config
 from fraudstream.kafka.connect import check_brokers
@@ -33,11 +33,9 @@ log = logging.getLogger(__name__)
 def client_config(config: Config) -> dict[str, Any]:
     """Settings shared by every client: bootstrap, error logging, and the pass-through
     ``[kafka.client]`` (security settings, secret references resolved)."""
-    return {
-        "bootstrap.servers": config.kafka.bootstrap_servers,
-        **logging_config(),
-        **client_settings(config.kafka.client),
-    }
+    settings = client_settings(config.kafka.client)
+    secrets = [value for name, value in settings.items() if is_secret(name)]
+    return {"bootstrap.servers": config.kafka.bootstrap_servers, **logging_config(secrets), **settings}
 
 
 BROKER_DEFAULT_MAX_MESSAGE_BYTES = 1_048_588
