@@ -123,7 +123,9 @@ def test_a_second_instance_joins_and_leaves_and_state_moves_with_partitions(
     first = run_instance(write_toml(base, tmp_path / "a.toml"), log1, "--idle-exit", "4")
     time.sleep(2.0)
     second_cfg = replace(base, kafka=replace(base.kafka, instance_id="1"))
-    second = run_instance(write_toml(second_cfg, tmp_path / "b.toml"), log2, "--max-seconds", "3")
+    # 6 s: a cooperative join takes two rebalances (the first member revokes, then the second
+    # is assigned), each waiting for a heartbeat, before the second member restores and consumes
+    second = run_instance(write_toml(second_cfg, tmp_path / "b.toml"), log2, "--max-seconds", "6")
     assert second.wait(timeout=120) == 0, log2.read_text()[-3000:]
     feeder.join()
     assert first.wait(timeout=180) == 0, log1.read_text()[-3000:]

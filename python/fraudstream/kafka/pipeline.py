@@ -25,6 +25,7 @@ latency budget rather than the interval.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -156,10 +157,10 @@ class KafkaPipeline:
                     if self.stats.first_input_at is None:
                         self.stats.first_input_at = now
                     busy_from = time.perf_counter()
-                    self._process(msgs)
+                    self._aborting_on_refusal(functools.partial(self._process, msgs))
                     self.gauges.busy_s += time.perf_counter() - busy_from
                 if k.idle_timeout_ms:
-                    self._tick_idle()
+                    self._aborting_on_refusal(self._tick_idle)
                 if self._commit_due(now):
                     self._commit()
                 if now >= self.gauges.next_update:  # also while idle: lag falls to 0 once all is done
@@ -275,6 +276,15 @@ class KafkaPipeline:
                 self._uncommitted += 1  # a state change to commit, though no record
                 self.stats.idle_ticks += 1
 
+    def _aborting_on_refusal(self, work: Callable[[], None]) -> None:
+        """Runs ``work``; when the open transaction refuses its records, aborts and rewinds (the
+        rest of the consumed batch is dropped: the rewind seeks back to the last commit)."""
+        try:
+            work()
+        except CommitAborted as exc:
+            log.warning("transaction must abort (%s): rewinding to the last commit", exc)
+            self._abort_and_rewind()
+
     def _commit_due(self, now: float) -> bool:
         return self.cadence.due((now - self._last_commit) * 1000, self._uncommitted, self._alerts_pending)
 
@@ -282,8 +292,9 @@ class KafkaPipeline:
         began = time.monotonic()
         if self.config.kafka.exactly_once:
             self.transactions.begin()
-        self.tasks.write_changelog()
         try:
+            with self.transactions.refusal_aborts():
+                self.tasks.write_changelog()
             self.transactions.commit(self.tasks.offsets(), self.consumer)
         except CommitAborted as exc:
             log.warning("transaction must abort (%s): rewinding to the last commit", exc)

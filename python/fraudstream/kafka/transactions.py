@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
@@ -117,12 +118,17 @@ class TransactionalProducer:
     def send_batch(self, topic: str, records: list[Record], partition: int) -> float:
         """Sends records (key, value) in the open transaction, in order, in one call; returns
         seconds spent waiting for room in the local queue (a slow broker holds the input back)."""
-        return produce_batch_waiting(self.producer, topic, records, partition)
+        with self.refusal_aborts():
+            return produce_batch_waiting(self.producer, topic, records, partition)
 
     def send_dead_letter(self, topic: str, letter: DeadLetter, partition: int) -> float:
         """Sends a dead letter (its headers included). The task sized it to fit the topic; if
         the client still refuses it as too large, its headers alone go instead (flagged as
         truncated): a dead letter never fails the transaction."""
+        with self.refusal_aborts():
+            return self._send_dead_letter(topic, letter, partition)
+
+    def _send_dead_letter(self, topic: str, letter: DeadLetter, partition: int) -> float:
         try:
             return produce_waiting(
                 self.producer, topic, key=letter.key, value=letter.value, headers=letter.headers,
@@ -138,6 +144,19 @@ class TransactionalProducer:
             return produce_waiting(
                 self.producer, topic, key=None, value=None, headers=bare.headers, partition=partition
             )
+
+    @contextmanager
+    def refusal_aborts(self) -> Iterator[None]:
+        """A transaction that failed on its own (a produce or offset request refused by the
+        broker) refuses every further record with ``_STATE`` until it is aborted: that is a
+        :class:`CommitAborted` for the loop to abort and rewind, not a crash."""
+        try:
+            yield
+        except KafkaException as exc:
+            err: KafkaError = exc.args[0]
+            if self.exactly_once and err.code() == KafkaError._STATE and not err.fatal():
+                raise CommitAborted(f"the transaction takes no more records ({err})") from exc
+            raise
 
     def poll(self) -> None:
         self.producer.poll(0)
