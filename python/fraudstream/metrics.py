@@ -33,7 +33,9 @@ class PipelineMetrics:
         )
         self.alerts = Counter("fraudstream_alerts", "Alerts produced", registry=r)
         self.evicted = Counter(
-            "fraudstream_evicted_keys", "Keys evicted by a cap on live keys (oldest event first)", registry=r
+            "fraudstream_evicted_keys",
+            "Keys evicted by a cap on live keys (oldest event first), counted as their transactions commit",
+            registry=r,
         )
         self.commits = Counter("fraudstream_commits", "Committed transactions", registry=r)
         self.aborts = Counter("fraudstream_aborts", "Aborted transactions", registry=r)

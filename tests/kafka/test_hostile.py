@@ -230,3 +230,35 @@ def test_a_cap_on_live_keys_bounds_the_state_and_counts_evictions(
     evicted = pipeline.metrics.snapshot()["fraudstream_evicted_keys_total"]
     # about 1,000 ids per partition, at most 100 held: the rest were evicted
     assert len(good) - PARTITIONS * 100 - 50 <= evicted <= len(good), evicted
+    # a restart restores the tasks with their eviction counts (state): the new owner counts
+    # only what it evicts itself (it used to count the restored evictions again)
+    again = KafkaPipeline(config)
+    again.run(idle_exit_s=2.0, max_seconds=60)
+    assert again.metrics.snapshot()["fraudstream_evicted_keys_total"] == 0
+
+
+def test_the_detectors_card_cap_is_exact_through_kafka_and_counted_once(
+    kafka_bootstrap: str, kafka_topic_factory: Callable[..., str]
+) -> None:
+    """``detector.max_cards`` below the cards of each partition: the committed alerts are those
+    of the partition task over the same records in one batch (the evictions do not depend on
+    the batches), and ``fraudstream_evicted_keys`` counts the detector's evictions once."""
+    topic = kafka_topic_factory(PARTITIONS)
+    good = [(str(card).encode(), value) for card, value in stream_with_bursts(3_000, seed=29, bursts=3)]
+    produce_tracked(kafka_bootstrap, topic, good)
+    config = make_config(kafka_bootstrap, topic)
+    config.decode = DecodeSection(dedup_max_keys=0)  # only the detector evicts
+    config.detector.max_cards = 40
+    pipeline = KafkaPipeline(config)
+    pipeline.run(idle_exit_s=3.0, max_seconds=120)
+    msgs = read_all(kafka_bootstrap, topic, PARTITIONS)
+    factory = processor_factory(config)
+    want = 0
+    for p in range(PARTITIONS):
+        task = PartitionTask(p, factory(), config)
+        task.process([m for m in msgs if m.partition() == p])
+        assert task.processor.state_size()["keys"] <= 40  # type: ignore[attr-defined]
+        want += task.evicted()
+    assert want > 1_000, want  # about 700 cards a partition, at most 40 live
+    assert pipeline.metrics.snapshot()["fraudstream_evicted_keys_total"] == want
+    assert committed_alerts(config, PARTITIONS) == reference_alerts(config, PARTITIONS)

@@ -44,7 +44,7 @@ class PipelineGauges:
         self.next_update = 0.0
         self._from = {"busy": 0.0, "backpressure": 0.0}
         self._partitions: set[int] = set()
-        self._evicted_seen: dict[int, int] = {}
+        self._evicted_counted = 0
         self._store_seen: dict[int, tuple[int, dict[str, int]]] = {}
 
     def on_consumer_stats(self, text: str) -> None:
@@ -73,12 +73,11 @@ class PipelineGauges:
                     gauge.remove(gone)
         self._partitions = set(tasks.tasks)
         now_ms = time.time() * 1000
+        # evictions once each, as their transactions commit (see TaskManager.evicted)
+        m.evicted.inc(tasks.evicted - self._evicted_counted)
+        self._evicted_counted = tasks.evicted
         keys = windows = nbytes = 0
         for p, task in tasks.tasks.items():
-            evicted = task.evicted()  # part of the state: a restored task resumes its count
-            seen = self._evicted_seen.get(p, 0)
-            m.evicted.inc(evicted - seen if evicted >= seen else evicted)
-            self._evicted_seen[p] = evicted
             self.count_store(p, task.processor)
             size_of = getattr(task.processor, "state_size", None)
             size = size_of() if callable(size_of) else {}

@@ -339,8 +339,10 @@ class PartitionTask:
         out.truncated += letter.truncated
 
     def evicted(self) -> int:
-        """Keys evicted by a cap on live keys since this task was built or restored: the
-        duplicate detector's, and the processor's when it reports ``counters()["evicted"]``."""
+        """Keys evicted by a cap on live keys, as the task's state counts them (a restore brings
+        the count back): the duplicate detector's, and the processor's when it reports
+        ``counters()["evicted"]``. The pipeline's metric counts the increase at each commit
+        (:attr:`~fraudstream.kafka.tasks.TaskManager.evicted`)."""
         n = 0 if self.dedup is None else int(self.dedup.counters()["evicted"])
         counters = getattr(self.processor, "counters", None)
         if callable(counters):

@@ -54,6 +54,13 @@ class TaskManager:
         """Partitions whose state changed since the last commit."""
         self.dlq_max_bytes = DLQ_MAX_RECORD_BYTES
         """Room for one dead letter (the pipeline sets the dead-letter topic's limit)."""
+        self.evicted = 0
+        """Keys evicted by the tasks' caps in the transactions this instance committed: each
+        eviction counted once. A task's count is part of its state, so a restored task reports
+        the evictions of whoever committed them before (not counted again here), and those of
+        an aborted transaction are done again after the rewind (counted when they commit)."""
+        self._evicted_at_commit: dict[int, int] = {}
+        """Per owned partition, its task's eviction count at the last commit (or restore)."""
 
     def accepted(self, partition: int, offsets: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         """Which of a partition's consumed records (by offset) are this instance's to process
@@ -79,6 +86,12 @@ class TaskManager:
                 self.changelog.write(partition, task.snapshot, task.changes)
 
     def committed(self) -> None:
+        for partition in self.dirty:
+            task = self.tasks.get(partition)
+            if task is not None:
+                now = task.evicted()
+                self.evicted += max(0, now - self._evicted_at_commit.get(partition, now))
+                self._evicted_at_commit[partition] = now
         self.dirty.clear()
 
     # -- ownership --------------------------------------------------------------------------
@@ -107,6 +120,7 @@ class TaskManager:
         self.dirty.clear()
 
     def _drop(self, partition: int) -> None:
+        self._evicted_at_commit.pop(partition, None)
         self.tasks.pop(partition, None)
         self.positions.pop(partition, None)
         self.dirty.discard(partition)
@@ -139,6 +153,7 @@ class TaskManager:
             if r.snapshot is not None:
                 task.restore(r.snapshot, r.changes)
             self.tasks[p] = task
+            self._evicted_at_commit[p] = task.evicted()  # counted by whoever committed them
             self.changelog.logs[p] = PartitionLog(
                 seq=max(r.last_seq, 0),
                 changes_bytes=sum(len(c) for c in r.changes),
