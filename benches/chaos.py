@@ -49,6 +49,7 @@ partition holds N keys of state in its changelog), ``bytes_per_key`` (``benches/
     python benches/chaos.py --quick              # small sizes, a few kills (development)
     python benches/chaos.py --private-broker 19092   # a throwaway broker of its own on that port
     python benches/chaos.py --only kill9,stall
+    python benches/chaos.py --only kill9,scale_out --standby 6   # with standby replicas
 
 It uses the project's broker (``scripts/kafka up``; ``scripts/kafka restart`` for ``broker_restart``,
 which briefly takes the broker away from anyone else using it) unless ``--private-broker`` is given.
@@ -809,11 +810,15 @@ class Outcome:
         return d
 
 
+SCENARIO_KAFKA: dict[str, Any] = {}
+"""[kafka] settings of every scenario's instances from the command line (``--standby``)."""
+
+
 @contextmanager
 def scenario_topic(broker: Broker, name: str, partitions: int, **kafka: Any) -> Iterator[tuple[Config, Path]]:
     topic = f"chaos-{name}-{uuid.uuid4().hex[:8]}"
     create_topic(broker.bootstrap, topic, partitions)
-    config = with_profiles(chaos_config(broker.bootstrap, topic, **kafka))
+    config = with_profiles(chaos_config(broker.bootstrap, topic, **{**SCENARIO_KAFKA, **kafka}))
     restating = feed_profiles(broker.bootstrap, config)
     workdir = Path(tempfile.mkdtemp(prefix=f"chaos-{name}-"))
     try:
@@ -1513,9 +1518,17 @@ def main(argv: list[str] | None = None) -> int:
         metavar="PORT",
         help="start a throwaway broker on PORT instead of using the project's",
     )
+    ap.add_argument(
+        "--standby",
+        type=int,
+        default=0,
+        metavar="N",
+        help="kafka.standby_partitions of every instance (standby replicas; default 0, off)",
+    )
     ap.add_argument("--restore-keys", default=None, help="comma-separated key counts for restore_ms")
     ap.add_argument("--memory-keys", type=int, default=None, help="distinct keys for bytes_per_key")
     args = ap.parse_args(argv)
+    SCENARIO_KAFKA["standby_partitions"] = args.standby
     parts = set(args.only.split(","))
     quick = args.quick
     kills = args.kills if args.kills is not None else (6 if quick else 50)
@@ -1529,7 +1542,7 @@ def main(argv: list[str] | None = None) -> int:
     broker = Broker.start(args.private_broker)
     log(f"broker at {broker.bootstrap} (pid {broker.pid()}, state {broker.state_dir})")
     outcomes: list[Outcome] = []
-    result: dict[str, Any] = {"scenarios": {}}
+    result: dict[str, Any] = {"scenarios": {}, "standby_partitions": args.standby}
     began = time.monotonic()
     try:
         runs: list[tuple[str, Callable[[], Outcome]]] = [

@@ -105,6 +105,11 @@ class KafkaSection:
     KIP-345): an instance restarted within ``session_timeout_ms`` gets its partitions back
     without a rebalance of the others. It does not leave the group when it stops, so its
     partitions wait for the session timeout before another instance takes them over."""
+    standby_partitions: int = 0
+    """Standby replicas: how many input partitions this instance does not own it keeps a warm
+    copy of, by tailing their changelog (:mod:`fraudstream.kafka.standby`); when one of them is
+    assigned to it, only the changelog's tail since the copy is applied instead of a full
+    restore. 0 = off. Each copy holds a partition's whole state in memory."""
     transaction_timeout_ms: int = 60_000
     stuck_call_timeout_ms: int = 90_000
     """A blocking client call (they have 30 s timeouts) still running after this long ends the
@@ -356,6 +361,8 @@ class Config:
             )
         if k.idle_timeout_ms < 0:
             raise ConfigError("kafka.idle_timeout_ms must be >= 0 (0 turns idle ticks off)")
+        if k.standby_partitions < 0:
+            raise ConfigError(f"kafka.standby_partitions must be >= 0 (0 = off), got {k.standby_partitions}")
         if k.replication_factor < 1:
             raise ConfigError(f"kafka.replication_factor must be >= 1, got {k.replication_factor}")
         if not 1 <= k.min_insync_replicas <= k.replication_factor:

@@ -127,6 +127,34 @@ def parse_frame(value: bytes | None, where: str = "changelog record") -> Frame:
     return Frame(kind, seq, index, count, payload)
 
 
+class FrameAssembly:
+    """The chunks of one changelog partition's frames being put together, in offset order."""
+
+    def __init__(self) -> None:
+        self.partial: dict[tuple[bytes, int], tuple[list[bytes], list[int]]] = {}
+        """(kind, seq) -> the chunks so far, and how many are still missing."""
+
+    def add(self, frame: Frame, where: str) -> bytes | None:
+        """Takes one chunk; the frame's whole payload once its last chunk is in, else None."""
+        key, count = (frame.kind, frame.seq), frame.count
+        parts, missing = self.partial.setdefault(key, ([b""] * count, [count]))
+        if len(parts) != count or parts[frame.index]:
+            raise SnapshotError(
+                f"{where}: chunk {frame.index} of {count} does not fit frame {frame.seq} "
+                f"({len(parts)} chunks)"
+            )
+        parts[frame.index] = frame.payload
+        missing[0] -= 1
+        if missing[0]:
+            return None
+        del self.partial[key]
+        return b"".join(parts)
+
+    def incomplete(self) -> list[int]:
+        """The seqs of the frames still missing chunks."""
+        return sorted(seq for _, seq in self.partial)
+
+
 class ChangelogWriter:
     """Writes snapshots or changes of a partition's engine inside the open transaction."""
 
@@ -229,9 +257,7 @@ def read_changelog(
         if not assignment:
             return restored
         reader.assign(assignment)
-        # chunks of the frames being assembled, and how many are still missing
-        Assembling = dict[tuple[bytes, int], tuple[list[bytes], list[int]]]
-        partial: dict[int, Assembling] = {p: {} for p in partitions}
+        partial = {p: FrameAssembly() for p in partitions}
         deadline = time.monotonic() + timeout  # moved on by every record: a stall, not a size limit
         next_report = time.monotonic() + 1.0
         while pending:
@@ -261,24 +287,14 @@ def read_changelog(
                 r = restored[p]
                 r.records_read += 1
                 r.bytes_read += len(value or b"")
-                kind, seq, index, count = frame.kind, frame.seq, frame.index, frame.count
-                parts, missing = partial[p].setdefault((kind, seq), ([b""] * count, [count]))
-                if len(parts) != count or parts[index]:
-                    raise SnapshotError(
-                        f"changelog {topic}[{p}] offset {m.offset()}: chunk {index} of {count} does not "
-                        f"fit frame {seq} ({len(parts)} chunks)"
-                    )
-                parts[index] = frame.payload
-                missing[0] -= 1
-                if not missing[0]:
-                    payload = b"".join(parts)
-                    del partial[p][(kind, seq)]
-                    if kind == SNAPSHOT:
+                payload = partial[p].add(frame, f"changelog {topic}[{p}] offset {m.offset()}")
+                if payload is not None:
+                    if frame.kind == SNAPSHOT:
                         r.snapshot, r.changes = payload, []
                     elif r.snapshot is not None:
                         r.changes.append(payload)
-                    r.last_seq = max(r.last_seq, seq)
-        left = {p: sorted(seq for _, seq in frames_) for p, frames_ in partial.items() if frames_}
+                    r.last_seq = max(r.last_seq, frame.seq)
+        left = {p: a.incomplete() for p, a in partial.items() if a.incomplete()}
         if left:
             raise SnapshotError(
                 f"changelog {topic}: frames left incomplete at its end (partition: seq) {left}"

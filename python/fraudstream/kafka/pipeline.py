@@ -146,10 +146,13 @@ class KafkaPipeline:
         self.consumer.subscribe(
             [k.input_topic], on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
         )
+        self.tasks.keep_warm()  # standby copies from the start, moved once partitions are assigned
         began = last_input = time.monotonic()
         try:
             while not self._stop:
                 self.tables.poll()  # table updates that arrived since, without waiting
+                if self.tasks.standby is not None:
+                    self.tasks.standby.poll()  # warm copies of other partitions, without waiting
                 msgs = self.consumer.consume(num_messages=k.consume_batch, timeout=k.poll_timeout_ms / 1000)
                 now = time.monotonic()
                 if msgs:
@@ -195,6 +198,7 @@ class KafkaPipeline:
         with self.watchdog.call("close"):
             try:
                 self.consumer.close()
+                self.tasks.close()
                 self.tables.close()
                 self.transactions.flush(10)
                 self.changelog.wait_truncated(10)
@@ -290,9 +294,9 @@ class KafkaPipeline:
 
     def _commit(self) -> None:
         began = time.monotonic()
-        if self.config.kafka.exactly_once:
-            self.transactions.begin()
         try:
+            if self.config.kafka.exactly_once:
+                self.transactions.begin()
             with self.transactions.refusal_aborts():
                 self.tasks.write_changelog()
             self.transactions.commit(self.tasks.offsets(), self.consumer)

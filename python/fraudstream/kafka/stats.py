@@ -52,7 +52,12 @@ class RunStats:
     """Partitions this instance was given, gave up after a commit, and lost (with cooperative
     rebalancing only the partitions that move are counted)."""
     restore_ms: float = 0.0
+    """Time from an assignment (or a rewind) to its partitions' tasks being ready, summed."""
     restore_bytes: int = 0
+    restore_records: int = 0
+    """Changelog bytes and records read by restores: in full, or the tail after a standby copy."""
+    standby_takeovers: int = 0
+    """Partitions made active from a standby copy (``kafka.standby_partitions``)."""
     commit_ms: list[float] = field(default_factory=list)
     backpressure_s: float = 0.0
     """Time spent waiting for a full producer queue (a slow broker holding the input back)."""

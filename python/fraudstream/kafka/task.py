@@ -374,13 +374,18 @@ class PartitionTask:
         if self.dedup is not None:
             self.dedup.restore(parts[1])
         for c in changes:
-            parts = unpack(c, self._parts())
-            self.processor.apply_changes(parts[0])
-            if self.dedup is not None:
-                self.dedup.apply_changes(parts[1])
+            self.apply_changes(c)
         if self.dedup is not None:
             self.dedup.track_changes(True)
         self.processor.changes()  # what was replayed is already in the changelog
+
+    def apply_changes(self, changes: bytes) -> None:
+        """Applies one change record (:meth:`changes`) to a restored state: what
+        :meth:`restore` replays, and what a standby replica applies as its changelog grows."""
+        parts = unpack(changes, self._parts())
+        self.processor.apply_changes(parts[0])
+        if self.dedup is not None:
+            self.dedup.apply_changes(parts[1])
 
 
 def score_records(

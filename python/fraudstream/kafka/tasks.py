@@ -22,7 +22,8 @@ import numpy as np
 from confluent_kafka import Consumer, TopicPartition
 
 from fraudstream.config import Config
-from fraudstream.kafka.changelog import ChangelogWriter, PartitionLog, read_changelog
+from fraudstream.kafka.changelog import ChangelogWriter, PartitionLog, Restored, read_changelog
+from fraudstream.kafka.standby import StandbyReplicas
 from fraudstream.kafka.stats import RunStats
 from fraudstream.kafka.task import DLQ_MAX_RECORD_BYTES, PartitionTask
 from fraudstream.kafka.topics import client_config
@@ -54,6 +55,12 @@ class TaskManager:
         """Partitions whose state changed since the last commit."""
         self.dlq_max_bytes = DLQ_MAX_RECORD_BYTES
         """Room for one dead letter (the pipeline sets the dead-letter topic's limit)."""
+        self.standby = (
+            StandbyReplicas(config, client_config(config), self._new_task)
+            if config.kafka.standby_partitions
+            else None
+        )
+        """Warm copies of partitions not owned (``kafka.standby_partitions``), or None."""
         self.evicted = 0
         """Keys evicted by the tasks' caps in the transactions this instance committed: each
         eviction counted once. A task's count is part of its state, so a restored task reports
@@ -100,11 +107,13 @@ class TaskManager:
         """New partitions: tasks built and restored before any record is processed. A partition
         already owned keeps its task (its state is ahead of the changelog's last commit)."""
         self._restore([p for p in partitions if p not in self.tasks])
+        self.keep_warm()
 
     def revoke(self, partitions: list[int]) -> None:
         """Partitions given up after a commit: their tasks and positions are dropped."""
         for p in partitions:
             self._drop(p)
+        self.keep_warm()
 
     def rewind(self, lost: frozenset[int] = frozenset()) -> None:
         """After an abort: ``lost`` partitions are dropped, the others go back to the last
@@ -118,6 +127,17 @@ class TaskManager:
                 self.consumer.seek(TopicPartition(tp.topic, tp.partition, max(tp.offset, 0)))
         self._restore(kept)
         self.dirty.clear()
+        if lost:
+            self.keep_warm()
+
+    def keep_warm(self) -> None:
+        """Moves the standby copies to the partitions the owned ones now call for."""
+        if self.standby is not None:
+            self.standby.keep_warm(set(self.tasks))
+
+    def _new_task(self, partition: int) -> PartitionTask:
+        factory, dlq = self.processor_factory, self.dlq_max_bytes
+        return PartitionTask(partition, factory(), self.config, dlq_max_bytes=dlq)
 
     def _drop(self, partition: int) -> None:
         self._evicted_at_commit.pop(partition, None)
@@ -137,40 +157,64 @@ class TaskManager:
         committed = self.consumer.committed(
             [TopicPartition(k.input_topic, p) for p in partitions], timeout=k.transaction_timeout_ms / 1000
         )
-        restored = read_changelog(
-            client_config(self.config),
-            k.changelog_topic,
-            f"{k.group_id}-restore",
-            partitions,
-            # an open transaction on the changelog resolves within the transaction timeout
-            timeout=max(60.0, k.transaction_timeout_ms / 1000 + 10),
+        waited = (time.monotonic() - began) * 1000
+        # an open transaction on the changelog resolves within the transaction timeout
+        timeout = max(60.0, k.transaction_timeout_ms / 1000 + 10)
+        warm = {} if self.standby is None else self.standby.take(partitions, timeout)
+        cold = [p for p in partitions if p not in warm]
+        restored = (
+            read_changelog(
+                client_config(self.config), k.changelog_topic, f"{k.group_id}-restore", cold, timeout
+            )
+            if cold
+            else {}
         )
         for tp in committed:  # where processing resumes: records before it are done
             self.positions[tp.partition] = max(tp.offset, 0)
-        for p in partitions:
-            r = restored[p]
-            task = PartitionTask(p, self.processor_factory(), self.config, dlq_max_bytes=self.dlq_max_bytes)
-            if r.snapshot is not None:
-                task.restore(r.snapshot, r.changes)
-            self.tasks[p] = task
-            self._evicted_at_commit[p] = task.evicted()  # counted by whoever committed them
-            self.changelog.logs[p] = PartitionLog(
-                seq=max(r.last_seq, 0),
-                changes_bytes=sum(len(c) for c in r.changes),
-                snapshot_bytes=len(r.snapshot or b""),
-                has_snapshot=r.snapshot is not None,
-            )
-            self.stats.restore_bytes += r.bytes_read
+        for p in cold:
+            self._install(p, *_restored_task(self._new_task(p), restored[p]))
+        for p, copy in warm.items():
+            self._install(p, copy.task or self._new_task(p), copy.log)
+        records = sum(r.records_read for r in restored.values()) + sum(c.records for c in warm.values())
+        read = sum(r.bytes_read for r in restored.values()) + sum(c.bytes for c in warm.values())
         elapsed = (time.monotonic() - began) * 1000
         self.stats.restores += 1
         self.stats.restore_ms += elapsed
+        self.stats.restore_bytes += read
+        self.stats.restore_records += records
+        self.stats.standby_takeovers += len(warm)
         log.info(
-            "restored partitions %s from the changelog in %.0f ms (%d records, %d bytes)",
+            "restored partitions %s in %.0f ms (%.0f ms waiting for the committed offsets; %d changelog "
+            "records, %d bytes; %s from standby copies)",
             partitions,
             elapsed,
-            sum(r.records_read for r in restored.values()),
-            sum(r.bytes_read for r in restored.values()),
+            waited,
+            records,
+            read,
+            sorted(warm) or "none",
         )
+
+    def _install(self, partition: int, task: PartitionTask, plog: PartitionLog) -> None:
+        self.tasks[partition] = task
+        self._evicted_at_commit[partition] = task.evicted()  # counted by whoever committed them
+        self.changelog.logs[partition] = plog
+
+    def close(self) -> None:
+        if self.standby is not None:
+            self.standby.close()
+
+
+def _restored_task(task: PartitionTask, r: Restored) -> tuple[PartitionTask, PartitionLog]:
+    """``task`` with the state read back from the changelog, and what its writer must know."""
+    if r.snapshot is not None:
+        task.restore(r.snapshot, r.changes)
+    plog = PartitionLog(
+        seq=max(r.last_seq, 0),
+        changes_bytes=sum(len(c) for c in r.changes),
+        snapshot_bytes=len(r.snapshot or b""),
+        has_snapshot=r.snapshot is not None,
+    )
+    return task, plog
 
 
 __all__ = ["TaskManager"]

@@ -1,0 +1,163 @@
+"""Failover time of a partition holding N keys of state, with and without standby replicas.
+
+One partition whose changelog holds a snapshot of ``--keys`` cards of the default detector's
+state (written as ``benches/chaos.py``'s restore figure writes it), then two instances of one
+group: the owner restores it and processes a few thousand transactions (so the changelog gets a
+tail of change records after its snapshot, and more arrive through the kill); the second
+instance, with ``kafka.standby_partitions = 1`` or 0, joins without partitions (cooperative-sticky:
+the owner keeps it). With standbys on, the second one's copy is caught up before the owner is
+killed with SIGKILL. The figures:
+
+- ``kill_to_active_s``: from the SIGKILL to the second instance's task being ready (its log line),
+  which includes the group noticing the death (``session_timeout_ms`` = 3 s here, the same either
+  way);
+- ``restore_ms``: the second instance's RunStats.restore_ms, assignment to active;
+- ``restore_records`` / ``restore_bytes``: the changelog it read at the takeover.
+
+    python benches/failover.py --keys 1000000            # standbys off then on; last line JSON
+    python benches/failover.py --keys 100000 --private-broker 19193
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import suppress
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from chaos import (
+    Broker,
+    Feeder,
+    Instance,
+    chaos_config,
+    chaos_stream,
+    committed_offsets,
+    create_topic,
+    delete_topics,
+    log,
+    write_toml,
+)
+
+from fraudstream.config import ViewSection
+
+TAIL_RECORDS = 5_000
+"""Transactions the owner processes before the second instance joins (a tail after the snapshot)."""
+DURING_RECORDS = 5_000
+"""Transactions arriving at 1,000/s from 1 s before the kill on."""
+WAIT_S = 1_800.0
+
+
+def wait_line(inst: Instance, text: str, after: int = 0, timeout: float = WAIT_S) -> str:
+    """The first line holding ``text`` in the instance's current log, past ``after`` of them."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        lines = [ln for ln in inst.current_log().splitlines() if text in ln]
+        if len(lines) > after:
+            return lines[after]
+        if not inst.alive:
+            raise RuntimeError(f"instance {inst.instance_id} exited: {inst.current_log()[-2000:]}")
+        time.sleep(0.05)
+    raise TimeoutError(f"instance {inst.instance_id}: no {text!r} within {timeout:.0f} s")
+
+
+def logged_at(line: str) -> float:
+    """The epoch seconds of a log line (``%(asctime)s`` first)."""
+    return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
+def failover(broker: Broker, keys: int, standby: bool) -> dict[str, Any]:
+    topic = f"failover-{keys}-{uuid.uuid4().hex[:6]}"
+    create_topic(broker.bootstrap, topic, 1)
+    # the detector's state only (no duplicate detector, no view), as the restore figure
+    config = chaos_config(broker.bootstrap, topic, dedup_horizon="0s", standby_partitions=1 if standby else 0)
+    config = replace(config, kafka=replace(config.kafka, view_topic=""), view=ViewSection()).validate()
+    workdir = Path(tempfile.mkdtemp(prefix="failover-"))
+    instances: list[Instance] = []
+    try:
+        chaos_script = str(Path(__file__).resolve().parent / "chaos.py")
+        gen_config = str(write_toml(config, workdir / "gen.toml"))
+        gen = subprocess.run(
+            [sys.executable, chaos_script, "_state", "--config", gen_config, "--keys", str(keys)],
+            capture_output=True, text=True, timeout=WAIT_S,
+        )  # fmt: skip
+        if gen.returncode:
+            raise RuntimeError(f"writing the state failed: {gen.stderr[-3000:]}")
+        made = json.loads(gen.stdout.strip().splitlines()[-1])
+        owner = Instance(config, workdir, "owner").start()
+        instances.append(owner)
+        wait_line(owner, "restored partitions")
+        feeder = Feeder(broker.bootstrap, topic, chaos_stream(TAIL_RECORDS, seed=7, bursts=5), 2_000.0)
+        feeder.start()
+        second = Instance(config, workdir, "second").start()
+        instances.append(second)
+        feeder.join()
+        deadline = time.monotonic() + WAIT_S
+        while committed_offsets(config, 1).get(0, 0) < TAIL_RECORDS and time.monotonic() < deadline:
+            time.sleep(0.2)  # the owner committed the tail: change records after the snapshot
+        if standby:
+            wait_line(second, "standby copy of partition 0 caught up")
+        time.sleep(config.kafka.session_timeout_ms / 1000)  # the second one has joined
+        # input keeps arriving through the kill: the owner commits until it dies
+        during = Feeder(broker.bootstrap, topic, chaos_stream(DURING_RECORDS, seed=8, bursts=5), 1_000.0)
+        during.start()
+        time.sleep(1.0)
+        killed_at = time.time()
+        owner.kill9()
+        active = wait_line(second, "restored partitions")
+        during.join()
+        second.stop()
+        stats = second.stats()
+        return {
+            "keys": keys,
+            "standby": standby,
+            "kill_to_active_s": round(logged_at(active) - killed_at, 2),
+            "restore_ms": round(stats["restore_ms"]),
+            "restore_records": stats["restore_records"],
+            "restore_bytes": stats["restore_bytes"],
+            "standby_takeovers": stats["standby_takeovers"],
+            "snapshot_bytes": made["snapshot_bytes"],
+        }
+    finally:
+        for inst in instances:
+            inst.kill9()
+        with suppress(Exception):
+            delete_topics(broker.bootstrap, config)
+        if not os.environ.get("FRAUDSTREAM_CHAOS_KEEP_LOGS"):
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--keys", type=int, default=1_000_000)
+    ap.add_argument("--private-broker", type=int, default=None, metavar="PORT")
+    args = ap.parse_args(argv)
+    broker = Broker.start(args.private_broker)
+    try:
+        runs = [failover(broker, args.keys, standby) for standby in (False, True)]
+    finally:
+        broker.close()
+    for r in runs:
+        log(f"standby {'on ' if r['standby'] else 'off'}: {json.dumps(r)}")
+    off, on = runs
+    print(json.dumps({
+        "keys": args.keys,
+        "off": off,
+        "on": on,
+        "restore_ms_ratio": round(off["restore_ms"] / max(on["restore_ms"], 1), 1),
+        "restore_bytes_ratio": round(off["restore_bytes"] / max(on["restore_bytes"], 1), 1),
+    }))  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

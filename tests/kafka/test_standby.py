@@ -1,0 +1,174 @@
+"""Standby replicas (``kafka.standby_partitions``) through the real broker.
+
+- A warm copy tailing the changelog while an instance writes it (changes, new snapshots and the
+  truncations before them) ends, once taken, with the same state bytes and writer position as a
+  full restore, having read only the tail at the take.
+- Two instances keeping warm copies of each other's partitions: the owner of some partitions is
+  killed with SIGKILL, the survivor takes them over from its copies, and the committed alerts
+  equal the reference: none lost, none twice.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from eos_helpers import (
+    committed_alerts,
+    last_json_line,
+    make_config,
+    produce,
+    reference_alerts,
+    run_instance,
+    stream_with_bursts,
+    write_toml,
+)
+
+from fraudstream.errors import ConfigError
+from fraudstream.kafka.changelog import read_changelog
+from fraudstream.kafka.pipeline import KafkaPipeline
+from fraudstream.kafka.processors import processor_factory
+from fraudstream.kafka.standby import StandbyReplicas, standby_choice
+from fraudstream.kafka.task import PartitionTask
+from fraudstream.kafka.tasks import _restored_task
+from fraudstream.kafka.topics import client_config
+
+WAIT_S = 90.0
+
+
+def test_standby_choice_takes_the_partitions_after_the_owned_ones_never_an_owned_one() -> None:
+    assert standby_choice({2, 3}, 6, 2) == [4, 5]
+    assert standby_choice({4, 5}, 6, 3) == [0, 1, 2]
+    assert standby_choice(set(), 4, 9) == [0, 1, 2, 3]
+    for owned in ({0}, {1, 4}, {0, 1, 2, 3, 4, 5}):
+        chosen = standby_choice(owned, 6, 6)
+        assert not set(chosen) & owned
+        assert sorted(chosen) == sorted(set(range(6)) - owned)
+
+
+def test_a_negative_standby_count_is_a_config_error() -> None:
+    config = make_config("localhost:9092", "t")
+    with pytest.raises(ConfigError, match="standby_partitions"):
+        replace(config, kafka=replace(config.kafka, standby_partitions=-1)).validate()
+
+
+def test_a_taken_copy_equals_a_full_restore_and_reads_only_the_tail(
+    kafka_bootstrap: str, kafka_topic_factory: Callable[..., str]
+) -> None:
+    partitions = 2
+    topic = kafka_topic_factory(partitions)
+    # small snapshots: the changelog gets new snapshots and is truncated before them while the
+    # copy tails it, so the copy also jumps to the changelog's new start
+    config = make_config(
+        kafka_bootstrap, topic, consume_batch=200, commit_interval_ms=50, changelog_snapshot_min_bytes=30_000
+    )
+    records = stream_with_bursts(12_000, seed=21)
+    factory = processor_factory(config)
+
+    def make_task(p: int) -> PartitionTask:
+        return PartitionTask(p, factory(), config)
+
+    writer = KafkaPipeline(config)
+    error: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            writer.run(max_seconds=WAIT_S)
+        except BaseException as exc:
+            error.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    standby = StandbyReplicas(replace(config, kafka=replace(config.kafka, standby_partitions=partitions)),
+                              client_config(config), make_task)  # fmt: skip
+    feeder = threading.Thread(target=produce, args=(kafka_bootstrap, topic, records, 3_000.0))
+    try:
+        deadline = time.monotonic() + WAIT_S
+        while not writer.tasks.tasks and time.monotonic() < deadline:
+            time.sleep(0.05)
+        standby.keep_warm(set())  # the writer's partitions, as a second instance would
+        feeder.start()
+        while (feeder.is_alive() or writer.stats.consumed < len(records)) and time.monotonic() < deadline:
+            standby.poll(0.05)
+            assert not error, repr(error)
+        feeder.join()
+        assert writer.stats.consumed == len(records)
+        writer.stop()
+        thread.join(60)
+        assert not error, repr(error)
+        copies_before = {p: standby.copies[p].next_offset for p in range(partitions)}
+        taken = standby.take(list(range(partitions)), 60.0)
+    finally:
+        writer.stop()
+        thread.join(60)
+        standby.close()
+    assert sorted(taken) == list(range(partitions)), "every copy was taken"
+    assert writer.stats.commits > 10
+    full = read_changelog(client_config(config), config.kafka.changelog_topic, "full-restore", [0, 1])
+    for p in range(partitions):
+        task, plog = _restored_task(make_task(p), full[p])
+        copy = taken[p]
+        assert copy.task is not None and full[p].snapshot is not None
+        assert copy.task.snapshot() == task.snapshot(), f"partition {p}: state differs from a full restore"
+        assert (copy.log.seq, copy.log.has_snapshot, copy.log.snapshot_bytes, copy.log.changes_bytes) == (
+            plog.seq,
+            plog.has_snapshot,
+            plog.snapshot_bytes,
+            plog.changes_bytes,
+        )
+        assert full[p].changes, "the changelog must hold change records after its snapshot"
+        assert copies_before[p] > 0, "the copy was tailing before the take"
+        assert copy.records < full[p].records_read, f"partition {p}: the take read more than the tail"
+
+
+def owns(log: Path) -> bool:
+    return log.exists() and "restored partitions" in log.read_text()
+
+
+def test_kill9_of_the_owner_the_other_takes_over_from_its_standby_copies(
+    kafka_bootstrap: str, kafka_topic_factory: Callable[..., str], tmp_path: Path
+) -> None:
+    partitions = 4
+    topic = kafka_topic_factory(partitions)
+    records = stream_with_bursts(20_000, seed=22)
+    base = make_config(
+        kafka_bootstrap, topic, consume_batch=200, commit_interval_ms=50, standby_partitions=partitions
+    )
+    paths = {
+        name: write_toml(replace(base, kafka=replace(base.kafka, instance_id=name)), tmp_path / f"{n}.toml")
+        for n, name in enumerate(("a", "b"))
+    }
+    logs = {name: tmp_path / f"{name}.log" for name in paths}
+    feeder = threading.Thread(target=produce, args=(kafka_bootstrap, topic, records, 2_000.0))
+    feeder.start()
+    owner = run_instance(paths["a"], logs["a"])
+    survivor = run_instance(paths["b"], logs["b"], "--idle-exit", "10")
+    try:
+        deadline = time.monotonic() + WAIT_S
+        while not all(map(owns, logs.values())) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert all(map(owns, logs.values())), "both instances own partitions"
+        time.sleep(2.0)  # both process; the survivor's copies follow the owner's commits
+        owner.send_signal(signal.SIGKILL)
+        owner.wait()
+        feeder.join()
+        assert survivor.wait(WAIT_S * 2) == 0, logs["b"].read_text()[-3000:]
+    finally:
+        for proc in (owner, survivor):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    stats = last_json_line(logs["b"])
+    # the survivor's last restore: the killed owner's partitions, from its copies
+    takeover = [ln for ln in logs["b"].read_text().splitlines() if "restored partitions" in ln][-1]
+    assert "from standby copies" in takeover and "none from standby" not in takeover, takeover
+    assert stats["standby_takeovers"] >= 1
+    expected = reference_alerts(base, partitions)
+    assert expected, "the stream must produce alerts, or the test proves nothing"
+    assert Counter(committed_alerts(base, partitions)) == Counter(expected)
