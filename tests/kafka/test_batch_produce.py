@@ -1,14 +1,15 @@
 """Records sent in batches (``produce_batch``) through the real broker: all of them, in order,
 also when the producer's local queue holds far fewer than a batch; a transaction the broker
-failed refuses them as an abort."""
+failed refuses them as an abort; a failed abort renews the producer."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 
 import pytest
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from eos_helpers import make_config
 
 from fraudstream.errors import StreamError
@@ -85,4 +86,69 @@ def test_a_transaction_the_broker_failed_is_a_commit_abort_not_a_crash(
             txn.abort()
             aborts += 1
             assert aborts < MAX_ABORTS_IN_A_ROW
+    consumer.close()
+
+
+class _FailingAbort:
+    """The client of a transactional producer whose abort fails (as on a timeout or a state
+    it cannot leave); everything else goes to the real client."""
+
+    def __init__(self, producer: Producer) -> None:
+        self._producer = producer
+
+    def abort_transaction(self, timeout: float) -> None:
+        raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "abort timed out"))
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._producer, name)
+
+
+def test_a_failed_abort_is_recovered_by_a_new_producer_and_a_stuck_begin_is_an_abort(
+    kafka_bootstrap: str, kafka_topic_factory: Callable[..., str]
+) -> None:
+    """An abort that fails leaves the client's transaction open: its next begin_transaction
+    would raise a raw _STATE error. The producer is renewed instead (the new client fences the
+    old one and aborts its transaction), and later transactions commit; a begin that fails is
+    a CommitAborted (the loop aborts and rewinds), not a raw client exception."""
+    topic = kafka_topic_factory(partitions=1)
+    config = make_config(kafka_bootstrap, topic)
+    txn = TransactionalProducer(config, Watchdog(60, 60, lambda: None))
+    txn.init()
+    txn.begin()
+    txn.send_batch(topic, [(b"k", b"never visible")], partition=0)
+    stuck = txn.producer
+    txn.producer = _FailingAbort(stuck)  # type: ignore[assignment]
+    txn.abort()
+    assert txn.producer is not stuck and not isinstance(txn.producer, _FailingAbort), "renewed"
+    txn.begin()
+    txn.send_batch(topic, [(b"k", b"committed")], partition=0)
+    consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": topic})
+    txn.commit([], consumer)
+    consumer.close()
+    reader = Consumer(
+        {
+            "bootstrap.servers": kafka_bootstrap,
+            "group.id": f"{topic}-read",
+            "isolation.level": "read_committed",
+            "auto.offset.reset": "earliest",
+        }
+    )
+    reader.subscribe([topic])
+    seen: list[bytes] = []
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not seen:
+        m = reader.poll(0.5)
+        if m is not None and m.error() is None:
+            seen.append(m.value() or b"")
+    reader.close()
+    assert seen == [b"committed"]
+    # a client whose transaction is still open cannot begin another: an abort, not a crash
+    txn.begin()
+    txn.in_txn = False  # (as after an abort that failed without the renewal)
+    with pytest.raises(CommitAborted, match="cannot begin"):
+        txn.begin()
+    txn.abort()
+    txn.begin()
+    consumer = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": topic})
+    txn.commit([], consumer)
     consumer.close()

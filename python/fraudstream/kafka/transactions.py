@@ -9,7 +9,11 @@ committed.
 
 Errors: retriable ones are retried; one that requires an abort is reported to the caller
 (:class:`CommitAborted`), which aborts and rewinds; a fenced or fatal producer raises
-:class:`~fraudstream.errors.FencedError` (another instance owns the transactional id now).
+:class:`~fraudstream.errors.FencedError` (another instance owns the transactional id now). An
+abort that fails (the client in a state it cannot leave, a timeout) is recovered by a new
+client with the same transactional id, which aborts the transaction on the broker; a
+transaction that cannot begin is a :class:`CommitAborted` too (the caller aborts, so renews,
+and rewinds), never a raw client exception.
 Every blocking client call runs under the watchdog, which ends a process stuck in one.
 With ``exactly_once = false`` there are no transactions: outputs are flushed, then the
 offsets committed by the consumer (at-least-once).
@@ -112,7 +116,14 @@ class TransactionalProducer:
 
     def begin(self) -> None:
         if not self.in_txn and self.exactly_once:
-            self.producer.begin_transaction()
+            try:
+                self.producer.begin_transaction()
+            except KafkaException as exc:
+                err: KafkaError = exc.args[0]
+                if err.fatal() or err.code() in FENCED_CODES:
+                    raise FencedError(str(err)) from exc
+                self.in_txn = True  # (so that the caller's abort renews the client)
+                raise CommitAborted(f"a transaction cannot begin ({err})") from exc
             self.in_txn = True
 
     def send_batch(self, topic: str, records: list[Record], partition: int) -> float:
@@ -196,8 +207,24 @@ class TransactionalProducer:
         except KafkaException as exc:
             if exc.args[0].fatal():
                 raise FencedError(str(exc.args[0])) from exc
-            log.warning("abort failed: %s", exc)
+            # the client's transaction state is unknown: a new client with the same id fences
+            # the old one and aborts its transaction on the broker
+            log.warning("abort failed (%s): a new producer takes over the transactional id", exc)
+            self.in_txn = False
+            self._renew_after_failed_abort()
         self.in_txn = False
+
+    def _renew_after_failed_abort(self) -> None:
+        try:
+            self.renew()
+        except KafkaException as exc:
+            err: KafkaError = exc.args[0]
+            if err.fatal() or err.code() in FENCED_CODES:
+                raise FencedError(str(err)) from exc
+            raise StreamError(
+                f"an abort failed and a new transactional producer could not start ({err}); "
+                "the instance stops, and a restart resumes from the last commit"
+            ) from exc
 
     def flush(self, timeout: float) -> int:
         return int(self.producer.flush(timeout))
