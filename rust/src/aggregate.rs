@@ -303,7 +303,6 @@ impl<'a> AccRef<'a> {
     }
 
     #[inline]
-    #[allow(clippy::cast_possible_wrap)]
     fn time(&self, i: usize) -> i64 {
         self.words[i] as i64
     }
@@ -343,13 +342,11 @@ impl<'a> AccMut<'a> {
     }
 
     #[inline]
-    #[allow(clippy::cast_possible_wrap)]
     fn time(&self, i: usize) -> i64 {
         self.words[i] as i64
     }
 
     #[inline]
-    #[allow(clippy::cast_sign_loss)]
     fn set_time(&mut self, i: usize, t: i64) {
         self.words[i] = t as u64;
     }
@@ -363,7 +360,6 @@ impl<'a> AccMut<'a> {
 
     /// Adds `v` to the distinct set with bitmap `word` and index `set` (of `sets`).
     #[inline]
-    #[allow(clippy::cast_sign_loss)]
     fn insert_distinct(&mut self, word: usize, set: usize, sets: usize, v: i64) {
         if (0..BITMAP_VALUES).contains(&v) {
             self.words[word] |= 1u64 << v;
@@ -707,7 +703,6 @@ impl Layout {
         self.value_of(acc.view(), agg)
     }
 
-    #[allow(clippy::cast_precision_loss)]
     fn value_of(&self, acc: AccRef<'_>, agg: usize) -> f64 {
         match self.slots[agg] {
             Slot::Count => acc.count as f64,
@@ -733,7 +728,6 @@ impl Layout {
 
     /// Every aggregate's result of `acc`, to `int(column, value)` or `float(column, value)`.
     #[inline(always)]
-    #[allow(clippy::cast_possible_wrap)]
     fn emit_with(&self, acc: AccRef<'_>, mut int: impl FnMut(usize, i64), mut float: impl FnMut(usize, f64)) {
         for (agg, out) in self.outputs.iter().enumerate() {
             match (*out, self.slots[agg]) {
