@@ -4,12 +4,15 @@
 //! `[start, end)`, aligned to the epoch plus an offset; a window fires when the watermark
 //! reaches `end - 1`; its state lives until `end - 1 + allowed_lateness`.
 //!
-//! - [`sliding`]: tumbling and hopping windows kept as panes of `gcd(size, slide)`, so an event
-//!   touches one pane; a window's result combines its panes when it fires.
-//! - [`slices`]: the same windows stored by pane time (one column of accumulators per pane,
-//!   indexed by key slot), for windows of one partition: an event touches the newest
-//!   pane, which stays in cache however many keys there are. Same rows and state bytes as
-//!   [`sliding`].
+//! - [`operator`]: the one shape of a window operator ([`operator::WindowOperator`]: on_event,
+//!   on_watermark, snapshot, changes, restore) and the one per-event loop
+//!   ([`operator::run_batch`]) every operator runs in.
+//! - [`emit`]: the one emit decision, which rows an event causes in a window it updated.
+//! - [`panes_per_key`] and [`panes_by_time`]: tumbling and hopping windows kept as panes of
+//!   `gcd(size, slide)`, so an event touches one pane and a window combines its panes when it
+//!   fires; per key (each key's panes together) or by pane time (one column of accumulators
+//!   per pane, indexed by key slot). Same rows and state bytes; [`PaneLayout::choose`] is the
+//!   one place that picks between them.
 //! - [`session`]: per-key sessions that merge when they overlap or touch.
 //! - [`cap`]: the optional cap on live keys and its eviction order, shared by all three.
 //! - [`timers`]: the time-ordered index that finds due windows without scanning keys.
@@ -17,12 +20,15 @@
 //! - [`output`]: the emitted rows as columns, and the late side output.
 
 pub mod cap;
+pub mod emit;
 pub mod index;
 pub mod keys;
+#[macro_use]
+pub mod operator;
 pub mod output;
+pub mod panes_by_time;
+pub mod panes_per_key;
 pub mod session;
-pub mod slices;
-pub mod sliding;
 pub mod timers;
 
 use crate::aggregate::Layout;
@@ -171,6 +177,42 @@ impl Geometry {
         let end =
             if first - 1 > wm { first } else { first + ((wm + 1 - first) / self.slide + 1) * self.slide };
         (end <= self.last_end(ps)).then_some(end)
+    }
+}
+
+/// How tumbling and hopping windows keep their panes: the one place the engine chooses.
+///
+/// - [`PaneLayout::ByTime`] ([`panes_by_time`]) for windows of one partition: disorder is
+///   bounded by the out-of-orderness, so few pane times are live, and an event touches one
+///   accumulator of the newest pane, which all recent events share and which stays in cache
+///   however many keys there are.
+/// - [`PaneLayout::PerKey`] ([`panes_per_key`]) for windows of several partitions: one
+///   partition may run far ahead of the watermark, so the pane times are unbounded; each key
+///   keeps its own open panes, `inline` of them in its key-table entry (see
+///   [`panes_per_key::inline_panes`]).
+///
+/// Both give the same rows and the same state bytes, so state moves between them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaneLayout {
+    /// Panes kept by pane time.
+    ByTime,
+    /// Panes kept per key, `inline` in each key's table entry.
+    PerKey {
+        /// Panes held inline per key (a compiled capacity).
+        inline: usize,
+    },
+}
+
+impl PaneLayout {
+    /// The layout for windows of `geo` over `partitions` input partitions, with `lateness`
+    /// allowed.
+    #[must_use]
+    pub fn choose(geo: &Geometry, partitions: usize, lateness: Millis) -> Self {
+        if partitions == 1 {
+            PaneLayout::ByTime
+        } else {
+            PaneLayout::PerKey { inline: panes_per_key::inline_panes(geo, lateness, None) }
+        }
     }
 }
 
