@@ -311,17 +311,16 @@ pub fn run_batch<O: WindowOperator>(
     slots.clear();
     op.begin_batch(batch.keys, slots);
     let mut drops = Drops::new(drops);
-    for row in 0..batch.len() {
+    for (row, (&key, &t)) in batch.keys.iter().zip(batch.times).enumerate() {
         drops.before(row, op);
         out.trigger = row as u64;
         op.prefetch(slots, row);
         let slot = slots.get(row).copied().unwrap_or(0);
-        let event =
-            Event { key: batch.keys[row], t: batch.times[row], row, slot, batch, wm: watermark.current() };
+        let event = Event { key, t, row, slot, batch, wm: watermark.current() };
         if !op.on_event(rules, event, out) {
             out.late_rows.push(row as u64);
         }
-        if let Some(wm) = watermark.observe(batch.partition(row), event.t, now) {
+        if let Some(wm) = watermark.observe(batch.partition(row), t, now) {
             // (The watermark advances on most events; mostly nothing is due.)
             if op.has_due(wm) {
                 op.on_watermark(rules, wm, out);

@@ -525,21 +525,21 @@ impl PanesByTime {
         layout.add_flat(&mut slice.accs[at..at + self.width], Some(overflow), batch, row, t);
     }
 
-    /// The rows `event` causes in its windows (ends `ends.0` to `ends.1`), its key in `slot`
-    /// and its pane in slice `pivot` (see [`emit_for_event_windows`]); out of line, since most
+    /// The rows an event of `key` causes in its windows (ends `ends.0` to `ends.1`) at
+    /// watermark `wm`, its key in `slot` and its pane in slice `pivot` (see [`emit_for_event_windows`]); out of line, since most
     /// events of final-only windows cause none.
     #[inline(never)]
     fn emit_windows(
         &mut self,
         rules: &Rules,
-        event: Event<'_>,
-        (slot, pivot): (u32, usize),
+        (key, slot, pivot): (i64, u32, usize),
         ends: (i64, i64),
+        wm: i64,
         out: &mut Output,
     ) {
         let (size, slide) = (self.geo.size, self.geo.slide);
         let mut windows = SlotWindows { op: self, rules, slot, pivot, combos: None };
-        emit_for_event_windows(rules, event.key, (size, slide), ends, event.wm, &mut windows, out);
+        emit_for_event_windows(rules, key, (size, slide), ends, wm, &mut windows, out);
     }
 
     /// The aggregates of `slot` in `window` (which contains slice `pivot`; windows come in end
@@ -960,7 +960,7 @@ impl WindowOperator for PanesByTime {
         }
         self.book.changes.record(key);
         if first_end - 1 <= wm || !matches!(rules.emit, EmitMode::Final) {
-            self.emit_windows(rules, event, (slot, s), (first_end, last_end), out);
+            self.emit_windows(rules, (key, slot, s), (first_end, last_end), wm, out);
         }
         true
     }
