@@ -89,6 +89,15 @@
 //!
 //!     fn rebuild_cap(&mut self) {} // (no cap on live keys: set_max_keys is never called)
 //!
+//!     fn recency(&self, key: i64) -> Option<Millis> {
+//!         self.accs.contains_key(&key).then_some(ALL.0)
+//!     }
+//!
+//!     fn evict(&mut self, key: i64) {
+//!         self.accs.remove(&key);
+//!         self.book.changes.record(key);
+//!     }
+//!
 //!     fn snapshot(&self, ctx: StateContext<'_>, w: &mut Writer) {
 //!         w.count(self.accs.len());
 //!         for (key, acc) in &self.accs {
@@ -129,7 +138,7 @@
 //! let (mut op, mut watermark) = (GlobalWindows::default(), WatermarkTracker::new(0, 1, None).unwrap());
 //! let mut out = Output::for_layout(&rules.layout);
 //! let batch = Batch::new(&[7, 8, 7], &[1, 2, 3]);
-//! run_batch(&mut op, &rules, &mut watermark, &mut Vec::new(), &batch, None, &mut out);
+//! run_batch(&mut op, &rules, &mut watermark, &mut Vec::new(), &batch, None, &[], &mut out);
 //! assert!(out.keys.is_empty(), "nothing fires before the end of input");
 //! advance(&mut op, &rules, watermark.advance_to(WATERMARK_END), &mut out);
 //! assert_eq!((out.keys, out.ints), (vec![7, 8], vec![vec![2, 1]]));
