@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from fraudstream import (
     SnapshotError,
     StreamError,
     WindowedAggregation,
+    _core,
     hopping,
     session,
     to_millis,
@@ -231,36 +234,105 @@ def test_snapshot_rejects_garbage_and_other_configs() -> None:
     assert list(fresh.flush().rows()) == list(agg.flush().rows())
 
 
+def _spin_while(run: Callable[[], object]) -> tuple[list[int], int, int]:
+    """Runs `run` in a worker thread while another thread notes the time of each of its steps;
+    returns (step times, start, end of `run`) in perf_counter_ns."""
+    steps: list[int] = []
+    span: list[int] = []
+    stop = threading.Event()
+
+    def spin() -> None:
+        while not stop.is_set():
+            steps.append(time.perf_counter_ns())
+
+    def work() -> None:
+        span.append(time.perf_counter_ns())
+        run()
+        span.append(time.perf_counter_ns())
+
+    spinner = threading.Thread(target=spin)
+    worker = threading.Thread(target=work)
+    spinner.start()
+    worker.start()
+    worker.join()
+    stop.set()
+    spinner.join()
+    return steps, span[0], span[1]
+
+
+def _made_progress_inside(steps: list[int], start: int, end: int) -> bool:
+    """Whether a step falls in the middle half of [start, end]. A call that kept the GIL lets
+    the other thread run only at its edges (at most one switch interval after `start`, before
+    the call is entered), never in the middle of a long call."""
+    quarter = (end - start) // 4
+    return any(start + quarter < t < end - quarter for t in steps)
+
+
 def test_batches_release_the_gil() -> None:
-    """Two threads on two engines finish; a third thread keeps running Python meanwhile."""
-    n = 400_000
+    """Another Python thread keeps running while `process` works on a long batch."""
+    n = 2_000_000
     rng = np.random.default_rng(3)
     data = {
-        "card": rng.integers(0, 1000, n),
+        "card": rng.integers(0, 100_000, n),
         "ts": np.sort(rng.integers(0, 10_000_000, n)),
         "amount": rng.random(n),
         "country": rng.integers(0, 5, n),
     }
-    ticks = 0
-    stop = threading.Event()
-
-    def spin() -> None:
-        nonlocal ticks
-        while not stop.is_set():
-            ticks += 1
-
-    spinner = threading.Thread(target=spin)
-    spinner.start()
+    agg = make(window=hopping(50_000, 10_000))
     results: list[int] = []
-    workers = [threading.Thread(target=lambda: results.append(len(make().process(data)))) for _ in range(2)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    stop.set()
-    spinner.join()
-    assert len(results) == 2 and results[0] == results[1] > 0
-    assert ticks > 0
+    steps, start, end = _spin_while(lambda: results.append(len(agg.process(data))))
+    assert results and results[0] > 0
+    assert _made_progress_inside(steps, start, end), f"{len(steps)} steps, none inside the call"
+
+
+@pytest.mark.parametrize("call", ["getter", "process"])
+def test_waiting_for_a_busy_engine_releases_the_gil(call: str) -> None:
+    """A thread that calls a busy engine (a getter, or `process` itself) waits for it with the
+    GIL released: while one thread's long batch holds the engine and a second thread keeps
+    calling it, a third thread keeps running Python."""
+    n = 2_000_000
+    rng = np.random.default_rng(4)
+    engine = _core.WindowEngine(
+        window="hopping", size=50_000, slide=10_000, aggregations=[("n", "count", None)]
+    )
+    keys, times = rng.integers(0, 100_000, n), np.sort(rng.integers(0, 10_000_000, n))
+    one = np.zeros(1, dtype=np.int64)
+    busy = threading.Thread(target=lambda: engine.process(keys, times, []))
+    calls = 0
+
+    def call_while_busy() -> None:
+        nonlocal calls
+        while busy.is_alive():
+            _ = engine.watermark if call == "getter" else engine.process(one, one, [])
+            calls += 1
+
+    busy.start()
+    steps, start, end = _spin_while(call_while_busy)
+    assert calls > 0
+    assert _made_progress_inside(steps, start, end), f"{len(steps)} steps, none inside the batch"
+
+
+def test_every_strided_column_raises_the_same_error() -> None:
+    """Keys, times, partitions and values alike: a strided array is refused by the core with
+    InvalidBatchError naming the column, never a RuntimeError for one and a ValueError for another."""
+    engine = _core.WindowEngine(
+        window="tumbling", size=10, aggregations=[("total", "sum", "amount")], partitions=2
+    )
+    good = {
+        "keys": np.arange(4, dtype=np.int64),
+        "times": np.arange(4, dtype=np.int64),
+        "partitions": np.zeros(4, dtype=np.int64),
+        "amount": np.ones(4),
+    }
+    names = {"keys": "key", "times": "time", "partitions": "partition", "amount": "amount"}
+    for column, name in names.items():
+        cols = dict(good)
+        cols[column] = np.repeat(cols[column], 2)[::2]
+        assert not cols[column].flags.c_contiguous
+        with pytest.raises(InvalidBatchError, match="C-contiguous") as info:
+            engine.process(cols["keys"], cols["times"], [cols["amount"]], partitions=cols["partitions"])
+        assert info.value.column == name
+    assert engine.counters()["events"] == 0
 
 
 def test_repeated_calls_do_not_leak() -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 from fraudstream._core import __version__
 from fraudstream.errors import (
     ConfigError,
-    DecodeError,
     FencedError,
     FlushedError,
     InvalidBatchError,
@@ -33,7 +32,6 @@ from fraudstream.windows import (
 
 __all__ = [
     "ConfigError",
-    "DecodeError",
     "EmitKind",
     "FencedError",
     "FlushedError",

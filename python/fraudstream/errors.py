@@ -31,10 +31,6 @@ class SnapshotError(StreamError, ValueError):
     """Snapshot bytes are malformed or belong to another configuration."""
 
 
-class DecodeError(StreamError, ValueError):
-    """A message could not be decoded."""
-
-
 class QueueClosedError(StreamError):
     """The queue was closed: no more items can be put."""
 
@@ -57,7 +53,6 @@ class FencedError(StreamError):
 
 __all__ = [
     "ConfigError",
-    "DecodeError",
     "FencedError",
     "FlushedError",
     "InvalidBatchError",

@@ -159,16 +159,6 @@ class NullSink:
         self.rows += len(item) if hasattr(item, "__len__") else 1
 
 
-class CallbackSink:
-    """Calls ``fn(item)`` for every output."""
-
-    def __init__(self, fn: Callable[[Any], None]) -> None:
-        self.fn = fn
-
-    def write(self, item: Any) -> None:
-        self.fn(item)
-
-
 # ---------------------------------------------------------------------------------------------
 
 

@@ -36,7 +36,6 @@ impl Values<'_> {
     /// The value at `row` as a float (integers convert exactly up to 2^53).
     #[inline]
     #[must_use]
-    #[allow(clippy::cast_precision_loss)]
     pub fn number(&self, row: usize) -> f64 {
         match self {
             Values::F64(v) => v[row],
@@ -48,7 +47,6 @@ impl Values<'_> {
     /// by their bits (with -0.0 folded into 0.0, so equal numbers are one value).
     #[inline]
     #[must_use]
-    #[allow(clippy::cast_possible_wrap)]
     pub fn identity(&self, row: usize) -> i64 {
         match self {
             Values::F64(v) => {
@@ -110,7 +108,6 @@ impl<'a> Batch<'a> {
     /// Partition of `row` (0 when the batch has no partition column).
     #[inline]
     #[must_use]
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
     pub fn partition(&self, row: usize) -> usize {
         self.partitions.map_or(0, |p| p[row] as usize)
     }

@@ -135,7 +135,6 @@ pub fn unpack_code(code: i64) -> String {
 
 /// FNV-1a 64-bit hash (stable across runs and machines), as i64.
 #[must_use]
-#[allow(clippy::cast_possible_wrap)]
 pub fn fnv1a(bytes: &[u8]) -> i64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for &b in bytes {

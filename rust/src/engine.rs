@@ -16,15 +16,13 @@ use crate::predicate::Predicate;
 use crate::snapshot::{Reader, Writer};
 use crate::time::{check_duration, Millis, WATERMARK_END};
 use crate::watermark::WatermarkTracker;
+use crate::window::operator::{advance, run_batch, StateContext, WindowOperator};
 use crate::window::output::Output;
+use crate::window::panes_by_time::PanesByTime;
+use crate::window::panes_per_key::{PanesPerKey, INLINE_CAPACITIES, MAX_INLINE_PANES};
 use crate::window::session::SessionWindows;
-use crate::window::slices::Slices;
-use crate::window::sliding::{inline_panes, Sliding, SlidingWindows};
-use crate::window::{EmitMode, Geometry, Rules, WindowSpec};
+use crate::window::{EmitMode, Geometry, PaneLayout, Rules, WindowSpec};
 use crate::{CoreError, CoreResult};
-
-/// How many events ahead the state of upcoming keys is prefetched.
-const PREFETCH_DISTANCE: usize = 16;
 
 /// Early firing, as configured (the predicate as text, compiled by the engine).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,20 +89,6 @@ impl EngineConfig {
         }
     }
 
-    /// Panes a key of a tumbling/hopping window holds inline ([`inline_panes`]): disorder is
-    /// bounded by `out_of_orderness` with one partition only.
-    fn inline_panes(&self, geo: &Geometry) -> usize {
-        let disorder = (self.partitions == 1).then_some(self.out_of_orderness);
-        inline_panes(geo, self.allowed_lateness, disorder)
-    }
-
-    /// Whether the windows are kept by pane time ([`Slices`]): tumbling/hopping windows over
-    /// one partition (disorder bounded by `out_of_orderness`, hence a bounded number of live
-    /// pane times).
-    fn by_pane_time(&self) -> bool {
-        self.partitions == 1 && !matches!(self.window, WindowSpec::Session { .. })
-    }
-
     /// The configuration the state bytes belong to (checked by restore): every field in its
     /// `Debug` form, as state was always written, except `final_rows`, which changes which rows
     /// are built, never the state. So an engine may restore (or apply changes written by) an
@@ -136,127 +120,101 @@ impl EngineConfig {
     }
 }
 
+/// The window operator of an engine: one variant per window type (and per compiled inline
+/// capacity of the per-key pane layout, so that each runs monomorphic code).
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant, reason = "one operator per engine, moved only when built")]
 enum Operator {
-    /// Tumbling/hopping windows, panes kept per key.
-    Sliding(SlidingWindows),
-    /// Tumbling/hopping windows, panes kept per pane time (see [`EngineConfig::by_pane_time`]).
-    Slices(Box<Slices>),
+    /// Tumbling/hopping windows, panes kept per key (2, 3, 4 or 7 of them inline).
+    PerKey2(PanesPerKey<2>),
+    PerKey3(PanesPerKey<3>),
+    PerKey4(PanesPerKey<4>),
+    PerKey7(PanesPerKey<MAX_INLINE_PANES>),
+    /// Tumbling/hopping windows, panes kept by pane time.
+    ByTime(PanesByTime),
+    /// Session windows.
     Session(SessionWindows),
 }
 
-/// The events of `batch` through tumbling/hopping windows, the watermark advancing after each.
-#[allow(clippy::too_many_arguments)]
-fn sliding_rows<const N: usize>(
-    op: &mut Sliding<N>,
-    rules: &Rules,
-    watermark: &mut WatermarkTracker,
-    slots: &mut Vec<u32>,
-    batch: &Batch<'_>,
-    now: Option<Millis>,
-    drops: &[(usize, i64)],
-    out: &mut Output,
-) {
-    op.resolve_slots(batch.keys, slots);
-    let mut drops = Drops::new(drops);
-    for row in 0..batch.len() {
-        drops.before(row, |key| op.drop_key(key));
-        out.trigger = row as u64;
-        let (key, t) = (batch.keys[row], batch.times[row]);
-        let wm = watermark.current();
-        op.prefetch(
-            slots.get(row + 2 * PREFETCH_DISTANCE).copied(),
-            slots.get(row + PREFETCH_DISTANCE).copied(),
-        );
-        if !op.on_event_at(rules, Some(slots[row]), key, t, row, batch, wm, out) {
-            out.late_rows.push(row as u64);
+/// Runs `$body` with `$op` bound to the operator inside an [`Operator`] (`$o`): one dispatch
+/// per call, the body monomorphic for each operator type.
+macro_rules! with_operator {
+    ($o:expr, $op:ident => $body:expr) => {
+        match $o {
+            Operator::PerKey2($op) => $body,
+            Operator::PerKey3($op) => $body,
+            Operator::PerKey4($op) => $body,
+            Operator::PerKey7($op) => $body,
+            Operator::ByTime($op) => $body,
+            Operator::Session($op) => $body,
         }
-        if let Some(wm) = watermark.observe(batch.partition(row), t, now) {
-            // (The watermark advances on most events; mostly nothing is due.)
-            if op.has_due(wm) {
-                op.on_watermark(rules, wm, out);
+    };
+}
+
+impl Operator {
+    /// The operator of `config`'s windows, empty or with the state that `state` reads (at
+    /// watermark `wm`): the one place that maps a window type, and a pane layout, to its
+    /// operator.
+    fn build(
+        config: &EngineConfig,
+        rules: &Rules,
+        state: Option<(Millis, &mut Reader<'_>)>,
+    ) -> CoreResult<Self> {
+        let layout = &rules.layout;
+        let op = match config.window {
+            WindowSpec::Session { gap } => Operator::Session(match state {
+                Some((_, r)) => SessionWindows::read(gap, layout, r)?,
+                None => SessionWindows::new(gap),
+            }),
+            spec => {
+                let geo = Geometry::of(&spec).ok_or_else(|| CoreError::Config(format!("{spec:?}")))?;
+                match PaneLayout::choose(&geo, config.partitions, config.allowed_lateness) {
+                    PaneLayout::ByTime => Operator::ByTime(match state {
+                        Some((wm, r)) => PanesByTime::read(geo, rules, wm, r)?,
+                        None => PanesByTime::new(geo, layout),
+                    }),
+                    PaneLayout::PerKey { inline } => {
+                        Operator::per_key(geo, layout, inline, state.map(|(_, r)| r))?
+                    }
+                }
             }
-        }
-    }
-    op.end_batch(slots, batch.keys);
-}
-
-/// The events of `batch` through windows kept by pane time, the watermark advancing after
-/// each.
-#[allow(clippy::too_many_arguments)]
-fn slices_rows(
-    op: &mut Slices,
-    rules: &Rules,
-    watermark: &mut WatermarkTracker,
-    slots: &mut Vec<u32>,
-    batch: &Batch<'_>,
-    now: Option<Millis>,
-    drops: &[(usize, i64)],
-    out: &mut Output,
-) {
-    op.resolve_slots(batch.keys, slots);
-    let mut drops = Drops::new(drops);
-    for row in 0..batch.len() {
-        drops.before(row, |key| op.drop_key(key));
-        out.trigger = row as u64;
-        let (key, t) = (batch.keys[row], batch.times[row]);
-        op.prefetch(slots.get(row + PREFETCH_DISTANCE).copied());
-        if !op.on_event(rules, slots[row], key, t, row, batch, watermark.current(), out) {
-            out.late_rows.push(row as u64);
-        }
-        if let Some(wm) = watermark.observe(batch.partition(row), t, now) {
-            if op.has_due(wm) {
-                op.on_watermark(rules, wm, out);
-            }
-        }
-    }
-    op.end_batch();
-}
-
-/// The events of `batch` through session windows, the watermark advancing after each.
-fn session_rows(
-    op: &mut SessionWindows,
-    rules: &Rules,
-    watermark: &mut WatermarkTracker,
-    batch: &Batch<'_>,
-    now: Option<Millis>,
-    drops: &[(usize, i64)],
-    out: &mut Output,
-) {
-    let mut drops = Drops::new(drops);
-    for row in 0..batch.len() {
-        drops.before(row, |key| op.drop_key(key));
-        out.trigger = row as u64;
-        let (key, t) = (batch.keys[row], batch.times[row]);
-        if !op.on_event(rules, key, t, row, batch, watermark.current(), out) {
-            out.late_rows.push(row as u64);
-        }
-        if let Some(wm) = watermark.observe(batch.partition(row), t, now) {
-            op.on_watermark(rules, wm, out);
-        }
-    }
-}
-
-/// A caller's key drops ([`Engine::process_dropping`]), handed out row by row.
-struct Drops<'a> {
-    list: &'a [(usize, i64)],
-    /// Row of the next drop (`usize::MAX`: none left): one comparison per event.
-    next: usize,
-}
-
-impl<'a> Drops<'a> {
-    fn new(list: &'a [(usize, i64)]) -> Self {
-        Drops { list, next: list.first().map_or(usize::MAX, |d| d.0) }
+        };
+        Ok(op.with_max_keys(config.max_keys))
     }
 
-    /// Drops the keys due before `row`.
-    #[inline(always)]
-    fn before(&mut self, row: usize, mut drop_key: impl FnMut(i64)) {
-        while self.next <= row {
-            drop_key(self.list[0].1);
-            self.list = &self.list[1..];
-            self.next = self.list.first().map_or(usize::MAX, |d| d.0);
+    /// Panes kept per key, `inline` of them (rounded up to a compiled capacity) in each key's
+    /// table entry; empty or read from `state`.
+    fn per_key(
+        geo: Geometry,
+        layout: &Layout,
+        inline: usize,
+        state: Option<&mut Reader<'_>>,
+    ) -> CoreResult<Self> {
+        fn build<const N: usize>(
+            g: Geometry,
+            l: &Layout,
+            r: Option<&mut Reader<'_>>,
+        ) -> CoreResult<PanesPerKey<N>> {
+            r.map_or_else(|| Ok(PanesPerKey::new(g, l)), |r| PanesPerKey::read(g, l, r))
         }
+        Ok(match INLINE_CAPACITIES.into_iter().find(|&c| c >= inline).unwrap_or(MAX_INLINE_PANES) {
+            2 => Operator::PerKey2(build(geo, layout, state)?),
+            3 => Operator::PerKey3(build(geo, layout, state)?),
+            4 => Operator::PerKey4(build(geo, layout, state)?),
+            _ => Operator::PerKey7(build(geo, layout, state)?),
+        })
+    }
+
+    /// Caps the live keys at `max_keys` (`None`: unbounded).
+    fn with_max_keys(mut self, max_keys: Option<usize>) -> Self {
+        with_operator!(&mut self, op => op.set_max_keys(max_keys));
+        self
+    }
+
+    /// Whether the panes are kept by pane time (for tests that compare the two layouts).
+    #[cfg(test)]
+    fn by_time(&self) -> bool {
+        matches!(self, Operator::ByTime(_))
     }
 }
 
@@ -274,18 +232,7 @@ pub struct Counters {
     pub evicted: u64,
 }
 
-/// Size of the engine's state.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct StateSize {
-    /// Keys with open windows.
-    pub keys: usize,
-    /// Open panes (tumbling/hopping) or sessions.
-    pub windows: usize,
-    /// Pending timer entries.
-    pub timers: usize,
-    /// Approximate bytes held.
-    pub bytes: usize,
-}
+pub use crate::window::operator::StateSize;
 
 /// Keyed event-time window aggregation.
 #[derive(Debug, Clone)]
@@ -344,23 +291,9 @@ impl Engine {
         };
         let watermark =
             WatermarkTracker::new(config.out_of_orderness, config.partitions, config.idle_timeout)?;
-        let cap = config.max_keys;
-        let op = match Geometry::of(&config.window) {
-            Some(geo) if config.by_pane_time() => {
-                Operator::Slices(Box::new(Slices::new(geo, &layout).with_max_keys(cap)))
-            }
-            Some(geo) => Operator::Sliding(
-                SlidingWindows::new(geo, &layout, config.inline_panes(&geo)).with_max_keys(cap),
-            ),
-            None => match config.window {
-                WindowSpec::Session { gap } => {
-                    Operator::Session(SessionWindows::new(gap).with_max_keys(config.max_keys))
-                }
-                _ => unreachable!("every non-session window has a geometry"),
-            },
-        };
         let rules =
             Rules { layout, emit, allowed_lateness: config.allowed_lateness, final_rows: config.final_rows };
+        let op = Operator::build(&config, &rules, None)?;
         Ok(Engine { config, schema, rules, watermark, op, counters: Counters::default(), slots: Vec::new() })
     }
 
@@ -397,37 +330,14 @@ impl Engine {
     /// Counters.
     #[must_use]
     pub fn counters(&self) -> Counters {
-        let evicted = match &self.op {
-            Operator::Sliding(op) => op.evicted(),
-            Operator::Slices(op) => op.evicted(),
-            Operator::Session(op) => op.evicted(),
-        };
+        let evicted = with_operator!(&self.op, op => op.evicted());
         Counters { evicted, ..self.counters }
     }
 
     /// Size of the state.
     #[must_use]
     pub fn state_size(&self) -> StateSize {
-        match &self.op {
-            Operator::Sliding(op) => StateSize {
-                keys: op.keys(),
-                windows: op.panes(),
-                timers: op.timers(),
-                bytes: op.state_bytes(),
-            },
-            Operator::Slices(op) => StateSize {
-                keys: op.keys(),
-                windows: op.panes(),
-                timers: op.slices(),
-                bytes: op.state_bytes(),
-            },
-            Operator::Session(op) => StateSize {
-                keys: op.keys(),
-                windows: op.sessions(),
-                timers: op.timers(),
-                bytes: op.state_bytes(),
-            },
-        }
+        with_operator!(&self.op, op => op.state_size())
     }
 
     /// Processes a batch of events. `now` is the processing time (ms, any monotonic clock),
@@ -464,18 +374,9 @@ impl Engine {
             let advanced = self.watermark.tick(now);
             self.on_watermark(advanced, &mut out);
         }
-        let (rules, watermark) = (&self.rules, &mut self.watermark);
-        match &mut self.op {
-            // (One dispatch on the inline capacity per batch: the loop is monomorphic.)
-            Operator::Sliding(sw) => {
-                crate::with_sliding!(sw, op => sliding_rows(op, rules, watermark, &mut self.slots, batch, now, drops, &mut out));
-            }
-            Operator::Slices(op) => {
-                slices_rows(op, rules, watermark, &mut self.slots, batch, now, drops, &mut out);
-            }
-            Operator::Session(op) => session_rows(op, rules, watermark, batch, now, drops, &mut out),
-        }
-        out.trigger = crate::window::output::NO_TRIGGER;
+        let (rules, watermark, slots) = (&self.rules, &mut self.watermark, &mut self.slots);
+        // (One dispatch per batch: the loop is monomorphic.)
+        with_operator!(&mut self.op, op => run_batch(op, rules, watermark, slots, batch, now, drops, &mut out));
         let late = out.late_rows.len() as u64;
         self.counters.late += late;
         self.counters.events += batch.len() as u64 - late;
@@ -514,55 +415,37 @@ impl Engine {
 
     #[inline]
     fn on_watermark(&mut self, advanced: Option<Millis>, out: &mut Output) {
-        if let Some(wm) = advanced {
-            match &mut self.op {
-                // (The watermark advances on most events; mostly nothing is due.)
-                Operator::Sliding(sw) => crate::with_sliding!(sw, op => {
-                    if op.has_due(wm) {
-                        op.on_watermark(&self.rules, wm, out);
-                    }
-                }),
-                Operator::Slices(op) => {
-                    if op.has_due(wm) {
-                        op.on_watermark(&self.rules, wm, out);
-                    }
-                }
-                Operator::Session(op) => op.on_watermark(&self.rules, wm, out),
-            }
-        }
+        with_operator!(&mut self.op, op => advance(op, &self.rules, advanced, out));
     }
 
-    /// Moves the state of [`Slices`] to [`SlidingWindows`] (panes per key): for tests that
+    /// Moves the state of [`PanesByTime`] to [`PanesPerKeyAny`] (panes per key): for tests that
     /// compare the two layouts.
     #[cfg(test)]
     pub(crate) fn panes_per_key(&mut self) {
-        let Operator::Slices(op) = &self.op else { return };
+        let Operator::ByTime(op) = &self.op else { return };
         let Some(geo) = Geometry::of(&self.config.window) else { return };
-        let layout = &self.rules.layout;
         let mut w = Writer::default();
-        op.write(layout, self.watermark.current(), self.config.allowed_lateness, &mut w);
+        op.snapshot(StateContext { rules: &self.rules, wm: self.watermark.current() }, &mut w);
         let bytes = w.into_bytes();
-        let changed = op.changed_keys();
-        let mut sliding =
-            SlidingWindows::read(geo, layout, self.config.inline_panes(&geo), &mut Reader::new(&bytes))
-                .expect("state written by Slices::write reads back")
-                .with_max_keys(self.config.max_keys);
-        sliding.set_evicted(op.evicted());
-        sliding.set_changed(changed);
-        self.op = Operator::Sliding(sliding);
+        let (evicted, changed) = (op.evicted(), op.book().changes.recorded().cloned());
+        let disorder = (self.config.partitions == 1).then_some(self.config.out_of_orderness);
+        let inline = crate::window::panes_per_key::inline_panes(&geo, self.config.allowed_lateness, disorder);
+        let mut per_key = Operator::per_key(geo, &self.rules.layout, inline, Some(&mut Reader::new(&bytes)))
+            .expect("state written by PanesByTime reads back")
+            .with_max_keys(self.config.max_keys);
+        with_operator!(&mut per_key, op => {
+            op.set_evicted(evicted);
+            op.book_mut().changes.replace(changed);
+        });
+        self.op = per_key;
     }
 
     /// The whole state as versioned bytes.
     #[must_use]
     pub fn snapshot(&self) -> Vec<u8> {
         let mut w = self.state_header(SNAPSHOT);
-        match &self.op {
-            Operator::Sliding(op) => op.write(&self.rules.layout, &mut w),
-            Operator::Slices(op) => {
-                op.write(&self.rules.layout, self.watermark.current(), self.config.allowed_lateness, &mut w);
-            }
-            Operator::Session(op) => op.write(&self.rules.layout, &mut w),
-        }
+        let ctx = StateContext { rules: &self.rules, wm: self.watermark.current() };
+        with_operator!(&self.op, op => op.snapshot(ctx, &mut w));
         w.into_bytes()
     }
 
@@ -574,25 +457,8 @@ impl Engine {
     pub fn restore(config: EngineConfig, bytes: &[u8]) -> CoreResult<Self> {
         let mut engine = Engine::new(config)?;
         let mut r = engine.read_state_header(bytes, SNAPSHOT)?;
-        let layout = &engine.rules.layout;
-        engine.op = match engine.config.window {
-            WindowSpec::Session { gap } => Operator::Session(
-                SessionWindows::read(gap, layout, &mut r)?.with_max_keys(engine.config.max_keys),
-            ),
-            spec => {
-                let geo = Geometry::of(&spec).ok_or_else(|| CoreError::Snapshot("geometry".into()))?;
-                let cap = engine.config.max_keys;
-                if engine.config.by_pane_time() {
-                    let wm = engine.watermark.current();
-                    Operator::Slices(Box::new(
-                        Slices::read(geo, &engine.rules, wm, &mut r)?.with_max_keys(cap),
-                    ))
-                } else {
-                    let inline = engine.config.inline_panes(&geo);
-                    Operator::Sliding(SlidingWindows::read(geo, layout, inline, &mut r)?.with_max_keys(cap))
-                }
-            }
-        };
+        let state = Some((engine.watermark.current(), &mut r));
+        engine.op = Operator::build(&engine.config, &engine.rules, state)?;
         r.finish()?;
         engine.set_evicted();
         Ok(engine)
@@ -601,20 +467,12 @@ impl Engine {
     /// Whether changes are being recorded.
     #[must_use]
     pub fn tracks_changes(&self) -> bool {
-        match &self.op {
-            Operator::Sliding(op) => op.tracks_changes(),
-            Operator::Slices(op) => op.tracks_changes(),
-            Operator::Session(op) => op.tracks_changes(),
-        }
+        with_operator!(&self.op, op => op.tracks_changes())
     }
 
     /// Starts (or stops) recording which keys change, for [`Engine::take_changes`].
     pub fn track_changes(&mut self, on: bool) {
-        match &mut self.op {
-            Operator::Sliding(op) => op.track_changes(on),
-            Operator::Slices(op) => op.track_changes(on),
-            Operator::Session(op) => op.track_changes(on),
-        }
+        with_operator!(&mut self.op, op => op.track_changes(on));
     }
 
     /// The changes since the previous call (or since tracking started) as versioned bytes: the
@@ -623,14 +481,8 @@ impl Engine {
     /// changelog stays small (only what changed) and a restore stays bounded.
     pub fn take_changes(&mut self) -> Vec<u8> {
         let mut w = self.state_header(CHANGES);
-        match &mut self.op {
-            Operator::Sliding(op) => op.write_changes(&self.rules.layout, &mut w),
-            Operator::Slices(op) => {
-                let (wm, lateness) = (self.watermark.current(), self.config.allowed_lateness);
-                op.write_changes(&self.rules.layout, wm, lateness, &mut w);
-            }
-            Operator::Session(op) => op.write_changes(&self.rules.layout, &mut w),
-        }
+        let ctx = StateContext { rules: &self.rules, wm: self.watermark.current() };
+        with_operator!(&mut self.op, op => op.write_changes(ctx, &mut w));
         w.into_bytes()
     }
 
@@ -642,12 +494,8 @@ impl Engine {
     /// snapshot again in that case.
     pub fn apply_changes(&mut self, bytes: &[u8]) -> CoreResult<()> {
         let mut r = self.read_state_header(bytes, CHANGES)?;
-        let layout = &self.rules.layout;
-        match &mut self.op {
-            Operator::Sliding(op) => op.apply_changes(layout, &mut r)?,
-            Operator::Slices(op) => op.apply_changes(&self.rules, self.watermark.current(), &mut r)?,
-            Operator::Session(op) => op.apply_changes(layout, &mut r)?,
-        }
+        let ctx = StateContext { rules: &self.rules, wm: self.watermark.current() };
+        with_operator!(&mut self.op, op => op.apply_changes(ctx, &mut r))?;
         self.set_evicted();
         r.finish()
     }
@@ -655,11 +503,7 @@ impl Engine {
     /// Gives the operator the eviction count just read with the counters.
     fn set_evicted(&mut self) {
         let n = self.counters.evicted;
-        match &mut self.op {
-            Operator::Sliding(op) => op.set_evicted(n),
-            Operator::Slices(op) => op.set_evicted(n),
-            Operator::Session(op) => op.set_evicted(n),
-        }
+        with_operator!(&mut self.op, op => op.set_evicted(n));
     }
 
     fn state_header(&self, kind: u8) -> Writer {

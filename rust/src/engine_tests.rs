@@ -494,9 +494,9 @@ proptest! {
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(400))]
 
-    /// Panes kept by pane time (`Slices`) and per key (`Sliding`) are two layouts of one state:
+    /// Panes kept by pane time (`PanesByTime`) and per key (`PanesPerKey`) are two layouts of one state:
     /// same rows, snapshots and changelogs after every batch. With `wide`, some distinct values
-    /// fall outside the bitmaps (beside the flat accumulators in `Slices`).
+    /// fall outside the bitmaps (beside the flat accumulators in `PanesByTime`).
     #[test]
     fn panes_by_time_and_per_key_agree(
         config in config(),
@@ -515,7 +515,7 @@ proptest! {
         per_key.panes_per_key();
         by_time.track_changes(true);
         per_key.track_changes(true);
-        prop_assert!(matches!(per_key.op, Operator::Sliding(_) | Operator::Session(_)));
+        prop_assert!(!per_key.op.by_time());
         let mut bounds: Vec<usize> = cuts.iter().map(|&c| c.min(s.keys.len())).collect();
         bounds.extend([0, s.keys.len()]);
         bounds.sort_unstable();
@@ -530,7 +530,7 @@ proptest! {
         prop_assert_eq!(by_time.flush(), per_key.flush());
         prop_assert_eq!(by_time.state_size().keys, 0);
         let sessions = matches!(config.window, WindowSpec::Session { .. });
-        prop_assert!(sessions || matches!(by_time.op, Operator::Slices(_)), "still kept by pane time");
+        prop_assert!(sessions || by_time.op.by_time(), "still kept by pane time");
     }
 }
 
@@ -544,7 +544,7 @@ fn changelog_of_panes_by_time_names_keys_that_fired() {
     );
     config.allowed_lateness = 50;
     let mut writer = Engine::new(config.clone()).unwrap();
-    assert!(matches!(writer.op, Operator::Slices(_)));
+    assert!(writer.op.by_time());
     writer.track_changes(true);
     writer.process(&Batch::new(&[2], &[100]), None).unwrap();
     let mut reader = Engine::restore(config.clone(), &writer.snapshot()).unwrap();
@@ -763,7 +763,7 @@ fn without_final_rows_a_key_whose_panes_were_replaced_is_not_counted() {
     for final_rows in [true, false] {
         config.final_rows = final_rows;
         let mut engine = Engine::new(config.clone()).unwrap();
-        assert!(matches!(engine.op, Operator::Slices(_)));
+        assert!(engine.op.by_time());
         engine.process(&Batch::new(&[1, 2], &[5, 6]), None).unwrap();
         engine.apply_changes(&changes).unwrap();
         let out = engine.advance_to(9); // [0, 10) closes: key 2 has data there, key 1 no more

@@ -45,9 +45,6 @@ pub enum CoreError {
     /// Snapshot bytes are truncated, of another version, or of another configuration.
     #[error("cannot restore snapshot: {0}")]
     Snapshot(String),
-    /// A message could not be decoded; carried per record by the decoder, never raised for a batch.
-    #[error("cannot decode record: {0}")]
-    Decode(String),
     /// The queue was closed: no more puts; gets see end-of-stream once drained.
     #[error("queue is closed")]
     QueueClosed,

@@ -21,7 +21,6 @@ const fn crc_table() -> [u32; 256] {
     let mut table = [0u32; 256];
     let mut i = 0;
     while i < 256 {
-        #[allow(clippy::cast_possible_truncation)]
         let mut c = i as u32;
         let mut k = 0;
         while k < 8 {
@@ -200,25 +199,21 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads a `u64`.
-    #[allow(clippy::missing_errors_doc)]
     pub fn u64(&mut self) -> CoreResult<u64> {
         Ok(u64::from_le_bytes(self.array()?))
     }
 
     /// Reads an `i64`.
-    #[allow(clippy::missing_errors_doc)]
     pub fn i64(&mut self) -> CoreResult<i64> {
         Ok(i64::from_le_bytes(self.array()?))
     }
 
     /// Reads an `f64`.
-    #[allow(clippy::missing_errors_doc)]
     pub fn f64(&mut self) -> CoreResult<f64> {
         Ok(f64::from_bits(self.u64()?))
     }
 
     /// Reads a length, rejecting one larger than the bytes left (each item takes >= 1 byte).
-    #[allow(clippy::missing_errors_doc)]
     pub fn count(&mut self) -> CoreResult<usize> {
         let n = self.u64()?;
         let left = (self.buf.len() - self.pos) as u64;
@@ -229,7 +224,6 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads a length and checks it equals `expected`.
-    #[allow(clippy::missing_errors_doc)]
     pub fn expect_len(&mut self, expected: usize, what: &str) -> CoreResult<()> {
         let n = self.count()?;
         if n == expected {
@@ -240,7 +234,6 @@ impl<'a> Reader<'a> {
     }
 
     /// Reads a length-prefixed UTF-8 string.
-    #[allow(clippy::missing_errors_doc)]
     pub fn str(&mut self) -> CoreResult<String> {
         let n = self.count()?;
         String::from_utf8(self.take(n)?.to_vec())
@@ -254,7 +247,6 @@ impl<'a> Reader<'a> {
     }
 
     /// Fails unless every byte was read.
-    #[allow(clippy::missing_errors_doc)]
     pub fn finish(&self) -> CoreResult<()> {
         if self.pos == self.buf.len() {
             Ok(())

@@ -102,7 +102,7 @@ impl CustomerState {
         self.base + self.entries.len() as u64
     }
 
-    #[allow(clippy::cast_possible_truncation)] // offsets into the deque are < its length
+    // the cast is lossless: offsets into the deque are < its length
     fn entry(&self, abs: u64) -> &Entry {
         &self.entries[(abs - self.base) as usize]
     }
@@ -160,7 +160,7 @@ impl CustomerState {
     #[inline]
     pub(crate) fn prefetch_entries(&self) {
         for acc in &self.windows {
-            #[allow(clippy::cast_possible_truncation)] // lo - base <= len
+            // the cast is lossless: lo - base <= len
             if let Some(e) = self.entries.get((acc.lo - self.base) as usize) {
                 crate::prefetch::prefetch(e);
             }
@@ -201,13 +201,10 @@ impl CustomerState {
             acc.sum.add(amount);
             acc.sumsq.add(amount * amount);
             let n = end - acc.lo;
-            #[allow(clippy::cast_possible_wrap)]
             out.customer_nb_tx[j].push(n as i64);
-            #[allow(clippy::cast_precision_loss)]
             out.customer_avg_amount[j].push(acc.sum.value() / n as f64);
             if let Some(c) = self.countries.get_mut(j) {
                 c.insert(ev.country);
-                #[allow(clippy::cast_possible_wrap)]
                 out.customer_countries[j].push(c.distinct() as i64);
             }
         }
@@ -288,7 +285,6 @@ impl CustomerState {
 /// 0 with fewer than two; the standard deviation (sample) is floored at [`Z_STD_FLOOR`] and
 /// the result clamped to `[-Z_CLIP, Z_CLIP]`.
 #[must_use]
-#[allow(clippy::cast_precision_loss)]
 pub fn zscore(amount: f64, n: u64, s: f64, q: f64) -> f64 {
     if n < 2 {
         return 0.0;
@@ -302,7 +298,6 @@ pub fn zscore(amount: f64, n: u64, s: f64, q: f64) -> f64 {
 /// `amount` over the mean of `n` previous amounts summing to `s` (the mean floored at
 /// [`RATIO_MEAN_FLOOR`]); 1 when there are none.
 #[must_use]
-#[allow(clippy::cast_precision_loss)]
 pub fn ratio(amount: f64, n: u64, s: f64) -> f64 {
     if n == 0 {
         return 1.0;

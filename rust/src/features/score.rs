@@ -74,7 +74,6 @@ struct Node {
 
 /// The largest `f32` that is `<= t` (for finite or infinite `t`, not NaN).
 fn f32_at_or_below(t: f64) -> f32 {
-    #[allow(clippy::cast_possible_truncation)]
     let c = t as f32;
     if f64::from(c) <= t {
         return c;
@@ -209,13 +208,13 @@ impl Scorer {
         let mut roots = Vec::with_capacity(trees.tree_sizes.len());
         let mut start = 0usize;
         for (t, &size) in trees.tree_sizes.iter().enumerate() {
-            #[allow(clippy::cast_sign_loss, clippy::cast_possible_truncation)] // size > 0, checked above
+            // the cast is lossless: size > 0, checked above
             let end = start + size as usize;
             // depth of each node: children come after their parent, so one forward pass
             let mut depth = vec![0u32; end - start];
             for i in start..end {
                 let local = i64::try_from(i - start).unwrap_or(i64::MAX);
-                #[allow(clippy::cast_possible_truncation)] // n < u32::MAX
+                // the cast is lossless: n < u32::MAX
                 let me = i as u32;
                 let feature = trees.feature[i];
                 let bad = |what: &str| config(format!("tree {t} node {}: {what}", i - start));
@@ -237,19 +236,19 @@ impl Scorer {
                 if l <= local || r <= local || l >= size || r >= size {
                     return Err(bad("children must come after the node, inside its tree"));
                 }
-                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // checked above
+                // the cast is lossless: checked above
                 let (l, r) = (l as usize, r as usize);
                 let d = depth[i - start] + 1;
                 depth[l] = d;
                 depth[r] = d;
-                #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)] // checked above
+                // the cast is lossless: checked above
                 nodes.push(Node {
                     below: f32_at_or_below(trees.threshold[i]),
                     feature: feature as u32,
                     children: [(start + l) as u32, (start + r) as u32],
                 });
             }
-            #[allow(clippy::cast_possible_truncation)] // n < u32::MAX
+            // the cast is lossless: n < u32::MAX
             roots.push(Root { node: start as u32, depth: depth.iter().copied().max().unwrap_or(0) });
             start = end;
         }
@@ -334,7 +333,6 @@ impl Scorer {
                     }
                     Values::I64(v) => {
                         for (r, x) in v[lo..lo + out.len()].iter().enumerate() {
-                            #[allow(clippy::cast_precision_loss)]
                             let x = *x as f64;
                             t[r * k + j] = f.apply(x);
                         }
@@ -376,9 +374,7 @@ impl Scorer {
             .enumerate()
             .map(|(i, v)| {
                 let j = i % k;
-                #[allow(clippy::cast_possible_truncation)]
-                let r = ((v - self.mean[j]) / self.scale[j]) as f32;
-                r
+                ((v - self.mean[j]) / self.scale[j]) as f32
             })
             .collect();
         out.fill(0.0);
@@ -408,7 +404,6 @@ impl Scorer {
                 *acc += leaf_values[i as usize];
             }
         }
-        #[allow(clippy::cast_precision_loss)]
         let trees = roots.len() as f64;
         for p in out.iter_mut() {
             *p /= trees;

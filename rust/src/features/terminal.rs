@@ -82,7 +82,7 @@ impl TerminalState {
         self.base + self.entries.len() as u64
     }
 
-    #[allow(clippy::cast_possible_truncation)] // offsets into the deque are < its length
+    // the cast is lossless: offsets into the deque are < its length
     fn entry(&self, abs: u64) -> &Entry {
         &self.entries[(abs - self.base) as usize]
     }
@@ -139,7 +139,7 @@ impl TerminalState {
     /// Hints the CPU to fetch the entries the next advance reads.
     #[inline]
     pub(crate) fn prefetch_entries(&self) {
-        #[allow(clippy::cast_possible_truncation)] // offsets are <= len
+        // the cast is lossless: offsets are <= len
         for abs in self.windows.iter().map(|a| a.lo).chain([self.hi]) {
             if let Some(e) = self.entries.get((abs - self.base) as usize) {
                 crate::prefetch::prefetch(e);
@@ -164,11 +164,9 @@ impl TerminalState {
     ) {
         self.advance(w, time);
         for (j, acc) in self.windows.iter().enumerate() {
-            #[allow(clippy::cast_possible_wrap)]
             let n = (self.hi - acc.lo) as i64;
             out.terminal_nb_tx[j].push(n);
             out.terminal_nb_fraud[j].push(acc.frauds);
-            #[allow(clippy::cast_precision_loss)]
             out.terminal_risk[j].push(if n > 0 { acc.frauds as f64 / n as f64 } else { 0.0 });
         }
         let last = self.hi > self.base && self.entry(self.hi - 1).fraud;

@@ -1,10 +1,11 @@
 //! numpy <-> core conversions: zero-copy borrows in, moved `Vec`s out.
 
-use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1};
+use numpy::{Element, IntoPyArray, PyArray1, PyReadonlyArray1};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+use super::errors::not_contiguous;
 use crate::aggregate::{Layout, OutputSlot};
 use crate::batch::Values;
 use crate::window::output::Output;
@@ -16,16 +17,21 @@ pub(crate) enum ValueArray<'py> {
 }
 
 impl ValueArray<'_> {
-    pub(crate) fn values(&self) -> PyResult<Values<'_>> {
+    fn values(&self, py: Python<'_>, column: &str) -> PyResult<Values<'_>> {
         Ok(match self {
-            ValueArray::F64(a) => Values::F64(a.as_slice().map_err(not_contiguous)?),
-            ValueArray::I64(a) => Values::I64(a.as_slice().map_err(not_contiguous)?),
+            ValueArray::F64(a) => Values::F64(slice(py, a, column)?),
+            ValueArray::I64(a) => Values::I64(slice(py, a, column)?),
         })
     }
 }
 
-fn not_contiguous(e: impl std::fmt::Display) -> PyErr {
-    PyValueError::new_err(format!("array must be C-contiguous: {e}"))
+/// The elements of a borrowed array named `column`, without a copy.
+pub(crate) fn slice<'a, T: Element>(
+    py: Python<'_>,
+    array: &'a PyReadonlyArray1<'_, T>,
+    column: &str,
+) -> PyResult<&'a [T]> {
+    array.as_slice().map_err(|_| not_contiguous(py, column))
 }
 
 /// Borrows a 1-d int64 array named `name`.
@@ -34,7 +40,7 @@ pub(crate) fn int_column<'py>(obj: &Bound<'py, PyAny>, name: &str) -> PyResult<P
 }
 
 /// Borrows a 1-d float64 or int64 array named `name`.
-pub(crate) fn value_column<'py>(obj: &Bound<'py, PyAny>, name: &str) -> PyResult<ValueArray<'py>> {
+fn value_column<'py>(obj: &Bound<'py, PyAny>, name: &str) -> PyResult<ValueArray<'py>> {
     if let Ok(a) = obj.extract::<PyReadonlyArray1<'py, f64>>() {
         return Ok(ValueArray::F64(a));
     }
@@ -42,6 +48,27 @@ pub(crate) fn value_column<'py>(obj: &Bound<'py, PyAny>, name: &str) -> PyResult
         return Ok(ValueArray::I64(a));
     }
     Err(wrong_type(obj, name, "float64 or int64"))
+}
+
+/// Borrows the value columns `objs`, the i-th named `names[i]`.
+pub(crate) fn value_columns<'py>(
+    objs: &[Bound<'py, PyAny>],
+    names: &[String],
+) -> PyResult<Vec<ValueArray<'py>>> {
+    objs.iter().enumerate().map(|(i, obj)| value_column(obj, name_of(names, i))).collect()
+}
+
+/// The elements of borrowed value columns, the i-th named `names[i]`, without a copy.
+pub(crate) fn value_slices<'a>(
+    py: Python<'_>,
+    arrays: &'a [ValueArray<'_>],
+    names: &[String],
+) -> PyResult<Vec<Values<'a>>> {
+    arrays.iter().enumerate().map(|(i, a)| a.values(py, name_of(names, i))).collect()
+}
+
+fn name_of(names: &[String], i: usize) -> &str {
+    names.get(i).map_or("?", String::as_str)
 }
 
 fn wrong_type(obj: &Bound<'_, PyAny>, name: &str, want: &str) -> PyErr {

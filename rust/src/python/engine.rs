@@ -1,17 +1,15 @@
 //! `_core.WindowEngine`: a thin wrapper over [`crate::engine::Engine`].
 //!
-//! The engine sits behind a mutex so the object is shareable between Python threads; every
-//! batch call borrows its numpy columns, then releases the GIL for the work.
+//! The engine is [`Shared`] between Python threads; every call borrows its numpy columns,
+//! then releases the GIL to wait for the engine and do the work.
 
-use std::sync::Mutex;
-
-use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
-use super::convert::{int_column, output_to_py, value_column, PyOutput, ValueArray};
-use super::detached;
+use super::convert::{int_column, output_to_py, slice, value_columns, value_slices, PyOutput};
 use super::errors::IntoPyResult;
+use super::{detached, Shared};
 use crate::aggregate::AggSpec;
 use crate::batch::Batch;
 use crate::engine::{EarlyFiring, Engine, EngineConfig};
@@ -21,21 +19,16 @@ use crate::window::WindowSpec;
 /// Keyed event-time window aggregation over numpy columns (see `fraudstream.windows`).
 #[pyclass(module = "fraudstream._core", frozen)]
 pub struct WindowEngine {
-    engine: Mutex<Engine>,
+    engine: Shared<Engine>,
 }
 
 impl WindowEngine {
-    fn with<T>(&self, f: impl FnOnce(&mut Engine) -> T) -> PyResult<T> {
-        let mut guard = self.engine.lock().map_err(|_| PyRuntimeError::new_err("engine poisoned"))?;
-        Ok(f(&mut guard))
-    }
-
     fn emit<'py>(
         &self,
         py: Python<'py>,
         f: impl FnOnce(&mut Engine) -> Output + Send,
     ) -> PyResult<PyOutput<'py>> {
-        let (out, layout) = detached(py, || self.with(|e| (f(e), e.layout().clone())))?;
+        let (out, layout) = self.engine.with(py, |e| (f(e), e.layout().clone()))?;
         output_to_py(py, &layout, out)
     }
 }
@@ -101,19 +94,19 @@ impl WindowEngine {
         config.idle_timeout = idle_timeout;
         config.final_rows = final_rows;
         config.max_keys = max_keys;
-        Ok(WindowEngine { engine: Mutex::new(Engine::new(config).py_result(py)?) })
+        Ok(WindowEngine { engine: Shared::new(Engine::new(config).py_result(py)?, "window engine") })
     }
 
     /// Value columns `process` expects, in order.
     #[getter]
-    fn value_columns(&self) -> PyResult<Vec<String>> {
-        self.with(|e| e.schema().values.clone())
+    fn value_columns(&self, py: Python<'_>) -> PyResult<Vec<String>> {
+        self.engine.with(py, |e| e.schema().values.clone())
     }
 
     /// (name, "int" | "float") of each aggregate output column.
     #[getter]
-    fn output_columns(&self) -> PyResult<Vec<(String, &'static str)>> {
-        self.with(|e| {
+    fn output_columns(&self, py: Python<'_>) -> PyResult<Vec<(String, &'static str)>> {
+        self.engine.with(py, |e| {
             e.layout()
                 .specs()
                 .iter()
@@ -124,14 +117,14 @@ impl WindowEngine {
 
     /// The watermark, or None before the first event.
     #[getter]
-    fn watermark(&self) -> PyResult<Option<i64>> {
-        self.with(|e| Some(e.watermark()).filter(|&w| w != i64::MIN))
+    fn watermark(&self, py: Python<'_>) -> PyResult<Option<i64>> {
+        self.engine.with(py, |e| Some(e.watermark()).filter(|&w| w != i64::MIN))
     }
 
     /// Partitions currently idle.
     #[getter]
-    fn idle_partitions(&self) -> PyResult<Vec<usize>> {
-        self.with(|e| e.idle_partitions())
+    fn idle_partitions(&self, py: Python<'_>) -> PyResult<Vec<usize>> {
+        self.engine.with(py, |e| e.idle_partitions())
     }
 
     /// Processes one batch; returns (columns, late row numbers). `drop_rows`/`drop_keys`: the
@@ -162,26 +155,19 @@ impl WindowEngine {
             (None, None) => Vec::new(),
             _ => return Err(PyValueError::new_err("drop_rows and drop_keys go together")),
         };
-        let (schema_key, schema_time, names) =
-            self.with(|e| (e.schema().key.clone(), e.schema().time.clone(), e.schema().values.clone()))?;
-        let keys = int_column(keys, &schema_key)?;
-        let times = int_column(times, &schema_time)?;
+        let schema = self.engine.with(py, |e| e.schema().clone())?;
+        let keys = int_column(keys, &schema.key)?;
+        let times = int_column(times, &schema.time)?;
         let parts = partitions.map(|p| int_column(p, "partition")).transpose()?;
-        let arrays: Vec<ValueArray<'py>> = values
-            .iter()
-            .enumerate()
-            .map(|(i, v)| value_column(v, names.get(i).map_or("?", String::as_str)))
-            .collect::<PyResult<_>>()?;
-        let slices = arrays.iter().map(ValueArray::values).collect::<PyResult<Vec<_>>>()?;
-        let keys = keys.as_slice().map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
-        let times = times.as_slice().map_err(|e| PyRuntimeError::new_err(e.to_string()))?;
-        let parts = match &parts {
-            Some(p) => Some(p.as_slice().map_err(|e| PyRuntimeError::new_err(e.to_string()))?),
-            None => None,
+        let arrays = value_columns(&values, &schema.values)?;
+        let batch = Batch {
+            keys: slice(py, &keys, &schema.key)?,
+            times: slice(py, &times, &schema.time)?,
+            partitions: parts.as_ref().map(|p| slice(py, p, "partition")).transpose()?,
+            values: value_slices(py, &arrays, &schema.values)?,
         };
-        let batch = Batch { keys, times, partitions: parts, values: slices };
         let (result, layout) =
-            detached(py, || self.with(|e| (e.process_dropping(&batch, now, &drops), e.layout().clone())))?;
+            self.engine.with(py, |e| (e.process_dropping(&batch, now, &drops), e.layout().clone()))?;
         output_to_py(py, &layout, result.py_result(py)?)
     }
 
@@ -202,7 +188,7 @@ impl WindowEngine {
 
     /// {"keys", "windows", "timers", "bytes"} of the current state.
     fn state_size<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let s = self.with(|e| e.state_size())?;
+        let s = self.engine.with(py, |e| e.state_size())?;
         let d = PyDict::new(py);
         d.set_item("keys", s.keys)?;
         d.set_item("windows", s.windows)?;
@@ -213,7 +199,7 @@ impl WindowEngine {
 
     /// {"events", "late", "emitted", "evicted"} since creation.
     fn counters<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let c = self.with(|e| e.counters())?;
+        let c = self.engine.with(py, |e| e.counters())?;
         let d = PyDict::new(py);
         d.set_item("events", c.events)?;
         d.set_item("late", c.late)?;
@@ -224,31 +210,31 @@ impl WindowEngine {
 
     /// The whole state as versioned bytes.
     fn snapshot<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
-        let bytes = detached(py, || self.with(|e| e.snapshot()))?;
+        let bytes = self.engine.with(py, |e| e.snapshot())?;
         Ok(PyBytes::new(py, &bytes))
     }
 
     /// Starts (or stops) recording which keys change, for `take_changes`.
-    fn track_changes(&self, on: bool) -> PyResult<()> {
-        self.with(|e| e.track_changes(on))
+    fn track_changes(&self, py: Python<'_>, on: bool) -> PyResult<()> {
+        self.engine.with(py, |e| e.track_changes(on))
     }
 
     /// The changes since the previous call, as versioned bytes.
     fn take_changes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
-        let bytes = detached(py, || self.with(Engine::take_changes))?;
+        let bytes = self.engine.with(py, Engine::take_changes)?;
         Ok(PyBytes::new(py, &bytes))
     }
 
     /// Applies bytes from `take_changes` of an engine of the same configuration.
     fn apply_changes(&self, py: Python<'_>, data: &[u8]) -> PyResult<()> {
-        detached(py, || self.with(|e| e.apply_changes(data)))?.py_result(py)
+        self.engine.with(py, |e| e.apply_changes(data))?.py_result(py)
     }
 
     /// Replaces the state with a snapshot taken from an engine of the same configuration.
     fn restore(&self, py: Python<'_>, data: &[u8]) -> PyResult<()> {
-        let restored = detached(py, || self.with(|e| Engine::restore(e.config().clone(), data)))?;
-        let mut restored = restored.py_result(py)?;
-        self.with(|e| {
+        let config = self.engine.with(py, |e| e.config().clone())?;
+        let mut restored = detached(py, || Engine::restore(config, data)).py_result(py)?;
+        self.engine.with(py, |e| {
             // keep recording changes if this engine was: a changelog must not miss any
             restored.track_changes(e.tracks_changes());
             *e = restored;

@@ -4,22 +4,15 @@
 //! Columns are borrowed from numpy without copying, the GIL is released for the work, and
 //! the results are moved into new numpy arrays.
 
-use std::sync::Mutex;
-
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
-use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList};
 
-use super::convert::{int_column, value_column, ValueArray};
-use super::detached;
-use super::errors::IntoPyResult;
+use super::convert::{int_column, slice, value_columns, value_slices};
+use super::errors::{not_contiguous, IntoPyResult};
+use super::{detached, Shared};
 use crate::features::score::{Scorer, Transform, TreeArrays};
 use crate::features::{CardCap, ColumnNames, FeatureColumns, FeatureConfig, Labels, Transactions};
-
-fn slice<'a, T: numpy::Element>(a: &'a PyReadonlyArray1<'_, T>) -> PyResult<&'a [T]> {
-    a.as_slice().map_err(|e| PyValueError::new_err(format!("array must be C-contiguous: {e}")))
-}
 
 fn float_column<'py>(obj: &Bound<'py, PyAny>, name: &str) -> PyResult<PyReadonlyArray1<'py, f64>> {
     obj.extract::<PyReadonlyArray1<'py, f64>>().map_err(|_| {
@@ -54,14 +47,7 @@ fn columns_to_py(py: Python<'_>, out: FeatureColumns) -> PyResult<Bound<'_, PyDi
 /// Streaming fraud features over numpy columns (see `fraudstream.fraud.features`).
 #[pyclass(module = "fraudstream._core", frozen)]
 pub struct FeatureEngine {
-    engine: Mutex<crate::features::FeatureEngine>,
-}
-
-impl FeatureEngine {
-    fn with<T>(&self, f: impl FnOnce(&mut crate::features::FeatureEngine) -> T) -> PyResult<T> {
-        let mut guard = self.engine.lock().map_err(|_| PyRuntimeError::new_err("feature engine poisoned"))?;
-        Ok(f(&mut guard))
-    }
+    engine: Shared<crate::features::FeatureEngine>,
 }
 
 #[pymethods]
@@ -98,7 +84,7 @@ impl FeatureEngine {
         let config =
             FeatureConfig { customer_windows, terminal_windows, label_delay, countries, names, card_cap };
         let engine = crate::features::FeatureEngine::new(config).py_result(py)?;
-        Ok(FeatureEngine { engine: Mutex::new(engine) })
+        Ok(FeatureEngine { engine: Shared::new(engine, "feature engine") })
     }
 
     /// Features of one batch of transactions (in (time, id) order), as a dict of arrays
@@ -116,7 +102,7 @@ impl FeatureEngine {
         frauds: Option<&Bound<'py, PyAny>>,
         countries: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let names = self.with(|e| e.config().names.clone())?;
+        let names = self.engine.with(py, |e| e.config().names.clone())?;
         let ids = int_column(ids, &names.id)?;
         let times = int_column(times, &names.time)?;
         let customers = int_column(customers, &names.customer)?;
@@ -125,15 +111,15 @@ impl FeatureEngine {
         let frauds = frauds.map(|f| int_column(f, &names.fraud)).transpose()?;
         let countries = countries.map(|c| int_column(c, &names.country)).transpose()?;
         let tx = Transactions {
-            ids: slice(&ids)?,
-            times: slice(&times)?,
-            customers: slice(&customers)?,
-            terminals: slice(&terminals)?,
-            amounts: slice(&amounts)?,
-            frauds: frauds.as_ref().map(slice).transpose()?,
-            countries: countries.as_ref().map(slice).transpose()?,
+            ids: slice(py, &ids, &names.id)?,
+            times: slice(py, &times, &names.time)?,
+            customers: slice(py, &customers, &names.customer)?,
+            terminals: slice(py, &terminals, &names.terminal)?,
+            amounts: slice(py, &amounts, &names.amount)?,
+            frauds: frauds.as_ref().map(|f| slice(py, f, &names.fraud)).transpose()?,
+            countries: countries.as_ref().map(|c| slice(py, c, &names.country)).transpose()?,
         };
-        let out = detached(py, || self.with(|e| e.process(&tx)))?.py_result(py)?;
+        let out = self.engine.with(py, |e| e.process(&tx))?.py_result(py)?;
         columns_to_py(py, out)
     }
 
@@ -153,24 +139,24 @@ impl FeatureEngine {
         let tx_ids = int_column(tx_ids, "label_transaction_id")?;
         let frauds = int_column(frauds, "label_fraud")?;
         let labels = Labels {
-            times: slice(&times)?,
-            terminals: slice(&terminals)?,
-            tx_times: slice(&tx_times)?,
-            tx_ids: slice(&tx_ids)?,
-            frauds: slice(&frauds)?,
+            times: slice(py, &times, "label_time")?,
+            terminals: slice(py, &terminals, "label_terminal")?,
+            tx_times: slice(py, &tx_times, "label_transaction_time")?,
+            tx_ids: slice(py, &tx_ids, "label_transaction_id")?,
+            frauds: slice(py, &frauds, "label_fraud")?,
         };
-        detached(py, || self.with(|e| e.add_labels(&labels)))?.py_result(py)
+        self.engine.with(py, |e| e.add_labels(&labels))?.py_result(py)
     }
 
     /// (time, id) of the latest transaction processed, or None.
     #[getter]
-    fn last_event(&self) -> PyResult<Option<(i64, i64)>> {
-        self.with(|e| e.last_event())
+    fn last_event(&self, py: Python<'_>) -> PyResult<Option<(i64, i64)>> {
+        self.engine.with(py, |e| e.last_event())
     }
 
     /// {"transactions", "labels_applied", "labels_unmatched", "labels_late", "cards_evicted"}.
     fn counters<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let (c, evicted) = self.with(|e| (e.counters(), e.cards_evicted()))?;
+        let (c, evicted) = self.engine.with(py, |e| (e.counters(), e.cards_evicted()))?;
         let d = PyDict::new(py);
         d.set_item("cards_evicted", evicted)?;
         d.set_item("transactions", c.transactions)?;
@@ -182,7 +168,7 @@ impl FeatureEngine {
 
     /// {"customers", "terminals", "entries", "pending_labels", "bytes"}.
     fn state_size<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let s = detached(py, || self.with(|e| e.state_size()))?;
+        let s = self.engine.with(py, |e| e.state_size())?;
         let d = PyDict::new(py);
         d.set_item("customers", s.customers)?;
         d.set_item("terminals", s.terminals)?;
@@ -194,17 +180,16 @@ impl FeatureEngine {
 
     /// The whole state as versioned bytes.
     fn snapshot<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
-        let bytes = detached(py, || self.with(|e| e.snapshot()))?;
+        let bytes = self.engine.with(py, |e| e.snapshot())?;
         Ok(PyBytes::new(py, &bytes))
     }
 
     /// Replaces the state with a snapshot from an engine of the same configuration.
     fn restore(&self, py: Python<'_>, data: &[u8]) -> PyResult<()> {
-        let restored = detached(py, || {
-            self.with(|e| crate::features::FeatureEngine::restore(e.config().clone(), data))
-        })?;
-        let restored = restored.py_result(py)?;
-        self.with(|e| *e = restored)
+        let config = self.engine.with(py, |e| e.config().clone())?;
+        let restored =
+            detached(py, || crate::features::FeatureEngine::restore(config, data)).py_result(py)?;
+        self.engine.with(py, |e| *e = restored)
     }
 }
 
@@ -269,12 +254,8 @@ impl ModelScorer {
         columns: Vec<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyArray1<f64>>> {
         let names = self.scorer.names();
-        let arrays: Vec<ValueArray<'py>> = columns
-            .iter()
-            .enumerate()
-            .map(|(j, c)| value_column(c, names.get(j).map_or("?", String::as_str)))
-            .collect::<PyResult<_>>()?;
-        let values = arrays.iter().map(ValueArray::values).collect::<PyResult<Vec<_>>>()?;
+        let arrays = value_columns(&columns, names)?;
+        let values = value_slices(py, &arrays, names)?;
         let out = detached(py, || self.scorer.score_columns(&values)).py_result(py)?;
         Ok(out.into_pyarray(py))
     }
@@ -286,8 +267,7 @@ impl ModelScorer {
         x: PyReadonlyArray2<'py, f64>,
     ) -> PyResult<Bound<'py, PyArray1<f64>>> {
         let columns = x.shape()[1];
-        let data =
-            x.as_slice().map_err(|e| PyValueError::new_err(format!("matrix must be C-contiguous: {e}")))?;
+        let data = x.as_slice().map_err(|_| not_contiguous(py, "matrix"))?;
         let out = detached(py, || self.scorer.score(data, columns)).py_result(py)?;
         Ok(out.into_pyarray(py))
     }

@@ -13,6 +13,9 @@ mod queue;
 mod records;
 mod temporal_join;
 
+use std::sync::Mutex;
+
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 
 /// The compiled core of fraudstream.
@@ -45,4 +48,30 @@ mod _core {
 /// Runs `f` with the GIL released.
 pub(crate) fn detached<T: Send>(py: Python<'_>, f: impl FnOnce() -> T + Send) -> T {
     py.detach(f)
+}
+
+/// A core object shared between Python threads behind a mutex.
+///
+/// Its lock is only ever waited for with the GIL released: a thread that holds the GIL while
+/// another thread's batch holds the lock would freeze every Python thread for that batch.
+pub(crate) struct Shared<T> {
+    inner: Mutex<T>,
+    what: &'static str,
+}
+
+impl<T: Send> Shared<T> {
+    /// `what` names the object in the error raised if a panic ever poisoned the lock.
+    pub(crate) fn new(value: T, what: &'static str) -> Self {
+        Shared { inner: Mutex::new(value), what }
+    }
+
+    /// Runs `f` on the object, with the GIL released while waiting for the lock and while `f`
+    /// runs.
+    pub(crate) fn with<R: Send>(&self, py: Python<'_>, f: impl FnOnce(&mut T) -> R + Send) -> PyResult<R> {
+        let what = self.what;
+        py.detach(|| match self.inner.lock() {
+            Ok(mut guard) => Ok(f(&mut guard)),
+            Err(_) => Err(PyRuntimeError::new_err(format!("{what} poisoned by an earlier panic"))),
+        })
+    }
 }

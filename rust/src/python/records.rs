@@ -3,11 +3,11 @@
 //! path. The formatting is [`crate::records`]; this file only reads and builds Python objects.
 
 use numpy::{IntoPyArray, PyReadonlyArray1};
-use pyo3::exceptions::PyValueError;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList, PyTuple};
 
+use super::convert::slice;
 use super::detached;
 use super::errors::IntoPyResult;
 use crate::records::{decimal_keys, score_values, ScoreColumns};
@@ -56,10 +56,6 @@ pub fn message_columns<'py>(
     ))
 }
 
-fn slice<'a, T: numpy::Element>(a: &'a PyReadonlyArray1<'_, T>, name: &str) -> PyResult<&'a [T]> {
-    a.as_slice().map_err(|e| PyValueError::new_err(format!("column '{name}' must be C-contiguous: {e}")))
-}
-
 /// The scored-transaction records of a batch, `[(key, value), ...]`: the key is the card id
 /// in decimal, the value `{"txn_id":..,"card_id":..,"score":..,"decision":"..","offset":..}`
 /// (the score to six decimals, null for NaN; `decision` indexes `decisions`), with
@@ -78,12 +74,12 @@ pub fn score_records<'py>(
     degraded: Option<PyReadonlyArray1<'py, i64>>,
 ) -> PyResult<Bound<'py, PyList>> {
     let cols = ScoreColumns {
-        txn_id: slice(&txn_id, "txn_id")?,
-        card_id: slice(&card_id, "card_id")?,
-        score: slice(&score, "score")?,
-        decision: slice(&decision, "decision")?,
-        offset: slice(&offset, "offset")?,
-        degraded: degraded.as_ref().map(|d| slice(d, "degraded")).transpose()?,
+        txn_id: slice(py, &txn_id, "txn_id")?,
+        card_id: slice(py, &card_id, "card_id")?,
+        score: slice(py, &score, "score")?,
+        decision: slice(py, &decision, "decision")?,
+        offset: slice(py, &offset, "offset")?,
+        degraded: degraded.as_ref().map(|d| slice(py, d, "degraded")).transpose()?,
     };
     let names: Vec<&str> = decisions.iter().map(String::as_str).collect();
     let built =

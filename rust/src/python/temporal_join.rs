@@ -4,22 +4,16 @@
 //! Columns are borrowed from numpy without copying, the GIL is released for every batch
 //! call, and joined columns are moved into new numpy arrays.
 
-use std::sync::Mutex;
-
 use numpy::{IntoPyArray, PyReadonlyArray1};
-use pyo3::exceptions::{PyRuntimeError, PyTypeError, PyValueError};
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
-use super::convert::int_column;
-use super::detached;
+use super::convert::{int_column, slice};
 use super::errors::IntoPyResult;
+use super::Shared;
 use crate::join::lookup::{Looked, LookupTable as CoreLookup};
 use crate::join::{JoinConfig, JoinKind, Joined, Probes, TemporalJoin as CoreJoin, Updates};
-
-fn slice<'a, T: numpy::Element>(a: &'a PyReadonlyArray1<'_, T>) -> PyResult<&'a [T]> {
-    a.as_slice().map_err(|e| PyValueError::new_err(format!("array must be C-contiguous: {e}")))
-}
 
 fn float_column<'py>(obj: &Bound<'py, PyAny>, name: &str) -> PyResult<PyReadonlyArray1<'py, f64>> {
     obj.extract::<PyReadonlyArray1<'py, f64>>()
@@ -63,15 +57,8 @@ fn joined_to_py<'py>(py: Python<'py>, names: &[String], out: Joined) -> PyResult
 /// The event-time temporal join of a stream with a versioned table.
 #[pyclass(module = "fraudstream._core", frozen)]
 pub struct TemporalJoin {
-    join: Mutex<CoreJoin>,
+    join: Shared<CoreJoin>,
     columns: Vec<String>,
-}
-
-impl TemporalJoin {
-    fn with<T>(&self, f: impl FnOnce(&mut CoreJoin) -> T) -> PyResult<T> {
-        let mut guard = self.join.lock().map_err(|_| PyRuntimeError::new_err("temporal join poisoned"))?;
-        Ok(f(&mut guard))
-    }
 }
 
 #[pymethods]
@@ -89,7 +76,7 @@ impl TemporalJoin {
         let kind = if inner { JoinKind::Inner } else { JoinKind::Left };
         let config = JoinConfig { columns: columns.clone(), table_disorder, probe_disorder, kind };
         let join = CoreJoin::new(config).py_result(py)?;
-        Ok(TemporalJoin { join: Mutex::new(join), columns })
+        Ok(TemporalJoin { join: Shared::new(join, "temporal join"), columns })
     }
 
     /// The table's value columns.
@@ -100,14 +87,14 @@ impl TemporalJoin {
 
     /// The table side's watermark, or None before the first update.
     #[getter]
-    fn table_watermark(&self) -> PyResult<Option<i64>> {
-        self.with(|j| Some(j.table_watermark()).filter(|&w| w != i64::MIN))
+    fn table_watermark(&self, py: Python<'_>) -> PyResult<Option<i64>> {
+        self.join.with(py, |j| Some(j.table_watermark()).filter(|&w| w != i64::MIN))
     }
 
     /// The probe side's watermark, or None before the first probe.
     #[getter]
-    fn probe_watermark(&self) -> PyResult<Option<i64>> {
-        self.with(|j| Some(j.probe_watermark()).filter(|&w| w != i64::MIN))
+    fn probe_watermark(&self, py: Python<'_>) -> PyResult<Option<i64>> {
+        self.join.with(py, |j| Some(j.probe_watermark()).filter(|&w| w != i64::MIN))
     }
 
     /// Applies table updates (upserts; deletes where `deleted`); returns the joined rows the
@@ -125,14 +112,15 @@ impl TemporalJoin {
         let times = int_column(times, "time")?;
         let arrays = value_columns(&values, &self.columns)?;
         let deleted = deleted.map(|d| bool_column(d, "deleted")).transpose()?;
-        let slices = arrays.iter().map(slice).collect::<PyResult<Vec<_>>>()?;
+        let slices =
+            arrays.iter().zip(&self.columns).map(|(a, n)| slice(py, a, n)).collect::<PyResult<Vec<_>>>()?;
         let u = Updates {
-            keys: slice(&keys)?,
-            times: slice(&times)?,
+            keys: slice(py, &keys, "key")?,
+            times: slice(py, &times, "time")?,
             values: &slices,
-            deletes: deleted.as_ref().map(slice).transpose()?,
+            deletes: deleted.as_ref().map(|d| slice(py, d, "deleted")).transpose()?,
         };
-        let out = detached(py, || self.with(|j| j.update(&u)))?.py_result(py)?;
+        let out = self.join.with(py, |j| j.update(&u))?.py_result(py)?;
         joined_to_py(py, &self.columns, out)
     }
 
@@ -148,26 +136,30 @@ impl TemporalJoin {
         let keys = int_column(keys, "key")?;
         let times = int_column(times, "time")?;
         let ids = int_column(ids, "id")?;
-        let p = Probes { keys: slice(&keys)?, times: slice(&times)?, ids: slice(&ids)? };
-        let out = detached(py, || self.with(|j| j.process(&p)))?.py_result(py)?;
+        let p = Probes {
+            keys: slice(py, &keys, "key")?,
+            times: slice(py, &times, "time")?,
+            ids: slice(py, &ids, "id")?,
+        };
+        let out = self.join.with(py, |j| j.process(&p))?.py_result(py)?;
         joined_to_py(py, &self.columns, out)
     }
 
     /// Raises the table watermark to at least `watermark` (an idle table side).
     fn advance_table_to<'py>(&self, py: Python<'py>, watermark: i64) -> PyResult<Bound<'py, PyDict>> {
-        let out = detached(py, || self.with(|j| j.advance_table_to(watermark)))?;
+        let out = self.join.with(py, |j| j.advance_table_to(watermark))?;
         joined_to_py(py, &self.columns, out)
     }
 
     /// End of input: every waiting probe is emitted.
     fn flush<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let out = detached(py, || self.with(CoreJoin::flush))?;
+        let out = self.join.with(py, CoreJoin::flush)?;
         joined_to_py(py, &self.columns, out)
     }
 
     /// {"keys", "versions", "waiting"} held.
     fn state_size<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let (keys, versions, waiting) = self.with(|j| j.state_size())?;
+        let (keys, versions, waiting) = self.join.with(py, |j| j.state_size())?;
         let d = PyDict::new(py);
         d.set_item("keys", keys)?;
         d.set_item("versions", versions)?;
@@ -177,7 +169,7 @@ impl TemporalJoin {
 
     /// Counters since creation.
     fn counters<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
-        let c = self.with(|j| j.counters())?;
+        let c = self.join.with(py, |j| j.counters())?;
         let d = PyDict::new(py);
         d.set_item("probes", c.probes)?;
         d.set_item("late_probes", c.late_probes)?;
@@ -191,29 +183,29 @@ impl TemporalJoin {
 
     /// The whole state as versioned bytes.
     fn snapshot<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
-        let bytes = detached(py, || self.with(|j| j.snapshot()))?;
+        let bytes = self.join.with(py, |j| j.snapshot())?;
         Ok(PyBytes::new(py, &bytes))
     }
 
     /// Starts (or stops) recording changed keys for `take_changes`.
-    fn track_changes(&self, on: bool) -> PyResult<()> {
-        self.with(|j| j.track_changes(on))
+    fn track_changes(&self, py: Python<'_>, on: bool) -> PyResult<()> {
+        self.join.with(py, |j| j.track_changes(on))
     }
 
     /// The changes since the previous call, as versioned bytes.
     fn take_changes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
-        let bytes = detached(py, || self.with(CoreJoin::take_changes))?;
+        let bytes = self.join.with(py, CoreJoin::take_changes)?;
         Ok(PyBytes::new(py, &bytes))
     }
 
     /// Replaces the state with a snapshot of a join of the same configuration.
     fn restore(&self, py: Python<'_>, data: &[u8]) -> PyResult<()> {
-        detached(py, || self.with(|j| j.restore(data)))?.py_result(py)
+        self.join.with(py, |j| j.restore(data))?.py_result(py)
     }
 
     /// Applies bytes from `take_changes`.
     fn apply_changes(&self, py: Python<'_>, data: &[u8]) -> PyResult<()> {
-        detached(py, || self.with(|j| j.apply_changes(data)))?.py_result(py)
+        self.join.with(py, |j| j.apply_changes(data))?.py_result(py)
     }
 }
 
@@ -229,15 +221,8 @@ fn looked_to_py<'py>(py: Python<'py>, names: &[String], out: Looked) -> PyResult
 /// The latest value per key, for processing-time lookup joins.
 #[pyclass(module = "fraudstream._core", frozen)]
 pub struct LookupTable {
-    table: Mutex<CoreLookup>,
+    table: Shared<CoreLookup>,
     columns: Vec<String>,
-}
-
-impl LookupTable {
-    fn with<T>(&self, f: impl FnOnce(&mut CoreLookup) -> T) -> PyResult<T> {
-        let mut guard = self.table.lock().map_err(|_| PyRuntimeError::new_err("lookup table poisoned"))?;
-        Ok(f(&mut guard))
-    }
 }
 
 #[pymethods]
@@ -247,7 +232,7 @@ impl LookupTable {
     #[pyo3(signature = (*, columns))]
     fn new(py: Python<'_>, columns: Vec<String>) -> PyResult<Self> {
         let table = CoreLookup::new(columns.clone()).py_result(py)?;
-        Ok(LookupTable { table: Mutex::new(table), columns })
+        Ok(LookupTable { table: Shared::new(table, "lookup table"), columns })
     }
 
     /// The table's value columns.
@@ -257,8 +242,8 @@ impl LookupTable {
     }
 
     /// Keys held.
-    fn __len__(&self) -> PyResult<usize> {
-        self.with(|t| t.len())
+    fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
+        self.table.with(py, |t| t.len())
     }
 
     /// Upserts rows (deletes where `deleted`), in order.
@@ -273,44 +258,45 @@ impl LookupTable {
         let keys = int_column(keys, "key")?;
         let arrays = value_columns(&values, &self.columns)?;
         let deleted = deleted.map(|d| bool_column(d, "deleted")).transpose()?;
-        let slices = arrays.iter().map(slice).collect::<PyResult<Vec<_>>>()?;
-        let keys = slice(&keys)?;
-        let deletes = deleted.as_ref().map(slice).transpose()?;
-        detached(py, || self.with(|t| t.update(keys, &slices, deletes)))?.py_result(py)
+        let slices =
+            arrays.iter().zip(&self.columns).map(|(a, n)| slice(py, a, n)).collect::<PyResult<Vec<_>>>()?;
+        let keys = slice(py, &keys, "key")?;
+        let deletes = deleted.as_ref().map(|d| slice(py, d, "deleted")).transpose()?;
+        self.table.with(py, |t| t.update(keys, &slices, deletes))?.py_result(py)
     }
 
     /// The current value of each key: {"matched", one array per column (NaN unmatched)}.
     fn lookup<'py>(&self, py: Python<'py>, keys: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyDict>> {
         let keys = int_column(keys, "key")?;
-        let keys = slice(&keys)?;
-        let out = detached(py, || self.with(|t| t.lookup(keys)))?;
+        let keys = slice(py, &keys, "key")?;
+        let out = self.table.with(py, |t| t.lookup(keys))?;
         looked_to_py(py, &self.columns, out)
     }
 
     /// The whole table as versioned bytes.
     fn snapshot<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
-        let bytes = detached(py, || self.with(|t| t.snapshot()))?;
+        let bytes = self.table.with(py, |t| t.snapshot())?;
         Ok(PyBytes::new(py, &bytes))
     }
 
     /// Starts (or stops) recording changed keys for `take_changes`.
-    fn track_changes(&self, on: bool) -> PyResult<()> {
-        self.with(|t| t.track_changes(on))
+    fn track_changes(&self, py: Python<'_>, on: bool) -> PyResult<()> {
+        self.table.with(py, |t| t.track_changes(on))
     }
 
     /// The keys changed since the previous call, as versioned bytes.
     fn take_changes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
-        let bytes = detached(py, || self.with(CoreLookup::take_changes))?;
+        let bytes = self.table.with(py, CoreLookup::take_changes)?;
         Ok(PyBytes::new(py, &bytes))
     }
 
     /// Replaces the table with a snapshot.
     fn restore(&self, py: Python<'_>, data: &[u8]) -> PyResult<()> {
-        detached(py, || self.with(|t| t.restore(data)))?.py_result(py)
+        self.table.with(py, |t| t.restore(data))?.py_result(py)
     }
 
     /// Applies bytes from `take_changes`.
     fn apply_changes(&self, py: Python<'_>, data: &[u8]) -> PyResult<()> {
-        detached(py, || self.with(|t| t.apply_changes(data)))?.py_result(py)
+        self.table.with(py, |t| t.apply_changes(data))?.py_result(py)
     }
 }

@@ -23,11 +23,8 @@ const MIN_BUCKETS: usize = 16;
 /// bits, so buckets can be moved (growth, deletion) without the keys.
 #[inline]
 fn tag_of(key: i64) -> u32 {
-    #[allow(clippy::cast_sign_loss)]
     let h = (key as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    #[allow(clippy::cast_possible_truncation)]
-    let tag = (h >> 32) as u32;
-    tag
+    (h >> 32) as u32
 }
 
 /// Map from key to slot (`u32`, below `u32::MAX`), with the keys kept by the caller.

@@ -4,25 +4,156 @@
 //! `[start, end)`, aligned to the epoch plus an offset; a window fires when the watermark
 //! reaches `end - 1`; its state lives until `end - 1 + allowed_lateness`.
 //!
-//! - [`sliding`]: tumbling and hopping windows kept as panes of `gcd(size, slide)`, so an event
-//!   touches one pane; a window's result combines its panes when it fires.
-//! - [`slices`]: the same windows stored by pane time (one column of accumulators per pane,
-//!   indexed by key slot), for windows of one partition: an event touches the newest
-//!   pane, which stays in cache however many keys there are. Same rows and state bytes as
-//!   [`sliding`].
+//! - [`operator`]: the one shape of a window operator ([`operator::WindowOperator`]: on_event,
+//!   on_watermark, snapshot, changes, restore) and the one per-event loop
+//!   ([`operator::run_batch`]) every operator runs in.
+//! - [`emit`]: the one emit decision, which rows an event causes in a window it updated.
+//! - [`panes_per_key`] and [`panes_by_time`]: tumbling and hopping windows kept as panes of
+//!   `gcd(size, slide)`, so an event touches one pane and a window combines its panes when it
+//!   fires; per key (each key's panes together) or by pane time (one column of accumulators
+//!   per pane, indexed by key slot). Same rows and state bytes; [`PaneLayout::choose`] is the
+//!   one place that picks between them.
 //! - [`session`]: per-key sessions that merge when they overlap or touch.
 //! - [`cap`]: the optional cap on live keys and its eviction order, shared by all three.
 //! - [`timers`]: the time-ordered index that finds due windows without scanning keys.
 //! - [`keys`]: the key table (key -> dense slot), over [`index`] (key -> slot, prefetchable).
 //! - [`output`]: the emitted rows as columns, and the late side output.
+//!
+//! # Adding a window type
+//!
+//! A window type is one file with a struct that implements [`operator::WindowOperator`], plus
+//! its arm in the engine (a [`WindowSpec`] variant, an `Operator` variant and its line in
+//! `Operator::build`, which maps the spec to the operator). The engine does the rest —
+//! validation, the watermark, the counters, the state header — and runs the operator through
+//! [`operator::run_batch`], the same per-event loop as every other. The shortest honest
+//! operator, one window per key over all event time fired at the end of input, is below (the
+//! Python side, `docs/window-operators.md`, lists what else a new type touches). For early rows,
+//! an operator implements [`emit::EventWindow`] for the window an event updated and asks
+//! [`emit::emit_for_event`], as `SessionWindow` in [`session`] does in 30 lines.
+//!
+//! ```
+//! use std::collections::BTreeMap;
+//!
+//! use fraudstream::aggregate::{Acc, AggKind, AggSpec, Layout};
+//! use fraudstream::batch::Batch;
+//! use fraudstream::snapshot::{Reader, Writer};
+//! use fraudstream::time::{Millis, MAX_EVENT_TIME, MIN_EVENT_TIME, WATERMARK_END};
+//! use fraudstream::watermark::WatermarkTracker;
+//! use fraudstream::window::operator::{advance, run_batch, Book, Event, StateContext, StateSize, WindowOperator};
+//! use fraudstream::window::output::{EmitKind, Output};
+//! use fraudstream::window::{EmitMode, Rules};
+//! use fraudstream::CoreResult;
+//!
+//! /// One window per key over all event time, fired at the end of input (final rows only).
+//! #[derive(Default)]
+//! struct GlobalWindows {
+//!     accs: BTreeMap<i64, Acc>, // (by key: rows come out in key order)
+//!     book: Book,
+//! }
+//!
+//! const ALL: (Millis, Millis) = (MIN_EVENT_TIME, MAX_EVENT_TIME + 1);
+//!
+//! impl WindowOperator for GlobalWindows {
+//!     fn on_event(&mut self, rules: &Rules, e: Event<'_>, _out: &mut Output) -> bool {
+//!         if ALL.1 - 1 + rules.allowed_lateness <= e.wm {
+//!             return false; // after the end of input
+//!         }
+//!         let acc = self.accs.entry(e.key).or_insert_with(|| rules.layout.new_acc());
+//!         rules.layout.add(acc, e.batch, e.row, e.t);
+//!         self.book.changes.record(e.key);
+//!         true
+//!     }
+//!
+//!     fn has_due(&self, wm: Millis) -> bool {
+//!         ALL.1 - 1 <= wm && !self.accs.is_empty()
+//!     }
+//!
+//!     fn on_watermark(&mut self, rules: &Rules, _wm: Millis, out: &mut Output) {
+//!         for (key, acc) in std::mem::take(&mut self.accs) {
+//!             out.push(&rules.layout, key, ALL, EmitKind::Final, &acc);
+//!             self.book.changes.record(key);
+//!         }
+//!     }
+//!
+//!     fn state_size(&self) -> StateSize {
+//!         StateSize::of((self.accs.len(), self.accs.len(), 0), 0)
+//!     }
+//!
+//!     fn book(&self) -> &Book {
+//!         &self.book
+//!     }
+//!
+//!     fn book_mut(&mut self) -> &mut Book {
+//!         &mut self.book
+//!     }
+//!
+//!     fn rebuild_cap(&mut self) {} // (no cap on live keys: set_max_keys is never called)
+//!
+//!     fn recency(&self, key: i64) -> Option<Millis> {
+//!         self.accs.contains_key(&key).then_some(ALL.0)
+//!     }
+//!
+//!     fn evict(&mut self, key: i64) {
+//!         self.accs.remove(&key);
+//!         self.book.changes.record(key);
+//!     }
+//!
+//!     fn snapshot(&self, ctx: StateContext<'_>, w: &mut Writer) {
+//!         w.count(self.accs.len());
+//!         for (key, acc) in &self.accs {
+//!             w.i64(*key);
+//!             ctx.rules.layout.write_acc(acc, w);
+//!         }
+//!     }
+//!
+//!     fn write_changes(&mut self, ctx: StateContext<'_>, w: &mut Writer) {
+//!         let keys = self.book.changes.take();
+//!         w.count(keys.len());
+//!         for key in keys {
+//!             w.i64(key);
+//!             match self.accs.get(&key) {
+//!                 Some(acc) => {
+//!                     w.u8(1);
+//!                     ctx.rules.layout.write_acc(acc, w);
+//!                 }
+//!                 None => w.u8(0), // (fired and dropped)
+//!             }
+//!         }
+//!     }
+//!
+//!     fn apply_changes(&mut self, ctx: StateContext<'_>, r: &mut Reader<'_>) -> CoreResult<()> {
+//!         for _ in 0..r.count()? {
+//!             let key = r.i64()?;
+//!             match r.u8()? {
+//!                 1 => self.accs.insert(key, ctx.rules.layout.read_acc(r)?),
+//!                 _ => self.accs.remove(&key),
+//!             };
+//!         }
+//!         Ok(())
+//!     }
+//! }
+//!
+//! let layout = Layout::new(&[AggSpec::new("n", AggKind::Count, None)]).unwrap();
+//! let rules = Rules { layout, emit: EmitMode::Final, allowed_lateness: 0, final_rows: true };
+//! let (mut op, mut watermark) = (GlobalWindows::default(), WatermarkTracker::new(0, 1, None).unwrap());
+//! let mut out = Output::for_layout(&rules.layout);
+//! let batch = Batch::new(&[7, 8, 7], &[1, 2, 3]);
+//! run_batch(&mut op, &rules, &mut watermark, &mut Vec::new(), &batch, None, &[], &mut out);
+//! assert!(out.keys.is_empty(), "nothing fires before the end of input");
+//! advance(&mut op, &rules, watermark.advance_to(WATERMARK_END), &mut out);
+//! assert_eq!((out.keys, out.ints), (vec![7, 8], vec![vec![2, 1]]));
+//! ```
 
 pub mod cap;
+pub mod emit;
 pub mod index;
 pub mod keys;
+#[macro_use]
+pub mod operator;
 pub mod output;
+pub mod panes_by_time;
+pub mod panes_per_key;
 pub mod session;
-pub mod slices;
-pub mod sliding;
 pub mod timers;
 
 use crate::aggregate::Layout;
@@ -171,6 +302,42 @@ impl Geometry {
         let end =
             if first - 1 > wm { first } else { first + ((wm + 1 - first) / self.slide + 1) * self.slide };
         (end <= self.last_end(ps)).then_some(end)
+    }
+}
+
+/// How tumbling and hopping windows keep their panes: the one place the engine chooses.
+///
+/// - [`PaneLayout::ByTime`] ([`panes_by_time`]) for windows of one partition: disorder is
+///   bounded by the out-of-orderness, so few pane times are live, and an event touches one
+///   accumulator of the newest pane, which all recent events share and which stays in cache
+///   however many keys there are.
+/// - [`PaneLayout::PerKey`] ([`panes_per_key`]) for windows of several partitions: one
+///   partition may run far ahead of the watermark, so the pane times are unbounded; each key
+///   keeps its own open panes, `inline` of them in its key-table entry (see
+///   [`panes_per_key::inline_panes`]).
+///
+/// Both give the same rows and the same state bytes, so state moves between them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaneLayout {
+    /// Panes kept by pane time.
+    ByTime,
+    /// Panes kept per key, `inline` in each key's table entry.
+    PerKey {
+        /// Panes held inline per key (a compiled capacity).
+        inline: usize,
+    },
+}
+
+impl PaneLayout {
+    /// The layout for windows of `geo` over `partitions` input partitions, with `lateness`
+    /// allowed.
+    #[must_use]
+    pub fn choose(geo: &Geometry, partitions: usize, lateness: Millis) -> Self {
+        if partitions == 1 {
+            PaneLayout::ByTime
+        } else {
+            PaneLayout::PerKey { inline: panes_per_key::inline_panes(geo, lateness, None) }
+        }
     }
 }
 

@@ -217,7 +217,6 @@ impl Output {
 /// Sorts `(key, index)` pairs by key, stably (pairs of equal keys keep their order): a
 /// least-significant-digit radix sort over the bytes of the key that differ between pairs.
 /// `tmp` is scratch space.
-#[allow(clippy::cast_sign_loss, clippy::cast_possible_truncation)]
 pub fn sort_by_key_radix(v: &mut Vec<(i64, u32)>, tmp: &mut Vec<(i64, u32)>) {
     if v.len() < 256 {
         v.sort_by_key(|&(k, _)| k);

@@ -11,7 +11,7 @@
 //! - An event that would open a new session already past its cleanup time is late.
 //! - `emitted` and `closed` record what was due, whether or not the row was built
 //!   ([`super::Rules::final_rows`]): the state does not depend on that option.
-//! - With a cap on live keys ([`SessionWindows::with_max_keys`]), a new key that would exceed it
+//! - With a cap on live keys ([`WindowOperator::set_max_keys`]), a new key that would exceed it
 //!   first evicts the live key whose latest session ends first (its latest event is the
 //!   oldest; ties by key): its sessions are dropped without a row and counted in
 //!   [`SessionWindows::evicted`]. The order is a function of the state alone, so a restored
@@ -19,17 +19,16 @@
 
 use smallvec::SmallVec;
 
-use rustc_hash::FxHashSet;
-
-use super::cap::KeyCap;
+use super::emit::{emit_for_event, EventWindow};
 use super::keys::{
     apply_changes, read_states, shrink_if_sparse, write_changes, write_states, KeyTable, KeyedState, Recycle,
 };
+use super::operator::{Book, Event, StateContext, StateSize, WindowOperator};
 use super::output::{EmitKind, Output};
 use super::timers::TimerIndex;
-use super::{EmitMode, Rules};
+use super::Rules;
 use crate::aggregate::{Acc, Layout};
-use crate::batch::Batch;
+use crate::predicate::Predicate;
 use crate::snapshot::{Reader, Writer};
 use crate::CoreResult;
 
@@ -91,11 +90,8 @@ pub struct SessionWindows {
     keys: KeyTable<KeyState>,
     timers: TimerIndex,
     sessions: usize,
-    /// Keys changed since the last `write_changes`, when tracking.
-    changed: Option<FxHashSet<i64>>,
-    /// The cap on live keys (recency: the end of a key's latest session), if any (boxed:
-    /// cold when absent).
-    cap: Option<Box<KeyCap>>,
+    /// The keys changed since the changes were last written, and the cap on live keys.
+    book: Book,
 }
 
 impl SessionWindows {
@@ -107,50 +103,36 @@ impl SessionWindows {
             keys: KeyTable::default(),
             timers: TimerIndex::default(),
             sessions: 0,
-            changed: None,
-            cap: None,
+            book: Book::default(),
         }
     }
 
-    /// Caps the live keys at `max_keys` (see the module invariants); `None`: unbounded.
+    /// Approximate bytes of state.
     #[must_use]
-    pub fn with_max_keys(mut self, max_keys: Option<usize>) -> Self {
-        self.cap = max_keys.map(|m| Box::new(KeyCap::new(m)));
-        self.rebuild_recency();
-        self
+    fn state_bytes(&self) -> usize {
+        let heap: usize = self
+            .keys
+            .iter()
+            .map(|(_, _, st)| {
+                let spilled = if st.sessions.spilled() {
+                    st.sessions.capacity() * std::mem::size_of::<Session>()
+                } else {
+                    0
+                };
+                spilled + st.sessions.iter().map(|s| Layout::heap_bytes(&s.acc)).sum::<usize>()
+            })
+            .sum();
+        self.keys.table_bytes() + heap + self.timers.len() * 24
     }
 
-    fn rebuild_recency(&mut self) {
-        if let Some(cap) = &mut self.cap {
-            cap.rebuild(self.keys.iter().filter_map(|(_, key, st)| st.sessions.last().map(|s| (s.end, key))));
-        }
-    }
-
-    /// Keys evicted by the cap.
-    #[must_use]
-    pub fn evicted(&self) -> u64 {
-        super::cap::evicted(self.cap.as_deref())
-    }
-
-    /// Sets the count of evicted keys (read back from a snapshot's counters).
-    pub fn set_evicted(&mut self, n: u64) {
-        if let Some(cap) = &mut self.cap {
-            cap.set_evicted(n);
-        }
-    }
-
-    /// The end of `key`'s latest session (its recency under the cap), if it has one.
-    fn latest_end(&self, key: i64) -> Option<i64> {
-        self.keys.slot_of(key).and_then(|s| self.keys.get(s, key)?.sessions.last().map(|s| s.end))
-    }
-
-    /// Drops `key`'s sessions without a row, for the caller (not counted as an eviction).
-    pub fn drop_key(&mut self, key: i64) {
-        let had_data = self.latest_end(key).is_some();
-        if let (Some(cap), true) = (&mut self.cap, had_data) {
-            cap.remove();
-        }
-        self.evict(key);
+    /// Reads what [`SessionWindows::write`] wrote.
+    ///
+    /// # Errors
+    /// [`crate::CoreError::Snapshot`] on malformed bytes.
+    pub fn read(gap: i64, layout: &Layout, r: &mut Reader<'_>) -> CoreResult<Self> {
+        let mut op = SessionWindows::new(gap);
+        op.sessions = read_states(layout, r, &mut op.keys, &mut op.timers)?;
+        Ok(op)
     }
 
     /// Under the cap: `key` (with the latest session end `before`, if any) gets an event that
@@ -158,15 +140,22 @@ impl SessionWindows {
     /// reached.
     #[inline(never)]
     fn admit(&mut self, key: i64, before: Option<i64>, after: i64) {
-        if before == Some(after) {
-            return;
+        if before != Some(after) {
+            self.record_recency(key, after, before.is_none());
         }
-        let Some(mut cap) = self.cap.take() else { return };
-        let victim = cap.record(key, after, before.is_none(), |k| self.latest_end(k));
-        self.cap = Some(cap);
-        if let Some(victim) = victim {
-            self.evict(victim);
-        }
+    }
+}
+
+impl WindowOperator for SessionWindows {
+    fn state_size(&self) -> StateSize {
+        StateSize::of((self.keys.len(), self.sessions, self.timers.len()), self.state_bytes())
+    }
+
+    keeps_book!();
+
+    /// The end of the key's latest session.
+    fn recency(&self, key: i64) -> Option<i64> {
+        self.keys.slot_of(key).and_then(|s| self.keys.get(s, key)?.sessions.last().map(|s| s.end))
     }
 
     /// Drops `key`'s sessions without a row.
@@ -175,23 +164,19 @@ impl SessionWindows {
             self.sessions -= self.keys.get(slot, key).map_or(0, |st| st.sessions.len());
             self.keys.remove(slot); // its timer entries go stale
         }
-        if let Some(changed) = &mut self.changed {
-            changed.insert(key);
+        self.book.changes.record(key);
+    }
+
+    /// The eviction order from the state (after it was read).
+    fn rebuild_cap(&mut self) {
+        if let Some(cap) = &mut self.book.cap {
+            cap.rebuild(self.keys.iter().filter_map(|(_, key, st)| st.sessions.last().map(|s| (s.end, key))));
         }
     }
 
     /// Adds the event at `row`; `wm` is the watermark before it. Returns `false` when late.
-    #[allow(clippy::too_many_arguments)]
-    pub fn on_event(
-        &mut self,
-        rules: &Rules,
-        key: i64,
-        t: i64,
-        row: usize,
-        batch: &Batch<'_>,
-        wm: i64,
-        out: &mut Output,
-    ) -> bool {
+    fn on_event(&mut self, rules: &Rules, event: Event<'_>, out: &mut Output) -> bool {
+        let Event { key, t, row, batch, wm, .. } = event;
         let layout = &rules.layout;
         let lateness = rules.allowed_lateness;
         let (start, end) = (t, t + self.gap);
@@ -204,14 +189,12 @@ impl SessionWindows {
             return false;
         }
         // (The key's latest session end before this event: its place in the eviction order.)
-        let before = if self.cap.is_some() { self.latest_end(key) } else { None };
-        if self.cap.is_some() && before.is_none() {
+        let before = if self.book.cap.is_some() { self.recency(key) } else { None };
+        if self.book.cap.is_some() && before.is_none() {
             self.admit(key, None, end);
         }
         let slot = self.keys.slot_or_insert(key);
-        if let Some(changed) = &mut self.changed {
-            changed.insert(key);
-        }
+        self.book.changes.record(key);
         let st = self.keys.state_mut(slot);
         let lo = st.sessions.iter().position(|s| s.end >= start).unwrap_or(st.sessions.len());
         let hi = lo + st.sessions[lo..].iter().take_while(|s| s.start <= end).count();
@@ -241,28 +224,10 @@ impl SessionWindows {
         }
         let s = &mut st.sessions[lo];
         layout.add(&mut s.acc, batch, row, t);
-        if s.end - 1 <= wm {
-            if rules.final_rows {
-                let kind = if s.emitted { EmitKind::Update } else { EmitKind::Final };
-                out.push(layout, key, (s.start, s.end), kind, &s.acc);
-            } else {
-                out.withheld += 1;
-            }
-            s.emitted = true;
-            s.closed = true;
-        } else {
-            s.closed = false;
-            match &rules.emit {
-                EmitMode::Final => {}
-                EmitMode::EveryUpdate => out.push(layout, key, (s.start, s.end), EmitKind::Early, &s.acc),
-                EmitMode::When(pred) => {
-                    if !s.triggered && pred.eval(layout, &s.acc) {
-                        s.triggered = true;
-                        out.push(layout, key, (s.start, s.end), EmitKind::Early, &s.acc);
-                    }
-                }
-            }
-        }
+        let fired = s.end - 1 <= wm;
+        emit_for_event(rules, key, (s.start, s.end), wm, &mut SessionWindow(s), out);
+        s.emitted |= fired;
+        s.closed = fired;
         let timer = st.wanted_timer(lateness);
         if timer < st.timer {
             st.timer = timer;
@@ -276,7 +241,7 @@ impl SessionWindows {
     }
 
     /// Fires sessions with `end - 1 <= wm` in time order and drops expired ones.
-    pub fn on_watermark(&mut self, rules: &Rules, wm: i64, out: &mut Output) {
+    fn on_watermark(&mut self, rules: &Rules, wm: i64, out: &mut Output) {
         let layout = &rules.layout;
         let lateness = rules.allowed_lateness;
         while let Some((time, mut entries)) = self.timers.pop_due(wm) {
@@ -286,9 +251,7 @@ impl SessionWindows {
                 if st.timer_seq != seq {
                     continue;
                 }
-                if let Some(changed) = &mut self.changed {
-                    changed.insert(key);
-                }
+                self.book.changes.record(key);
                 for s in st.sessions.iter_mut().filter(|s| !s.closed && s.end - 1 <= time) {
                     if rules.final_rows {
                         let kind = if s.emitted { EmitKind::Update } else { EmitKind::Final };
@@ -304,7 +267,7 @@ impl SessionWindows {
                 st.sessions.retain(|s| !(s.closed && s.end - 1 + lateness <= time));
                 self.sessions -= before - st.sessions.len();
                 // (sessions go from the oldest: the latest end stays until the last one goes)
-                if let (Some(cap), Some(_), true) = (&mut self.cap, latest, st.sessions.is_empty()) {
+                if let (Some(cap), Some(_), true) = (&mut self.book.cap, latest, st.sessions.is_empty()) {
                     cap.remove();
                 }
                 if st.sessions.is_empty() {
@@ -315,92 +278,59 @@ impl SessionWindows {
                 }
             }
         }
-        if let Some(cap) = &mut self.cap {
+        if let Some(cap) = &mut self.book.cap {
             cap.expire(|end| end - 1 + lateness <= wm);
         }
         // (No slot is held across calls: the key table may be compacted.)
         shrink_if_sparse(&mut self.keys, &mut self.timers);
     }
 
-    /// Live keys.
-    #[must_use]
-    pub fn keys(&self) -> usize {
-        self.keys.len()
+    fn snapshot(&self, ctx: StateContext<'_>, w: &mut Writer) {
+        write_states(&self.keys, &ctx.rules.layout, w);
     }
 
-    /// Open sessions over all keys.
-    #[must_use]
-    pub fn sessions(&self) -> usize {
-        self.sessions
-    }
-
-    /// Pending timer entries (stale ones included).
-    #[must_use]
-    pub fn timers(&self) -> usize {
-        self.timers.len()
-    }
-
-    /// Approximate bytes of state.
-    #[must_use]
-    pub fn state_bytes(&self) -> usize {
-        let heap: usize = self
-            .keys
-            .iter()
-            .map(|(_, _, st)| {
-                let spilled = if st.sessions.spilled() {
-                    st.sessions.capacity() * std::mem::size_of::<Session>()
-                } else {
-                    0
-                };
-                spilled + st.sessions.iter().map(|s| Layout::heap_bytes(&s.acc)).sum::<usize>()
-            })
-            .sum();
-        self.keys.table_bytes() + heap + self.timers.len() * 24
-    }
-
-    /// Starts (or stops) recording which keys change, for [`SessionWindows::write_changes`].
-    pub fn track_changes(&mut self, on: bool) {
-        self.changed = on.then(FxHashSet::default);
-    }
-
-    /// Whether changes are being recorded.
-    #[must_use]
-    pub fn tracks_changes(&self) -> bool {
-        self.changed.is_some()
-    }
-
-    /// Writes every key's state.
-    pub fn write(&self, layout: &Layout, w: &mut Writer) {
-        write_states(&self.keys, layout, w);
-    }
-
-    /// Reads what [`SessionWindows::write`] wrote.
-    ///
-    /// # Errors
-    /// [`crate::CoreError::Snapshot`] on malformed bytes.
-    pub fn read(gap: i64, layout: &Layout, r: &mut Reader<'_>) -> CoreResult<Self> {
-        let mut op = SessionWindows::new(gap);
-        op.sessions = read_states(layout, r, &mut op.keys, &mut op.timers)?;
-        Ok(op)
-    }
-
-    /// Writes the keys changed since the last call (tracking must be on).
-    pub fn write_changes(&mut self, layout: &Layout, w: &mut Writer) {
-        let mut changed = self.changed.take().unwrap_or_default();
-        write_changes(&self.keys, layout, &mut changed, w);
-        self.changed = Some(changed);
+    fn write_changes(&mut self, ctx: StateContext<'_>, w: &mut Writer) {
+        write_changes(&self.keys, &ctx.rules.layout, &mut self.book.changes.take(), w);
     }
 
     /// Applies changes written by [`SessionWindows::write_changes`].
     ///
     /// # Errors
     /// [`crate::CoreError::Snapshot`] on malformed bytes.
-    pub fn apply_changes(&mut self, layout: &Layout, r: &mut Reader<'_>) -> CoreResult<()> {
-        let delta = apply_changes(layout, r, &mut self.keys, &mut self.timers)?;
+    fn apply_changes(&mut self, ctx: StateContext<'_>, r: &mut Reader<'_>) -> CoreResult<()> {
+        let delta = apply_changes(&ctx.rules.layout, r, &mut self.keys, &mut self.timers)?;
         self.sessions = self.sessions.saturating_add_signed(delta);
         shrink_if_sparse(&mut self.keys, &mut self.timers);
-        self.rebuild_recency();
+        self.rebuild_cap();
         Ok(())
+    }
+}
+
+/// A session an event went into, as the emit decision reads it (its aggregates are kept whole:
+/// nothing to combine).
+struct SessionWindow<'a>(&'a mut Session);
+
+impl EventWindow for SessionWindow<'_> {
+    fn aggregate(&mut self, _layout: &Layout, _window: (i64, i64)) {}
+
+    fn emitted_before(&self) -> bool {
+        self.0.emitted
+    }
+
+    fn triggered(&self, _end: i64) -> bool {
+        self.0.triggered
+    }
+
+    fn mark_triggered(&mut self, _end: i64) {
+        self.0.triggered = true;
+    }
+
+    fn holds(&self, layout: &Layout, predicate: &Predicate) -> bool {
+        predicate.eval(layout, &self.0.acc)
+    }
+
+    fn push(&self, layout: &Layout, out: &mut Output, key: i64, window: (i64, i64), kind: EmitKind) {
+        out.push(layout, key, window, kind, &self.0.acc);
     }
 }
 

@@ -1,4 +1,8 @@
-//! Tumbling and hopping windows over panes (Flink's "slicing").
+//! Tumbling and hopping windows with the panes kept per key: each key's open panes together
+//! in its key-table entry (Flink's "slicing"; panes of `gcd(size, slide)`). The engine uses this
+//! layout for windows of several partitions, whose disorder is unbounded (one partition may run
+//! far ahead): see [`super::PaneLayout`]; [`super::panes_by_time`] keeps the same windows by pane
+//! time, with the same rows and state bytes.
 //!
 //! Invariants:
 //! - State per key is a list of non-empty panes sorted by start, held inline in the key's
@@ -16,7 +20,7 @@
 //!   watermark step outside a batch, never while a batch holds resolved slots).
 //! - Firing visits the keys due at one time in slot order (memory order of the key table), then
 //!   emits their rows in key order, the canonical order of `docs/semantics.md`.
-//! - With a cap on live keys ([`Sliding::with_max_keys`], see [`super::cap`]), a key's recency
+//! - With a cap on live keys ([`WindowOperator::set_max_keys`], see [`super::cap`]), a key's recency
 //!   is the start of its newest pane; a key with no pane that gets one while the cap is
 //!   reached first evicts the key whose newest pane is the oldest (its panes dropped, no row).
 
@@ -24,17 +28,16 @@ use std::cell::Cell;
 
 use smallvec::SmallVec;
 
-use rustc_hash::FxHashSet;
-
-use super::cap::KeyCap;
+use super::emit::{emit_for_event_windows, EventWindow};
 use super::keys::{
     apply_changes, read_states, shrink_if_sparse, write_changes, write_states, KeyTable, KeyedState, Recycle,
 };
+use super::operator::{Book, Event, StateContext, StateSize, WindowOperator, PREFETCH_DISTANCE};
 use super::output::{EmitKind, Output};
 use super::timers::TimerIndex;
 use super::{EmitMode, Geometry, PaneSpan, Rules};
 use crate::aggregate::{Acc, Layout};
-use crate::batch::Batch;
+use crate::predicate::Predicate;
 use crate::snapshot::{Reader, Writer};
 use crate::CoreResult;
 
@@ -335,7 +338,7 @@ struct Firing {
 
 /// Keyed tumbling/hopping window state.
 #[derive(Debug, Clone)]
-pub struct Sliding<const N: usize> {
+pub struct PanesPerKey<const N: usize> {
     geo: Geometry,
     keys: KeyTable<KeyState<N>>,
     timers: TimerIndex,
@@ -352,20 +355,18 @@ pub struct Sliding<const N: usize> {
     /// Between `resolve_slots` and `end_batch`: slots are held, so the key table must not be
     /// compacted (`on_watermark` leaves that to `end_batch`).
     in_batch: bool,
-    /// Keys changed since the last `write_changes`, when tracking.
-    changed: Option<FxHashSet<i64>>,
     /// Some pane may hold heap data (`state_bytes` must then visit every pane; otherwise the
     /// key table alone gives the size). Cleared by `state_bytes` when no pane does.
     maybe_heap: Cell<bool>,
-    /// The cap on live keys, if any (boxed: cold when absent).
-    cap: Option<Box<KeyCap>>,
+    /// The keys changed since the changes were last written, and the cap on live keys.
+    book: Book,
 }
 
-impl<const N: usize> Sliding<N> {
+impl<const N: usize> PanesPerKey<N> {
     /// Empty state for windows of geometry `geo`.
     #[must_use]
     pub fn new(geo: Geometry, layout: &Layout) -> Self {
-        Sliding {
+        PanesPerKey {
             geo,
             keys: KeyTable::default(),
             timers: TimerIndex::default(),
@@ -380,73 +381,68 @@ impl<const N: usize> Sliding<N> {
             panes: 0,
             created: false,
             in_batch: false,
-            changed: None,
             maybe_heap: Cell::new(false),
-            cap: None,
+            book: Book::default(),
         }
-    }
-
-    /// Caps the live keys at `max_keys` (see the module invariants); `None`: unbounded.
-    #[must_use]
-    pub fn with_max_keys(mut self, max_keys: Option<usize>) -> Self {
-        self.cap = max_keys.map(|m| Box::new(KeyCap::new(m)));
-        self.rebuild_cap();
-        self
-    }
-
-    /// The eviction order from the state (after it was read).
-    fn rebuild_cap(&mut self) {
-        if let Some(cap) = &mut self.cap {
-            cap.rebuild(
-                self.keys
-                    .iter()
-                    .filter_map(|(_, key, st)| st.panes.as_slice().last().map(|p| (p.start, key))),
-            );
-        }
-    }
-
-    /// Keys evicted by the cap.
-    #[must_use]
-    pub fn evicted(&self) -> u64 {
-        super::cap::evicted(self.cap.as_deref())
-    }
-
-    /// Sets the count of evicted keys (read back from a snapshot's counters).
-    pub fn set_evicted(&mut self, n: u64) {
-        if let Some(cap) = &mut self.cap {
-            cap.set_evicted(n);
-        }
-    }
-
-    /// Start of the newest pane of `key` (its recency under the cap), if it has one.
-    fn newest(&self, key: i64) -> Option<i64> {
-        let slot = self.keys.slot_of(key)?;
-        self.keys.state(slot)?.panes.as_slice().last().map(|p| p.start)
     }
 
     /// Records that `key` (in `slot`) gets data in pane `ps`: a key without panes is admitted
-    /// under the cap, evicting the key with the oldest newest pane when it is reached.
+    /// under the cap, another noted at `ps` when that is its newest pane.
     #[inline(never)]
     fn admit(&mut self, slot: u32, key: i64, ps: i64) {
         let newest = self.keys.state(slot).and_then(|st| st.panes.as_slice().last()).map(|p| p.start);
         if newest.is_some_and(|n| n >= ps) {
             return;
         }
-        let Some(mut cap) = self.cap.take() else { return };
-        let victim = cap.record(key, ps, newest.is_none(), |k| self.newest(k));
-        self.cap = Some(cap);
-        if let Some(victim) = victim {
-            self.evict(victim);
-        }
+        self.record_recency(key, ps, newest.is_none());
     }
 
-    /// Drops the state of `key` without a row, for the caller (not counted as an eviction).
-    pub fn drop_key(&mut self, key: i64) {
-        let had_data = self.newest(key).is_some();
-        if let (Some(cap), true) = (&mut self.cap, had_data) {
-            cap.remove();
+    /// Compacts the key table when few of its slots are live (memory follows the live keys
+    /// after a spike).
+    fn shrink(&mut self) {
+        shrink_if_sparse(&mut self.keys, &mut self.timers);
+    }
+
+    /// Approximate bytes of state.
+    #[must_use]
+    fn state_bytes(&self) -> usize {
+        let panes: usize = self.keys.iter().map(|(_, _, st)| st.panes.heap_bytes()).sum();
+        let mut heap = 0;
+        if self.maybe_heap.get() {
+            heap = self
+                .keys
+                .iter()
+                .flat_map(|(_, _, st)| st.panes.iter())
+                .map(|p| Layout::heap_bytes(&p.acc))
+                .sum::<usize>();
+            self.maybe_heap.set(heap > 0); // heap data always has a size
         }
-        self.evict(key);
+        self.keys.table_bytes() + panes + heap + self.timers.len() * 24
+    }
+
+    /// Reads what [`WindowOperator::snapshot`] wrote (of either tumbling/hopping layout).
+    ///
+    /// # Errors
+    /// [`crate::CoreError::Snapshot`] on malformed bytes.
+    pub fn read(geo: Geometry, layout: &Layout, r: &mut Reader<'_>) -> CoreResult<Self> {
+        let mut op = PanesPerKey::new(geo, layout);
+        op.panes = read_states(layout, r, &mut op.keys, &mut op.timers)?;
+        op.maybe_heap.set(true);
+        Ok(op)
+    }
+}
+
+impl<const N: usize> WindowOperator for PanesPerKey<N> {
+    fn state_size(&self) -> StateSize {
+        StateSize::of((self.keys.len(), self.panes, self.timers.len()), self.state_bytes())
+    }
+
+    keeps_book!();
+
+    /// The start of the key's newest pane.
+    fn recency(&self, key: i64) -> Option<i64> {
+        let slot = self.keys.slot_of(key)?;
+        self.keys.state(slot)?.panes.as_slice().last().map(|p| p.start)
     }
 
     /// Drops the state of `key` without a row (its slot is freed: a batch holding it re-checks).
@@ -455,34 +451,25 @@ impl<const N: usize> Sliding<N> {
             self.panes -= self.keys.state(slot).map_or(0, |st| st.panes.len());
             self.keys.remove(slot); // its timer entries go stale
         }
-        if let Some(changed) = &mut self.changed {
-            changed.insert(key);
+        self.book.changes.record(key);
+    }
+
+    /// The eviction order from the state (after it was read).
+    fn rebuild_cap(&mut self) {
+        if let Some(cap) = &mut self.book.cap {
+            cap.rebuild(
+                self.keys
+                    .iter()
+                    .filter_map(|(_, key, st)| st.panes.as_slice().last().map(|p| (p.start, key))),
+            );
         }
     }
 
-    /// Adds the event at `row`; `wm` is the watermark before it. Returns `false` when the
-    /// event is later than allowed lateness for every window it belongs to (state unchanged).
-    #[allow(clippy::too_many_arguments)]
-    pub fn on_event(
-        &mut self,
-        rules: &Rules,
-        key: i64,
-        t: i64,
-        row: usize,
-        batch: &Batch<'_>,
-        wm: i64,
-        out: &mut Output,
-    ) -> bool {
-        self.on_event_at(rules, None, key, t, row, batch, wm, out)
-    }
-
-    /// Resolves the slot of every key of a batch up front (independent lookups overlap their
-    /// cache misses), creating empty states for new keys. The slots are candidates, confirmed
-    /// when each event is handled (see [`KeyTable::slot_or_insert_unchecked`]). Call [`Sliding::end_batch`]
-    /// after the batch to drop the ones no event ended up in.
-    pub fn resolve_slots(&mut self, keys: &[i64], slots: &mut Vec<u32>) {
+    /// Resolves the slot of every key up front, creating empty states for new keys. The slots
+    /// are candidates, confirmed when each event is handled (see
+    /// [`KeyTable::slot_or_insert_unchecked`]); `end_batch` drops the ones no event ended up in.
+    fn begin_batch(&mut self, keys: &[i64], slots: &mut Vec<u32>) {
         let before = self.keys.len();
-        slots.clear();
         for (i, &key) in keys.iter().enumerate() {
             if let Some(&ahead) = keys.get(i + INDEX_PREFETCH) {
                 self.keys.prefetch_key(ahead);
@@ -493,54 +480,23 @@ impl<const N: usize> Sliding<N> {
         self.in_batch = true;
     }
 
-    /// Prefetch hints for the state of a key whose event comes soon: `far` is the slot of an
-    /// event further ahead (the head of its table entry is fetched), `near` one closer (its
-    /// newest pane and the slot after it).
+    /// The head of the table entry of the key two prefetch distances ahead, and the newest pane
+    /// (and the slot after it) of the key one distance ahead.
     #[inline]
-    pub fn prefetch(&self, far: Option<u32>, near: Option<u32>) {
-        if let Some(slot) = far {
+    fn prefetch(&self, slots: &[u32], row: usize) {
+        if let Some(&slot) = slots.get(row + 2 * PREFETCH_DISTANCE) {
             self.keys.prefetch(slot);
         }
-        if let Some(st) = near.and_then(|s| self.keys.state(s)) {
+        if let Some(st) = slots.get(row + PREFETCH_DISTANCE).and_then(|&s| self.keys.state(s)) {
             st.panes.prefetch_tail();
         }
     }
 
-    /// Drops key states created by [`Sliding::resolve_slots`] that received no event
-    /// (all their events were late).
-    pub fn end_batch(&mut self, slots: &[u32], keys: &[i64]) {
-        if std::mem::take(&mut self.created) {
-            for (&slot, &key) in slots.iter().zip(keys) {
-                if self.keys.get(slot, key).is_some_and(|st| st.panes.is_empty()) {
-                    self.keys.remove(slot);
-                }
-            }
-        }
-        self.in_batch = false;
-        self.shrink();
-    }
-
-    /// Compacts the key table when few of its slots are live (memory follows the live keys
-    /// after a spike).
-    fn shrink(&mut self) {
-        shrink_if_sparse(&mut self.keys, &mut self.timers);
-    }
-
-    /// [`Sliding::on_event`] with the key's slot resolved in advance (it is re-checked:
-    /// the key may have been dropped and re-created since).
-    #[allow(clippy::too_many_arguments)]
+    /// Adds the event to the one pane of its key it falls in (the slot resolved in advance is
+    /// re-checked: the key may have been dropped and re-created since).
     #[inline]
-    pub fn on_event_at(
-        &mut self,
-        rules: &Rules,
-        slot: Option<u32>,
-        key: i64,
-        t: i64,
-        row: usize,
-        batch: &Batch<'_>,
-        wm: i64,
-        out: &mut Output,
-    ) -> bool {
+    fn on_event(&mut self, rules: &Rules, event: Event<'_>, out: &mut Output) -> bool {
+        let Event { key, t, row, slot, batch, wm } = event;
         let g = self.geo;
         let lateness = rules.allowed_lateness;
         let layout = &rules.layout;
@@ -548,16 +504,11 @@ impl<const N: usize> Sliding<N> {
         if last_end - 1 + lateness <= wm {
             return false;
         }
-        let slot = match slot {
-            Some(s) if self.keys.get(s, key).is_some() => s,
-            _ => self.keys.slot_or_insert(key),
-        };
-        if self.cap.is_some() {
+        let slot = if self.keys.get(slot, key).is_some() { slot } else { self.keys.slot_or_insert(key) };
+        if self.book.cap.is_some() {
             self.admit(slot, key, ps);
         }
-        if let Some(changed) = &mut self.changed {
-            changed.insert(key);
-        }
+        self.book.changes.record(key);
         let st = self.keys.state_mut(slot);
         let mut idx = st.panes.len();
         while idx > 0 && st.panes.as_slice()[idx - 1].start > ps {
@@ -577,57 +528,29 @@ impl<const N: usize> Sliding<N> {
         }
 
         if first_end - 1 <= wm || rules.emit != EmitMode::Final {
-            let panes = st.panes.as_slice();
-            let combos = &mut *self.combos;
-            let mut ready = false;
-            // The aggregates of this pane's windows, in end order, built on first use (a late
-            // event of final-only windows updates one or two: those are merged directly, in
-            // the order `Slices` merges them, so both layouts give the same bits).
+            // (A late event of final-only windows updates one or two: those are merged
+            // directly, in the order `PanesByTime` merges them, so both layouts give the same
+            // bits; early firing builds the windows of the pane through `WindowCombos`.)
             let direct = rules.emit == EmitMode::Final;
-            let mut window_acc = |window: (i64, i64), into: &mut Acc| {
-                if direct {
-                    return combine(layout, panes, window, into);
-                }
-                if !ready {
-                    combos.start(layout, panes, idx, first_end - g.size);
-                    ready = true;
-                }
-                combos.window(layout, panes, window, into);
+            let from = first_end - g.size;
+            let mut windows = KeyWindows {
+                st: &mut *st,
+                combos: &mut self.combos,
+                scratch: &mut self.scratch,
+                idx,
+                from,
+                direct,
+                ready: false,
             };
-            let mut end = first_end;
-            while end <= last_end {
-                let window = (end - g.size, end);
-                if end - 1 <= wm {
-                    if end - 1 + lateness > wm {
-                        if rules.final_rows {
-                            window_acc(window, &mut self.scratch);
-                            let kind =
-                                if self.scratch.count > 1 { EmitKind::Update } else { EmitKind::Final };
-                            out.push(layout, key, window, kind, &self.scratch);
-                        } else {
-                            out.withheld += 1; // (the window holds this event)
-                        }
-                    }
-                } else {
-                    match &rules.emit {
-                        EmitMode::Final => {}
-                        EmitMode::EveryUpdate => {
-                            window_acc(window, &mut self.scratch);
-                            out.push(layout, key, window, EmitKind::Early, &self.scratch);
-                        }
-                        EmitMode::When(pred) => {
-                            if !st.triggered.as_ref().is_some_and(|t| t.contains(&end)) {
-                                window_acc(window, &mut self.scratch);
-                                if pred.eval(layout, &self.scratch) {
-                                    st.triggered.get_or_insert_default().push(end);
-                                    out.push(layout, key, window, EmitKind::Early, &self.scratch);
-                                }
-                            }
-                        }
-                    }
-                }
-                end += g.slide;
-            }
+            emit_for_event_windows(
+                rules,
+                key,
+                (g.size, g.slide),
+                (first_end, last_end),
+                wm,
+                &mut windows,
+                out,
+            );
         }
 
         if new_pane {
@@ -650,18 +573,15 @@ impl<const N: usize> Sliding<N> {
         }
         true
     }
-
-    /// Whether some timer is due at watermark `wm` ([`Sliding::on_watermark`] would do
-    /// something).
+    /// Whether some timer is due at watermark `wm`.
     #[inline]
-    #[must_use]
-    pub fn has_due(&self, wm: i64) -> bool {
+    fn has_due(&self, wm: i64) -> bool {
         self.timers.has_due(wm)
     }
 
     /// Fires every window with `end - 1 <= wm` in time order and drops expired panes.
     #[inline(never)]
-    pub fn on_watermark(&mut self, rules: &Rules, wm: i64, out: &mut Output) {
+    fn on_watermark(&mut self, rules: &Rules, wm: i64, out: &mut Output) {
         let g = self.geo;
         let layout = &rules.layout;
         while let Some((time, mut entries)) = self.timers.pop_due(wm) {
@@ -684,9 +604,7 @@ impl<const N: usize> Sliding<N> {
                 if st.timer_seq != seq {
                     continue;
                 }
-                if let Some(changed) = &mut self.changed {
-                    changed.insert(key);
-                }
+                self.book.changes.record(key);
                 st.timer = i64::MAX;
                 if st.next_end != i64::MAX && st.next_end - 1 <= time {
                     let end = st.next_end;
@@ -713,7 +631,7 @@ impl<const N: usize> Sliding<N> {
                     .take_while(|p| g.last_end(p.start) - 1 + rules.allowed_lateness <= time)
                     .count();
                 if expired > 0 {
-                    if let (Some(cap), true) = (&mut self.cap, expired == st.panes.len()) {
+                    if let (Some(cap), true) = (&mut self.book.cap, expired == st.panes.len()) {
                         cap.remove();
                     }
                     st.panes.drain_front(expired);
@@ -729,7 +647,7 @@ impl<const N: usize> Sliding<N> {
             let f = &mut *self.firing;
             out.append_by_key(&f.stage, &mut f.by_key, &mut f.sort_tmp);
         }
-        if let Some(cap) = &mut self.cap {
+        if let Some(cap) = &mut self.book.cap {
             let lateness = rules.allowed_lateness;
             cap.expire(|ps| g.last_end(ps) - 1 + lateness <= wm);
         }
@@ -737,87 +655,84 @@ impl<const N: usize> Sliding<N> {
             self.shrink();
         }
     }
-
-    /// Live keys.
-    #[must_use]
-    pub fn keys(&self) -> usize {
-        self.keys.len()
-    }
-
-    /// Open panes over all keys.
-    #[must_use]
-    pub fn panes(&self) -> usize {
-        self.panes
-    }
-
-    /// Pending timer entries (stale ones included).
-    #[must_use]
-    pub fn timers(&self) -> usize {
-        self.timers.len()
-    }
-
-    /// Approximate bytes of state.
-    #[must_use]
-    pub fn state_bytes(&self) -> usize {
-        let panes: usize = self.keys.iter().map(|(_, _, st)| st.panes.heap_bytes()).sum();
-        let mut heap = 0;
-        if self.maybe_heap.get() {
-            heap = self
-                .keys
-                .iter()
-                .flat_map(|(_, _, st)| st.panes.iter())
-                .map(|p| Layout::heap_bytes(&p.acc))
-                .sum::<usize>();
-            self.maybe_heap.set(heap > 0); // heap data always has a size
+    /// Drops key states created by `begin_batch` that received no event (all their events
+    /// were late).
+    fn end_batch(&mut self, slots: &[u32], keys: &[i64]) {
+        if std::mem::take(&mut self.created) {
+            for (&slot, &key) in slots.iter().zip(keys) {
+                if self.keys.get(slot, key).is_some_and(|st| st.panes.is_empty()) {
+                    self.keys.remove(slot);
+                }
+            }
         }
-        self.keys.table_bytes() + panes + heap + self.timers.len() * 24
+        self.in_batch = false;
+        self.shrink();
     }
 
-    /// Starts (or stops) recording which keys change, for [`Sliding::write_changes`].
-    pub fn track_changes(&mut self, on: bool) {
-        self.changed = on.then(FxHashSet::default);
+    fn snapshot(&self, ctx: StateContext<'_>, w: &mut Writer) {
+        write_states(&self.keys, &ctx.rules.layout, w);
     }
 
-    /// Whether changes are being recorded.
-    #[must_use]
-    pub fn tracks_changes(&self) -> bool {
-        self.changed.is_some()
+    fn write_changes(&mut self, ctx: StateContext<'_>, w: &mut Writer) {
+        write_changes(&self.keys, &ctx.rules.layout, &mut self.book.changes.take(), w);
     }
 
-    /// Writes every key's state.
-    pub fn write(&self, layout: &Layout, w: &mut Writer) {
-        write_states(&self.keys, layout, w);
-    }
-
-    /// Reads what [`Sliding::write`] wrote.
-    ///
-    /// # Errors
-    /// [`crate::CoreError::Snapshot`] on malformed bytes.
-    pub fn read(geo: Geometry, layout: &Layout, r: &mut Reader<'_>) -> CoreResult<Self> {
-        let mut op = Sliding::new(geo, layout);
-        op.panes = read_states(layout, r, &mut op.keys, &mut op.timers)?;
-        op.maybe_heap.set(true);
-        Ok(op)
-    }
-
-    /// Writes the keys changed since the last call (tracking must be on).
-    pub fn write_changes(&mut self, layout: &Layout, w: &mut Writer) {
-        let mut changed = self.changed.take().unwrap_or_default();
-        write_changes(&self.keys, layout, &mut changed, w);
-        self.changed = Some(changed);
-    }
-
-    /// Applies changes written by [`Sliding::write_changes`].
-    ///
-    /// # Errors
-    /// [`crate::CoreError::Snapshot`] on malformed bytes.
-    pub fn apply_changes(&mut self, layout: &Layout, r: &mut Reader<'_>) -> CoreResult<()> {
-        let delta = apply_changes(layout, r, &mut self.keys, &mut self.timers)?;
-        self.maybe_heap.set(true);
+    fn apply_changes(&mut self, ctx: StateContext<'_>, r: &mut Reader<'_>) -> CoreResult<()> {
+        self.maybe_heap.set(true); // (panes read may hold heap data)
+        let delta = apply_changes(&ctx.rules.layout, r, &mut self.keys, &mut self.timers)?;
         self.panes = self.panes.saturating_add_signed(delta);
         self.shrink();
         self.rebuild_cap();
         Ok(())
+    }
+}
+
+/// The windows of one event's pane of a key, as the emit decision reads them: combined from
+/// the panes directly (final-only windows) or through `combos`, prepared on first use.
+struct KeyWindows<'a, const N: usize> {
+    st: &'a mut KeyState<N>,
+    combos: &'a mut WindowCombos,
+    scratch: &'a mut Acc,
+    /// The event's pane, and the start of its earliest window.
+    idx: usize,
+    from: i64,
+    direct: bool,
+    /// `combos` holds this event's pane.
+    ready: bool,
+}
+
+impl<const N: usize> EventWindow for KeyWindows<'_, N> {
+    #[inline]
+    fn aggregate(&mut self, layout: &Layout, window: (i64, i64)) {
+        let panes = self.st.panes.as_slice();
+        if self.direct {
+            return combine(layout, panes, window, self.scratch);
+        }
+        if !self.ready {
+            self.combos.start(layout, panes, self.idx, self.from);
+            self.ready = true;
+        }
+        self.combos.window(layout, panes, window, self.scratch);
+    }
+
+    fn emitted_before(&self) -> bool {
+        self.scratch.count > 1
+    }
+
+    fn triggered(&self, end: i64) -> bool {
+        self.st.triggered.as_ref().is_some_and(|t| t.contains(&end))
+    }
+
+    fn mark_triggered(&mut self, end: i64) {
+        self.st.triggered.get_or_insert_default().push(end);
+    }
+
+    fn holds(&self, layout: &Layout, predicate: &Predicate) -> bool {
+        predicate.eval(layout, self.scratch)
+    }
+
+    fn push(&self, layout: &Layout, out: &mut Output, key: i64, window: (i64, i64), kind: EmitKind) {
+        out.push(layout, key, window, kind, self.scratch);
     }
 }
 
@@ -877,7 +792,7 @@ impl<const N: usize> KeyedState for KeyState<N> {
 }
 
 /// Writes one key's tumbling/hopping state: the byte format of snapshots and changelogs,
-/// shared by [`Sliding`] and [`super::slices::Slices`] (so that either reads the other's state).
+/// shared by [`PanesPerKey`] and [`super::panes_by_time::PanesByTime`] (so that either reads the other's state).
 pub(super) fn write_key<'a>(
     layout: &Layout,
     w: &mut Writer,
@@ -921,155 +836,10 @@ impl KeyPanes {
     }
 }
 
-/// Keyed tumbling/hopping window state with the inline pane capacity chosen once per engine
-/// ([`inline_panes`]); each variant is monomorphic code (see [`with_sliding!`](crate::with_sliding)
-/// to run a generic function on the variant once per batch, not once per event).
-#[derive(Debug, Clone)]
-pub enum SlidingWindows {
-    /// 2 inline panes.
-    P2(Sliding<2>),
-    /// 3 inline panes.
-    P3(Sliding<3>),
-    /// 4 inline panes.
-    P4(Sliding<4>),
-    /// [`MAX_INLINE_PANES`] inline panes.
-    P7(Sliding<MAX_INLINE_PANES>),
-}
-
-/// Runs `$body` with `$op` bound to the [`Sliding`] inside a [`SlidingWindows`] (`$sw`).
-#[macro_export]
-macro_rules! with_sliding {
-    ($sw:expr, $op:ident => $body:expr) => {
-        match $sw {
-            $crate::window::sliding::SlidingWindows::P2($op) => $body,
-            $crate::window::sliding::SlidingWindows::P3($op) => $body,
-            $crate::window::sliding::SlidingWindows::P4($op) => $body,
-            $crate::window::sliding::SlidingWindows::P7($op) => $body,
-        }
-    };
-}
-
-impl SlidingWindows {
-    /// Empty state for windows of geometry `geo`, with `inline` panes per key in the key table
-    /// (rounded up to a compiled capacity, at most [`MAX_INLINE_PANES`]).
-    #[must_use]
-    pub fn new(geo: Geometry, layout: &Layout, inline: usize) -> Self {
-        match INLINE_CAPACITIES.into_iter().find(|&c| c >= inline).unwrap_or(MAX_INLINE_PANES) {
-            2 => SlidingWindows::P2(Sliding::new(geo, layout)),
-            3 => SlidingWindows::P3(Sliding::new(geo, layout)),
-            4 => SlidingWindows::P4(Sliding::new(geo, layout)),
-            _ => SlidingWindows::P7(Sliding::new(geo, layout)),
-        }
-    }
-
-    /// Reads what [`SlidingWindows::write`] wrote (with any inline capacity: the bytes do not
-    /// depend on it).
-    ///
-    /// # Errors
-    /// [`crate::CoreError::Snapshot`] on malformed bytes.
-    pub fn read(geo: Geometry, layout: &Layout, inline: usize, r: &mut Reader<'_>) -> CoreResult<Self> {
-        let mut op = SlidingWindows::new(geo, layout, inline);
-        with_sliding!(&mut op, w => *w = Sliding::read(geo, layout, r)?);
-        Ok(op)
-    }
-
-    /// Caps the live keys at `max_keys` (see [`Sliding::with_max_keys`]); `None`: unbounded.
-    #[must_use]
-    pub fn with_max_keys(self, max_keys: Option<usize>) -> Self {
-        match self {
-            SlidingWindows::P2(op) => SlidingWindows::P2(op.with_max_keys(max_keys)),
-            SlidingWindows::P3(op) => SlidingWindows::P3(op.with_max_keys(max_keys)),
-            SlidingWindows::P4(op) => SlidingWindows::P4(op.with_max_keys(max_keys)),
-            SlidingWindows::P7(op) => SlidingWindows::P7(op.with_max_keys(max_keys)),
-        }
-    }
-
-    /// Keys evicted by the cap.
-    #[must_use]
-    pub fn evicted(&self) -> u64 {
-        with_sliding!(self, op => op.evicted())
-    }
-
-    /// Sets the count of evicted keys (read back from a snapshot's counters).
-    pub fn set_evicted(&mut self, n: u64) {
-        with_sliding!(self, op => op.set_evicted(n));
-    }
-
-    /// Panes held inline per key.
-    #[must_use]
-    pub fn inline_capacity(&self) -> usize {
-        match self {
-            SlidingWindows::P2(_) => 2,
-            SlidingWindows::P3(_) => 3,
-            SlidingWindows::P4(_) => 4,
-            SlidingWindows::P7(_) => MAX_INLINE_PANES,
-        }
-    }
-
-    /// Live keys.
-    #[must_use]
-    pub fn keys(&self) -> usize {
-        with_sliding!(self, op => op.keys())
-    }
-
-    /// Open panes over all keys.
-    #[must_use]
-    pub fn panes(&self) -> usize {
-        with_sliding!(self, op => op.panes())
-    }
-
-    /// Pending timer entries (stale ones included).
-    #[must_use]
-    pub fn timers(&self) -> usize {
-        with_sliding!(self, op => op.timers())
-    }
-
-    /// Approximate bytes of state.
-    #[must_use]
-    pub fn state_bytes(&self) -> usize {
-        with_sliding!(self, op => op.state_bytes())
-    }
-
-    /// See [`Sliding::track_changes`].
-    pub fn track_changes(&mut self, on: bool) {
-        with_sliding!(self, op => op.track_changes(on));
-    }
-
-    /// Whether changes are being recorded.
-    #[must_use]
-    pub fn tracks_changes(&self) -> bool {
-        with_sliding!(self, op => op.tracks_changes())
-    }
-
-    /// Records changes from now on as if `changed` had changed already (`None`: not
-    /// tracking); for state moved from [`super::slices::Slices`] (tests compare the layouts).
-    #[cfg(test)]
-    pub fn set_changed(&mut self, changed: Option<FxHashSet<i64>>) {
-        with_sliding!(self, op => op.changed = changed);
-    }
-
-    /// Writes every key's state.
-    pub fn write(&self, layout: &Layout, w: &mut Writer) {
-        with_sliding!(self, op => op.write(layout, w));
-    }
-
-    /// Writes the keys changed since the last call (tracking must be on).
-    pub fn write_changes(&mut self, layout: &Layout, w: &mut Writer) {
-        with_sliding!(self, op => op.write_changes(layout, w));
-    }
-
-    /// Applies changes written by [`SlidingWindows::write_changes`].
-    ///
-    /// # Errors
-    /// [`crate::CoreError::Snapshot`] on malformed bytes.
-    pub fn apply_changes(&mut self, layout: &Layout, r: &mut Reader<'_>) -> CoreResult<()> {
-        with_sliding!(self, op => op.apply_changes(layout, r))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::batch::Batch;
 
     fn fits_cache_lines<const N: usize>() {
         assert_eq!(std::mem::offset_of!(KeyState<N>, panes) + std::mem::offset_of!(Panes<N>, inline), 56);

@@ -1,12 +1,14 @@
-//! Tumbling and hopping windows with panes stored by time: one column of flat accumulators
-//! per pane ("slice", as Flink calls a pane shared by all keys), indexed by key slot.
+//! Tumbling and hopping windows with the panes kept by pane time: one column of flat
+//! accumulators per pane ("slice", as Flink calls a pane shared by all keys), indexed by key
+//! slot. The engine uses this layout for windows of one partition (see
+//! [`super::PaneLayout`]).
 //!
-//! Why: [`super::sliding`] keeps each key's panes together, so an event of one of many keys
+//! Why: [`super::panes_per_key`] keeps each key's panes together, so an event of one of many keys
 //! misses the cache twice (the key's entry, then its pane). Here an event touches one
 //! accumulator of the newest slice, which all recent events share and which stays in cache;
 //! a window that fires reads its keys' accumulators from a few slices, a pass that prefetches
 //! well. Same semantics, same output (early rows included, merged in the same order), same
-//! snapshot bytes as [`super::sliding::Sliding`]; the engine uses this operator for windows
+//! snapshot bytes as [`super::panes_per_key::PanesPerKey`]; the engine uses this operator for windows
 //! of one partition (bounded disorder, so a bounded number of live slices). Distinct values
 //! outside the bitmaps (see [`Layout::fits_flat`]) go to a per-slice map beside the flat
 //! accumulators.
@@ -23,24 +25,26 @@
 //!   resolved slots).
 //! - Every window with data whose `end - 1 <= wm` has been emitted; `next_fire` is the
 //!   earliest end of a window with data that has not fired. A late event (within lateness)
-//!   re-emits its windows that fired, as in `Sliding`.
+//!   re-emits its windows that fired, as in `PanesPerKey`.
 //! - A slice is dropped once every window containing it is past `end - 1 + allowed_lateness`
 //!   (`next_expiry` is the earliest such time).
-//! - With a cap on live keys ([`Slices::with_max_keys`]) keys are evicted as in `Sliding`
+//! - With a cap on live keys ([`WindowOperator::set_max_keys`]) keys are evicted as in `PanesPerKey`
 //!   (see [`super::cap`]): the cap counts the slots with `open > 0`, a key's recency is the
 //!   start of its newest slice with data. An evicted key's accumulators are emptied at once
 //!   (its slices become `stale`); its slot is dropped as when its last slice expires.
 
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
 
-use super::cap::KeyCap;
+use super::emit::{emit_for_event_windows, EventWindow};
 use super::index::KeyIndex;
+use super::operator::{Book, Event, StateContext, StateSize, WindowOperator, PREFETCH_DISTANCE};
 use super::output::{sort_by_key_radix, EmitKind, Output};
-use super::sliding::{write_key, KeyPanes};
+use super::panes_per_key::{write_key, KeyPanes};
 use super::{EmitMode, Geometry, PaneSpan, Rules};
 use crate::aggregate::{Acc, Layout, Overflow};
 use crate::batch::Batch;
+use crate::predicate::Predicate;
 use crate::snapshot::{Reader, Writer};
 use crate::CoreResult;
 
@@ -77,7 +81,7 @@ impl Slice {
     }
 }
 
-/// Where the windows of one event stand (see `Slices::window_acc`).
+/// Where the windows of one event stand (see `PanesByTime::window_acc`).
 #[derive(Debug, Clone, Copy)]
 struct EventCombos {
     /// First slice of the earliest window.
@@ -93,7 +97,7 @@ type Triggered = Option<Box<SmallVec<[i64; 2]>>>;
 
 /// Keyed tumbling/hopping window state stored by pane time; see the module documentation.
 #[derive(Debug, Clone)]
-pub struct Slices {
+pub struct PanesByTime {
     geo: Geometry,
     /// Words of one flat accumulator.
     width: usize,
@@ -107,7 +111,7 @@ pub struct Slices {
     open: Vec<u32>,
     /// Window end a slot last fired for (to list a key once per firing).
     fired: Vec<i64>,
-    /// Ends of open windows of each slot that fired early on the predicate (as in `Sliding`).
+    /// Ends of open windows of each slot that fired early on the predicate (as in `PanesPerKey`).
     triggered: Vec<Triggered>,
     /// Some window ever fired early on the predicate (else `triggered` is all `None`).
     early_marks: bool,
@@ -129,10 +133,9 @@ pub struct Slices {
     /// Non-empty accumulators over all slices (open panes).
     panes: usize,
     in_batch: bool,
-    changed: Option<FxHashSet<i64>>,
     scratch: Vec<u64>,
     scratch_overflow: Overflow,
-    /// The parts of a window before and after one slice (see [`Slices::combine_around`]);
+    /// The parts of a window before and after one slice (see [`PanesByTime::combine_around`]);
     /// `before` holds one accumulator per suffix in `window_acc`.
     before: Vec<u64>,
     after: Vec<u64>,
@@ -142,15 +145,15 @@ pub struct Slices {
     rank: Vec<u32>,
     /// Slots of the firing in progress, in slot order.
     by_slot: Vec<u32>,
-    /// The cap on live keys, if any (boxed: cold when absent).
-    cap: Option<Box<KeyCap>>,
+    /// The keys changed since the changes were last written, and the cap on live keys.
+    book: Book,
 }
 
-impl Slices {
+impl PanesByTime {
     /// Empty state for windows of geometry `geo`.
     #[must_use]
     pub fn new(geo: Geometry, layout: &Layout) -> Self {
-        Slices {
+        PanesByTime {
             geo,
             width: layout.flat_width(),
             empty: layout.flat_empty(),
@@ -172,7 +175,6 @@ impl Slices {
             next_expiry: i64::MAX,
             panes: 0,
             in_batch: false,
-            changed: None,
             scratch: layout.flat_empty(),
             scratch_overflow: None,
             before: layout.flat_empty(),
@@ -181,42 +183,7 @@ impl Slices {
             sort_tmp: Vec::new(),
             rank: Vec::new(),
             by_slot: Vec::new(),
-            cap: None,
-        }
-    }
-
-    /// Caps the live keys at `max_keys` (see the module invariants); `None`: unbounded.
-    #[must_use]
-    pub fn with_max_keys(mut self, max_keys: Option<usize>) -> Self {
-        self.cap = max_keys.map(|m| Box::new(KeyCap::new(m)));
-        self.rebuild_cap();
-        self
-    }
-
-    /// The eviction order from the state (after it was read).
-    fn rebuild_cap(&mut self) {
-        if self.cap.is_none() {
-            return;
-        }
-        let live: Vec<(i64, i64)> = (0..self.keys.len())
-            .filter(|&i| self.live[i] && self.open[i] > 0)
-            .filter_map(|i| Some((self.newest_pane(i as u32)?, self.keys[i])))
-            .collect();
-        if let Some(cap) = &mut self.cap {
-            cap.rebuild(live);
-        }
-    }
-
-    /// Keys evicted by the cap.
-    #[must_use]
-    pub fn evicted(&self) -> u64 {
-        super::cap::evicted(self.cap.as_deref())
-    }
-
-    /// Sets the count of evicted keys (read back from a snapshot's counters).
-    pub fn set_evicted(&mut self, n: u64) {
-        if let Some(cap) = &mut self.cap {
-            cap.set_evicted(n);
+            book: Book::default(),
         }
     }
 
@@ -226,49 +193,13 @@ impl Slices {
         self.slices.iter().rev().find(|s| s.accs[at] > 0).map(|s| s.start)
     }
 
-    /// Start of the newest pane of `key` with data (its recency under the cap), if any.
-    fn newest(&self, key: i64) -> Option<i64> {
-        self.slot_of(key).filter(|&s| self.open[s as usize] > 0).and_then(|s| self.newest_pane(s))
-    }
-
     /// Records that `key` (in `slot`) gets data in the slice starting at `ps`, where it had
     /// none: a key without data is admitted under the cap, evicting the key with the oldest
     /// newest pane when it is reached; another one is noted at `ps` (lazily: an entry that is
     /// not the key's newest pane is skipped, see [`super::cap`]), without reading its slices.
     #[inline(never)]
     fn admit(&mut self, slot: u32, key: i64, ps: i64) {
-        let Some(mut cap) = self.cap.take() else { return };
-        let victim = cap.record(key, ps, self.open[slot as usize] == 0, |k| self.newest(k));
-        self.cap = Some(cap);
-        if let Some(victim) = victim {
-            self.evict(victim);
-        }
-    }
-
-    /// Drops the data of `key` without a row, for the caller (not counted as an eviction).
-    pub fn drop_key(&mut self, key: i64) {
-        let had_data = self.newest(key).is_some();
-        if let (Some(cap), true) = (&mut self.cap, had_data) {
-            cap.remove();
-        }
-        self.evict(key);
-    }
-
-    /// Drops the data of `key` without a row; its slot goes as when its last slice expires.
-    fn evict(&mut self, key: i64) {
-        let Some(slot) = self.slot_of(key) else { return };
-        self.clear_slot(slot);
-        if self.early_marks {
-            self.triggered[slot as usize] = None;
-        }
-        if self.in_batch {
-            self.doomed.push(slot);
-        } else {
-            self.drop_if_empty(slot);
-        }
-        if let Some(changed) = &mut self.changed {
-            changed.insert(key);
-        }
+        self.record_recency(key, ps, self.open[slot as usize] == 0);
     }
 
     /// Empties every accumulator of `slot` (the slices holding one become `stale`).
@@ -358,27 +289,9 @@ impl Slices {
         }
     }
 
-    /// Live keys.
-    #[must_use]
-    pub fn keys(&self) -> usize {
-        self.index.len()
-    }
-
-    /// Open panes over all keys.
-    #[must_use]
-    pub fn panes(&self) -> usize {
-        self.panes
-    }
-
-    /// Live slices (the pending firing and cleanup times).
-    #[must_use]
-    pub fn slices(&self) -> usize {
-        self.slices.len()
-    }
-
     /// Approximate bytes of state.
     #[must_use]
-    pub fn state_bytes(&self) -> usize {
+    fn state_bytes(&self) -> usize {
         let overflow = |s: &Slice| {
             s.overflow.capacity() * (std::mem::size_of::<(u32, Overflow)>() + 1)
                 + s.overflow.values().map(Layout::overflow_bytes).sum::<usize>()
@@ -527,7 +440,7 @@ impl Slices {
     }
 
     /// Merges the non-empty accumulators of `slot` in `slices[range]` into `scratch`, and
-    /// with `OVERFLOWS` (see [`Slices::overflows`]) their overflows into `scratch_overflow`
+    /// with `OVERFLOWS` (see [`PanesByTime::overflows`]) their overflows into `scratch_overflow`
     /// (else that is left as it is: empty).
     #[inline]
     fn combine<const OVERFLOWS: bool>(&mut self, layout: &Layout, slot: u32, range: std::ops::Range<usize>) {
@@ -545,7 +458,7 @@ impl Slices {
         }
     }
 
-    /// [`Slices::combine`] with its overflows when `overflows`.
+    /// [`PanesByTime::combine`] with its overflows when `overflows`.
     fn combine_any(&mut self, layout: &Layout, slot: u32, range: std::ops::Range<usize>, overflows: bool) {
         if overflows {
             self.combine::<true>(layout, slot, range);
@@ -555,7 +468,7 @@ impl Slices {
         }
     }
 
-    /// [`Slices::combine`] in the order `Sliding` merges the windows of an event's pane when
+    /// [`PanesByTime::combine`] in the order `PanesPerKey` merges the windows of an event's pane when
     /// firing early (`WindowCombos`): the slices before `pivot` from the nearest back, then
     /// `pivot`, then the slices after it; float sums then round alike in both layouts.
     fn combine_around(&mut self, layout: &Layout, slot: u32, range: std::ops::Range<usize>, pivot: usize) {
@@ -594,97 +507,6 @@ impl Slices {
 
     // ------------------------------------------------------------------ events
 
-    /// Resolves the slot of every key of a batch up front (see `Sliding::resolve_slots`).
-    /// Call [`Slices::end_batch`] after the batch.
-    pub fn resolve_slots(&mut self, keys: &[i64], slots: &mut Vec<u32>) {
-        slots.clear();
-        for (i, &key) in keys.iter().enumerate() {
-            if let Some(&ahead) = keys.get(i + INDEX_PREFETCH) {
-                self.index.prefetch(ahead);
-            }
-            let slot = match self.index.candidate(key) {
-                Some(slot) => slot,
-                None => {
-                    let slot = self.insert_key(key);
-                    self.doomed.push(slot);
-                    slot
-                }
-            };
-            slots.push(slot);
-        }
-        self.in_batch = true;
-    }
-
-    /// Prefetch hint for the accumulator that the event with `slot` will update (in the
-    /// slice of the last event: nearly always the right one).
-    #[inline]
-    pub fn prefetch(&self, slot: Option<u32>) {
-        if let (Some(slot), Some(s)) = (slot, self.slices.get(self.last)) {
-            if let Some(acc) = s.accs.get(slot as usize * self.width) {
-                crate::prefetch::prefetch(acc);
-            }
-        }
-    }
-
-    /// Drops the keys that ended the batch without data.
-    pub fn end_batch(&mut self) {
-        for slot in std::mem::take(&mut self.doomed) {
-            self.drop_if_empty(slot);
-        }
-        self.in_batch = false;
-        self.shrink();
-    }
-
-    /// Adds the event at `row`, whose key was resolved to `slot` (re-checked here); `wm` is
-    /// the watermark before it. Returns `false` when the event is later than allowed lateness
-    /// for every window (state unchanged).
-    #[allow(clippy::too_many_arguments)]
-    #[inline]
-    pub fn on_event(
-        &mut self,
-        rules: &Rules,
-        slot: u32,
-        key: i64,
-        t: i64,
-        row: usize,
-        batch: &Batch<'_>,
-        wm: i64,
-        out: &mut Output,
-    ) -> bool {
-        let layout = &rules.layout;
-        let lateness = rules.allowed_lateness;
-        let PaneSpan { start: ps, first_end, last_end } = self.span.of(&self.geo, t);
-        if last_end - 1 + lateness <= wm {
-            return false;
-        }
-        // (A slot resolved from the index this batch holds a live key, since keys are only
-        // dropped between batches; the key may differ, on a collision of 32-bit tags.)
-        let slot = if self.keys.get(slot as usize) == Some(&key) { slot } else { self.slot_or_insert(key) };
-        debug_assert!(self.live[slot as usize]);
-        let s = self.slice_at(ps, rules, wm);
-        let at = slot as usize * self.width;
-        if self.slices[s].accs[at] == 0 {
-            if self.cap.is_some() {
-                self.admit(slot, key, ps);
-            }
-            self.slices[s].touched.push(slot);
-            self.open[slot as usize] += 1;
-            self.panes += 1;
-        }
-        if layout.fits_flat(batch, row) {
-            layout.add_flat(&mut self.slices[s].accs[at..at + self.width], None, batch, row, t);
-        } else {
-            self.add_overflowing(layout, s, slot, batch, row, t);
-        }
-        if let Some(changed) = &mut self.changed {
-            changed.insert(key);
-        }
-        if first_end - 1 <= wm || !matches!(rules.emit, EmitMode::Final) {
-            self.emit_windows(rules, slot, key, s, (first_end, last_end), wm, out);
-        }
-        true
-    }
-
     /// Adds an event with a distinct value outside the bitmaps (kept out of the per-event path).
     #[cold]
     #[inline(never)]
@@ -703,66 +525,26 @@ impl Slices {
         layout.add_flat(&mut slice.accs[at..at + self.width], Some(overflow), batch, row, t);
     }
 
-    /// The rows an event of pane slice `pivot` causes in its windows (ends `ends.0` to
-    /// `ends.1`), as `Sliding` emits them: re-emitted windows that fired and still accept late
-    /// events, then early rows of open windows (on every update, or once when the predicate
-    /// first holds).
+    /// The rows an event of `key` causes in its windows (ends `ends.0` to `ends.1`) at
+    /// watermark `wm`, its key in `slot` and its pane in slice `pivot` (see [`emit_for_event_windows`]); out of line, since most
+    /// events of final-only windows cause none.
     #[inline(never)]
-    #[allow(clippy::too_many_arguments)]
     fn emit_windows(
         &mut self,
         rules: &Rules,
-        slot: u32,
-        key: i64,
-        pivot: usize,
+        (key, slot, pivot): (i64, u32, usize),
         ends: (i64, i64),
         wm: i64,
         out: &mut Output,
     ) {
-        let (g, layout) = (self.geo, &rules.layout);
-        let mut combos = None;
-        let mut end = ends.0;
-        while end <= ends.1 {
-            let window = (end - g.size, end);
-            if end - 1 <= wm {
-                if end - 1 + rules.allowed_lateness > wm {
-                    if rules.final_rows {
-                        self.window_acc(rules, slot, pivot, window, &mut combos);
-                        let kind = if self.scratch[0] > 1 { EmitKind::Update } else { EmitKind::Final };
-                        out.push_flat(layout, key, window, kind, (&self.scratch, &self.scratch_overflow));
-                    } else {
-                        out.withheld += 1; // (the window holds this event)
-                    }
-                }
-            } else {
-                match &rules.emit {
-                    EmitMode::Final => return,
-                    EmitMode::EveryUpdate => {
-                        self.window_acc(rules, slot, pivot, window, &mut combos);
-                        let acc = (&self.scratch[..], &self.scratch_overflow);
-                        out.push_flat(layout, key, window, EmitKind::Early, acc);
-                    }
-                    EmitMode::When(pred) => {
-                        let triggered = &self.triggered[slot as usize];
-                        if !triggered.as_ref().is_some_and(|t| t.contains(&end)) {
-                            self.window_acc(rules, slot, pivot, window, &mut combos);
-                            let (acc, overflow) = (&self.scratch, &self.scratch_overflow);
-                            if pred.holds(&|agg| layout.value_flat(acc, overflow, agg)) {
-                                self.triggered[slot as usize].get_or_insert_default().push(end);
-                                self.early_marks = true;
-                                out.push_flat(layout, key, window, EmitKind::Early, (acc, overflow));
-                            }
-                        }
-                    }
-                }
-            }
-            end += g.slide;
-        }
+        let (size, slide) = (self.geo.size, self.geo.slide);
+        let mut windows = SlotWindows { op: self, rules, slot, pivot, combos: None };
+        emit_for_event_windows(rules, key, (size, slide), ends, wm, &mut windows, out);
     }
 
     /// The aggregates of `slot` in `window` (which contains slice `pivot`; windows come in end
-    /// order) into `scratch`. Final-only windows merge their slices in order, as `Sliding`
-    /// fires them; with early firing, in the order of `Sliding`'s `WindowCombos` (the slices
+    /// order) into `scratch`. Final-only windows merge their slices in order, as `PanesPerKey`
+    /// fires them; with early firing, in the order of `PanesPerKey`'s `WindowCombos` (the slices
     /// before the pivot from the nearest back, the pivot, the slices after it), sharing the
     /// parts before the pivot between windows (`combos`, prepared on first use) unless some
     /// slice has an overflow.
@@ -823,38 +605,6 @@ impl Slices {
     }
 
     // ------------------------------------------------------------------ watermark
-
-    /// Whether [`Slices::on_watermark`] would do something at watermark `wm`.
-    #[inline]
-    #[must_use]
-    pub fn has_due(&self, wm: i64) -> bool {
-        (self.next_fire != i64::MAX && self.next_fire - 1 <= wm) || self.next_expiry <= wm
-    }
-
-    /// Fires every window with `end - 1 <= wm` in end order (keys in key order within one
-    /// end), then drops the slices past their cleanup time.
-    #[inline(never)]
-    pub fn on_watermark(&mut self, rules: &Rules, wm: i64, out: &mut Output) {
-        while self.next_fire != i64::MAX && self.next_fire - 1 <= wm {
-            let end = self.next_fire;
-            self.fire(rules, end, out);
-            self.next_fire = self.next_end_after(end);
-        }
-        let lateness = rules.allowed_lateness;
-        while self.slices.first().is_some_and(|s| self.expiry(s.start, lateness) <= wm) {
-            let slice = self.slices.remove(0);
-            self.expire(slice);
-        }
-        self.last = 0;
-        self.next_expiry = self.slices.first().map_or(i64::MAX, |s| self.expiry(s.start, lateness));
-        if let Some(cap) = &mut self.cap {
-            let g = self.geo;
-            cap.expire(|ps| g.last_end(ps) - 1 + lateness <= wm);
-        }
-        if !self.in_batch {
-            self.shrink();
-        }
-    }
 
     /// The next firing and expiry times at watermark `wm`, from the live slices (after state
     /// was read: the watermark may have moved past ends scheduled before).
@@ -932,10 +682,8 @@ impl Slices {
             self.drop_empty_rows(layout, base, range, out);
         }
         // A key that fired changed its state bytes (its next window end and timer), as in
-        // `Sliding`: the changelog must say so, or a per-key reader would fire it again.
-        if let Some(changed) = &mut self.changed {
-            changed.extend(out.keys[base..].iter().copied());
-        }
+        // `PanesPerKey`: the changelog must say so, or a per-key reader would fire it again.
+        self.book.changes.record_all(out.keys[base..].iter().copied());
     }
 
     /// The firing in progress without its rows: counts them ([`Output::withheld`]) and records
@@ -952,15 +700,13 @@ impl Slices {
                 continue;
             }
             rows += 1;
-            if let Some(changed) = &mut self.changed {
-                changed.insert(key);
-            }
+            self.book.changes.record(key);
         }
         out.withheld += rows;
     }
 
     /// Forgets the early-firing marks of the window ending at `end`, which fires now, for the
-    /// keys of the firing in progress (as `Sliding` does).
+    /// keys of the firing in progress (as `PanesPerKey` does).
     fn forget_triggers(&mut self, end: i64) {
         for &(_, slot) in &self.order {
             let marks = &mut self.triggered[slot as usize];
@@ -1021,10 +767,8 @@ impl Slices {
                 acc.copy_from_slice(&self.empty);
                 self.open[i] -= 1;
                 self.panes -= 1;
-                if let Some(changed) = &mut self.changed {
-                    changed.insert(self.keys[i]);
-                }
-                if let (Some(cap), 0) = (&mut self.cap, self.open[i]) {
+                self.book.changes.record(self.keys[i]);
+                if let (Some(cap), 0) = (&mut self.book.cap, self.open[i]) {
                     cap.remove();
                 }
                 if self.open[i] == 0 {
@@ -1044,25 +788,7 @@ impl Slices {
 
     // ------------------------------------------------------------------ state bytes
 
-    /// Starts (or stops) recording which keys change, for [`Slices::write_changes`].
-    pub fn track_changes(&mut self, on: bool) {
-        self.changed = on.then(FxHashSet::default);
-    }
-
-    /// Whether changes are being recorded.
-    #[must_use]
-    pub fn tracks_changes(&self) -> bool {
-        self.changed.is_some()
-    }
-
-    /// The keys changed since the last [`Slices::write_changes`] (`None`: not tracking).
-    #[cfg(test)]
-    #[must_use]
-    pub fn changed_keys(&self) -> Option<FxHashSet<i64>> {
-        self.changed.clone()
-    }
-
-    /// Writes the state of the live key in `slot` as `Sliding` would at watermark `wm`.
+    /// Writes the state of the live key in `slot` as `PanesPerKey` would at watermark `wm`.
     fn write_slot(&self, layout: &Layout, slot: u32, wm: i64, lateness: i64, w: &mut Writer) {
         let g = self.geo;
         let panes: Vec<(i64, Acc)> = (0..self.slices.len())
@@ -1080,38 +806,6 @@ impl Slices {
         let cleanup = panes.first().map_or(i64::MAX, |&(start, _)| self.expiry(start, lateness));
         let triggered = self.triggered[slot as usize].as_deref().map_or(&[][..], |t| t.as_slice());
         write_key(layout, w, next_end, fire.min(cleanup), triggered, panes.iter().map(|(s, a)| (*s, a)));
-    }
-
-    /// Writes every live key's state, in key order, in the format of `Sliding::write`.
-    pub fn write(&self, layout: &Layout, wm: i64, lateness: i64, w: &mut Writer) {
-        let mut live: Vec<(i64, u32)> = (0..self.keys.len())
-            .filter(|&i| self.live[i])
-            .map(|i| (self.keys[i], u32::try_from(i).unwrap_or(u32::MAX)))
-            .collect();
-        live.sort_unstable();
-        w.count(live.len());
-        for (key, slot) in live {
-            w.i64(key);
-            self.write_slot(layout, slot, wm, lateness, w);
-        }
-    }
-
-    /// Writes the keys changed since the last call (tracking must be on), in key order: each
-    /// with its state or as removed (the format of `Sliding::write_changes`).
-    pub fn write_changes(&mut self, layout: &Layout, wm: i64, lateness: i64, w: &mut Writer) {
-        let mut list: Vec<i64> = self.changed.as_mut().map(|c| c.drain().collect()).unwrap_or_default();
-        list.sort_unstable();
-        w.count(list.len());
-        for key in list {
-            w.i64(key);
-            match self.slot_of(key).filter(|&s| self.open[s as usize] > 0) {
-                Some(slot) => {
-                    w.u8(1);
-                    self.write_slot(layout, slot, wm, lateness, w);
-                }
-                None => w.u8(0),
-            }
-        }
     }
 
     /// Replaces the state of `key` by `panes` (none: the key is dropped).
@@ -1142,12 +836,12 @@ impl Slices {
         }
     }
 
-    /// Reads what [`Slices::write`] (or `Sliding::write`) wrote, at watermark `wm`.
+    /// Reads what [`PanesByTime::write`] (or `PanesPerKey::write`) wrote, at watermark `wm`.
     ///
     /// # Errors
     /// [`crate::CoreError::Snapshot`] on malformed bytes.
     pub fn read(geo: Geometry, rules: &Rules, wm: i64, r: &mut Reader<'_>) -> CoreResult<Self> {
-        let mut op = Slices::new(geo, &rules.layout);
+        let mut op = PanesByTime::new(geo, &rules.layout);
         for _ in 0..r.count()? {
             let key = r.i64()?;
             if op.slot_of(key).is_some() {
@@ -1159,12 +853,198 @@ impl Slices {
         op.reschedule(wm, rules.allowed_lateness);
         Ok(op)
     }
+}
 
-    /// Applies changes written by [`Slices::write_changes`] (or `Sliding::write_changes`).
+impl WindowOperator for PanesByTime {
+    fn state_size(&self) -> StateSize {
+        StateSize::of((self.index.len(), self.panes, self.slices.len()), self.state_bytes())
+    }
+
+    keeps_book!();
+
+    /// The start of the key's newest pane with data.
+    fn recency(&self, key: i64) -> Option<i64> {
+        self.slot_of(key).filter(|&s| self.open[s as usize] > 0).and_then(|s| self.newest_pane(s))
+    }
+
+    /// Drops the data of `key` without a row; its slot goes as when its last slice expires.
+    fn evict(&mut self, key: i64) {
+        let Some(slot) = self.slot_of(key) else { return };
+        self.clear_slot(slot);
+        if self.early_marks {
+            self.triggered[slot as usize] = None;
+        }
+        if self.in_batch {
+            self.doomed.push(slot);
+        } else {
+            self.drop_if_empty(slot);
+        }
+        self.book.changes.record(key);
+    }
+
+    /// The eviction order from the state (after it was read).
+    fn rebuild_cap(&mut self) {
+        if self.book.cap.is_none() {
+            return;
+        }
+        let live: Vec<(i64, i64)> = (0..self.keys.len())
+            .filter(|&i| self.live[i] && self.open[i] > 0)
+            .filter_map(|i| Some((self.newest_pane(i as u32)?, self.keys[i])))
+            .collect();
+        if let Some(cap) = &mut self.book.cap {
+            cap.rebuild(live);
+        }
+    }
+
+    /// Resolves the slot of every key up front, inserting new keys (dropped by `end_batch`
+    /// if all their events were late).
+    fn begin_batch(&mut self, keys: &[i64], slots: &mut Vec<u32>) {
+        for (i, &key) in keys.iter().enumerate() {
+            if let Some(&ahead) = keys.get(i + INDEX_PREFETCH) {
+                self.index.prefetch(ahead);
+            }
+            let slot = match self.index.candidate(key) {
+                Some(slot) => slot,
+                None => {
+                    let slot = self.insert_key(key);
+                    self.doomed.push(slot);
+                    slot
+                }
+            };
+            slots.push(slot);
+        }
+        self.in_batch = true;
+    }
+
+    /// Prefetch hint for the accumulator that the event with `slot` will update (in the
+    /// slice of the last event: nearly always the right one).
+    #[inline]
+    fn prefetch(&self, slots: &[u32], row: usize) {
+        if let (Some(&slot), Some(s)) = (slots.get(row + PREFETCH_DISTANCE), self.slices.get(self.last)) {
+            if let Some(acc) = s.accs.get(slot as usize * self.width) {
+                crate::prefetch::prefetch(acc);
+            }
+        }
+    }
+
+    /// Adds the event at `row`, whose key was resolved to `slot` (re-checked here); `wm` is
+    /// the watermark before it. Returns `false` when the event is later than allowed lateness
+    /// for every window (state unchanged).
+    #[inline]
+    fn on_event(&mut self, rules: &Rules, event: Event<'_>, out: &mut Output) -> bool {
+        let Event { key, t, row, slot, batch, wm } = event;
+        let layout = &rules.layout;
+        let lateness = rules.allowed_lateness;
+        let PaneSpan { start: ps, first_end, last_end } = self.span.of(&self.geo, t);
+        if last_end - 1 + lateness <= wm {
+            return false;
+        }
+        // (A slot resolved from the index this batch holds a live key, since keys are only
+        // dropped between batches; the key may differ, on a collision of 32-bit tags.)
+        let slot = if self.keys.get(slot as usize) == Some(&key) { slot } else { self.slot_or_insert(key) };
+        debug_assert!(self.live[slot as usize]);
+        let s = self.slice_at(ps, rules, wm);
+        let at = slot as usize * self.width;
+        if self.slices[s].accs[at] == 0 {
+            if self.book.cap.is_some() {
+                self.admit(slot, key, ps);
+            }
+            self.slices[s].touched.push(slot);
+            self.open[slot as usize] += 1;
+            self.panes += 1;
+        }
+        if layout.fits_flat(batch, row) {
+            layout.add_flat(&mut self.slices[s].accs[at..at + self.width], None, batch, row, t);
+        } else {
+            self.add_overflowing(layout, s, slot, batch, row, t);
+        }
+        self.book.changes.record(key);
+        if first_end - 1 <= wm || !matches!(rules.emit, EmitMode::Final) {
+            self.emit_windows(rules, (key, slot, s), (first_end, last_end), wm, out);
+        }
+        true
+    }
+
+    /// Whether [`PanesByTime::on_watermark`] would do something at watermark `wm`.
+    #[inline]
+    fn has_due(&self, wm: i64) -> bool {
+        (self.next_fire != i64::MAX && self.next_fire - 1 <= wm) || self.next_expiry <= wm
+    }
+
+    /// Fires every window with `end - 1 <= wm` in end order (keys in key order within one
+    /// end), then drops the slices past their cleanup time.
+    #[inline(never)]
+    fn on_watermark(&mut self, rules: &Rules, wm: i64, out: &mut Output) {
+        while self.next_fire != i64::MAX && self.next_fire - 1 <= wm {
+            let end = self.next_fire;
+            self.fire(rules, end, out);
+            self.next_fire = self.next_end_after(end);
+        }
+        let lateness = rules.allowed_lateness;
+        while self.slices.first().is_some_and(|s| self.expiry(s.start, lateness) <= wm) {
+            let slice = self.slices.remove(0);
+            self.expire(slice);
+        }
+        self.last = 0;
+        self.next_expiry = self.slices.first().map_or(i64::MAX, |s| self.expiry(s.start, lateness));
+        if let Some(cap) = &mut self.book.cap {
+            let g = self.geo;
+            cap.expire(|ps| g.last_end(ps) - 1 + lateness <= wm);
+        }
+        if !self.in_batch {
+            self.shrink();
+        }
+    }
+
+    /// Drops the keys that ended the batch without data.
+    fn end_batch(&mut self, _slots: &[u32], _keys: &[i64]) {
+        for slot in std::mem::take(&mut self.doomed) {
+            self.drop_if_empty(slot);
+        }
+        self.in_batch = false;
+        self.shrink();
+    }
+
+    /// Writes every live key's state, in key order, in the format of `PanesPerKey::write`.
+    fn snapshot(&self, ctx: StateContext<'_>, w: &mut Writer) {
+        let (layout, wm, lateness) = (&ctx.rules.layout, ctx.wm, ctx.rules.allowed_lateness);
+        let mut live: Vec<(i64, u32)> = (0..self.keys.len())
+            .filter(|&i| self.live[i])
+            .map(|i| (self.keys[i], u32::try_from(i).unwrap_or(u32::MAX)))
+            .collect();
+        live.sort_unstable();
+        w.count(live.len());
+        for (key, slot) in live {
+            w.i64(key);
+            self.write_slot(layout, slot, wm, lateness, w);
+        }
+    }
+
+    /// Writes the keys changed since the last call (tracking must be on), in key order: each
+    /// with its state or as removed (the format of `PanesPerKey::write_changes`).
+    fn write_changes(&mut self, ctx: StateContext<'_>, w: &mut Writer) {
+        let (layout, wm, lateness) = (&ctx.rules.layout, ctx.wm, ctx.rules.allowed_lateness);
+        let mut list: Vec<i64> = self.book.changes.take().into_iter().collect();
+        list.sort_unstable();
+        w.count(list.len());
+        for key in list {
+            w.i64(key);
+            match self.slot_of(key).filter(|&s| self.open[s as usize] > 0) {
+                Some(slot) => {
+                    w.u8(1);
+                    self.write_slot(layout, slot, wm, lateness, w);
+                }
+                None => w.u8(0),
+            }
+        }
+    }
+
+    /// Applies changes written by [`PanesByTime::write_changes`] (or `PanesPerKey::write_changes`).
     ///
     /// # Errors
     /// [`crate::CoreError::Snapshot`] on malformed bytes (state unchanged).
-    pub fn apply_changes(&mut self, rules: &Rules, wm: i64, r: &mut Reader<'_>) -> CoreResult<()> {
+    fn apply_changes(&mut self, ctx: StateContext<'_>, r: &mut Reader<'_>) -> CoreResult<()> {
+        let (rules, wm) = (ctx.rules, ctx.wm);
         let n = r.count()?;
         let mut changes = Vec::with_capacity(n.min(r.remaining() / 9));
         for _ in 0..n {
@@ -1182,5 +1062,44 @@ impl Slices {
         self.shrink();
         self.rebuild_cap();
         Ok(())
+    }
+}
+
+/// The windows of one event of a key (in `slot`, pane slice `pivot`), as the emit decision
+/// reads them: combined into the operator's scratch accumulator by `window_acc`.
+struct SlotWindows<'a> {
+    op: &'a mut PanesByTime,
+    rules: &'a Rules,
+    slot: u32,
+    pivot: usize,
+    combos: Option<EventCombos>,
+}
+
+impl EventWindow for SlotWindows<'_> {
+    #[inline]
+    fn aggregate(&mut self, _layout: &Layout, window: (i64, i64)) {
+        self.op.window_acc(self.rules, self.slot, self.pivot, window, &mut self.combos);
+    }
+
+    fn emitted_before(&self) -> bool {
+        self.op.scratch[0] > 1
+    }
+
+    fn triggered(&self, end: i64) -> bool {
+        self.op.triggered[self.slot as usize].as_ref().is_some_and(|t| t.contains(&end))
+    }
+
+    fn mark_triggered(&mut self, end: i64) {
+        self.op.triggered[self.slot as usize].get_or_insert_default().push(end);
+        self.op.early_marks = true;
+    }
+
+    fn holds(&self, layout: &Layout, predicate: &Predicate) -> bool {
+        let (acc, overflow) = (&self.op.scratch, &self.op.scratch_overflow);
+        predicate.holds(&|agg| layout.value_flat(acc, overflow, agg))
+    }
+
+    fn push(&self, layout: &Layout, out: &mut Output, key: i64, window: (i64, i64), kind: EmitKind) {
+        out.push_flat(layout, key, window, kind, (&self.op.scratch, &self.op.scratch_overflow));
     }
 }
