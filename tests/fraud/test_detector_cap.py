@@ -146,14 +146,24 @@ def test_a_restore_or_a_replay_evicts_the_same_cards(at: int) -> None:
     assert whole.counters()["evicted"] > 0
 
 
-def test_without_a_cap_old_state_still_restores_and_a_cap_is_part_of_the_state() -> None:
+def test_a_cap_set_on_a_running_detector_takes_its_state_and_applies_from_then_on() -> None:
+    """A deployment whose changelog was written without a cap restores into a capped detector
+    (the default of ``fraudstream run``): the cards held are its live cards, by their latest
+    transaction; the cap then holds. A capped state does not go back to an uncapped detector."""
     plain = detector(None)
-    plain.process(rows(0, 500))
-    again = detector(None)
+    plain.process(rows(0, 2_000))
+    held = plain.state_size()["keys"]
+    capped = detector(60)
+    capped.restore(plain.snapshot())
+    assert capped.state_size()["keys"] == held > 60 and capped.counters()["evicted"] == 0
+    capped.process(rows(2_000, N))
+    assert capped.state_size()["keys"] <= 60 and capped.counters()["evicted"] > held - 60
+    again = detector(60)
     again.restore(plain.snapshot())
-    assert again.snapshot() == plain.snapshot()
+    again.process(rows(2_000, N))
+    assert again.snapshot() == capped.snapshot(), "the same cards evicted after the same restore"
     with pytest.raises(SnapshotError):
-        detector(60).restore(plain.snapshot())
+        detector(None).restore(capped.snapshot())
 
 
 def test_an_evicted_card_starts_afresh_in_the_cool_down_too() -> None:

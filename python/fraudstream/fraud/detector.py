@@ -302,12 +302,15 @@ class FraudDetector:
             *(r.fingerprint.hex() for r in (self.rules, self.feature_rules) if r is not None),
             "|".join(self._names),
         ]
-        if max_cards is not None:  # (only then: the state of uncapped detectors keeps restoring)
+        self._uncapped_fingerprint = hashlib.sha256("\n".join(description).encode()).digest()[:8]
+        if max_cards is not None:  # (only then: the state of uncapped detectors keeps its name)
             description.append(f"max_cards={max_cards}|{self.card_horizon}")
         self.fingerprint = hashlib.sha256("\n".join(description).encode()).digest()[:8]
         """8 bytes naming what the state belongs to (rules, features, disorder bound, card
         cap); a new model or cool-down may take over a detector's state, other rules or
-        features not (with a card cap, the cool-down is part of the card horizon)."""
+        features not (with a card cap, the cool-down is part of the card horizon). A capped
+        detector also takes the state of the same detector without a cap (a cap set on a
+        running deployment): its live cards are the cards held, by their latest transaction."""
         # state beside the engines; plain Python ints: metrics() may run on another thread
         self._clock: int | None = None
         """The event clock: the newest event time seen."""
@@ -399,7 +402,8 @@ class FraudDetector:
             raise SnapshotError(
                 f"not a fraud detector state of format {_FORMAT} (magic {magic!r}, version {version})"
             )
-        if fingerprint != self.fingerprint:
+        uncapped = self.max_cards is not None and fingerprint == self._uncapped_fingerprint
+        if fingerprint != self.fingerprint and not uncapped:
             raise SnapshotError(
                 "fraud detector state belongs to other rules, features or disorder bound "
                 f"(this detector: rules {self._names[:-1]}, features {self.features.feature_names[:3]}...)"

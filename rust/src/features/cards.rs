@@ -64,9 +64,10 @@ impl LiveCards {
         self.latest.get(&card).is_some_and(|&(_, p)| p == pos)
     }
 
-    /// Records a transaction of `card` at `t` (the stream's latest); returns the card it
-    /// evicts, if any.
-    pub fn touch(&mut self, card: i64, t: Millis) -> Option<i64> {
+    /// Records a transaction of `card` at `t` (the stream's latest); calls `evict` with each
+    /// card it evicts, in order: one when the cap is reached, more when a state written
+    /// without a cap holds more cards than the cap (see [`LiveCards::of`]).
+    pub fn touch(&mut self, card: i64, t: Millis, mut evict: impl FnMut(i64)) {
         let boundary = t.saturating_sub(self.cap.horizon);
         while let Some(&(time, pos, key)) = self.queue.front() {
             if self.is_current(pos, key) {
@@ -86,11 +87,15 @@ impl LiveCards {
                 let latest = &self.latest;
                 self.queue.retain(|&(_, pos, key)| latest.get(&key).is_some_and(|&(_, p)| p == pos));
             }
-            return None;
+            return;
         }
-        let victim = if self.latest.len() >= self.cap.max_cards { self.pop_oldest() } else { None };
+        while self.latest.len() >= self.cap.max_cards {
+            match self.pop_oldest() {
+                Some(victim) => evict(victim),
+                None => break,
+            }
+        }
         self.latest.insert(card, (t, pos));
-        victim
     }
 
     /// Takes the live card seen least recently out (counted as evicted).
@@ -141,6 +146,21 @@ impl LiveCards {
         }
     }
 
+    /// Live cards `(latest time, card)` in eviction order (the first goes first), no eviction
+    /// counted yet (for a state written without a cap; above the cap, the next unseen card
+    /// evicts down to it).
+    #[must_use]
+    pub fn of(cap: CardCap, held: &[(Millis, i64)]) -> Self {
+        let mut cards = LiveCards::new(cap);
+        for &(time, card) in held {
+            let pos = cards.next;
+            cards.next += 1;
+            cards.latest.insert(card, (time, pos));
+            cards.queue.push_back((time, pos, card));
+        }
+        cards
+    }
+
     /// Reads what [`LiveCards::write`] wrote.
     ///
     /// # Errors
@@ -170,40 +190,56 @@ mod tests {
         LiveCards::new(CardCap { max_cards, horizon })
     }
 
+    /// The cards `card` evicts.
+    fn touch(live: &mut LiveCards, card: i64, t: Millis) -> Vec<i64> {
+        let mut out = Vec::new();
+        live.touch(card, t, |v| out.push(v));
+        out
+    }
+
     #[test]
     fn the_card_seen_least_recently_is_evicted_first() {
         let mut live = cards(2, 1_000);
-        assert_eq!(live.touch(1, 10), None);
-        assert_eq!(live.touch(2, 10), None);
-        assert_eq!(live.touch(1, 20), None, "a live card evicts nothing");
-        assert_eq!(live.touch(3, 30), Some(2), "card 2's latest transaction is the oldest");
-        assert_eq!(live.touch(2, 40), Some(1), "an evicted card comes back as a new one");
+        assert_eq!(touch(&mut live, 1, 10), Vec::<i64>::new());
+        assert_eq!(touch(&mut live, 2, 10), Vec::<i64>::new());
+        assert_eq!(touch(&mut live, 1, 20), Vec::<i64>::new(), "a live card evicts nothing");
+        assert_eq!(touch(&mut live, 3, 30), vec![2], "card 2's latest transaction is the oldest");
+        assert_eq!(touch(&mut live, 2, 40), vec![1], "an evicted card comes back as a new one");
         assert_eq!((live.len(), live.evicted()), (2, 2));
     }
 
     #[test]
     fn equal_times_go_in_the_order_the_transactions_came() {
         let mut live = cards(2, 1_000);
-        live.touch(9, 10);
-        live.touch(1, 10);
-        assert_eq!(live.touch(5, 10), Some(9));
+        touch(&mut live, 9, 10);
+        touch(&mut live, 1, 10);
+        assert_eq!(touch(&mut live, 5, 10), vec![9]);
     }
 
     #[test]
     fn a_card_idle_for_the_horizon_expires_without_an_eviction() {
         let mut live = cards(2, 100);
-        live.touch(1, 0);
-        live.touch(2, 50);
-        assert_eq!(live.touch(3, 100), None, "card 1 expired at 100: nothing to evict");
+        touch(&mut live, 1, 0);
+        touch(&mut live, 2, 50);
+        assert_eq!(touch(&mut live, 3, 100), Vec::<i64>::new(), "card 1 expired at 100: nothing to evict");
         assert_eq!((live.len(), live.evicted()), (2, 0));
-        assert_eq!(live.touch(4, 120), Some(2));
+        assert_eq!(touch(&mut live, 4, 120), vec![2]);
+    }
+
+    #[test]
+    fn above_the_cap_the_next_unseen_card_evicts_down_to_it() {
+        let mut live =
+            LiveCards::of(CardCap { max_cards: 2, horizon: 1_000 }, &[(1, 7), (2, 3), (3, 5), (4, 1)]);
+        assert_eq!(touch(&mut live, 3, 10), Vec::<i64>::new(), "a live card evicts nothing");
+        assert_eq!(touch(&mut live, 9, 11), vec![7, 5, 1], "down to one below the cap, oldest first");
+        assert_eq!((live.len(), live.evicted()), (2, 3));
     }
 
     #[test]
     fn stale_entries_stay_bounded_and_the_order_survives_a_restore() {
         let mut live = cards(3, 1_000_000);
         for t in 0..10_000 {
-            live.touch(t % 3, t);
+            touch(&mut live, t % 3, t);
         }
         assert!(live.queue.len() <= COMPACT_FACTOR * 3 + 1025, "{}", live.queue.len());
         let mut w = Writer::default();
@@ -211,7 +247,7 @@ mod tests {
         let bytes = w.into_bytes();
         let mut restored = LiveCards::read(live.cap, &mut Reader::new(&bytes)).unwrap();
         for (card, t) in [(7, 10_000), (8, 10_001), (1, 10_002), (9, 10_003)] {
-            assert_eq!(restored.touch(card, t), live.touch(card, t));
+            assert_eq!(touch(&mut restored, card, t), touch(&mut live, card, t));
         }
     }
 }

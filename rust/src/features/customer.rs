@@ -139,6 +139,11 @@ impl CustomerState {
         }
     }
 
+    /// Time of the card's latest transaction (`Millis::MIN` when none).
+    pub(crate) fn latest(&self) -> Millis {
+        self.last_time
+    }
+
     /// Whether the state never held a transaction (as built by [`CustomerState::new`]).
     pub(crate) fn is_fresh(&self) -> bool {
         self.last_time == Millis::MIN

@@ -467,10 +467,8 @@ impl FeatureEngine {
                     self.apply(label, t);
                 }
             }
-            if let Some(cards) = &mut self.cards {
-                if let Some(victim) = cards.touch(tx.customers[row], t) {
-                    self.evict(victim, row, &mut out);
-                }
+            if self.cards.is_some() {
+                self.admit(tx.customers[row], t, row, &mut out);
             }
             let (weekend, night) = calendar_flags(t);
             out.during_weekend.push(weekend);
@@ -494,6 +492,17 @@ impl FeatureEngine {
             self.customers.remove_if(card, CustomerState::is_fresh);
         }
         Ok(out)
+    }
+
+    /// Records the transaction of `card` at `t` (row `row`) under the cap, evicting first when
+    /// it is reached.
+    fn admit(&mut self, card: i64, t: Millis, row: usize, out: &mut FeatureColumns) {
+        let Some(cards) = &mut self.cards else { return };
+        let mut victims: smallvec::SmallVec<[i64; 1]> = smallvec::SmallVec::new();
+        cards.touch(card, t, |victim| victims.push(victim));
+        for victim in victims {
+            self.evict(victim, row, out);
+        }
     }
 
     /// Drops the state of `card`, evicted by the cap before `row`: a fresh state in its slot
@@ -529,7 +538,13 @@ impl FeatureEngine {
         let c = &self.config;
         // (the cap only when set: the fingerprint of existing snapshots stays)
         let cap = c.card_cap.map_or(String::new(), |cap| format!("/cap {}/{}", cap.max_cards, cap.horizon));
-        format!("{:?}/{:?}/{}/{}{cap}", c.customer_windows, c.terminal_windows, c.label_delay, c.countries)
+        format!("{}{cap}", self.uncapped_fingerprint())
+    }
+
+    /// The fingerprint of this configuration without a card cap.
+    fn uncapped_fingerprint(&self) -> String {
+        let c = &self.config;
+        format!("{:?}/{:?}/{}/{}", c.customer_windows, c.terminal_windows, c.label_delay, c.countries)
     }
 
     /// The whole state as versioned bytes, canonical (see the module invariants): the keys
@@ -601,7 +616,10 @@ impl FeatureEngine {
             _ => return Err(CoreError::Snapshot("not a feature-engine snapshot".into())),
         };
         let fingerprint = r.str()?;
-        if fingerprint != engine.fingerprint() {
+        // A capped engine takes the state of an uncapped one (a cap set on a running deployment):
+        // its live cards are rebuilt from the cards held, by their latest transaction, ties by card.
+        let uncapped = engine.config.card_cap.is_some() && fingerprint == engine.uncapped_fingerprint();
+        if fingerprint != engine.fingerprint() && !uncapped {
             return Err(CoreError::Snapshot(format!(
                 "snapshot was taken with another configuration: {fingerprint}"
             )));
@@ -639,8 +657,15 @@ impl FeatureEngine {
                 return Err(CoreError::Snapshot(format!("terminal {key} appears twice")));
             }
         }
-        if let Some(cap) = engine.config.card_cap {
-            engine.cards = Some(LiveCards::read(cap, &mut r)?);
+        match engine.config.card_cap {
+            Some(cap) if uncapped => {
+                let mut held: Vec<(Millis, i64)> =
+                    engine.customers.iter().map(|(card, st)| (st.latest(), card)).collect();
+                held.sort_unstable();
+                engine.cards = Some(LiveCards::of(cap, &held));
+            }
+            Some(cap) => engine.cards = Some(LiveCards::read(cap, &mut r)?),
+            None => {}
         }
         r.finish()?;
         Ok(engine)

@@ -636,3 +636,30 @@ proptest! {
         prop_assert!(held <= cap && engine.cards.as_ref().unwrap().len() <= cap);
     }
 }
+
+#[test]
+fn a_capped_engine_takes_the_state_of_an_uncapped_one() {
+    let s = Stream::new(
+        (0..6)
+            .map(|i| Tx {
+                id: i,
+                time: 10 * i,
+                customer: [5, 3, 8, 3, 7, 9][i as usize],
+                terminal: 1,
+                amount: 1.0,
+                fraud: 0,
+                country: 0,
+            })
+            .collect(),
+    );
+    let mut plain = FeatureEngine::new(config()).unwrap();
+    plain.process(&s.batch(0, 5, false)).unwrap();
+    let cfg = capped(3, 100);
+    let mut capped_engine = FeatureEngine::restore(cfg.clone(), &plain.snapshot()).unwrap();
+    // the snapshot holds cards 8 (t=20), 3 (t=30) and 7 (t=40) (card 5's t=0 is outside the
+    // 30 ms windows at t=40); with a cap of 3, card 9 evicts the card whose latest transaction
+    // is the oldest: 8
+    let out = capped_engine.process(&s.batch(5, 6, false)).unwrap();
+    assert_eq!(out.evicted, vec![(0, 8)]);
+    assert!(FeatureEngine::restore(config(), &capped_engine.snapshot()).is_err(), "not the other way");
+}
