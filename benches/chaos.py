@@ -244,9 +244,12 @@ def delete_topics(bootstrap: str, config: Config) -> None:
                 f.result()
 
 
-def chaos_config(bootstrap: str, topic: str, dedup_horizon: str = "10m", **kafka: Any) -> Config:
+def chaos_config(
+    bootstrap: str, topic: str, dedup_horizon: str = "10m", with_view: bool = True, **kafka: Any
+) -> Config:
     """The instances' configuration: short session timeout (with a heartbeat well inside it),
-    small batches, duplicate detection."""
+    small batches, duplicate detection, and the view beside the detector unless ``with_view`` is
+    false (the restore and failover figures time the detector's state alone)."""
     section = KafkaSection.for_topic(
         bootstrap,
         topic,
@@ -260,14 +263,14 @@ def chaos_config(bootstrap: str, topic: str, dedup_horizon: str = "10m", **kafka
         idle_timeout_ms=0,
         replication_factor=1,  # the project's broker is a single node
         min_insync_replicas=1,
-        view_topic=f"{topic}-view",
+        view_topic=f"{topic}-view" if with_view else "",
     )
     section = replace(section, **kafka)
     # librdkafka heartbeats every 3 s by default: a session timeout of 3 s then expires between
     # two heartbeats and the group rebalances all the time (see the report of issue 8)
     section.client = {"heartbeat.interval.ms": str(section.session_timeout_ms // 3), **section.client}
     decode = DecodeSection(dedup_horizon=dedup_horizon)
-    return Config(kafka=section, decode=decode, view=CHAOS_VIEW).validate()
+    return Config(kafka=section, decode=decode, view=CHAOS_VIEW if with_view else ViewSection()).validate()
 
 
 CHAOS_VIEW = ViewSection(key="category", size="10s", out_of_orderness="0s", allowed_lateness="5s")
@@ -1285,7 +1288,8 @@ def restore_time(broker: Broker, keys: int) -> dict[str, Any]:
     its RunStats.restore_ms is how long the partition takes to become active."""
     topic = f"chaos-restore-{keys}-{uuid.uuid4().hex[:6]}"
     create_topic(broker.bootstrap, topic, 1)
-    config = chaos_config(broker.bootstrap, topic, dedup_horizon="0s")  # the rule engine's state only
+    # the detector's state only: no duplicate detector, no view (its state needs a category column)
+    config = chaos_config(broker.bootstrap, topic, dedup_horizon="0s", with_view=False)
     workdir = Path(tempfile.mkdtemp(prefix="chaos-restore-"))
     try:
         gen = subprocess.run(

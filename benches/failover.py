@@ -30,7 +30,6 @@ import tempfile
 import time
 import uuid
 from contextlib import suppress
-from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -47,8 +46,6 @@ from chaos import (
     log,
     write_toml,
 )
-
-from fraudstream.config import ViewSection
 
 TAIL_RECORDS = 5_000
 """Transactions the owner processes before the second instance joins (a tail after the snapshot)."""
@@ -79,8 +76,9 @@ def failover(broker: Broker, keys: int, standby: bool) -> dict[str, Any]:
     topic = f"failover-{keys}-{uuid.uuid4().hex[:6]}"
     create_topic(broker.bootstrap, topic, 1)
     # the detector's state only (no duplicate detector, no view), as the restore figure
-    config = chaos_config(broker.bootstrap, topic, dedup_horizon="0s", standby_partitions=1 if standby else 0)
-    config = replace(config, kafka=replace(config.kafka, view_topic=""), view=ViewSection()).validate()
+    config = chaos_config(
+        broker.bootstrap, topic, dedup_horizon="0s", with_view=False, standby_partitions=1 if standby else 0
+    )
     workdir = Path(tempfile.mkdtemp(prefix="failover-"))
     instances: list[Instance] = []
     try:
