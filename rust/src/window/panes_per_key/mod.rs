@@ -24,13 +24,18 @@
 //!   is the start of its newest pane; a key with no pane that gets one while the cap is
 //!   reached first evicts the key whose newest pane is the oldest (its panes dropped, no row).
 
+mod combine;
+mod state;
+
 use std::cell::Cell;
 
 use smallvec::SmallVec;
 
+use self::combine::{combine, has_data, WindowCombos};
+pub(super) use self::state::{write_key, KeyPanes};
 use super::emit::{emit_for_event_windows, EventWindow};
 use super::keys::{
-    apply_changes, read_states, shrink_if_sparse, write_changes, write_states, KeyTable, KeyedState, Recycle,
+    apply_changes, read_states, shrink_if_sparse, write_changes, write_states, KeyTable, Recycle,
 };
 use super::operator::{Book, Event, StateContext, StateSize, WindowOperator, PREFETCH_DISTANCE};
 use super::output::{EmitKind, Output};
@@ -265,68 +270,6 @@ const INDEX_PREFETCH: usize = 16;
 /// How many timer entries ahead `on_watermark` prefetches panes (and twice that, key states).
 const WATERMARK_PREFETCH: usize = 8;
 
-/// Whether [`combine`] of `window` would hold an event (without combining).
-fn has_data(panes: &[Pane], window: (i64, i64)) -> bool {
-    panes.iter().any(|p| p.start >= window.0 && p.start < window.1 && p.acc.count > 0)
-}
-
-fn combine(layout: &Layout, panes: &[Pane], window: (i64, i64), into: &mut Acc) {
-    layout.reset(into);
-    for pane in panes.iter().filter(|p| p.start >= window.0 && p.start < window.1) {
-        layout.merge(into, &pane.acc);
-    }
-}
-
-/// The aggregates of the windows containing one pane of a key, for its windows in end order,
-/// with few merges: a window is (its panes before the pane) + the pane + (its panes after it).
-/// The first parts are suffixes of the panes before, built once; the last parts a running
-/// prefix of the panes after. For HOP(24 h, 1 h) that is about 3 merges per window instead of
-/// up to 24 (an event re-evaluates every open window of its pane for early firing).
-#[derive(Debug, Clone, Default)]
-struct WindowCombos {
-    /// `suffixes[i]`: the panes from `lo + i` to the pane (excluded); the last one is empty.
-    suffixes: Vec<Acc>,
-    after: Acc,
-    lo: usize,
-    pane: usize,
-    next_before: usize,
-    next_after: usize,
-}
-
-impl WindowCombos {
-    /// Prepares for the windows of `panes[pane]`, the earliest of which starts at `from`.
-    fn start(&mut self, layout: &Layout, panes: &[Pane], pane: usize, from: i64) {
-        let lo = panes[..pane].partition_point(|p| p.start < from);
-        let n = pane - lo + 1;
-        if self.suffixes.len() < n {
-            self.suffixes.resize_with(n, || layout.new_acc());
-        }
-        layout.reset(&mut self.suffixes[n - 1]);
-        for i in (0..n - 1).rev() {
-            let (head, tail) = self.suffixes.split_at_mut(i + 1);
-            head[i].clone_from(&tail[0]);
-            layout.merge(&mut head[i], &panes[lo + i].acc);
-        }
-        layout.reset(&mut self.after);
-        (self.lo, self.pane, self.next_before, self.next_after) = (lo, pane, lo, pane + 1);
-    }
-
-    /// The aggregates of `window` (which contains the pane; ends ascending across calls).
-    fn window(&mut self, layout: &Layout, panes: &[Pane], window: (i64, i64), into: &mut Acc) {
-        while self.next_before < self.pane && panes[self.next_before].start < window.0 {
-            self.next_before += 1;
-        }
-        while self.next_after < panes.len() && panes[self.next_after].start < window.1 {
-            layout.merge(&mut self.after, &panes[self.next_after].acc);
-            self.next_after += 1;
-        }
-        layout.reset(into);
-        layout.merge(into, &self.suffixes[self.next_before - self.lo]);
-        layout.merge(into, &panes[self.pane].acc);
-        layout.merge(into, &self.after);
-    }
-}
-
 /// Scratch space for firing: the rows of one firing time in slot order, and their keys with
 /// positions, sorted to append them in key order.
 #[derive(Debug, Clone)]
@@ -371,7 +314,7 @@ impl<const N: usize> PanesPerKey<N> {
             keys: KeyTable::default(),
             timers: TimerIndex::default(),
             scratch: layout.new_acc(),
-            combos: Box::new(WindowCombos { after: layout.new_acc(), ..WindowCombos::default() }),
+            combos: Box::new(WindowCombos::new(layout)),
             span: PaneSpan::NONE,
             firing: Box::new(Firing {
                 stage: Output::for_layout(layout),
@@ -752,183 +695,5 @@ impl<const N: usize> Recycle for KeyState<N> {
     }
 }
 
-impl<const N: usize> KeyedState for KeyState<N> {
-    fn write(&self, layout: &Layout, w: &mut Writer) {
-        let triggered = self.triggered.as_deref().map_or(&[][..], |t| t.as_slice());
-        let panes = self.panes.iter().map(|p| (p.start, &p.acc));
-        write_key(layout, w, self.next_end, self.timer, triggered, panes);
-    }
-
-    fn read(layout: &Layout, r: &mut Reader<'_>) -> CoreResult<Self> {
-        let key = KeyPanes::read(layout, r)?;
-        let mut st = KeyState::new();
-        st.next_end = key.next_end;
-        st.timer = key.timer;
-        if !key.triggered.is_empty() {
-            st.triggered = Some(Box::new(key.triggered.into_iter().collect()));
-        }
-        for (start, acc) in key.panes {
-            let at = st.panes.len();
-            st.panes.insert(at, Pane { start, acc });
-        }
-        Ok(st)
-    }
-
-    fn timer(&self) -> i64 {
-        self.timer
-    }
-
-    fn set_timer_seq(&mut self, seq: u64) {
-        self.timer_seq = seq;
-    }
-
-    fn windows(&self) -> usize {
-        self.panes.len()
-    }
-
-    /// The head (`next_end`, `timer`, two counts) and one pane: its start, count and the
-    /// lengths of its slot lists.
-    const MIN_WRITTEN: usize = 4 * 8 + 8 + 8 + 3 * 8;
-}
-
-/// Writes one key's tumbling/hopping state: the byte format of snapshots and changelogs,
-/// shared by [`PanesPerKey`] and [`super::panes_by_time::PanesByTime`] (so that either reads the other's state).
-pub(super) fn write_key<'a>(
-    layout: &Layout,
-    w: &mut Writer,
-    next_end: i64,
-    timer: i64,
-    triggered: &[i64],
-    panes: impl ExactSizeIterator<Item = (i64, &'a Acc)>,
-) {
-    w.i64(next_end);
-    w.i64(timer);
-    w.count(triggered.len());
-    triggered.iter().for_each(|&e| w.i64(e));
-    w.count(panes.len());
-    for (start, acc) in panes {
-        w.i64(start);
-        layout.write_acc(acc, w);
-    }
-}
-
-/// One key's state as [`write_key`] wrote it.
-pub(super) struct KeyPanes {
-    pub next_end: i64,
-    pub timer: i64,
-    pub triggered: Vec<i64>,
-    /// (start, accumulator), by start.
-    pub panes: Vec<(i64, Acc)>,
-}
-
-impl KeyPanes {
-    pub fn read(layout: &Layout, r: &mut Reader<'_>) -> CoreResult<Self> {
-        let next_end = r.i64()?;
-        let timer = r.i64()?;
-        let triggered = (0..r.count()?).map(|_| r.i64()).collect::<CoreResult<Vec<i64>>>()?;
-        let n = r.count()?;
-        let mut panes = Vec::with_capacity(n.min(r.remaining() / 16));
-        for _ in 0..n {
-            let start = r.i64()?;
-            panes.push((start, layout.read_acc(r)?));
-        }
-        Ok(KeyPanes { next_end, timer, triggered, panes })
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::batch::Batch;
-
-    fn fits_cache_lines<const N: usize>() {
-        assert_eq!(std::mem::offset_of!(KeyState<N>, panes) + std::mem::offset_of!(Panes<N>, inline), 56);
-        assert_eq!(
-            std::mem::size_of::<KeyState<N>>(),
-            56 + 64 * N,
-            "key + head fit one line, then one line per inline pane"
-        );
-    }
-
-    #[test]
-    fn hot_state_fits_cache_lines() {
-        assert_eq!(std::mem::size_of::<Pane>(), 64, "a pane is one cache line");
-        fits_cache_lines::<2>();
-        fits_cache_lines::<3>();
-        fits_cache_lines::<4>();
-        fits_cache_lines::<7>();
-    }
-
-    proptest::proptest! {
-        /// Window aggregates from suffixes and a running prefix equal merging each window's
-        /// panes one by one, for every window of a pane (dyadic amounts: sums exact).
-        #[test]
-        fn window_combos_equal_direct_merges(
-            panes in proptest::collection::vec((0i64..3, proptest::collection::vec((0i64..8, 0i64..70), 1..4)), 1..12),
-            pick in 0usize..12,
-            size_panes in 1i64..6,
-        ) {
-            use crate::aggregate::{AggKind, AggSpec};
-            use crate::batch::Values;
-            let layout = Layout::new(&[
-                AggSpec::new("n", AggKind::Count, None),
-                AggSpec::new("s", AggKind::Sum, Some("x")),
-                AggSpec::new("lo", AggKind::Min, Some("x")),
-                AggSpec::new("first", AggKind::First, Some("x")),
-                AggSpec::new("last", AggKind::Last, Some("x")),
-                AggSpec::new("d", AggKind::CountDistinct, Some("c")),
-            ]).unwrap();
-            // panes 10 ms long, gaps of 0..3 panes between them
-            let mut start = 0;
-            let mut list = Vec::new();
-            for (gap, events) in &panes {
-                start += 10 * (gap + 1);
-                let xs: Vec<f64> = events.iter().map(|e| e.0 as f64 / 4.0).collect();
-                let cs: Vec<i64> = events.iter().map(|e| e.1).collect();
-                let times: Vec<i64> = events.iter().enumerate().map(|(i, _)| start + i as i64).collect();
-                let keys = vec![0; xs.len()];
-                let b = Batch { values: vec![Values::F64(&xs), Values::I64(&cs)], ..Batch::new(&keys, &times) };
-                let mut acc = layout.new_acc();
-                for (row, &t) in times.iter().enumerate() {
-                    layout.add(&mut acc, &b, row, t);
-                }
-                list.push(Pane { start, acc });
-            }
-            let idx = pick % list.len();
-            let g = geo(10 * size_panes, 10);
-            let ps = list[idx].start;
-            let mut combos = WindowCombos { after: layout.new_acc(), ..WindowCombos::default() };
-            combos.start(&layout, &list, idx, g.first_end(ps) - g.size);
-            let (mut got, mut want) = (layout.new_acc(), layout.new_acc());
-            let mut end = g.first_end(ps);
-            while end <= g.last_end(ps) {
-                let window = (end - g.size, end);
-                combos.window(&layout, &list, window, &mut got);
-                combine(&layout, &list, window, &mut want);
-                for agg in 0..6 {
-                    proptest::prop_assert_eq!(layout.value(&got, agg).to_bits(), layout.value(&want, agg).to_bits(), "agg {} window {:?}", agg, window);
-                }
-                end += g.slide;
-            }
-        }
-    }
-
-    fn geo(size: i64, slide: i64) -> Geometry {
-        Geometry::of(&crate::window::WindowSpec::Hopping { size, slide, offset: 0 }).unwrap()
-    }
-
-    #[test]
-    fn inline_capacity_follows_the_geometry() {
-        // HOP(5 min, 1 min) with 5 s of disorder: panes of 5 windows, one more for disorder,
-        // one opened by a jump ahead.
-        assert_eq!(inline_panes(&geo(300_000, 60_000), 0, Some(5_000)), 7);
-        assert_eq!(inline_panes(&geo(300_000, 60_000), 0, Some(0)), 7);
-        assert_eq!(inline_panes(&geo(60_000, 60_000), 0, Some(0)), 2, "tumbling, in order");
-        assert_eq!(inline_panes(&geo(60_000, 60_000), 0, Some(5_000)), 3, "tumbling, disorder");
-        assert_eq!(inline_panes(&geo(60_000, 60_000), 60_000, Some(5_000)), 4, "with lateness");
-        assert_eq!(inline_panes(&geo(600_000, 300_000), 0, Some(1_000)), 4);
-        assert_eq!(inline_panes(&geo(3_600_000, 60_000), 0, Some(0)), 7, "capped");
-        assert_eq!(inline_panes(&geo(60_000, 60_000), 0, None), 7, "unbounded disorder");
-        assert_eq!(inline_panes(&geo(i64::MAX / 2, 1), i64::MAX, Some(i64::MAX)), 7, "no overflow");
-    }
-}
+mod tests;

@@ -33,26 +33,25 @@
 //!   start of its newest slice with data. An evicted key's accumulators are emptied at once
 //!   (its slices become `stale`); its slot is dropped as when its last slice expires.
 
+mod combine;
+mod slots;
+mod state;
+
 use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
 
-use super::emit::{emit_for_event_windows, EventWindow};
 use super::index::KeyIndex;
 use super::operator::{Book, Event, StateContext, StateSize, WindowOperator, PREFETCH_DISTANCE};
 use super::output::{sort_by_key_radix, EmitKind, Output};
-use super::panes_per_key::{write_key, KeyPanes};
+use super::panes_per_key::KeyPanes;
 use super::{EmitMode, Geometry, PaneSpan, Rules};
-use crate::aggregate::{Acc, Layout, Overflow};
+use crate::aggregate::{Layout, Overflow};
 use crate::batch::Batch;
-use crate::predicate::Predicate;
 use crate::snapshot::{Reader, Writer};
 use crate::CoreResult;
 
 /// How many keys ahead `resolve_slots` prefetches index buckets.
 const INDEX_PREFETCH: usize = 16;
-
-/// A table with at most this many slots is never compacted.
-const MIN_SHRINK_SLOTS: usize = 16;
 
 /// One pane time of all keys.
 #[derive(Debug, Clone)]
@@ -79,17 +78,6 @@ impl Slice {
             self.overflow.get(&slot)
         }
     }
-}
-
-/// Where the windows of one event stand (see `PanesByTime::window_acc`).
-#[derive(Debug, Clone, Copy)]
-struct EventCombos {
-    /// First slice of the earliest window.
-    lo: usize,
-    /// First slice after the pivot not yet merged into `after`.
-    next_after: usize,
-    /// Whether the suffixes in `before` are used (no overflow in the windows' slices).
-    shared: bool,
 }
 
 /// Ends of open windows that fired early on the predicate, in the order they did (boxed: rare).
@@ -222,73 +210,6 @@ impl PanesByTime {
         self.geo.last_end(start) - 1 + lateness
     }
 
-    // ------------------------------------------------------------------ keys and slots
-
-    /// Slot of `key`, if live.
-    fn slot_of(&self, key: i64) -> Option<u32> {
-        self.index.find(key, |s| self.keys[s as usize] == key && self.live[s as usize])
-    }
-
-    fn insert_key(&mut self, key: i64) -> u32 {
-        let slot = if let Some(slot) = self.free.pop() {
-            let i = slot as usize;
-            self.keys[i] = key;
-            self.live[i] = true;
-            self.fired[i] = i64::MIN;
-            if self.early_marks {
-                self.triggered[i] = None; // (all `None` otherwise)
-            }
-            slot
-        } else {
-            let slot = u32::try_from(self.keys.len()).expect("more than u32::MAX live keys");
-            self.keys.push(key);
-            self.live.push(true);
-            self.open.push(0);
-            self.fired.push(i64::MIN);
-            self.triggered.push(None);
-            self.rank.push(0);
-            if self.keys.len() > self.capacity {
-                self.grow((self.capacity * 2).max(self.keys.len()).max(64));
-            }
-            slot
-        };
-        self.index.insert_new(key, slot);
-        slot
-    }
-
-    fn slot_or_insert(&mut self, key: i64) -> u32 {
-        match self.slot_of(key) {
-            Some(slot) => slot,
-            None => self.insert_key(key),
-        }
-    }
-
-    /// Room for `capacity` slots in every slice.
-    fn grow(&mut self, capacity: usize) {
-        let (width, empty) = (self.width, &self.empty);
-        for s in self.slices.iter_mut().chain(&mut self.spare) {
-            s.accs.reserve_exact((capacity - self.capacity) * width);
-            for _ in self.capacity..capacity {
-                s.accs.extend_from_slice(empty);
-            }
-        }
-        self.capacity = capacity;
-    }
-
-    /// Drops the key of `slot` if it has no data left.
-    fn drop_if_empty(&mut self, slot: u32) {
-        let i = slot as usize;
-        if self.live[i] && self.open[i] == 0 {
-            self.live[i] = false;
-            if self.early_marks {
-                self.triggered[i] = None; // (all `None` otherwise)
-            }
-            let key = self.keys[i];
-            self.index.remove(key, |s| s == slot);
-            self.free.push(slot);
-        }
-    }
-
     /// Approximate bytes of state.
     #[must_use]
     fn state_bytes(&self) -> usize {
@@ -317,67 +238,6 @@ impl PanesByTime {
             + self.rank.capacity() * 4
             + (self.free.capacity() + self.doomed.capacity()) * 4
             + slices
-    }
-
-    /// Compacts the slots when fewer than a quarter are live (memory follows the live keys
-    /// after a spike); only between batches, since slots change.
-    fn shrink(&mut self) {
-        let live = self.index.len();
-        if self.in_batch || self.keys.len() <= MIN_SHRINK_SLOTS || live * 4 >= self.keys.len() {
-            return;
-        }
-        let mut new_slot = vec![u32::MAX; self.keys.len()];
-        let mut keys = Vec::with_capacity(live);
-        let mut open = Vec::with_capacity(live);
-        let mut triggered = Vec::with_capacity(live);
-        for (i, slot) in new_slot.iter_mut().enumerate() {
-            if self.live[i] {
-                *slot = u32::try_from(keys.len()).expect("fewer slots than before");
-                keys.push(self.keys[i]);
-                open.push(self.open[i]);
-                triggered.push(self.triggered[i].take());
-            }
-        }
-        let width = self.width;
-        for s in &mut self.slices {
-            let mut accs = Vec::with_capacity(live * width);
-            for (old, &new) in new_slot.iter().enumerate() {
-                if new != u32::MAX {
-                    accs.extend_from_slice(&s.accs[old * width..(old + 1) * width]);
-                }
-            }
-            s.accs = accs;
-            let mut touched: Vec<u32> = s
-                .touched
-                .iter()
-                .map(|&old| new_slot[old as usize])
-                .filter(|&new| new != u32::MAX && s.accs[new as usize * width] > 0)
-                .collect();
-            touched.sort_unstable();
-            touched.dedup();
-            s.touched = touched;
-            s.stale = false;
-            s.overflow = std::mem::take(&mut s.overflow)
-                .into_iter()
-                .filter_map(|(old, o)| {
-                    Some(new_slot[old as usize]).filter(|&new| new != u32::MAX).map(|new| (new, o))
-                })
-                .collect();
-        }
-        self.spare = Vec::new();
-        self.index = KeyIndex::with_capacity(live);
-        for (slot, &key) in keys.iter().enumerate() {
-            self.index.insert_new(key, u32::try_from(slot).expect("fewer slots than before"));
-        }
-        self.live = vec![true; live];
-        self.fired = vec![i64::MIN; live];
-        self.triggered = triggered;
-        self.rank = vec![0; live];
-        self.keys = keys;
-        self.open = open;
-        self.free = Vec::new();
-        self.doomed = Vec::new();
-        self.capacity = live;
     }
 
     // ------------------------------------------------------------------ slices
@@ -421,90 +281,6 @@ impl PanesByTime {
         self.next_expiry = self.next_expiry.min(self.expiry(start, rules.allowed_lateness));
     }
 
-    /// The accumulator of `slot` in slice `s`.
-    #[inline]
-    fn acc(&self, s: usize, slot: u32) -> &[u64] {
-        let at = slot as usize * self.width;
-        &self.slices[s].accs[at..at + self.width]
-    }
-
-    /// Indexes in `slices` of the slices inside `window`.
-    fn slices_in(&self, window: (i64, i64)) -> std::ops::Range<usize> {
-        self.slices.partition_point(|s| s.start < window.0)
-            ..self.slices.partition_point(|s| s.start < window.1)
-    }
-
-    /// Whether some slice of `range` holds distinct values outside the bitmaps.
-    fn overflows(&self, range: std::ops::Range<usize>) -> bool {
-        self.slices[range].iter().any(|s| !s.overflow.is_empty())
-    }
-
-    /// Merges the non-empty accumulators of `slot` in `slices[range]` into `scratch`, and
-    /// with `OVERFLOWS` (see [`PanesByTime::overflows`]) their overflows into `scratch_overflow`
-    /// (else that is left as it is: empty).
-    #[inline]
-    fn combine<const OVERFLOWS: bool>(&mut self, layout: &Layout, slot: u32, range: std::ops::Range<usize>) {
-        let at = slot as usize * self.width;
-        self.scratch.copy_from_slice(&self.empty);
-        if OVERFLOWS {
-            Layout::reset_overflow(&mut self.scratch_overflow);
-        }
-        for s in &self.slices[range] {
-            let acc = &s.accs[at..at + self.width];
-            if acc[0] > 0 {
-                let overflow = if OVERFLOWS { s.overflow.get(&slot) } else { None };
-                layout.merge_flat(&mut self.scratch, &mut self.scratch_overflow, acc, overflow);
-            }
-        }
-    }
-
-    /// [`PanesByTime::combine`] with its overflows when `overflows`.
-    fn combine_any(&mut self, layout: &Layout, slot: u32, range: std::ops::Range<usize>, overflows: bool) {
-        if overflows {
-            self.combine::<true>(layout, slot, range);
-        } else {
-            Layout::reset_overflow(&mut self.scratch_overflow);
-            self.combine::<false>(layout, slot, range);
-        }
-    }
-
-    /// [`PanesByTime::combine`] in the order `PanesPerKey` merges the windows of an event's pane when
-    /// firing early (`WindowCombos`): the slices before `pivot` from the nearest back, then
-    /// `pivot`, then the slices after it; float sums then round alike in both layouts.
-    fn combine_around(&mut self, layout: &Layout, slot: u32, range: std::ops::Range<usize>, pivot: usize) {
-        let (at, width) = (slot as usize * self.width, self.width);
-        // (`before` may hold the suffixes of `prepare_combos`: its first accumulator is used.)
-        let before = &mut self.before[..width];
-        before.copy_from_slice(&self.empty);
-        self.after.copy_from_slice(&self.empty);
-        Layout::reset_overflow(&mut self.scratch_overflow);
-        for j in (range.start..pivot).rev() {
-            let s = &self.slices[j];
-            let acc = &s.accs[at..at + width];
-            if acc[0] > 0 {
-                layout.merge_flat(before, &mut self.scratch_overflow, acc, s.overflow.get(&slot));
-            }
-        }
-        for j in pivot + 1..range.end {
-            let s = &self.slices[j];
-            let acc = &s.accs[at..at + width];
-            if acc[0] > 0 {
-                layout.merge_flat(&mut self.after, &mut self.scratch_overflow, acc, s.overflow.get(&slot));
-            }
-        }
-        self.scratch.copy_from_slice(&self.empty);
-        let mut none = None;
-        layout.merge_flat(&mut self.scratch, &mut none, &self.before[..width], None);
-        let s = &self.slices[pivot];
-        layout.merge_flat(
-            &mut self.scratch,
-            &mut self.scratch_overflow,
-            &s.accs[at..at + width],
-            s.overflow.get(&slot),
-        );
-        layout.merge_flat(&mut self.scratch, &mut none, &self.after, None);
-    }
-
     // ------------------------------------------------------------------ events
 
     /// Adds an event with a distinct value outside the bitmaps (kept out of the per-event path).
@@ -523,85 +299,6 @@ impl PanesByTime {
         let slice = &mut self.slices[s];
         let overflow = slice.overflow.entry(slot).or_default();
         layout.add_flat(&mut slice.accs[at..at + self.width], Some(overflow), batch, row, t);
-    }
-
-    /// The rows an event of `key` causes in its windows (ends `ends.0` to `ends.1`) at
-    /// watermark `wm`, its key in `slot` and its pane in slice `pivot` (see [`emit_for_event_windows`]); out of line, since most
-    /// events of final-only windows cause none.
-    #[inline(never)]
-    fn emit_windows(
-        &mut self,
-        rules: &Rules,
-        (key, slot, pivot): (i64, u32, usize),
-        ends: (i64, i64),
-        wm: i64,
-        out: &mut Output,
-    ) {
-        let (size, slide) = (self.geo.size, self.geo.slide);
-        let mut windows = SlotWindows { op: self, rules, slot, pivot, combos: None };
-        emit_for_event_windows(rules, key, (size, slide), ends, wm, &mut windows, out);
-    }
-
-    /// The aggregates of `slot` in `window` (which contains slice `pivot`; windows come in end
-    /// order) into `scratch`. Final-only windows merge their slices in order, as `PanesPerKey`
-    /// fires them; with early firing, in the order of `PanesPerKey`'s `WindowCombos` (the slices
-    /// before the pivot from the nearest back, the pivot, the slices after it), sharing the
-    /// parts before the pivot between windows (`combos`, prepared on first use) unless some
-    /// slice has an overflow.
-    fn window_acc(
-        &mut self,
-        rules: &Rules,
-        slot: u32,
-        pivot: usize,
-        window: (i64, i64),
-        combos: &mut Option<EventCombos>,
-    ) {
-        let range = self.slices_in(window);
-        if rules.emit == EmitMode::Final {
-            return self.combine_any(&rules.layout, slot, range.clone(), self.overflows(range));
-        }
-        let c = *combos.get_or_insert_with(|| self.prepare_combos(&rules.layout, slot, pivot, range.start));
-        if !c.shared {
-            return self.combine_around(&rules.layout, slot, range, pivot);
-        }
-        let (layout, at, width) = (&rules.layout, slot as usize * self.width, self.width);
-        let mut next_after = c.next_after;
-        while next_after < range.end {
-            let acc = &self.slices[next_after].accs[at..at + width];
-            if acc[0] > 0 {
-                layout.merge_flat(&mut self.after, &mut None, acc, None);
-            }
-            next_after += 1;
-        }
-        let k = range.start.max(c.lo) - c.lo;
-        self.scratch.copy_from_slice(&self.empty);
-        Layout::reset_overflow(&mut self.scratch_overflow);
-        layout.merge_flat(&mut self.scratch, &mut None, &self.before[k * width..(k + 1) * width], None);
-        layout.merge_flat(&mut self.scratch, &mut None, &self.slices[pivot].accs[at..at + width], None);
-        layout.merge_flat(&mut self.scratch, &mut None, &self.after, None);
-        *combos = Some(EventCombos { next_after, ..c });
-    }
-
-    /// The suffixes of `slot`'s slices from `lo` to `pivot` (excluded) into `before`, one
-    /// accumulator each, the last one empty; `after` emptied.
-    fn prepare_combos(&mut self, layout: &Layout, slot: u32, pivot: usize, lo: usize) -> EventCombos {
-        let shared = !self.overflows(lo..self.slices.len());
-        if shared {
-            let (at, width) = (slot as usize * self.width, self.width);
-            let n = pivot - lo + 1;
-            self.before.resize(n * width, 0);
-            self.before[(n - 1) * width..].copy_from_slice(&self.empty);
-            for i in (0..n - 1).rev() {
-                let (head, tail) = self.before.split_at_mut((i + 1) * width);
-                head[i * width..].copy_from_slice(&tail[..width]);
-                let acc = &self.slices[lo + i].accs[at..at + width];
-                if acc[0] > 0 {
-                    layout.merge_flat(&mut head[i * width..], &mut None, acc, None);
-                }
-            }
-            self.after.copy_from_slice(&self.empty);
-        }
-        EventCombos { lo, next_after: pivot + 1, shared }
     }
 
     // ------------------------------------------------------------------ watermark
@@ -719,43 +416,6 @@ impl PanesByTime {
         }
     }
 
-    /// Combines the slots of the firing in progress in slot order, writing each result to its
-    /// row; returns whether some slot had no data left (see `drop_empty_rows`).
-    fn combine_rows<const OVERFLOWS: bool>(
-        &mut self,
-        layout: &Layout,
-        base: usize,
-        range: std::ops::Range<usize>,
-        out: &mut Output,
-    ) -> bool {
-        let mut emptied = false;
-        for n in 0..self.by_slot.len() {
-            let slot = self.by_slot[n];
-            self.combine::<OVERFLOWS>(layout, slot, range.clone());
-            emptied |= self.scratch[0] == 0;
-            let row = base + self.rank[slot as usize] as usize;
-            layout.emit_flat_at(&self.scratch, &self.scratch_overflow, &mut out.ints, &mut out.floats, row);
-        }
-        emptied
-    }
-
-    /// Removes the rows from `base` on whose slot has no data in `range` (rare: see `fire`).
-    #[cold]
-    fn drop_empty_rows(
-        &mut self,
-        layout: &Layout,
-        base: usize,
-        range: std::ops::Range<usize>,
-        out: &mut Output,
-    ) {
-        let mut keep = Vec::with_capacity(self.order.len());
-        for n in 0..self.order.len() {
-            self.combine::<true>(layout, self.order[n].1, range.clone());
-            keep.push(self.scratch[0] > 0);
-        }
-        out.retain_rows_from(base, &keep);
-    }
-
     /// Empties an expired slice's accumulators, drops keys left without data and keeps the
     /// slice for reuse.
     fn expire(&mut self, mut slice: Slice) {
@@ -784,74 +444,6 @@ impl PanesByTime {
         slice.overflow.clear();
         slice.stale = false;
         self.spare.push(slice);
-    }
-
-    // ------------------------------------------------------------------ state bytes
-
-    /// Writes the state of the live key in `slot` as `PanesPerKey` would at watermark `wm`.
-    fn write_slot(&self, layout: &Layout, slot: u32, wm: i64, lateness: i64, w: &mut Writer) {
-        let g = self.geo;
-        let panes: Vec<(i64, Acc)> = (0..self.slices.len())
-            .filter(|&s| self.acc(s, slot)[0] > 0)
-            .map(|s| {
-                (
-                    self.slices[s].start,
-                    layout.acc_of_flat(self.acc(s, slot), self.slices[s].overflow_of(slot)),
-                )
-            })
-            .collect();
-        let next_end = panes.iter().filter_map(|&(start, _)| g.first_unfired_end(start, wm)).min();
-        let next_end = next_end.unwrap_or(i64::MAX);
-        let fire = if next_end == i64::MAX { i64::MAX } else { next_end - 1 };
-        let cleanup = panes.first().map_or(i64::MAX, |&(start, _)| self.expiry(start, lateness));
-        let triggered = self.triggered[slot as usize].as_deref().map_or(&[][..], |t| t.as_slice());
-        write_key(layout, w, next_end, fire.min(cleanup), triggered, panes.iter().map(|(s, a)| (*s, a)));
-    }
-
-    /// Replaces the state of `key` by `panes` (none: the key is dropped).
-    fn set_key(&mut self, rules: &Rules, key: i64, panes: &[(i64, Acc)], triggered: &[i64], wm: i64) {
-        let layout = &rules.layout;
-        if let Some(slot) = self.slot_of(key) {
-            self.clear_slot(slot);
-            self.drop_if_empty(slot);
-        }
-        if panes.is_empty() {
-            return;
-        }
-        let slot = self.insert_key(key);
-        let at = slot as usize * self.width;
-        for (start, acc) in panes {
-            let s = self.slice_at(*start, rules, wm);
-            let slice = &mut self.slices[s];
-            if let Some(overflow) = layout.flat_of_acc(acc, &mut slice.accs[at..at + self.width]) {
-                slice.overflow.insert(slot, Some(overflow));
-            }
-            slice.touched.push(slot);
-            self.open[slot as usize] += 1;
-            self.panes += 1;
-        }
-        if !triggered.is_empty() {
-            self.triggered[slot as usize] = Some(Box::new(triggered.iter().copied().collect()));
-            self.early_marks = true;
-        }
-    }
-
-    /// Reads what [`PanesByTime::write`] (or `PanesPerKey::write`) wrote, at watermark `wm`.
-    ///
-    /// # Errors
-    /// [`crate::CoreError::Snapshot`] on malformed bytes.
-    pub fn read(geo: Geometry, rules: &Rules, wm: i64, r: &mut Reader<'_>) -> CoreResult<Self> {
-        let mut op = PanesByTime::new(geo, &rules.layout);
-        for _ in 0..r.count()? {
-            let key = r.i64()?;
-            if op.slot_of(key).is_some() {
-                return Err(crate::CoreError::Snapshot(format!("key {key} appears twice")));
-            }
-            let state = KeyPanes::read(&rules.layout, r)?;
-            op.set_key(rules, key, &state.panes, &state.triggered, wm);
-        }
-        op.reschedule(wm, rules.allowed_lateness);
-        Ok(op)
     }
 }
 
@@ -1062,44 +654,5 @@ impl WindowOperator for PanesByTime {
         self.shrink();
         self.rebuild_cap();
         Ok(())
-    }
-}
-
-/// The windows of one event of a key (in `slot`, pane slice `pivot`), as the emit decision
-/// reads them: combined into the operator's scratch accumulator by `window_acc`.
-struct SlotWindows<'a> {
-    op: &'a mut PanesByTime,
-    rules: &'a Rules,
-    slot: u32,
-    pivot: usize,
-    combos: Option<EventCombos>,
-}
-
-impl EventWindow for SlotWindows<'_> {
-    #[inline]
-    fn aggregate(&mut self, _layout: &Layout, window: (i64, i64)) {
-        self.op.window_acc(self.rules, self.slot, self.pivot, window, &mut self.combos);
-    }
-
-    fn emitted_before(&self) -> bool {
-        self.op.scratch[0] > 1
-    }
-
-    fn triggered(&self, end: i64) -> bool {
-        self.op.triggered[self.slot as usize].as_ref().is_some_and(|t| t.contains(&end))
-    }
-
-    fn mark_triggered(&mut self, end: i64) {
-        self.op.triggered[self.slot as usize].get_or_insert_default().push(end);
-        self.op.early_marks = true;
-    }
-
-    fn holds(&self, layout: &Layout, predicate: &Predicate) -> bool {
-        let (acc, overflow) = (&self.op.scratch, &self.op.scratch_overflow);
-        predicate.holds(&|agg| layout.value_flat(acc, overflow, agg))
-    }
-
-    fn push(&self, layout: &Layout, out: &mut Output, key: i64, window: (i64, i64), kind: EmitKind) {
-        out.push_flat(layout, key, window, kind, (&self.op.scratch, &self.op.scratch_overflow));
     }
 }
