@@ -231,16 +231,16 @@ def test_features_are_computed_on_arrival_at_the_event_clock() -> None:
     over the whole stream with those times and ids."""
     detector = FraudDetector(rules=[])
     seen: list[dict[str, np.ndarray]] = []
-    process = detector.features.process
+    process = detector.features.process_evicting  # the detector's one call into the features
 
     def spy(batch: Any) -> Any:
-        out = process(batch)
+        out, evicted = process(batch)
         seen.append(
             {"txn_id": np.asarray(batch["txn_id"]).copy(), "ts": np.asarray(batch["ts"]).copy(), **out}
         )
-        return out
+        return out, evicted
 
-    detector.features.process = spy  # type: ignore[method-assign]
+    detector.features.process_evicting = spy  # type: ignore[method-assign]
     sizes = []
     for lo in range(0, len(STREAM), 1_000):
         batch = {k: v[lo : lo + 1_000] for k, v in STREAM.columns.items()}

@@ -87,17 +87,32 @@ def test_a_taken_copy_equals_a_full_restore_and_reads_only_the_tail(
     thread.start()
     standby = StandbyReplicas(replace(config, kafka=replace(config.kafka, standby_partitions=partitions)),
                               client_config(config), make_task)  # fmt: skip
-    feeder = threading.Thread(target=produce, args=(kafka_bootstrap, topic, records, 3_000.0))
+    # two short tails after the main input, each committed before the next: whatever the main
+    # input's last commit wrote, a snapshot or not, the changelog then ends with change records
+    # (a tail of 20 records writes far fewer bytes than a snapshot, so at most one tail snapshots)
+    main, tails = records[:-40], (records[-40:-20], records[-20:])
+    feeder = threading.Thread(target=produce, args=(kafka_bootstrap, topic, main, 3_000.0))
     try:
         deadline = time.monotonic() + WAIT_S
+
+        def poll_until(done: Callable[[], bool]) -> None:
+            while not done() and time.monotonic() < deadline:
+                standby.poll(0.05)
+                assert not error, repr(error)
+
         while not writer.tasks.tasks and time.monotonic() < deadline:
             time.sleep(0.05)
         standby.keep_warm(set())  # the writer's partitions, as a second instance would
         feeder.start()
-        while (feeder.is_alive() or writer.stats.consumed < len(records)) and time.monotonic() < deadline:
-            standby.poll(0.05)
-            assert not error, repr(error)
+        poll_until(lambda: not feeder.is_alive() and writer.stats.consumed >= len(main))
         feeder.join()
+        expected = len(main)
+        for tail in tails:
+            produce(kafka_bootstrap, topic, tail)
+            expected += len(tail)
+            poll_until(lambda: writer.stats.consumed >= expected)  # noqa: B023 (called at once)
+            commits = writer.stats.commits
+            poll_until(lambda: writer.stats.commits > commits)  # noqa: B023 (called at once)
         assert writer.stats.consumed == len(records)
         writer.stop()
         thread.join(60)
