@@ -145,6 +145,7 @@
 //! ```
 
 pub mod cap;
+pub mod combine;
 pub mod emit;
 pub mod index;
 pub mod keys;

@@ -1,23 +1,82 @@
-//! Window aggregates of a key from its slices: each window's slices merged in order (final
-//! rows, a firing's keys in slot order), or around the event's slice when an event
-//! re-evaluates its open windows (early firing), in the order `PanesPerKey` merges them.
+//! Window aggregates of keys from their slices: a firing's keys merged in slot order, and one
+//! key's slices as the shared window combiner reads them ([`crate::window::combine`]) for the
+//! windows an event updated.
 
-use super::PanesByTime;
-use crate::aggregate::Layout;
+use super::{PanesByTime, Slice};
+use crate::aggregate::{Layout, Overflow};
 use crate::predicate::Predicate;
+use crate::window::combine::{combine, PanesOfKey};
 use crate::window::emit::{emit_for_event_windows, EventWindow};
 use crate::window::output::{EmitKind, Output};
 use crate::window::{EmitMode, Rules};
 
-/// Where the windows of one event stand (see `PanesByTime::window_acc`).
-#[derive(Debug, Clone, Copy)]
-struct EventCombos {
-    /// First slice of the earliest window.
-    lo: usize,
-    /// First slice after the pivot not yet merged into `after`.
-    next_after: usize,
-    /// Whether the suffixes in `before` are used (no overflow in the windows' slices).
-    shared: bool,
+/// A flat accumulator and its distinct values outside the bitmaps: one window's (or part of
+/// a window's) aggregates of one key.
+#[derive(Debug)]
+pub(super) struct FlatAcc {
+    pub(super) words: Vec<u64>,
+    pub(super) overflow: Overflow,
+}
+
+impl Clone for FlatAcc {
+    fn clone(&self) -> Self {
+        FlatAcc { words: self.words.clone(), overflow: self.overflow.clone() }
+    }
+
+    /// Keeps the allocations (the suffixes of `WindowCombos` are rebuilt per event).
+    fn clone_from(&mut self, source: &Self) {
+        self.words.copy_from_slice(&source.words);
+        self.overflow.clone_from(&source.overflow);
+    }
+}
+
+/// The slices of one key (in `slot`) as the shared window combiner reads them; empty
+/// accumulators are skipped.
+pub(super) struct SlotPanes<'a> {
+    layout: &'a Layout,
+    slices: &'a [Slice],
+    empty: &'a [u64],
+    slot: u32,
+}
+
+impl PanesOfKey for SlotPanes<'_> {
+    type Acc = FlatAcc;
+
+    #[inline]
+    fn count(&self) -> usize {
+        self.slices.len()
+    }
+
+    #[inline]
+    fn start(&self, i: usize) -> i64 {
+        self.slices[i].start
+    }
+
+    fn new_acc(&self) -> FlatAcc {
+        FlatAcc { words: self.empty.to_vec(), overflow: None }
+    }
+
+    #[inline]
+    fn reset(&self, acc: &mut FlatAcc) {
+        acc.words.copy_from_slice(self.empty);
+        Layout::reset_overflow(&mut acc.overflow);
+    }
+
+    #[inline]
+    fn add_pane(&self, into: &mut FlatAcc, i: usize) {
+        let (s, width) = (&self.slices[i], self.empty.len());
+        let at = self.slot as usize * width;
+        let acc = &s.accs[at..at + width];
+        if acc[0] > 0 {
+            self.layout.merge_flat(&mut into.words, &mut into.overflow, acc, s.overflow_of(self.slot));
+        }
+    }
+
+    #[inline]
+    fn add(&self, into: &mut FlatAcc, from: &FlatAcc) {
+        let overflow = from.overflow.is_some().then_some(&from.overflow);
+        self.layout.merge_flat(&mut into.words, &mut into.overflow, &from.words, overflow);
+    }
 }
 
 impl PanesByTime {
@@ -58,53 +117,6 @@ impl PanesByTime {
         }
     }
 
-    /// [`PanesByTime::combine`] with its overflows when `overflows`.
-    fn combine_any(&mut self, layout: &Layout, slot: u32, range: std::ops::Range<usize>, overflows: bool) {
-        if overflows {
-            self.combine::<true>(layout, slot, range);
-        } else {
-            Layout::reset_overflow(&mut self.scratch_overflow);
-            self.combine::<false>(layout, slot, range);
-        }
-    }
-
-    /// [`PanesByTime::combine`] in the order `PanesPerKey` merges the windows of an event's pane when
-    /// firing early (`WindowCombos`): the slices before `pivot` from the nearest back, then
-    /// `pivot`, then the slices after it; float sums then round alike in both layouts.
-    fn combine_around(&mut self, layout: &Layout, slot: u32, range: std::ops::Range<usize>, pivot: usize) {
-        let (at, width) = (slot as usize * self.width, self.width);
-        // (`before` may hold the suffixes of `prepare_combos`: its first accumulator is used.)
-        let before = &mut self.before[..width];
-        before.copy_from_slice(&self.empty);
-        self.after.copy_from_slice(&self.empty);
-        Layout::reset_overflow(&mut self.scratch_overflow);
-        for j in (range.start..pivot).rev() {
-            let s = &self.slices[j];
-            let acc = &s.accs[at..at + width];
-            if acc[0] > 0 {
-                layout.merge_flat(before, &mut self.scratch_overflow, acc, s.overflow.get(&slot));
-            }
-        }
-        for j in pivot + 1..range.end {
-            let s = &self.slices[j];
-            let acc = &s.accs[at..at + width];
-            if acc[0] > 0 {
-                layout.merge_flat(&mut self.after, &mut self.scratch_overflow, acc, s.overflow.get(&slot));
-            }
-        }
-        self.scratch.copy_from_slice(&self.empty);
-        let mut none = None;
-        layout.merge_flat(&mut self.scratch, &mut none, &self.before[..width], None);
-        let s = &self.slices[pivot];
-        layout.merge_flat(
-            &mut self.scratch,
-            &mut self.scratch_overflow,
-            &s.accs[at..at + width],
-            s.overflow.get(&slot),
-        );
-        layout.merge_flat(&mut self.scratch, &mut none, &self.after, None);
-    }
-
     /// The rows an event of `key` causes in its windows (ends `ends.0` to `ends.1`) at
     /// watermark `wm`, its key in `slot` and its pane in slice `pivot` (see [`emit_for_event_windows`]); out of line, since most
     /// events of final-only windows cause none.
@@ -118,70 +130,8 @@ impl PanesByTime {
         out: &mut Output,
     ) {
         let (size, slide) = (self.geo.size, self.geo.slide);
-        let mut windows = SlotWindows { op: self, rules, slot, pivot, combos: None };
+        let mut windows = SlotWindows { op: self, rules, slot, pivot, ready: false };
         emit_for_event_windows(rules, key, (size, slide), ends, wm, &mut windows, out);
-    }
-
-    /// The aggregates of `slot` in `window` (which contains slice `pivot`; windows come in end
-    /// order) into `scratch`. Final-only windows merge their slices in order, as `PanesPerKey`
-    /// fires them; with early firing, in the order of `PanesPerKey`'s `WindowCombos` (the slices
-    /// before the pivot from the nearest back, the pivot, the slices after it), sharing the
-    /// parts before the pivot between windows (`combos`, prepared on first use) unless some
-    /// slice has an overflow.
-    fn window_acc(
-        &mut self,
-        rules: &Rules,
-        slot: u32,
-        pivot: usize,
-        window: (i64, i64),
-        combos: &mut Option<EventCombos>,
-    ) {
-        let range = self.slices_in(window);
-        if rules.emit == EmitMode::Final {
-            return self.combine_any(&rules.layout, slot, range.clone(), self.overflows(range));
-        }
-        let c = *combos.get_or_insert_with(|| self.prepare_combos(&rules.layout, slot, pivot, range.start));
-        if !c.shared {
-            return self.combine_around(&rules.layout, slot, range, pivot);
-        }
-        let (layout, at, width) = (&rules.layout, slot as usize * self.width, self.width);
-        let mut next_after = c.next_after;
-        while next_after < range.end {
-            let acc = &self.slices[next_after].accs[at..at + width];
-            if acc[0] > 0 {
-                layout.merge_flat(&mut self.after, &mut None, acc, None);
-            }
-            next_after += 1;
-        }
-        let k = range.start.max(c.lo) - c.lo;
-        self.scratch.copy_from_slice(&self.empty);
-        Layout::reset_overflow(&mut self.scratch_overflow);
-        layout.merge_flat(&mut self.scratch, &mut None, &self.before[k * width..(k + 1) * width], None);
-        layout.merge_flat(&mut self.scratch, &mut None, &self.slices[pivot].accs[at..at + width], None);
-        layout.merge_flat(&mut self.scratch, &mut None, &self.after, None);
-        *combos = Some(EventCombos { next_after, ..c });
-    }
-
-    /// The suffixes of `slot`'s slices from `lo` to `pivot` (excluded) into `before`, one
-    /// accumulator each, the last one empty; `after` emptied.
-    fn prepare_combos(&mut self, layout: &Layout, slot: u32, pivot: usize, lo: usize) -> EventCombos {
-        let shared = !self.overflows(lo..self.slices.len());
-        if shared {
-            let (at, width) = (slot as usize * self.width, self.width);
-            let n = pivot - lo + 1;
-            self.before.resize(n * width, 0);
-            self.before[(n - 1) * width..].copy_from_slice(&self.empty);
-            for i in (0..n - 1).rev() {
-                let (head, tail) = self.before.split_at_mut((i + 1) * width);
-                head[i * width..].copy_from_slice(&tail[..width]);
-                let acc = &self.slices[lo + i].accs[at..at + width];
-                if acc[0] > 0 {
-                    layout.merge_flat(&mut head[i * width..], &mut None, acc, None);
-                }
-            }
-            self.after.copy_from_slice(&self.empty);
-        }
-        EventCombos { lo, next_after: pivot + 1, shared }
     }
 
     /// Combines the slots of the firing in progress in slot order, writing each result to its
@@ -223,23 +173,34 @@ impl PanesByTime {
 }
 
 /// The windows of one event of a key (in `slot`, pane slice `pivot`), as the emit decision
-/// reads them: combined into the operator's scratch accumulator by `window_acc`.
+/// reads them: combined into the operator's `window` accumulator by the shared combiner
+/// (through its `combos`, prepared on first use, when firing early).
 struct SlotWindows<'a> {
     op: &'a mut PanesByTime,
     rules: &'a Rules,
     slot: u32,
     pivot: usize,
-    combos: Option<EventCombos>,
+    /// `op.combos` holds this event's slice.
+    ready: bool,
 }
 
 impl EventWindow for SlotWindows<'_> {
     #[inline]
-    fn aggregate(&mut self, _layout: &Layout, window: (i64, i64)) {
-        self.op.window_acc(self.rules, self.slot, self.pivot, window, &mut self.combos);
+    fn aggregate(&mut self, layout: &Layout, window: (i64, i64)) {
+        let op = &mut *self.op;
+        let panes = SlotPanes { layout, slices: &op.slices, empty: &op.empty, slot: self.slot };
+        if self.rules.emit == EmitMode::Final {
+            return combine(&panes, window, &mut op.window);
+        }
+        if !self.ready {
+            op.combos.start(&panes, self.pivot, window.0);
+            self.ready = true;
+        }
+        op.combos.window(&panes, window, &mut op.window);
     }
 
     fn emitted_before(&self) -> bool {
-        self.op.scratch[0] > 1
+        self.op.window.words[0] > 1
     }
 
     fn triggered(&self, end: i64) -> bool {
@@ -252,11 +213,12 @@ impl EventWindow for SlotWindows<'_> {
     }
 
     fn holds(&self, layout: &Layout, predicate: &Predicate) -> bool {
-        let (acc, overflow) = (&self.op.scratch, &self.op.scratch_overflow);
-        predicate.holds(&|agg| layout.value_flat(acc, overflow, agg))
+        let w = &self.op.window;
+        predicate.holds(&|agg| layout.value_flat(&w.words, &w.overflow, agg))
     }
 
     fn push(&self, layout: &Layout, out: &mut Output, key: i64, window: (i64, i64), kind: EmitKind) {
-        out.push_flat(layout, key, window, kind, (&self.op.scratch, &self.op.scratch_overflow));
+        let w = &self.op.window;
+        out.push_flat(layout, key, window, kind, (&w.words, &w.overflow));
     }
 }

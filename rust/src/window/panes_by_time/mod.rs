@@ -40,6 +40,8 @@ mod state;
 use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
 
+use self::combine::FlatAcc;
+use super::combine::WindowCombos;
 use super::index::KeyIndex;
 use super::operator::{Book, Event, StateContext, StateSize, WindowOperator, PREFETCH_DISTANCE};
 use super::output::{sort_by_key_radix, EmitKind, Output};
@@ -123,10 +125,10 @@ pub struct PanesByTime {
     in_batch: bool,
     scratch: Vec<u64>,
     scratch_overflow: Overflow,
-    /// The parts of a window before and after one slice (see [`PanesByTime::combine_around`]);
-    /// `before` holds one accumulator per suffix in `window_acc`.
-    before: Vec<u64>,
-    after: Vec<u64>,
+    /// The aggregates of a window an event updated, and how they are combined when firing
+    /// early (see [`crate::window::combine`]).
+    window: FlatAcc,
+    combos: Box<WindowCombos<FlatAcc>>,
     order: Vec<(i64, u32)>,
     sort_tmp: Vec<(i64, u32)>,
     /// Row of each slot in the firing in progress.
@@ -165,8 +167,8 @@ impl PanesByTime {
             in_batch: false,
             scratch: layout.flat_empty(),
             scratch_overflow: None,
-            before: layout.flat_empty(),
-            after: layout.flat_empty(),
+            window: FlatAcc { words: layout.flat_empty(), overflow: None },
+            combos: Box::new(WindowCombos::new(FlatAcc { words: layout.flat_empty(), overflow: None })),
             order: Vec::new(),
             sort_tmp: Vec::new(),
             rank: Vec::new(),

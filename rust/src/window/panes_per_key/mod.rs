@@ -31,7 +31,7 @@ use std::cell::Cell;
 
 use smallvec::SmallVec;
 
-use self::combine::{combine, has_data, WindowCombos};
+use self::combine::{has_data, PaneList};
 pub(super) use self::state::{write_key, KeyPanes};
 use super::emit::{emit_for_event_windows, EventWindow};
 use super::keys::{
@@ -44,6 +44,7 @@ use super::{EmitMode, Geometry, PaneSpan, Rules};
 use crate::aggregate::{Acc, Layout};
 use crate::predicate::Predicate;
 use crate::snapshot::{Reader, Writer};
+use crate::window::combine::{combine, WindowCombos};
 use crate::CoreResult;
 
 /// One pane: exactly one cache line (an event touches one pane; keyed state is bound by cache
@@ -287,7 +288,7 @@ pub struct PanesPerKey<const N: usize> {
     timers: TimerIndex,
     scratch: Acc,
     /// Scratch space of the early-firing path (boxed: cold for final-only windows).
-    combos: Box<WindowCombos>,
+    combos: Box<WindowCombos<Acc>>,
     /// The pane of the last event and its window ends (see [`PaneSpan::of`]).
     span: PaneSpan,
     /// Scratch space of `on_watermark` (boxed: large and cold).
@@ -314,7 +315,7 @@ impl<const N: usize> PanesPerKey<N> {
             keys: KeyTable::default(),
             timers: TimerIndex::default(),
             scratch: layout.new_acc(),
-            combos: Box::new(WindowCombos::new(layout)),
+            combos: Box::new(WindowCombos::new(layout.new_acc())),
             span: PaneSpan::NONE,
             firing: Box::new(Firing {
                 stage: Output::for_layout(layout),
@@ -553,7 +554,7 @@ impl<const N: usize> WindowOperator for PanesPerKey<N> {
                     let end = st.next_end;
                     let window = (end - g.size, end);
                     if rules.final_rows {
-                        combine(layout, st.panes.as_slice(), window, &mut self.scratch);
+                        combine(&PaneList { layout, panes: st.panes.as_slice() }, window, &mut self.scratch);
                         if self.scratch.count > 0 {
                             self.firing.stage.push(layout, key, window, EmitKind::Final, &self.scratch);
                         }
@@ -634,7 +635,7 @@ impl<const N: usize> WindowOperator for PanesPerKey<N> {
 /// the panes directly (final-only windows) or through `combos`, prepared on first use.
 struct KeyWindows<'a, const N: usize> {
     st: &'a mut KeyState<N>,
-    combos: &'a mut WindowCombos,
+    combos: &'a mut WindowCombos<Acc>,
     scratch: &'a mut Acc,
     /// The event's pane, and the start of its earliest window.
     idx: usize,
@@ -647,15 +648,15 @@ struct KeyWindows<'a, const N: usize> {
 impl<const N: usize> EventWindow for KeyWindows<'_, N> {
     #[inline]
     fn aggregate(&mut self, layout: &Layout, window: (i64, i64)) {
-        let panes = self.st.panes.as_slice();
+        let panes = PaneList { layout, panes: self.st.panes.as_slice() };
         if self.direct {
-            return combine(layout, panes, window, self.scratch);
+            return combine(&panes, window, self.scratch);
         }
         if !self.ready {
-            self.combos.start(layout, panes, self.idx, self.from);
+            self.combos.start(&panes, self.idx, self.from);
             self.ready = true;
         }
-        self.combos.window(layout, panes, window, self.scratch);
+        self.combos.window(&panes, window, self.scratch);
     }
 
     fn emitted_before(&self) -> bool {

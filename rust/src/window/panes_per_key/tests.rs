@@ -59,14 +59,15 @@ proptest::proptest! {
         let idx = pick % list.len();
         let g = geo(10 * size_panes, 10);
         let ps = list[idx].start;
-        let mut combos = WindowCombos::new(&layout);
-        combos.start(&layout, &list, idx, g.first_end(ps) - g.size);
+        let panes = PaneList { layout: &layout, panes: &list };
+        let mut combos = WindowCombos::new(layout.new_acc());
+        combos.start(&panes, idx, g.first_end(ps) - g.size);
         let (mut got, mut want) = (layout.new_acc(), layout.new_acc());
         let mut end = g.first_end(ps);
         while end <= g.last_end(ps) {
             let window = (end - g.size, end);
-            combos.window(&layout, &list, window, &mut got);
-            combine(&layout, &list, window, &mut want);
+            combos.window(&panes, window, &mut got);
+            combine(&panes, window, &mut want);
             for agg in 0..6 {
                 proptest::prop_assert_eq!(layout.value(&got, agg).to_bits(), layout.value(&want, agg).to_bits(), "agg {} window {:?}", agg, window);
             }
