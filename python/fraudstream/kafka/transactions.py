@@ -165,7 +165,9 @@ class TransactionalProducer:
             yield
         except KafkaException as exc:
             err: KafkaError = exc.args[0]
-            if self.exactly_once and err.code() == KafkaError._STATE and not err.fatal():
+            if err.fatal() or err.code() in FENCED_CODES:  # e.g. adding a partition once fenced
+                raise FencedError(str(err)) from exc
+            if self.exactly_once and err.code() == KafkaError._STATE:
                 raise CommitAborted(f"the transaction takes no more records ({err})") from exc
             raise
 
@@ -205,7 +207,7 @@ class TransactionalProducer:
             with self.watchdog.call("abort_transaction"):
                 self.producer.abort_transaction(30)
         except KafkaException as exc:
-            if exc.args[0].fatal():
+            if exc.args[0].fatal() or exc.args[0].code() in FENCED_CODES:  # never renew a fenced client
                 raise FencedError(str(exc.args[0])) from exc
             # the client's transaction state is unknown: a new client with the same id fences
             # the old one and aborts its transaction on the broker
