@@ -107,6 +107,13 @@ class TaskManager:
         """New partitions: tasks built and restored before any record is processed. A partition
         already owned keeps its task (its state is ahead of the changelog's last commit)."""
         self._restore([p for p in partitions if p not in self.tasks])
+        # The restore can hold the loop for up to the transaction timeout (a killed owner's open
+        # transaction must time out first). That is not idle time of the partitions already
+        # owned: their records kept arriving meanwhile, and an idle tick before they are taken
+        # would advance the watermark past them (every rule window closed, the records late).
+        now_ms = time.time() * 1000
+        for task in self.tasks.values():
+            task.last_input_ms = max(task.last_input_ms, now_ms)
         self.keep_warm()
 
     def revoke(self, partitions: list[int]) -> None:
