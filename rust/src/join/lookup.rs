@@ -7,6 +7,7 @@
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
+use super::{KeyedTableState, SNAPSHOT};
 use crate::snapshot::{Reader, Writer};
 use crate::{CoreError, CoreResult};
 
@@ -130,10 +131,15 @@ impl LookupTable {
         }
         out
     }
+}
 
-    /// Starts (or stops) recording changed keys.
-    pub fn track_changes(&mut self, on: bool) {
-        self.dirty = on.then(FxHashSet::default);
+impl KeyedTableState for LookupTable {
+    fn held_keys(&self) -> Vec<i64> {
+        self.rows.keys().copied().collect()
+    }
+
+    fn changed_keys(&mut self) -> &mut Option<FxHashSet<i64>> {
+        &mut self.dirty
     }
 
     fn write(&self, kind: u8, mut keys: Vec<i64>) -> Vec<u8> {
@@ -160,34 +166,6 @@ impl LookupTable {
             }
         }
         w.into_bytes()
-    }
-
-    /// The whole table as versioned bytes.
-    #[must_use]
-    pub fn snapshot(&self) -> Vec<u8> {
-        self.write(b'S', self.rows.keys().copied().collect())
-    }
-
-    /// The keys changed since the previous call (a removed key as a delete).
-    pub fn take_changes(&mut self) -> Vec<u8> {
-        let keys = self.dirty.as_mut().map(|d| d.drain().collect()).unwrap_or_default();
-        self.write(b'C', keys)
-    }
-
-    /// Replaces the table with a snapshot.
-    ///
-    /// # Errors
-    /// [`CoreError::Snapshot`] for bad bytes or other columns; the table is unchanged.
-    pub fn restore(&mut self, data: &[u8]) -> CoreResult<()> {
-        self.read(data, b'S')
-    }
-
-    /// Applies bytes from [`LookupTable::take_changes`].
-    ///
-    /// # Errors
-    /// [`CoreError::Snapshot`] for bad bytes or other columns; the table is unchanged.
-    pub fn apply_changes(&mut self, data: &[u8]) -> CoreResult<()> {
-        self.read(data, b'C')
     }
 
     fn read(&mut self, data: &[u8], kind: u8) -> CoreResult<()> {
@@ -217,7 +195,7 @@ impl LookupTable {
             rows.push((key, row));
         }
         r.finish()?;
-        if kind == b'S' {
+        if kind == SNAPSHOT {
             self.rows.clear();
         }
         for (key, row) in rows {

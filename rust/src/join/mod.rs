@@ -70,6 +70,67 @@ impl JoinConfig {
     }
 }
 
+/// A join's keyed state as versioned bytes (`crate::snapshot`): a snapshot writes every key
+/// held, changes write the keys changed since the previous [`KeyedTableState::take_changes`]
+/// (recorded once [`KeyedTableState::track_changes`] is on). Both joins keep this shape; each
+/// says only how its header and keys are written and read.
+pub trait KeyedTableState {
+    /// The keys held now, in any order.
+    fn held_keys(&self) -> Vec<i64>;
+
+    /// The set of changed keys; `None` while changes are not recorded.
+    fn changed_keys(&mut self) -> &mut Option<FxHashSet<i64>>;
+
+    /// The state's bytes of `kind` ([`SNAPSHOT`] or [`CHANGES`]) with these keys (written in
+    /// order, so equal states give equal bytes).
+    fn write(&self, kind: u8, keys: Vec<i64>) -> Vec<u8>;
+
+    /// Reads bytes of `kind`, checking all of them before the state changes.
+    ///
+    /// # Errors
+    /// [`CoreError::Snapshot`] for bad bytes, the other kind, or another configuration; the
+    /// state is unchanged.
+    fn read(&mut self, data: &[u8], kind: u8) -> CoreResult<()>;
+
+    /// Starts (or stops) recording changed keys.
+    fn track_changes(&mut self, on: bool) {
+        *self.changed_keys() = on.then(FxHashSet::default);
+    }
+
+    /// The whole state as versioned bytes.
+    #[must_use]
+    fn snapshot(&self) -> Vec<u8> {
+        self.write(SNAPSHOT, self.held_keys())
+    }
+
+    /// The keys changed since the previous call (a removed key as a delete).
+    fn take_changes(&mut self) -> Vec<u8> {
+        let keys = self.changed_keys().as_mut().map(|d| d.drain().collect()).unwrap_or_default();
+        self.write(CHANGES, keys)
+    }
+
+    /// Replaces the state with a snapshot of a state of the same configuration.
+    ///
+    /// # Errors
+    /// [`CoreError::Snapshot`] for bad bytes or another configuration; the state is unchanged.
+    fn restore(&mut self, data: &[u8]) -> CoreResult<()> {
+        self.read(data, SNAPSHOT)
+    }
+
+    /// Applies bytes from [`KeyedTableState::take_changes`].
+    ///
+    /// # Errors
+    /// [`CoreError::Snapshot`] for bad bytes or another configuration; the state is unchanged.
+    fn apply_changes(&mut self, data: &[u8]) -> CoreResult<()> {
+        self.read(data, CHANGES)
+    }
+}
+
+/// The kind byte of a [`KeyedTableState`] snapshot.
+pub const SNAPSHOT: u8 = b'S';
+/// The kind byte of [`KeyedTableState`] changes.
+pub const CHANGES: u8 = b'C';
+
 /// Output column names a temporal join's table column may not take.
 pub const RESERVED: [&str; 6] = ["key", "time", "id", "matched", "version_time", "late_rows"];
 

@@ -9,16 +9,13 @@ use std::collections::BTreeMap;
 
 use rustc_hash::FxHashSet;
 
-use super::{JoinCounters, JoinKind, TemporalJoin, Values, Version, Waiting, SECTION};
+use super::{
+    JoinCounters, JoinKind, KeyedTableState, TemporalJoin, Values, Version, Waiting, SECTION, SNAPSHOT,
+};
 use crate::snapshot::{Reader, Writer};
 use crate::{CoreError, CoreResult};
 
 impl TemporalJoin {
-    /// Starts (or stops) recording changed keys for [`TemporalJoin::take_changes`].
-    pub fn track_changes(&mut self, on: bool) {
-        self.dirty = on.then(FxHashSet::default);
-    }
-
     /// Whether changes are recorded.
     #[must_use]
     pub fn tracks_changes(&self) -> bool {
@@ -68,6 +65,16 @@ impl TemporalJoin {
             }
         }
     }
+}
+
+impl KeyedTableState for TemporalJoin {
+    fn held_keys(&self) -> Vec<i64> {
+        self.table.keys().copied().collect()
+    }
+
+    fn changed_keys(&mut self) -> &mut Option<FxHashSet<i64>> {
+        &mut self.dirty
+    }
 
     fn write(&self, kind: u8, mut keys: Vec<i64>) -> Vec<u8> {
         let mut w = Writer::with_header();
@@ -80,34 +87,6 @@ impl TemporalJoin {
         w.into_bytes()
     }
 
-    /// The whole state as versioned bytes (keys in order: equal states give equal bytes).
-    #[must_use]
-    pub fn snapshot(&self) -> Vec<u8> {
-        self.write(b'S', self.table.keys().copied().collect())
-    }
-
-    /// The watermarks, counters, waiting probes and the keys changed since the previous call.
-    pub fn take_changes(&mut self) -> Vec<u8> {
-        let keys = self.dirty.as_mut().map(|d| d.drain().collect()).unwrap_or_default();
-        self.write(b'C', keys)
-    }
-
-    /// Replaces the state with a snapshot of a join of the same configuration.
-    ///
-    /// # Errors
-    /// [`CoreError::Snapshot`] for bad bytes or another configuration; the state is unchanged.
-    pub fn restore(&mut self, data: &[u8]) -> CoreResult<()> {
-        self.read(data, b'S')
-    }
-
-    /// Applies bytes from [`TemporalJoin::take_changes`].
-    ///
-    /// # Errors
-    /// [`CoreError::Snapshot`] for bad bytes or another configuration; the state is unchanged.
-    pub fn apply_changes(&mut self, data: &[u8]) -> CoreResult<()> {
-        self.read(data, b'C')
-    }
-
     fn read(&mut self, data: &[u8], kind: u8) -> CoreResult<()> {
         let bad = |m: &str| CoreError::Snapshot(m.to_owned());
         let mut r = Reader::with_header(data)?;
@@ -115,7 +94,7 @@ impl TemporalJoin {
             return Err(bad("not a temporal join state"));
         }
         if r.u8()? != kind {
-            return Err(bad(if kind == b'S' {
+            return Err(bad(if kind == SNAPSHOT {
                 "expected a snapshot, got changes"
             } else {
                 "expected changes, got a snapshot"
@@ -174,7 +153,7 @@ impl TemporalJoin {
         }
         r.finish()?;
         // all read: now mutate
-        if kind == b'S' {
+        if kind == SNAPSHOT {
             self.table.clear();
         }
         for (key, versions) in keys {

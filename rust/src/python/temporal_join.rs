@@ -13,7 +13,7 @@ use super::convert::{int_column, slice};
 use super::errors::IntoPyResult;
 use super::Shared;
 use crate::join::lookup::{Looked, LookupTable as CoreLookup};
-use crate::join::{JoinConfig, JoinKind, Joined, Probes, TemporalJoin as CoreJoin, Updates};
+use crate::join::{JoinConfig, JoinKind, Joined, KeyedTableState, Probes, TemporalJoin as CoreJoin, Updates};
 
 fn float_column<'py>(obj: &Bound<'py, PyAny>, name: &str) -> PyResult<PyReadonlyArray1<'py, f64>> {
     obj.extract::<PyReadonlyArray1<'py, f64>>()
