@@ -69,7 +69,26 @@ def _output(raw: dict[str, Any]) -> JoinOutput:
     return JoinOutput(joined=raw, late_rows=late)
 
 
-class TemporalJoinProcessor:
+class _JoinState:
+    """The processor contract's state methods over a join's Rust state (``self.core``): both
+    joins keep their keyed state as snapshot and change bytes the same way."""
+
+    core: _core.TemporalJoin | _core.LookupTable
+
+    def snapshot(self) -> bytes:
+        return self.core.snapshot()
+
+    def changes(self) -> bytes:
+        return self.core.take_changes()
+
+    def restore(self, data: bytes) -> None:
+        self.core.restore(data)
+
+    def apply_changes(self, data: bytes) -> None:
+        self.core.apply_changes(data)
+
+
+class TemporalJoinProcessor(_JoinState):
     """The event-time temporal join of a transaction stream with a versioned table.
 
     - ``columns``: the table's value columns (float64).
@@ -97,7 +116,7 @@ class TemporalJoinProcessor:
         inner: bool = False,
         table_idle_lag_ms: int | None = None,
     ) -> None:
-        self.core = _core.TemporalJoin(
+        self.core: _core.TemporalJoin = _core.TemporalJoin(
             columns=list(columns),
             table_disorder=table_disorder_ms,
             probe_disorder=probe_disorder_ms,
@@ -150,20 +169,8 @@ class TemporalJoinProcessor:
     def counters(self) -> dict[str, int]:
         return self.core.counters()
 
-    def snapshot(self) -> bytes:
-        return self.core.snapshot()
 
-    def changes(self) -> bytes:
-        return self.core.take_changes()
-
-    def restore(self, data: bytes) -> None:
-        self.core.restore(data)
-
-    def apply_changes(self, data: bytes) -> None:
-        self.core.apply_changes(data)
-
-
-class LookupJoinProcessor:
+class LookupJoinProcessor(_JoinState):
     """The processing-time lookup join: each probe row takes the table's latest value (by
     arrival of the updates) at the moment its batch is processed; nothing waits.
 
@@ -183,7 +190,7 @@ class LookupJoinProcessor:
         table_deleted: str = "deleted",
         inner: bool = False,
     ) -> None:
-        self.core = _core.LookupTable(columns=list(columns))
+        self.core: _core.LookupTable = _core.LookupTable(columns=list(columns))
         self.columns = list(columns)
         self.key, self.time, self.id = key, time, id
         self.table_key, self.table_deleted = table_key, table_deleted
@@ -217,18 +224,6 @@ class LookupJoinProcessor:
     def state_size(self) -> dict[str, int]:
         keys = len(self.core)
         return {"keys": keys, "windows": 0, "bytes": keys * (32 + 8 * len(self.columns))}
-
-    def snapshot(self) -> bytes:
-        return self.core.snapshot()
-
-    def changes(self) -> bytes:
-        return self.core.take_changes()
-
-    def restore(self, data: bytes) -> None:
-        self.core.restore(data)
-
-    def apply_changes(self, data: bytes) -> None:
-        self.core.apply_changes(data)
 
 
 __all__ = ["JoinOutput", "LookupJoinProcessor", "TemporalJoinProcessor"]
