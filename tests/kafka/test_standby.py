@@ -3,6 +3,8 @@
 - A warm copy tailing the changelog while an instance writes it (changes, new snapshots and the
   truncations before them) ends, once taken, with the same state bytes and writer position as a
   full restore, having read only the tail at the take.
+- Loading a snapshot into a copy (as long as a restore of that partition) does not hold up the
+  instance's own partitions: its poll loop keeps committing meanwhile.
 - Two instances keeping warm copies of each other's partitions: the owner of some partitions is
   killed with SIGKILL, the survivor takes them over from its copies, and the committed alerts
   equal the reference: none lost, none twice.
@@ -10,6 +12,7 @@
 
 from __future__ import annotations
 
+import random
 import signal
 import threading
 import time
@@ -40,6 +43,8 @@ from fraudstream.kafka.tasks import _restored_task
 from fraudstream.kafka.topics import client_config
 
 WAIT_S = 90.0
+LOAD_WAIT_S = 30.0
+"""How long a test's slow snapshot load waits for the loop beside it to commit."""
 
 
 def test_standby_choice_takes_the_partitions_after_the_owned_ones_never_an_owned_one() -> None:
@@ -50,6 +55,23 @@ def test_standby_choice_takes_the_partitions_after_the_owned_ones_never_an_owned
         chosen = standby_choice(owned, 6, 6)
         assert not set(chosen) & owned
         assert sorted(chosen) == sorted(set(range(6)) - owned)
+
+
+def test_standby_choice_keeps_the_partition_after_each_owned_one_in_a_spread_assignment() -> None:
+    # a large group's assignor spreads a member's partitions: with as many copies as it owns,
+    # a member keeps every partition that follows one of its own, so each such partition has a
+    # copy on the member before it (the rule from the highest owned one missed most of them)
+    assert standby_choice({0, 4, 8, 12}, 16, 4) == [1, 5, 9, 13]
+    rng = random.Random(3)
+    for _ in range(200):
+        partitions, members = rng.randint(2, 40), rng.randint(2, 8)
+        owner = [rng.randrange(members) for _ in range(partitions)]
+        for m in set(owner):
+            owned = {p for p in range(partitions) if owner[p] == m}
+            chosen = standby_choice(owned, partitions, len(owned))
+            assert not set(chosen) & owned
+            after_own = {(p + 1) % partitions for p in owned} - owned
+            assert after_own <= set(chosen), (owner, m, chosen)
 
 
 def test_a_negative_standby_count_is_a_config_error() -> None:
@@ -142,6 +164,90 @@ def test_a_taken_copy_equals_a_full_restore_and_reads_only_the_tail(
         assert copy.records < full[p].records_read, f"partition {p}: the take read more than the tail"
 
 
+def test_the_poll_loop_keeps_committing_while_a_copy_loads_a_snapshot(
+    kafka_bootstrap: str, kafka_topic_factory: Callable[..., str]
+) -> None:
+    topic = kafka_topic_factory(2)
+    # small snapshots: the owners write new ones while the test runs, and the copies load them
+    config = make_config(
+        kafka_bootstrap, topic, consume_batch=200, commit_interval_ms=50, standby_partitions=1,
+        changelog_snapshot_min_bytes=30_000,
+    )  # fmt: skip
+    commits_during_load = 3
+    armed = threading.Event()
+    """Set once each instance owns its partition: loads from then on are slow (a rebalance that
+    moves the copies waits for a load in progress, as it must; none comes once both own one)."""
+    pipelines = [
+        KafkaPipeline(replace(config, kafka=replace(config.kafka, instance_id=name))) for name in ("a", "b")
+    ]
+    loads: list[tuple[str, bool]] = []
+    """Per snapshot loaded into a copy: the instance, and whether its loop committed meanwhile."""
+
+    def slow_loads(name: str, pipeline: KafkaPipeline) -> None:
+        # a snapshot load that lasts until the instance's own loop has committed a few times (a
+        # large state's load, made as long as it takes): a loop that waits for the load never
+        # commits, and the load gives up after LOAD_WAIT_S
+        standby = pipeline.tasks.standby
+        assert standby is not None
+        make_task = standby.make_task
+
+        def make_slow_task(p: int) -> PartitionTask:
+            task = make_task(p)
+            restore = task.restore
+
+            def slow_restore(snapshot: bytes, changes: list[bytes]) -> None:
+                if not armed.is_set():
+                    restore(snapshot, changes)
+                    return
+                target = pipeline.stats.commits + commits_during_load
+                deadline = time.monotonic() + LOAD_WAIT_S
+                while pipeline.stats.commits < target and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                loads.append((name, pipeline.stats.commits >= target))
+                restore(snapshot, changes)
+
+            task.restore = slow_restore  # type: ignore[method-assign]
+            return task
+
+        standby.make_task = make_slow_task
+
+    errors: list[BaseException] = []
+
+    def run(pipeline: KafkaPipeline) -> None:
+        try:
+            pipeline.run(max_seconds=WAIT_S * 2)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(p,), daemon=True) for p in pipelines]
+    for name, pipeline in zip(("a", "b"), pipelines, strict=True):
+        slow_loads(name, pipeline)
+    # input through the whole test: both instances have records to commit while their copies load
+    feeder = threading.Thread(
+        target=produce, args=(kafka_bootstrap, topic, stream_with_bursts(12_000, seed=23), 500.0), daemon=True
+    )
+    feeder.start()
+    for thread in threads:
+        thread.start()
+    try:
+        deadline = time.monotonic() + WAIT_S
+        while not all(p.tasks.tasks for p in pipelines) and time.monotonic() < deadline and not errors:
+            time.sleep(0.05)
+        assert all(p.tasks.tasks for p in pipelines), "each instance owns a partition"
+        armed.set()
+        deadline = time.monotonic() + WAIT_S * 2
+        while {name for name, _ in loads} != {"a", "b"} and time.monotonic() < deadline and not errors:
+            time.sleep(0.05)
+    finally:
+        for pipeline in pipelines:
+            pipeline.stop()
+        for thread in threads:
+            thread.join(WAIT_S)
+    assert not errors, repr(errors)
+    assert {name for name, _ in loads} == {"a", "b"}, f"each instance loads a snapshot into its copy: {loads}"
+    assert all(committed for _, committed in loads), f"a loop waited for its copy's snapshot load: {loads}"
+
+
 def owns(log: Path) -> bool:
     return log.exists() and "restored partitions" in log.read_text()
 
@@ -158,7 +264,7 @@ def test_kill9_of_the_owner_the_other_takes_over_from_its_standby_copies(
     base = make_config(
         kafka_bootstrap, topic, consume_batch=200, commit_interval_ms=50, standby_partitions=partitions,
         idle_timeout_ms=0,
-    )
+    )  # fmt: skip
     paths = {
         name: write_toml(replace(base, kafka=replace(base.kafka, instance_id=name)), tmp_path / f"{n}.toml")
         for n, name in enumerate(("a", "b"))

@@ -151,8 +151,6 @@ class KafkaPipeline:
         try:
             while not self._stop:
                 self.tables.poll()  # table updates that arrived since, without waiting
-                if self.tasks.standby is not None:
-                    self.tasks.standby.poll()  # warm copies of other partitions, without waiting
                 msgs = self.consumer.consume(num_messages=k.consume_batch, timeout=k.poll_timeout_ms / 1000)
                 now = time.monotonic()
                 if msgs:

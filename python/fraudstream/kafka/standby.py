@@ -9,6 +9,14 @@ instance, the task manager takes the copy (:meth:`StandbyReplicas.take`): it rea
 changelog from the copy's position to the end that a full restore would read to, and the
 partition is active with only that tail applied.
 
+The copies are applied by a thread of their own (:meth:`StandbyReplicas.start`), not by the
+poll loop: loading a new snapshot into a copy takes as long as a restore of that partition (the
+Rust restore releases the GIL), and the owned partitions keep being processed and committed
+meanwhile. One lock covers the standby consumer and the copies: the thread holds it from a
+fetch until its records are applied, so :meth:`~StandbyReplicas.keep_warm` and
+:meth:`~StandbyReplicas.take` (on the poll loop) see every copy between two fetches, never with
+records fetched and not applied.
+
 A copy never produces output nor commits: it is not a task of the pipeline until taken, and the
 taken state is the one a full restore builds, because a restore reads the same frames (the
 latest snapshot at the changelog's start, the changes after it) and the copy applied every
@@ -16,15 +24,18 @@ frame from a snapshot on. A copy that cannot vouch for that (a chunk whose frame
 the copy did, a corrupt frame) is not taken: that partition is restored in full.
 
 Which partitions (:func:`standby_choice`): with no view of the group's members, each instance
-keeps warm the partitions that follow the ones it owns, in partition order, cyclically,
-skipping its own. With the cooperative-sticky assignor's contiguous-ish ranges, two instances
-with N >= partitions / 2 cover each other's partitions completely. Memory: a copy is a whole
+keeps warm the partitions nearest after the ones it owns, cyclically, skipping its own. Two
+instances with N >= partitions / 2 cover each other's partitions completely; in larger groups
+the assignor spreads each member's partitions, and the partition after each owned one comes
+first. Whether the member that takes a partition over holds its copy is the assignor's choice,
+which knows nothing of the copies (docs/operations.md, standby replicas). Memory: a copy is a whole
 partition's state, as much as an owned partition (docs/operations.md, state bytes per card).
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -46,15 +57,32 @@ from fraudstream.kafka.task import PartitionTask
 log = logging.getLogger(__name__)
 
 POLL_RECORDS = 500
-"""Changelog records applied per call of the poll loop (a snapshot chunk is up to 512 KiB)."""
+"""Changelog records applied per fetch (a snapshot chunk is up to 512 KiB)."""
+TAIL_WAIT_S = 0.1
+"""How long the tailing thread's fetch waits for records (the lock is held meanwhile: a take or
+a move of the copies waits at most this long, plus the records being applied)."""
 
 
 def standby_choice(owned: set[int], partitions: int, count: int) -> list[int]:
-    """The partitions to keep warm: up to ``count`` not in ``owned``, in order from the one
-    after the highest owned partition, cyclically (from 0 when nothing is owned)."""
-    start = (max(owned) + 1) if owned else 0
-    order = [(start + i) % partitions for i in range(partitions)]
-    return [p for p in order if p not in owned][:count]
+    """The partitions to keep warm: up to ``count`` not in ``owned``, nearest first after any
+    owned partition (cyclically; ties in partition order; from 0 when nothing is owned).
+
+    Behind each owned run of partitions: with one contiguous range that is the partitions after
+    it, in order; with the spread-out assignments of a large group, the partition after each
+    owned one first, so that every partition whose predecessor another member owns has a copy
+    there once ``count`` reaches that member's share (``benches/group_sim.py`` measures it)."""
+    if not owned:
+        return list(range(min(count, partitions)))
+    start = max(owned)
+    gap: dict[int, int] = {}  # a partition not owned -> its distance from the owned one before it
+    last = 0
+    for i in range(1, partitions + 1):
+        q = (start + i) % partitions
+        if q in owned:
+            last = i
+        else:
+            gap[q] = i - last
+    return sorted(gap, key=lambda q: (gap[q], q))[:count]
 
 
 @dataclass
@@ -93,6 +121,10 @@ class StandbyReplicas:
         self.make_task = make_task
         self.copies: dict[int, WarmCopy] = {}
         self._partitions = 0
+        self._lock = threading.RLock()
+        """Held by whoever uses the consumer or the copies (see the module docstring)."""
+        self._closing = threading.Event()
+        self._thread: threading.Thread | None = None
         self.consumer = Consumer(
             {
                 **client,
@@ -115,6 +147,10 @@ class StandbyReplicas:
 
     def keep_warm(self, owned: set[int]) -> None:
         """Starts and stops copies so that those of :func:`standby_choice` are kept."""
+        with self._lock:
+            self._keep_warm(owned)
+
+    def _keep_warm(self, owned: set[int]) -> None:
         if not self._partitions:
             meta = self.consumer.list_topics(self.topic, timeout=30).topics[self.topic]
             self._partitions = len(meta.partitions)
@@ -134,9 +170,33 @@ class StandbyReplicas:
 
     # -- tailing ----------------------------------------------------------------------------------
 
+    def start(self) -> None:
+        """Starts the thread that keeps the copies applied (once; :meth:`close` ends it)."""
+        if self._thread is None and self.count:
+            self._thread = threading.Thread(target=self._tail, name="fraudstream-standby", daemon=True)
+            self._thread.start()
+
+    def _tail(self) -> None:
+        while not self._closing.is_set():
+            try:
+                with self._lock:
+                    read = self._poll(TAIL_WAIT_S) if self.copies else 0
+            except Exception:  # a copy that failed to apply: restored in full if ever assigned
+                log.exception("standby replicas: applying the changelog failed; the copies are dropped")
+                with self._lock:
+                    for copy in self.copies.values():
+                        copy.task, copy.trusted = None, False
+                return
+            if not read:
+                self._closing.wait(TAIL_WAIT_S if not self.copies else 0.0)
+
     def poll(self, timeout: float = 0.0) -> int:
         """Applies the committed changelog records that arrived (at most :data:`POLL_RECORDS`);
-        returns how many records it read."""
+        returns how many records it read. (The thread of :meth:`start` calls it in a loop.)"""
+        with self._lock:
+            return self._poll(timeout)
+
+    def _poll(self, timeout: float) -> int:
         if not self.copies:
             return 0
         msgs = self.consumer.consume(num_messages=POLL_RECORDS, timeout=timeout)
@@ -199,6 +259,10 @@ class StandbyReplicas:
         """The copies of ``partitions`` caught up with the changelog's committed end, ready to
         become active; they stop being standbys. A partition without a trusted copy, or whose
         tail does not arrive within ``timeout``, is left out (the caller restores it in full)."""
+        with self._lock:
+            return self._take(partitions, timeout)
+
+    def _take(self, partitions: list[int], timeout: float) -> dict[int, WarmCopy]:
         wanted = [p for p in partitions if p in self.copies]
         if not wanted:
             return {}
@@ -217,7 +281,7 @@ class StandbyReplicas:
             ]
 
         while behind() and time.monotonic() < deadline:
-            if self.poll(0.05):
+            if self._poll(0.05):
                 deadline = time.monotonic() + timeout  # a stall, not a size limit
         late = behind()
         if late:
@@ -233,7 +297,12 @@ class StandbyReplicas:
         return taken
 
     def close(self) -> None:
-        self.consumer.close()
+        """Ends the tailing thread (after the records it is applying) and closes the consumer."""
+        self._closing.set()
+        if self._thread is not None:
+            self._thread.join()
+        with self._lock:
+            self.consumer.close()
 
 
-__all__ = ["POLL_RECORDS", "StandbyReplicas", "WarmCopy", "standby_choice"]
+__all__ = ["POLL_RECORDS", "TAIL_WAIT_S", "StandbyReplicas", "WarmCopy", "standby_choice"]

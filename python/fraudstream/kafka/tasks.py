@@ -138,9 +138,11 @@ class TaskManager:
             self.keep_warm()
 
     def keep_warm(self) -> None:
-        """Moves the standby copies to the partitions the owned ones now call for."""
+        """Moves the standby copies to the partitions the owned ones now call for (their thread
+        applies the changelog from then on, beside the poll loop)."""
         if self.standby is not None:
             self.standby.keep_warm(set(self.tasks))
+            self.standby.start()
 
     def _new_task(self, partition: int) -> PartitionTask:
         factory, dlq = self.processor_factory, self.dlq_max_bytes
