@@ -44,7 +44,7 @@ from fraudstream.kafka.stats import COMMITTED_COUNTS, RunStats
 from fraudstream.kafka.table_source import KafkaTables
 from fraudstream.kafka.task import ALERTS, DEAD_LETTERS, DLQ_RECORD_OVERHEAD, SCORES, VIEWS, TaskOutput
 from fraudstream.kafka.tasks import TaskManager
-from fraudstream.kafka.topics import client_config, ensure_topics, max_message_bytes
+from fraudstream.kafka.topics import client_config, ensure_topics, group_member_config, max_message_bytes
 from fraudstream.kafka.transactions import CommitAborted, TransactionalProducer, producer_max_message_bytes
 from fraudstream.kafka.watchdog import Watchdog
 from fraudstream.metrics import PipelineMetrics
@@ -86,16 +86,7 @@ class KafkaPipeline:
         self.gauges = PipelineGauges(self.metrics, k.input_topic)
         self.consumer = Consumer(
             {
-                **common,
-                "group.id": k.group_id,
-                "isolation.level": "read_committed",
-                "enable.auto.commit": False,
-                "auto.offset.reset": "earliest",
-                "session.timeout.ms": k.session_timeout_ms,
-                "partition.assignment.strategy": k.assignment_strategy,
-                **({"group.instance.id": k.instance_id} if k.static_membership else {}),
-                # three heartbeats per session: the default 3 s would expire short sessions
-                "heartbeat.interval.ms": max(100, k.session_timeout_ms // 3),
+                **group_member_config(config),  # benches/group_sim.py joins groups with the same
                 "enable.partition.eof": False,
                 # large fetches: the loop takes thousands of records per call
                 "max.partition.fetch.bytes": 8 << 20,

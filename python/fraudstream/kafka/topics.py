@@ -38,6 +38,25 @@ def client_config(config: Config) -> dict[str, Any]:
     return {"bootstrap.servers": config.kafka.bootstrap_servers, **logging_config(secrets), **settings}
 
 
+def group_member_config(config: Config) -> dict[str, Any]:
+    """The settings that make a consumer a member of the pipeline's group, as every instance
+    joins it: the group, its session, the assignment strategy, static membership, and reading
+    committed input from the group's offsets (with :func:`client_config`)."""
+    k = config.kafka
+    return {
+        **client_config(config),
+        "group.id": k.group_id,
+        "isolation.level": "read_committed",
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": k.session_timeout_ms,
+        "partition.assignment.strategy": k.assignment_strategy,
+        **({"group.instance.id": k.instance_id} if k.static_membership else {}),
+        # three heartbeats per session: the default 3 s would expire short sessions
+        "heartbeat.interval.ms": max(100, k.session_timeout_ms // 3),
+    }
+
+
 BROKER_DEFAULT_MAX_MESSAGE_BYTES = 1_048_588
 """Kafka's default ``message.max.bytes`` (a topic's ``max.message.bytes`` unless set)."""
 
@@ -131,4 +150,4 @@ def ensure_topics(config: Config, timeout: float = 30.0) -> int:
     return partitions
 
 
-__all__ = ["client_config", "ensure_topics", "max_message_bytes", "output_topics"]
+__all__ = ["client_config", "ensure_topics", "group_member_config", "max_message_bytes", "output_topics"]
