@@ -9,13 +9,25 @@ the owner keeps it). With standbys on, the second one's copy is caught up before
 killed with SIGKILL. The figures:
 
 - ``kill_to_active_s``: from the SIGKILL to the second instance's task being ready (its log line),
-  which includes the group noticing the death (``session_timeout_ms`` = 3 s here, the same either
-  way);
-- ``restore_ms``: the second instance's RunStats.restore_ms, assignment to active;
+  which includes the group noticing the death (``--session-timeout-ms``, 1 s by default, the
+  broker's floor ``group.min.session.timeout.ms``; the same either way), split into
+  ``kill_to_assigned_s`` (the session timeout running out, then the rebalance that gives the
+  second instance the partition) and ``assigned_to_active_s`` (``restore_ms``);
+- ``restore_ms``: the second instance's RunStats.restore_ms, assignment to active, of which
+  ``offsets_wait_ms`` waited for the committed offsets (the killed owner's last commit
+  resolved) and the rest read and applied the changelog (the whole of it, or a copy's tail);
 - ``restore_records`` / ``restore_bytes``: the changelog it read at the takeover.
 
+``--kind velocity`` times the velocity rule's state (about 100 B per card: the issue's "10M keys
+restored in 11.6 s"); the default detector holds about 850 B per card, and its per-partition cap
+``detector.max_cards`` (1M by default) is raised to ``--keys`` for the run when ``--keys`` is above
+it (printed). 10M detector cards (about 8.5 GB of state, a 6.6 GB snapshot: docs/operations.md)
+are more than a 24 GiB machine holds while the state is written: the state and the snapshot's
+copies as it is packed (the part, its framing, the whole), in one process.
+
     python benches/failover.py --keys 1000000            # standbys off then on; last line JSON
-    python benches/failover.py --keys 100000 --private-broker 19193
+    python benches/failover.py --keys 10000000 --kind velocity --private-broker 19293
+    python benches/failover.py --keys 100000 --private-broker 19193 --session-timeout-ms 3000
 """
 
 from __future__ import annotations
@@ -23,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -30,6 +43,7 @@ import tempfile
 import time
 import uuid
 from contextlib import suppress
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -46,6 +60,8 @@ from chaos import (
     log,
     write_toml,
 )
+
+from fraudstream.config import Config
 
 TAIL_RECORDS = 5_000
 """Transactions the owner processes before the second instance joins (a tail after the snapshot)."""
@@ -72,13 +88,27 @@ def logged_at(line: str) -> float:
     return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
 
 
-def failover(broker: Broker, keys: int, standby: bool) -> dict[str, Any]:
+RESTORED = re.compile(r"restored partitions \[0\] in (\d+) ms \((\d+) ms waiting for the committed offsets")
+
+
+def failover_config(
+    bootstrap: str, topic: str, keys: int, standby: bool, kind: str, session_ms: int
+) -> Config:
+    """The processor's state only (no duplicate detector, no view), as the restore figure; the
+    detector's card cap at least ``keys``."""
+    config = chaos_config(
+        bootstrap, topic, dedup_horizon="0s", with_view=False, standby_partitions=1 if standby else 0,
+        session_timeout_ms=session_ms,
+    )  # fmt: skip
+    cap = config.detector.max_cards
+    detector = replace(config.detector, kind=kind, max_cards=keys if cap and keys > cap else cap)
+    return replace(config, detector=detector).validate()
+
+
+def failover(broker: Broker, keys: int, standby: bool, kind: str, session_ms: int) -> dict[str, Any]:
     topic = f"failover-{keys}-{uuid.uuid4().hex[:6]}"
     create_topic(broker.bootstrap, topic, 1)
-    # the detector's state only (no duplicate detector, no view), as the restore figure
-    config = chaos_config(
-        broker.bootstrap, topic, dedup_horizon="0s", with_view=False, standby_partitions=1 if standby else 0
-    )
+    config = failover_config(broker.bootstrap, topic, keys, standby, kind, session_ms)
     workdir = Path(tempfile.mkdtemp(prefix="failover-"))
     instances: list[Instance] = []
     try:
@@ -115,10 +145,21 @@ def failover(broker: Broker, keys: int, standby: bool) -> dict[str, Any]:
         during.join()
         second.stop()
         stats = second.stats()
+        found = RESTORED.search(active)
+        if found is None:
+            raise RuntimeError(f"no restore time in {active!r}")
+        restore_ms, offsets_wait_ms = map(int, found.groups())
+        kill_to_active = logged_at(active) - killed_at
         return {
             "keys": keys,
+            "kind": kind,
+            "max_cards": config.detector.max_cards,
+            "session_timeout_ms": session_ms,
             "standby": standby,
-            "kill_to_active_s": round(logged_at(active) - killed_at, 2),
+            "kill_to_active_s": round(kill_to_active, 2),
+            "kill_to_assigned_s": round(kill_to_active - restore_ms / 1000, 2),
+            "assigned_to_active_s": round(restore_ms / 1000, 2),
+            "offsets_wait_ms": offsets_wait_ms,
             "restore_ms": round(stats["restore_ms"]),
             "restore_records": stats["restore_records"],
             "restore_bytes": stats["restore_bytes"],
@@ -138,14 +179,24 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--keys", type=int, default=1_000_000)
     ap.add_argument("--private-broker", type=int, default=None, metavar="PORT")
+    ap.add_argument("--kind", choices=("detector", "velocity"), default="detector", help="detector.kind")
+    ap.add_argument(
+        "--session-timeout-ms", type=int, default=1_000, help="kafka.session_timeout_ms of both instances"
+    )
+    ap.add_argument("--only", choices=("off", "on"), default=None, help="standbys off or on only")
     args = ap.parse_args(argv)
+    log(f"{args.keys} keys, detector.kind {args.kind}, session_timeout_ms {args.session_timeout_ms}")
     broker = Broker.start(args.private_broker)
     try:
-        runs = [failover(broker, args.keys, standby) for standby in (False, True)]
+        modes = (False, True) if args.only is None else (args.only == "on",)
+        runs = [failover(broker, args.keys, standby, args.kind, args.session_timeout_ms) for standby in modes]
     finally:
         broker.close()
     for r in runs:
         log(f"standby {'on ' if r['standby'] else 'off'}: {json.dumps(r)}")
+    if len(runs) == 1:
+        print(json.dumps(runs[0]))
+        return 0
     off, on = runs
     print(json.dumps({
         "keys": args.keys,
