@@ -12,11 +12,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from toy_models import foreign_young_model
 
 from fraudstream import _core
 from fraudstream.errors import ConfigError, InvalidBatchError
 from fraudstream.fraud.detector import FraudDetector
-from fraudstream.fraud.model import Model, ModelInput, profiles_model
+from fraudstream.fraud.model import profiles_model
 from fraudstream.fraud.profiles import (
     DAY_MS,
     PROFILE_FEATURES,
@@ -31,18 +32,6 @@ from fraudstream.generator import labelled_transactions
 Columns = dict[str, np.ndarray[Any, Any]]
 FR, DE = _core.pack_code("FR"), _core.pack_code("DE")
 T0 = 1_700_000_000_000
-
-
-def foreign_model() -> Model:
-    """Alerts on a foreign transaction of an account younger than 30 days, nothing else."""
-    return Model(
-        kind="logistic_regression",
-        inputs=[ModelInput("is_foreign"), ModelInput("account_age_days", "log1p")],
-        mean=[0.0, 0.0],
-        scale=[1.0, 1.0],
-        params={"coef": [6.0, -2.0], "intercept": -1.0},
-        threshold=0.5,
-    )
 
 
 def batch(cards: list[int], countries: list[int], t0: int = T0) -> Columns:
@@ -66,7 +55,7 @@ PROFILES: Columns = {
 
 
 def enriched(profiles: Columns = PROFILES) -> ProfileEnrichment:
-    det = FraudDetector(rules=[], model=foreign_model(), cooldown="1h", extra_features=PROFILE_FEATURES)
+    det = FraudDetector(rules=[], model=foreign_young_model(), cooldown="1h", extra_features=PROFILE_FEATURES)
     return ProfileEnrichment(det, lambda keys: join_profiles(keys, profiles, ProfileColumns()))
 
 
@@ -122,7 +111,7 @@ def test_extra_features_are_in_the_replay_log() -> None:
 
 
 def test_extra_feature_columns_are_validated() -> None:
-    det = FraudDetector(rules=[], model=foreign_model(), extra_features=PROFILE_FEATURES)
+    det = FraudDetector(rules=[], model=foreign_young_model(), extra_features=PROFILE_FEATURES)
     with pytest.raises(InvalidBatchError):
         det.process(
             batch([1], [FR]) | {"is_foreign": np.zeros(2)} | {k: np.zeros(1) for k in PROFILE_FEATURES[:4]}
@@ -130,7 +119,7 @@ def test_extra_feature_columns_are_validated() -> None:
     with pytest.raises(ConfigError, match="hide"):
         FraudDetector(rules=[], extra_features=("TX_AMOUNT",))
     with pytest.raises(ConfigError, match="is_foreign"):
-        FraudDetector(rules=[], model=foreign_model())  # the model reads columns nobody provides
+        FraudDetector(rules=[], model=foreign_young_model())  # the model reads columns nobody provides
 
 
 def test_generated_profiles_are_consistent_with_the_traffic() -> None:

@@ -32,11 +32,11 @@ from eos_helpers import (
     write_toml,
 )
 from eos_helpers import produce as produce_records
+from toy_models import foreign_young_model
 
 from fraudstream import _core
 from fraudstream.config import DetectorSection, TableSection
 from fraudstream.errors import ConfigError
-from fraudstream.fraud.model import Model, ModelInput
 from fraudstream.fraud.profiles import DAY_MS, ProfileColumns, join_profiles
 from fraudstream.kafka.pipeline import KafkaPipeline
 from fraudstream.kafka.processors import processor_factory
@@ -55,16 +55,8 @@ YOUNG = 200
 """Cards 0 .. YOUNG-1 have accounts opened 5 days ago; the others 2,000 days ago."""
 
 
-def foreign_young_model(path: Path) -> Path:
-    model = Model(
-        kind="logistic_regression",
-        inputs=[ModelInput("is_foreign"), ModelInput("account_age_days", "log1p")],
-        mean=[0.0, 0.0],
-        scale=[1.0, 1.0],
-        params={"coef": [6.0, -2.0], "intercept": -1.0},
-        threshold=0.5,
-    )
-    path.write_text(json.dumps(model.to_dict()))
+def foreign_young_model_file(path: Path) -> Path:
+    path.write_text(json.dumps(foreign_young_model().to_dict()))
     return path
 
 
@@ -107,7 +99,7 @@ def topics(kafka_topic_factory: Callable[..., str]) -> tuple[str, str]:
 def config_for(bootstrap: str, tx: str, table: str, tmp_path: Path, placement: str = "global") -> Any:
     config = make_config(bootstrap, tx, idle_timeout_ms=0)
     config.detector = DetectorSection(
-        profiles_table="profiles", model_file=str(foreign_young_model(tmp_path / "m.json"))
+        profiles_table="profiles", model_file=str(foreign_young_model_file(tmp_path / "m.json"))
     )
     config.tables = {
         "profiles": TableSection(
