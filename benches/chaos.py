@@ -41,15 +41,17 @@ the run would make the reference depend on when each instance applied it; update
 values exercise the live update path (and a restart reading two versions of each row) while the
 reference stays exact.
 
-Figures: ``events_per_s_by_instances`` (1, 2, 3 instances of one group over a preloaded six-partition
-topic, from the group's committed offsets), ``restore_ms`` (RunStats.restore_ms of an instance whose
-partition holds N keys of state in its changelog), ``bytes_per_key`` (``benches/memory.py``).
+Figures: ``events_per_s_by_instances`` (1, 2, 3 instances, or ``--instances``, of one group over
+a preloaded six-partition topic, from the group's committed offsets), ``restore_ms``
+(RunStats.restore_ms of an instance whose partition holds N keys of state in its changelog),
+``bytes_per_key`` (``benches/memory.py``).
 
     python benches/chaos.py                      # the full run (about 15-20 minutes on 2 cores)
     python benches/chaos.py --quick              # small sizes, a few kills (development)
     python benches/chaos.py --private-broker 19092   # a throwaway broker of its own on that port
     python benches/chaos.py --only kill9,stall
     python benches/chaos.py --only kill9,scale_out --standby 6   # with standby replicas
+    python benches/chaos.py --only throughput --instances 1,2,4 --throughput-events 1000000   # CPU too
 
 It uses the project's broker (``scripts/kafka up``; ``scripts/kafka restart`` for ``broker_restart``,
 which briefly takes the broker away from anyone else using it) unless ``--private-broker`` is given.
@@ -1225,11 +1227,25 @@ def preload(bootstrap: str, topic: str, records: list[tuple[int, bytes]]) -> Non
     assert p.flush(120) == 0
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU seconds of these processes and their children so far."""
+    total = 0.0
+    for pid in pids:
+        with suppress(psutil.Error):
+            proc = psutil.Process(pid)
+            for p in [proc, *proc.children(recursive=True)]:
+                t = p.cpu_times()
+                total += t.user + t.system
+    return total
+
+
 def events_per_s_by_instances(
-    broker: Broker, events: int, counts: tuple[int, ...] = (1, 2, 3)
+    broker: Broker, events: int, counts: tuple[int, ...] = (1, 2, 3), cpu: dict[str, Any] | None = None
 ) -> dict[str, float]:
     """Instances of one group over a preloaded six-partition topic; events/s from the group's
-    committed offsets, from its first commit to the whole input."""
+    committed offsets, from its first commit to the whole input. ``cpu`` gets, per count, the
+    CPU seconds the instances and the broker spent over the same span, and the events per CPU
+    second of the instances (per-core efficiency: the cores are shared, the CPU time is not)."""
     partitions = 6
     topic = f"chaos-scale-{uuid.uuid4().hex[:8]}"
     create_topic(broker.bootstrap, topic, partitions)
@@ -1262,13 +1278,24 @@ def events_per_s_by_instances(
                 now = time.monotonic()
                 if done and first is None:
                     first = (now, done)
+                    cpu_from = (cpu_seconds([i.pid for i in instances]), cpu_seconds([broker.pid()]))
                 if done >= len(records):
                     break
                 time.sleep(0.1)
+            cpu_to = (cpu_seconds([i.pid for i in instances]), cpu_seconds([broker.pid()]))
             for inst in instances:
                 inst.stop()
             assert first is not None
             result[str(n)] = round((len(records) - first[1]) / max(now - first[0], 1e-9))
+            if cpu is not None:
+                used = cpu_to[0] - cpu_from[0]
+                cpu[str(n)] = {
+                    "instances_cpu_s": round(used, 2),
+                    "broker_cpu_s": round(cpu_to[1] - cpu_from[1], 2),
+                    "wall_s": round(now - first[0], 2),
+                    "events_per_instance_cpu_s": round((len(records) - first[1]) / max(used, 1e-9)),
+                }
+                log(f"CPU with {n} instance(s): {cpu[str(n)]}")
             log(f"throughput with {n} instance(s): {result[str(n)]:,.0f} events/s")
     finally:
         for config in configs:
@@ -1529,6 +1556,12 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help="kafka.standby_partitions of every instance (standby replicas; default 0, off)",
     )
+    ap.add_argument(
+        "--instances", default="1,2,3", help="comma-separated group sizes for events_per_s_by_instances"
+    )
+    ap.add_argument(
+        "--throughput-events", type=int, default=None, help="input of each throughput run (3M; --quick: 100k)"
+    )
     ap.add_argument("--restore-keys", default=None, help="comma-separated key counts for restore_ms")
     ap.add_argument("--memory-keys", type=int, default=None, help="distinct keys for bytes_per_key")
     args = ap.parse_args(argv)
@@ -1603,8 +1636,12 @@ def main(argv: list[str] | None = None) -> int:
                 result["restore_ms"][str(n)] = r["restore_ms"]
                 result["restore_detail"][str(n)] = r
         if "throughput" in parts:
+            result["cpu_by_instances"] = {}
             result["events_per_s_by_instances"] = events_per_s_by_instances(
-                broker, 100_000 if quick else 3_000_000
+                broker,
+                args.throughput_events or (100_000 if quick else 3_000_000),
+                tuple(int(n) for n in args.instances.split(",")),
+                result["cpu_by_instances"],
             )
         if "memory" in parts:
             mem = bytes_per_key(memory_keys)
