@@ -115,8 +115,16 @@ def pack(parts: list[bytes]) -> bytes:
     ``b"FSPK"`` and the CRC-32 of what precedes it: a corrupt state is refused by :func:`unpack`
     before any part of it is restored. (A trailer, not a header: readers find the first part at
     offset 8.)"""
-    body = _concat(parts)
-    return body + _TRAILER.pack(_CHECKED, zlib.crc32(body))
+    # one pass: each part checksummed where it lies and copied once, into the result (a
+    # snapshot's parts are megabytes, and this runs inside the commit)
+    pieces: list[bytes] = []
+    crc = 0
+    for p in parts:
+        head = _LEN.pack(len(p))
+        crc = zlib.crc32(p, zlib.crc32(head, crc))
+        pieces += (head, p)
+    pieces.append(_TRAILER.pack(_CHECKED, crc))
+    return b"".join(pieces)
 
 
 def _concat(parts: list[bytes]) -> bytes:
