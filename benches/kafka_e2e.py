@@ -11,10 +11,15 @@
 2. Event-to-alert latency at fixed input rates: a paced producer sends transactions (with
    injected bursts that trigger the velocity rule); for each alert, latency = when a
    read_committed consumer could read it - when its triggering transaction was produced.
-   p50 / p99 / p99.9.
+   p50 / p99 / p99.9 over the alerts of transactions sent after the first ``--warmup-seconds``
+   (the pipeline's first transactions: first snapshots, first sends to each partition). The
+   rates are ``--rates``; ``half`` is half the maximum sustainable rate, the exactly-once
+   throughput measured in 1. Each rate's latency is split into its segments
+   (``benches/kafka_trace.py``: delivery, process, to_commit, commit, visible).
 3. The same throughput with at-least-once (no transactions), for comparison.
 
     python benches/kafka_e2e.py [--events 1000000] [--latency-seconds 20] [--processor detector]
+                                [--rates 10000,half,50000] [--warmup-seconds 2]
 
 The last line is JSON.
 """
@@ -28,16 +33,20 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from confluent_kafka import Consumer, Producer
 from kafka_ceiling import broker, ceilings, loaded_topic, messages, new_topic, print_ceilings
+from kafka_trace import SEGMENTS, decompose
 
 from fraudstream.config import Config, DetectorSection, KafkaSection
 from fraudstream.kafka.pipeline import KafkaPipeline
 from fraudstream.kafka.topics import ensure_topics
 
+CHUNK = 200
+"""The paced producer sends this many transactions per call (every 4 ms at 50k/s)."""
 PROCESSOR = "detector"
 """The ``[detector] kind`` every run of this benchmark uses (``--processor``)."""
 
@@ -72,13 +81,16 @@ def throughput(bootstrap: str, topic: str, n: int, exactly_once: bool) -> dict[s
     }
 
 
-def latency(bootstrap: str, rate: int, seconds: float) -> dict[str, float]:
+def latency(bootstrap: str, rate: int, seconds: float, warmup_s: float = 0.0) -> dict[str, Any]:
     topic = new_topic(bootstrap)
     n = int(rate * seconds)
     keys, values, _cards = messages(n, seed=2, bursts_every=200)
-    sent_at: dict[int, float] = {}
+    chunks = [
+        [{"key": k, "value": v} for k, v in zip(keys[i : i + CHUNK], values[i : i + CHUNK], strict=True)]
+        for i in range(0, n, CHUNK)
+    ]
+    sent_at = np.zeros(len(chunks))  # per chunk: when it was handed to the producer
     cfg = config_for(bootstrap, topic)
-    cfg.kafka.consume_batch = 2_000
     ensure_topics(cfg)  # the alert reader subscribes before the pipeline starts
     # the pipeline in its own process, configured through FRAUDSTREAM_<SECTION>_<KEY> variables
     env = {
@@ -86,14 +98,15 @@ def latency(bootstrap: str, rate: int, seconds: float) -> dict[str, float]:
         **{f"FRAUDSTREAM_KAFKA_{k.upper()}": str(v) for k, v in cfg.kafka.__dict__.items() if k != "client"},
         "FRAUDSTREAM_DETECTOR_KIND": PROCESSOR,
     }
-    runner = subprocess.Popen(
-        [sys.executable, "-m", "fraudstream", "run", "--idle-exit", "8"],
+    trace_path = f"/tmp/{topic}-trace.json"
+    runner = subprocess.Popen(  # what `fraudstream run --idle-exit 8` runs, timed (kafka_trace.py)
+        [sys.executable, str(Path(__file__).with_name("kafka_trace.py")), trace_path],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
     )
-    latencies: list[float] = []
+    seen: list[tuple[float, float, int, int]] = []  # sent, read, trigger partition and offset
     done = threading.Event()
 
     def read_alerts() -> None:
@@ -112,9 +125,10 @@ def latency(bootstrap: str, rate: int, seconds: float) -> dict[str, float]:
                 if m.error():
                     continue
                 now = time.time()
-                txn = json.loads(m.value())["trigger_txn_id"]
-                if txn in sent_at:
-                    latencies.append((now - sent_at[txn]) * 1000)
+                alert = json.loads(m.value())
+                txn = alert["trigger_txn_id"]
+                if 0 <= txn < n and sent_at[txn // CHUNK]:
+                    seen.append((float(sent_at[txn // CHUNK]), now, alert["partition"], alert["offset"]))
         c.close()
 
     reader = threading.Thread(target=read_alerts)
@@ -122,36 +136,51 @@ def latency(bootstrap: str, rate: int, seconds: float) -> dict[str, float]:
     time.sleep(3.0)  # let the pipeline and the reader join their groups (the pipeline idles out after 8 s)
     p = Producer({"bootstrap.servers": bootstrap, "linger.ms": 1})
     began = time.monotonic()
-    for i, (k, v) in enumerate(zip(keys, values, strict=True)):
-        p.produce(topic, key=k, value=v)
-        sent_at[i] = time.time()
-        if i % 200 == 0:
-            p.poll(0)
-            ahead = i / rate - (time.monotonic() - began)
-            if ahead > 0:
-                time.sleep(ahead)
+    for c, chunk in enumerate(chunks):  # one call per chunk: the load generator shares the 2 cores
+        ahead = c * CHUNK / rate - (time.monotonic() - began)
+        if ahead > 0:
+            time.sleep(ahead)
+        p.produce_batch(topic, chunk)
+        sent_at[c] = time.time()
+        p.poll(0)
     p.flush(30)
     achieved = n / (time.monotonic() - began)
     runner.communicate(timeout=300)
     time.sleep(1.0)
     done.set()
     reader.join()
-    if not latencies:
-        return {
-            "p50": float("nan"),
-            "p99": float("nan"),
-            "p999": float("nan"),
-            "alerts": 0,
-            "achieved_rate": achieved,
-        }
-    a = np.array(latencies)
+    with open(trace_path) as f:
+        trace = json.load(f)
+    os.unlink(trace_path)
+    first = min((sent for sent, _, _, _ in seen), default=0.0)
+    steady = [s for s in seen if s[0] >= first + warmup_s]
+    a = np.array([(got - sent) * 1000 for sent, got, _, _ in steady] or [float("nan")])
     return {
         "p50": float(np.percentile(a, 50)),
         "p99": float(np.percentile(a, 99)),
         "p999": float(np.percentile(a, 99.9)),
-        "alerts": len(a),
+        "alerts": len(steady),
+        "warmup_alerts": len(seen) - len(steady),
         "achieved_rate": achieved,
+        "parts": decompose(trace, steady),
     }
+
+
+def print_parts(parts: dict[str, Any]) -> None:
+    """The latency decomposition (:func:`kafka_trace.decompose`), one line per segment."""
+    if not parts:
+        return
+    for name in SEGMENTS:
+        q = parts[name]
+        print(
+            f"    {name:<10} p50 {q['p50']:>7.1f}  p99 {q['p99']:>7.1f}  mean {q['mean']:>7.1f}  "
+            f"mean of the slowest 1% {q['mean_of_slowest_1pct']:>7.1f} ms"
+        )
+    c, g = parts["commits"], parts["full_gcs"]
+    print(
+        f"    commits: {c['n']} (p50 {c['p50']} ms, p99 {c['p99']} ms, max {c['max']} ms); "
+        f"full collections: {g['n']} (longest {g['max_ms']} ms)"
+    )
 
 
 def main() -> None:
@@ -159,7 +188,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--events", type=int, default=1_000_000)
     ap.add_argument("--latency-seconds", type=float, default=20.0)
-    ap.add_argument("--rates", default="10000,50000")
+    ap.add_argument("--rates", default="10000,half,50000", help="half: half the exactly-once throughput")
+    ap.add_argument(
+        "--warmup-seconds", type=float, default=2.0, help="alerts of the first seconds not counted"
+    )
     ap.add_argument("--processor", default="detector", help="[detector] kind: detector (default), velocity")
     args = ap.parse_args()
     PROCESSOR = args.processor
@@ -178,15 +210,19 @@ def main() -> None:
     )
     alo = throughput(bootstrap, topic, args.events, exactly_once=False)["events_per_s"]
     print(f"at-least-once throughput: {alo:>12,.0f} events/s = {alo / bare:.2f}x the bare consume loop")
-    lat: dict[str, dict[str, float]] = {}
-    for rate in (int(r) for r in args.rates.split(",")):
-        lat[str(rate)] = latency(bootstrap, rate, args.latency_seconds)
+    lat: dict[str, dict[str, Any]] = {}
+    half = int(round(eos / 2, -3))  # half the maximum sustainable rate, to the thousand
+    rates = [half if r == "half" else int(r) for r in args.rates.split(",")]
+    for rate in rates:
+        lat[str(rate)] = latency(bootstrap, rate, args.latency_seconds, args.warmup_seconds)
         r = lat[str(rate)]
         print(
             f"event-to-alert latency at {rate:,}/s (achieved {r['achieved_rate']:,.0f}/s): "
             f"p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms, p99.9 {r['p999']:.1f} ms "
-            f"over {r['alerts']:.0f} alerts"
+            f"over {r['alerts']:.0f} alerts ({r['warmup_alerts']} in the first {args.warmup_seconds:g} s "
+            "not counted)"
         )
+        print_parts(r["parts"])
     print(
         json.dumps(
             {
@@ -198,8 +234,13 @@ def main() -> None:
                 "ceiling_ratio": round(eos / bare, 3),
                 "eos_copy_ratio": round(eos / copy, 3),
                 "alo_events_per_s": round(alo),
+                "half_max_rate": half,
+                "warmup_seconds": args.warmup_seconds,
                 "latency_ms": {
                     k: {m: round(v[m], 1) for m in ("p50", "p99", "p999")} for k, v in lat.items()
+                },
+                "latency_parts_ms": {
+                    k: {p: v["parts"][p]["p99"] for p in SEGMENTS} for k, v in lat.items() if v["parts"]
                 },
             }
         )
