@@ -212,7 +212,7 @@ def main() -> None:
     print(f"at-least-once throughput: {alo:>12,.0f} events/s = {alo / bare:.2f}x the bare consume loop")
     lat: dict[str, dict[str, Any]] = {}
     half = int(round(eos / 2, -3))  # half the maximum sustainable rate, to the thousand
-    rates = [half if r == "half" else int(r) for r in args.rates.split(",")]
+    rates = list(dict.fromkeys(half if r == "half" else int(r) for r in args.rates.split(",")))  # once each
     for rate in rates:
         lat[str(rate)] = latency(bootstrap, rate, args.latency_seconds, args.warmup_seconds)
         r = lat[str(rate)]
@@ -235,6 +235,7 @@ def main() -> None:
                 "eos_copy_ratio": round(eos / copy, 3),
                 "alo_events_per_s": round(alo),
                 "half_max_rate": half,
+                "p99_at_half_max_ms": round(lat[str(half)]["p99"], 1) if str(half) in lat else None,
                 "warmup_seconds": args.warmup_seconds,
                 "latency_ms": {
                     k: {m: round(v[m], 1) for m in ("p50", "p99", "p999")} for k, v in lat.items()
