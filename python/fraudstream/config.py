@@ -111,6 +111,14 @@ class KafkaSection:
     assigned to it, only the changelog's tail since the copy is applied instead of a full
     restore. 0 = off. Each copy holds a partition's whole state in memory."""
     transaction_timeout_ms: int = 60_000
+    fence_pending_after_ms: int = 500
+    """A takeover that has waited this long for a previous owner's open transaction on a newly
+    assigned partition (its offsets unstable, its changelog stopped at the last stable offset)
+    fences that owner's transactional id: a producer with that id is initialised, which aborts
+    the transaction at once, instead of waiting for the broker to abort it after
+    ``transaction_timeout_ms`` (:mod:`fraudstream.kafka.fencing`). A previous owner that is alive
+    committed before giving the partition up, so such a wait means it died or is a zombie (it
+    stops with a fenced error on its next call). 0 turns fencing off."""
     stuck_call_timeout_ms: int = 90_000
     """A blocking client call (they have 30 s timeouts) still running after this long ends the
     process with exit code 75, for its supervisor to restart it (``fraudstream run`` only)."""
@@ -361,6 +369,10 @@ class Config:
             )
         if k.idle_timeout_ms < 0:
             raise ConfigError("kafka.idle_timeout_ms must be >= 0 (0 turns idle ticks off)")
+        if k.fence_pending_after_ms < 0:
+            raise ConfigError(
+                f"kafka.fence_pending_after_ms must be >= 0 (0 = off), got {k.fence_pending_after_ms}"
+            )
         if k.standby_partitions < 0:
             raise ConfigError(f"kafka.standby_partitions must be >= 0 (0 = off), got {k.standby_partitions}")
         if k.replication_factor < 1:

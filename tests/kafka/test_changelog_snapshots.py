@@ -14,7 +14,14 @@ class RecordingProducer:
         self.sent: list[tuple[int, bytes]] = []
 
     def produce(
-        self, topic: str, *, value: bytes, key: bytes, partition: int, on_delivery: Any = None
+        self,
+        topic: str,
+        *,
+        value: bytes,
+        key: bytes,
+        partition: int,
+        on_delivery: Any = None,
+        headers: Any = None,
     ) -> None:
         self.sent.append((partition, key))
 

@@ -14,6 +14,8 @@ Payloads larger than one Kafka record are cut into chunks. A record's value is a
 all little-endian; ``crc32`` (zlib's) covers every header field before it and the payload, so a
 flipped bit anywhere in a frame is caught. Frames are written inside the processing
 transaction, so a ``read_committed`` restore sees exactly the state of the last commit.
+Each record's :data:`WRITER_HEADER` header names the transactional id that wrote it: the owner
+whose open transaction holds a takeover up (:mod:`fraudstream.kafka.fencing`).
 
 A restore refuses what it cannot trust with :class:`~fraudstream.errors.SnapshotError`: a
 record that is not a frame, a checksum that does not match, a chunk outside its frame, a
@@ -50,6 +52,8 @@ _CHECKED = struct.Struct("<4sBcQII")
 LEGACY_MAGIC = b"FSCL"
 LEGACY_HEADER = struct.Struct("<4scQII")
 SNAPSHOT, CHANGES = b"S", b"C"
+WRITER_HEADER = "fraudstream-writer"
+"""Record header: the transactional id of the instance that wrote the record."""
 CHUNK_BYTES = 512 * 1024
 
 
@@ -174,6 +178,12 @@ class ChangelogWriter:
         self._truncating: list[Future[object]] = []
         self._snapshots_since_commit = 0
         """Snapshots written since the last commit (:meth:`truncate` runs after each one)."""
+        self.headers: list[tuple[str, bytes]] | None = None
+        """Headers of every record: the writer's id (:meth:`name_writer`)."""
+
+    def name_writer(self, writer: str) -> None:
+        """Names ``writer`` (a transactional id) in the :data:`WRITER_HEADER` of every record."""
+        self.headers = [(WRITER_HEADER, writer.encode())]
 
     def write(self, partition: int, snapshot: Callable[[], bytes], changes: Callable[[], bytes]) -> None:
         """Writes the partition's changes, or a snapshot when the changes since the last one
@@ -209,8 +219,9 @@ class ChangelogWriter:
                         plog.snapshot_offset = msg.offset()
 
             produce_waiting(
-                self.producer, self.topic, value=frame, key=kind, partition=partition, on_delivery=on_delivery
-            )
+                self.producer, self.topic, value=frame, key=kind, partition=partition,
+                on_delivery=on_delivery, headers=self.headers,
+            )  # fmt: skip
 
     def truncate(self, admin: AdminClient) -> None:
         """Deletes the records before each partition's latest committed snapshot (called after

@@ -58,6 +58,9 @@ class RunStats:
     """Changelog bytes and records read by restores: in full, or the tail after a standby copy."""
     standby_takeovers: int = 0
     """Partitions made active from a standby copy (``kafka.standby_partitions``)."""
+    fencings: int = 0
+    """Previous owners' transactional ids fenced at a takeover, their open transaction aborted
+    (``kafka.fence_pending_after_ms``)."""
     commit_ms: list[float] = field(default_factory=list)
     backpressure_s: float = 0.0
     """Time spent waiting for a full producer queue (a slow broker holding the input back)."""

@@ -23,10 +23,11 @@ from confluent_kafka import Consumer, TopicPartition
 
 from fraudstream.config import Config
 from fraudstream.kafka.changelog import ChangelogWriter, PartitionLog, Restored, read_changelog
+from fraudstream.kafka.fencing import PreviousOwners
 from fraudstream.kafka.standby import StandbyReplicas
 from fraudstream.kafka.stats import RunStats
 from fraudstream.kafka.task import DLQ_MAX_RECORD_BYTES, PartitionTask
-from fraudstream.kafka.topics import client_config
+from fraudstream.kafka.topics import client_config, transactional_id
 from fraudstream.processor import Processor
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,16 @@ class TaskManager:
         an aborted transaction are done again after the rewind (counted when they commit)."""
         self._evicted_at_commit: dict[int, int] = {}
         """Per owned partition, its task's eviction count at the last commit (or restore)."""
+        self.previous_owners = PreviousOwners(config, stats)
+        """Fences a previous owner whose open transaction holds a takeover up (:mod:`.fencing`)."""
+        changelog.name_writer(transactional_id(config))
+        self._unannounced: set[int] = set()
+        """Partitions taken (or rewound) whose changelog has no committed record of this writer
+        yet: the next commit writes one for each, delivered before the offsets are sent, so that
+        a transaction of this instance holding a partition's offsets is always named by the
+        partition's changelog (its last committed record, or a record of that transaction)."""
+        self._announcing: set[int] = set()
+        """Of those, the partitions the open transaction wrote."""
 
     def accepted(self, partition: int, offsets: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         """Which of a partition's consumed records (by offset) are this instance's to process
@@ -86,11 +97,16 @@ class TaskManager:
         return [TopicPartition(topic, p, off) for p, off in sorted(self.positions.items())]
 
     def write_changelog(self) -> None:
-        """Writes the changed partitions' state (changes or a snapshot) into the transaction."""
-        for partition in sorted(self.dirty):
+        """Writes the changed partitions' state (changes or a snapshot) into the transaction,
+        and a record for each partition not announced yet, delivered before the caller sends the
+        offsets."""
+        for partition in sorted(self.dirty | self._unannounced):
             task = self.tasks.get(partition)
             if task is not None:
                 self.changelog.write(partition, task.snapshot, task.changes)
+        self._announcing = self._unannounced & set(self.tasks)
+        if self._announcing:
+            self.changelog.producer.flush(30)
 
     def committed(self) -> None:
         for partition in self.dirty:
@@ -100,6 +116,8 @@ class TaskManager:
                 self.evicted += max(0, now - self._evicted_at_commit.get(partition, now))
                 self._evicted_at_commit[partition] = now
         self.dirty.clear()
+        self._unannounced -= self._announcing
+        self._announcing = set()
 
     # -- ownership --------------------------------------------------------------------------
 
@@ -153,6 +171,8 @@ class TaskManager:
         self.tasks.pop(partition, None)
         self.positions.pop(partition, None)
         self.dirty.discard(partition)
+        self._unannounced.discard(partition)
+        self._announcing.discard(partition)
         self.changelog.forget(partition)
 
     def _restore(self, partitions: list[int]) -> None:
@@ -163,9 +183,8 @@ class TaskManager:
         k = self.config.kafka
         # Offsets first: this waits for a previous owner's pending transaction (a zombie resuming
         # mid-commit), whose changelog records must then be part of what is read next.
-        committed = self.consumer.committed(
-            [TopicPartition(k.input_topic, p) for p in partitions], timeout=k.transaction_timeout_ms / 1000
-        )
+        # Past kafka.fence_pending_after_ms, a pending transaction's owner is fenced (.fencing).
+        committed = self.previous_owners.committed(self.consumer, partitions)
         waited = (time.monotonic() - began) * 1000
         # an open transaction on the changelog resolves within the transaction timeout
         timeout = max(60.0, k.transaction_timeout_ms / 1000 + 10)
@@ -206,6 +225,7 @@ class TaskManager:
     def _install(self, partition: int, task: PartitionTask, plog: PartitionLog) -> None:
         self.tasks[partition] = task
         self._evicted_at_commit[partition] = task.evicted()  # counted by whoever committed them
+        self._unannounced.add(partition)
         self.changelog.logs[partition] = plog
 
     def close(self) -> None:

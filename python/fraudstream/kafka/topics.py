@@ -38,6 +38,12 @@ def client_config(config: Config) -> dict[str, Any]:
     return {"bootstrap.servers": config.kafka.bootstrap_servers, **logging_config(secrets), **settings}
 
 
+def transactional_id(config: Config) -> str:
+    """The instance's ``transactional.id``, ``<group_id>-<instance_id>``: one per instance, so
+    that a restarted instance fences its previous incarnation (KIP-447)."""
+    return f"{config.kafka.group_id}-{config.kafka.instance_id}"
+
+
 def group_member_config(config: Config) -> dict[str, Any]:
     """The settings that make a consumer a member of the pipeline's group, as every instance
     joins it: the group, its session, the assignment strategy, static membership, and reading
@@ -150,4 +156,11 @@ def ensure_topics(config: Config, timeout: float = 30.0) -> int:
     return partitions
 
 
-__all__ = ["client_config", "ensure_topics", "group_member_config", "max_message_bytes", "output_topics"]
+__all__ = [
+    "client_config",
+    "ensure_topics",
+    "group_member_config",
+    "max_message_bytes",
+    "output_topics",
+    "transactional_id",
+]

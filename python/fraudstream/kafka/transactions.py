@@ -33,7 +33,7 @@ from fraudstream.config import Config
 from fraudstream.errors import FencedError, StreamError
 from fraudstream.kafka.producing import produce_batch_waiting, produce_waiting
 from fraudstream.kafka.task import DeadLetter, Record
-from fraudstream.kafka.topics import client_config
+from fraudstream.kafka.topics import client_config, transactional_id
 from fraudstream.kafka.watchdog import Watchdog
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ class TransactionalProducer:
         k = self.config.kafka
         transactional = (
             {
-                "transactional.id": f"{k.group_id}-{k.instance_id}",
+                "transactional.id": transactional_id(self.config),
                 "transaction.timeout.ms": k.transaction_timeout_ms,
             }
             if k.exactly_once
