@@ -28,6 +28,15 @@ copies as it is packed (the part, its framing, the whole), in one process.
     python benches/failover.py --keys 1000000            # standbys off then on; last line JSON
     python benches/failover.py --keys 10000000 --kind velocity --private-broker 19293
     python benches/failover.py --keys 100000 --private-broker 19193 --session-timeout-ms 3000
+    python benches/failover.py --keys 1000000 --kind velocity --kill-in-transaction --only on
+
+``--kill-in-transaction``: the owner dies with a transaction open, as an owner under load nearly
+always does (it commits every 100 ms): at its first commit with changelog records after the kill
+is due, it sends the offsets, waits for the records to be on the broker and kills itself with
+SIGKILL before committing (``tests/kafka/dying_owner.py``); the kill time is that log line's.
+Each standby mode then runs twice, with fencing off (``kafka.fence_pending_after_ms = 0``: the
+takeover waits for the broker to abort the transaction at ``transaction_timeout_ms``, 60 s) and
+on (the default bound: the takeover fences the dead owner's transactional id).
 """
 
 from __future__ import annotations
@@ -61,13 +70,18 @@ from chaos import (
     write_toml,
 )
 
-from fraudstream.config import Config
+from fraudstream.config import Config, KafkaSection
 
 TAIL_RECORDS = 5_000
 """Transactions the owner processes before the second instance joins (a tail after the snapshot)."""
 DURING_RECORDS = 5_000
 """Transactions arriving at 1,000/s from 1 s before the kill on."""
 WAIT_S = 1_800.0
+STOP_S = 300.0
+"""The second instance's shutdown (its last commit, closing a large state) before it is killed:
+chaos's 5 s killed it at 10M keys before it printed its statistics."""
+DYING_OWNER = Path(__file__).resolve().parent.parent / "tests" / "kafka" / "dying_owner.py"
+KILLED_MID_COMMIT = "killing myself mid-commit"
 
 
 def wait_line(inst: Instance, text: str, after: int = 0, timeout: float = WAIT_S) -> str:
@@ -92,23 +106,26 @@ RESTORED = re.compile(r"restored partitions \[0\] in (\d+) ms \((\d+) ms waiting
 
 
 def failover_config(
-    bootstrap: str, topic: str, keys: int, standby: bool, kind: str, session_ms: int
+    bootstrap: str, topic: str, keys: int, standby: bool, kind: str, session_ms: int, fence_ms: int
 ) -> Config:
     """The processor's state only (no duplicate detector, no view), as the restore figure; the
     detector's card cap at least ``keys``."""
     config = chaos_config(
         bootstrap, topic, dedup_horizon="0s", with_view=False, standby_partitions=1 if standby else 0,
-        session_timeout_ms=session_ms,
+        session_timeout_ms=session_ms, fence_pending_after_ms=fence_ms,
+        shutdown_timeout_ms=int(STOP_S * 1000),
     )  # fmt: skip
     cap = config.detector.max_cards
     detector = replace(config.detector, kind=kind, max_cards=keys if cap and keys > cap else cap)
     return replace(config, detector=detector).validate()
 
 
-def failover(broker: Broker, keys: int, standby: bool, kind: str, session_ms: int) -> dict[str, Any]:
+def failover(
+    broker: Broker, keys: int, standby: bool, kind: str, session_ms: int, fence_ms: int, in_txn: bool
+) -> dict[str, Any]:
     topic = f"failover-{keys}-{uuid.uuid4().hex[:6]}"
     create_topic(broker.bootstrap, topic, 1)
-    config = failover_config(broker.bootstrap, topic, keys, standby, kind, session_ms)
+    config = failover_config(broker.bootstrap, topic, keys, standby, kind, session_ms, fence_ms)
     workdir = Path(tempfile.mkdtemp(prefix="failover-"))
     instances: list[Instance] = []
     try:
@@ -121,7 +138,9 @@ def failover(broker: Broker, keys: int, standby: bool, kind: str, session_ms: in
         if gen.returncode:
             raise RuntimeError(f"writing the state failed: {gen.stderr[-3000:]}")
         made = json.loads(gen.stdout.strip().splitlines()[-1])
-        owner = Instance(config, workdir, "owner").start()
+        trigger = workdir / "die"
+        wrapper = [sys.executable, str(DYING_OWNER), str(trigger)] if in_txn else None
+        owner = Instance(config, workdir, "owner", wrapper).start()
         instances.append(owner)
         wait_line(owner, "restored partitions")
         feeder = Feeder(broker.bootstrap, topic, chaos_stream(TAIL_RECORDS, seed=7, bursts=5), 2_000.0)
@@ -139,12 +158,19 @@ def failover(broker: Broker, keys: int, standby: bool, kind: str, session_ms: in
         during = Feeder(broker.bootstrap, topic, chaos_stream(DURING_RECORDS, seed=8, bursts=5), 1_000.0)
         during.start()
         time.sleep(1.0)
-        killed_at = time.time()
-        owner.kill9()
+        if in_txn:  # at its next commit with changelog records, before committing
+            trigger.touch()
+            killed_at = logged_at(wait_line(owner, KILLED_MID_COMMIT))
+            owner.kill9()  # reaps it (it killed itself)
+        else:
+            killed_at = time.time()
+            owner.kill9()
         active = wait_line(second, "restored partitions")
         during.join()
-        second.stop()
+        second.stop(STOP_S + 30)
         stats = second.stats()
+        if "restore_ms" not in stats:
+            raise RuntimeError(f"the second instance left no statistics: {second.current_log()[-3000:]}")
         found = RESTORED.search(active)
         if found is None:
             raise RuntimeError(f"no restore time in {active!r}")
@@ -156,6 +182,9 @@ def failover(broker: Broker, keys: int, standby: bool, kind: str, session_ms: in
             "max_cards": config.detector.max_cards,
             "session_timeout_ms": session_ms,
             "standby": standby,
+            "kill_in_transaction": in_txn,
+            "fence_pending_after_ms": fence_ms,
+            "fencings": stats["fencings"],
             "kill_to_active_s": round(kill_to_active, 2),
             "kill_to_assigned_s": round(kill_to_active - restore_ms / 1000, 2),
             "assigned_to_active_s": round(restore_ms / 1000, 2),
@@ -184,18 +213,40 @@ def main(argv: list[str] | None = None) -> int:
         "--session-timeout-ms", type=int, default=1_000, help="kafka.session_timeout_ms of both instances"
     )
     ap.add_argument("--only", choices=("off", "on"), default=None, help="standbys off or on only")
+    ap.add_argument(
+        "--kill-in-transaction", action="store_true",
+        help="the owner dies mid-commit; each mode runs with fencing off, then on",
+    )  # fmt: skip
     args = ap.parse_args(argv)
     log(f"{args.keys} keys, detector.kind {args.kind}, session_timeout_ms {args.session_timeout_ms}")
     broker = Broker.start(args.private_broker)
     try:
         modes = (False, True) if args.only is None else (args.only == "on",)
-        runs = [failover(broker, args.keys, standby, args.kind, args.session_timeout_ms) for standby in modes]
+        default_fence = KafkaSection().fence_pending_after_ms
+        fences = (0, default_fence) if args.kill_in_transaction else (default_fence,)
+        runs = [
+            failover(
+                broker,
+                args.keys,
+                standby,
+                args.kind,
+                args.session_timeout_ms,
+                fence,
+                args.kill_in_transaction,
+            )
+            for standby in modes
+            for fence in fences
+        ]
     finally:
         broker.close()
     for r in runs:
-        log(f"standby {'on ' if r['standby'] else 'off'}: {json.dumps(r)}")
+        mode = f"standby {'on ' if r['standby'] else 'off'}, fence {r['fence_pending_after_ms']} ms"
+        log(f"{mode}: {json.dumps(r)}")
     if len(runs) == 1:
         print(json.dumps(runs[0]))
+        return 0
+    if args.kill_in_transaction:
+        print(json.dumps({"keys": args.keys, "kill_in_transaction": True, "runs": runs}))
         return 0
     off, on = runs
     print(json.dumps({
