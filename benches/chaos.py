@@ -92,7 +92,7 @@ from confluent_kafka.admin import AdminClient
 from confluent_kafka.cimpl import NewTopic
 
 from fraudstream.config import Config, DecodeSection, KafkaSection, TableSection, ViewSection, to_toml
-from fraudstream.errors import StreamError
+from fraudstream.errors import FencedError, StreamError
 from fraudstream.fraud.profiles import ProfileColumns, join_profiles
 from fraudstream.generator import DEFAULT_START_MS
 from fraudstream.kafka.changelog import read_changelog
@@ -1492,7 +1492,16 @@ def traced_run(config_path: str, idle_exit: float | None, stall_after: float | N
         pipeline.transactions.producer = StallingProducer()  # type: ignore[assignment]
     pipeline.watchdog.handle_signals()
     pipeline.watchdog.start()
-    stats = pipeline.run(idle_exit_s=idle_exit)
+    try:
+        stats = pipeline.run(idle_exit_s=idle_exit)
+    except FencedError:
+        if stall_after is None:
+            raise  # a fenced instance that never stalled is a failure of the run
+        # the zombie's end: the partitions' new owner fenced its transactional id
+        # (kafka.fence_pending_after_ms) rather than wait for its transaction to time out
+        print("zombie: fenced by the new owner; its late transaction rejected", flush=True)
+        pipeline.watchdog.close()
+        return 0
     pipeline.watchdog.close()
     print(json.dumps(stats.as_dict()), flush=True)
     return 0
