@@ -259,6 +259,10 @@ class StandbyReplicas:
         """The copies of ``partitions`` caught up with the changelog's committed end, ready to
         become active; they stop being standbys. A partition without a trusted copy, or whose
         tail does not arrive within ``timeout``, is left out (the caller restores it in full)."""
+        if not any(p in self.copies for p in partitions):
+            # none of ours (a rewind of owned partitions after an abort): no need to wait for
+            # the tailing thread, which may be loading a large snapshot into another copy
+            return {}
         with self._lock:
             return self._take(partitions, timeout)
 
