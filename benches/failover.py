@@ -13,6 +13,14 @@ killed with SIGKILL. The figures:
   broker's floor ``group.min.session.timeout.ms``; the same either way), split into
   ``kill_to_assigned_s`` (the session timeout running out, then the rebalance that gives the
   second instance the partition) and ``assigned_to_active_s`` (``restore_ms``);
+- ``takeover_steps_ms``: when each step of the takeover ended, in ms from the assignment (the
+  restore log line's ``steps``): ``offsets_unstable`` (the first committed-offsets fetch gave up:
+  a transaction holds them) or ``offsets_fetch``, ``changelog_checked`` (open transactions on the
+  changelog found), ``writers_found`` (whose they are), ``fenced`` (its ``init_transactions``
+  returned), ``offsets_stable``, ``standby_taken`` (the copy caught up with the changelog's
+  end) or ``changelog_read``, ``installed`` (active);
+- ``active_to_first_commit_ms``: from active to the second instance's first commit of the
+  partition (its first output visible);
 - ``restore_ms``: the second instance's RunStats.restore_ms, assignment to active, of which
   ``offsets_wait_ms`` waited for the committed offsets (the killed owner's last commit
   resolved) and the rest read and applied the changelog (the whole of it, or a copy's tail);
@@ -102,6 +110,9 @@ def logged_at(line: str) -> float:
     return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
 
 
+STEPS = re.compile(r"steps: ([^)]*)\)")
+STEP = re.compile(r"(\w+) \+(\d+)")
+FIRST_COMMIT = "first commit since taken"
 RESTORED = re.compile(r"restored partitions \[0\] in (\d+) ms \((\d+) ms waiting for the committed offsets")
 
 
@@ -167,7 +178,9 @@ def failover(
         else:
             killed_at = time.time()
             owner.kill9()
+        first_commits = second.current_log().count(FIRST_COMMIT)
         active = wait_line(second, "restored partitions", after=before)
+        first_commit = wait_line(second, FIRST_COMMIT, after=first_commits)
         during.join()
         second.stop(STOP_S + 30)
         stats = second.stats()
@@ -178,6 +191,7 @@ def failover(
             raise RuntimeError(f"no restore time in {active!r}")
         restore_ms, offsets_wait_ms = map(int, found.groups())
         kill_to_active = logged_at(active) - killed_at
+        steps = STEPS.search(active)
         return {
             "keys": keys,
             "kind": kind,
@@ -191,6 +205,10 @@ def failover(
             "kill_to_assigned_s": round(kill_to_active - restore_ms / 1000, 2),
             "assigned_to_active_s": round(restore_ms / 1000, 2),
             "offsets_wait_ms": offsets_wait_ms,
+            "takeover_steps_ms": dict(
+                (step, int(ms)) for step, ms in STEP.findall(steps.group(1) if steps else "")
+            ),
+            "active_to_first_commit_ms": round((logged_at(first_commit) - logged_at(active)) * 1000),
             "restore_ms": round(stats["restore_ms"]),
             "restore_records": stats["restore_records"],
             "restore_bytes": stats["restore_bytes"],
@@ -219,6 +237,10 @@ def main(argv: list[str] | None = None) -> int:
         "--kill-in-transaction", action="store_true",
         help="the owner dies mid-commit; each mode runs with fencing off, then on",
     )  # fmt: skip
+    ap.add_argument(
+        "--fence-ms", type=int, default=None, metavar="MS",
+        help="with --kill-in-transaction: only this kafka.fence_pending_after_ms (0: off)",
+    )  # fmt: skip
     args = ap.parse_args(argv)
     log(f"{args.keys} keys, detector.kind {args.kind}, session_timeout_ms {args.session_timeout_ms}")
     broker = Broker.start(args.private_broker)
@@ -226,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
         modes = (False, True) if args.only is None else (args.only == "on",)
         default_fence = KafkaSection().fence_pending_after_ms
         fences = (0, default_fence) if args.kill_in_transaction else (default_fence,)
+        if args.fence_ms is not None:
+            fences = (args.fence_ms,)
         runs = [
             failover(
                 broker,

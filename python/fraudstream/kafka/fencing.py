@@ -60,21 +60,32 @@ class PreviousOwners:
         self.fenced: list[str] = []
         """The transactional ids fenced so far, in order."""
 
-    def committed(self, consumer: Consumer, partitions: list[int]) -> list[TopicPartition]:
+    def committed(
+        self, consumer: Consumer, partitions: list[int], steps: Steps | None = None
+    ) -> list[TopicPartition]:
         """The committed input offsets of ``partitions`` (the group consumer's stable fetch),
         once no previous owner's transaction is open on them: waited for up to
-        ``kafka.fence_pending_after_ms``, then its owner fenced."""
+        ``kafka.fence_pending_after_ms``, then its owner fenced. ``steps`` is told when each
+        step ended."""
+        mark = steps.mark if steps is not None else _no_mark
         k = self.config.kafka
         tps = [TopicPartition(k.input_topic, p) for p in partitions]
         bound = k.fence_pending_after_ms / 1000
         if k.exactly_once and bound > 0:
             deadline = time.monotonic() + bound
             offsets = _committed_within(consumer, tps, bound)
+            mark("offsets_fetch" if offsets is not None else "offsets_unstable")
             open_logs = self._open_changelogs(partitions, deadline)
+            mark("changelog_checked")
             if offsets is None or open_logs:
                 unstable = [] if offsets is not None else self._unstable(consumer, partitions, open_logs)
-                self._fence(pending_writers(self.client, self.topic, open_logs, unstable))
-        return consumer.committed(tps, timeout=k.transaction_timeout_ms / 1000)
+                writers = pending_writers(self.client, self.topic, open_logs, unstable)
+                mark("writers_found")
+                self._fence(writers)
+                mark("fenced")
+        committed: list[TopicPartition] = consumer.committed(tps, timeout=k.transaction_timeout_ms / 1000)
+        mark("offsets_stable")
+        return committed
 
     def _open_changelogs(self, partitions: list[int], deadline: float) -> dict[int, int]:
         """The changelog partitions with an open transaction at ``deadline`` (checked until
@@ -127,6 +138,25 @@ class PreviousOwners:
                 writer,
                 (time.monotonic() - began) * 1000,
             )
+
+
+class Steps:
+    """When each step of a takeover ended, in ms from its start (the log line's
+    ``steps: name +ms, ...``; benches/failover.py reads it)."""
+
+    def __init__(self) -> None:
+        self.began = time.monotonic()
+        self.ended: list[tuple[str, float]] = []
+
+    def mark(self, step: str) -> None:
+        self.ended.append((step, time.monotonic()))
+
+    def __str__(self) -> str:
+        return ", ".join(f"{step} +{(at - self.began) * 1000:.0f}" for step, at in self.ended)
+
+
+def _no_mark(step: str) -> None:
+    pass
 
 
 def fence(config: Config, writer: str) -> None:
@@ -239,4 +269,4 @@ def _committed_within(
         return None
 
 
-__all__ = ["PreviousOwners", "fence", "pending_writers"]
+__all__ = ["PreviousOwners", "Steps", "fence", "pending_writers"]

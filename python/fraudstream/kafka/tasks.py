@@ -23,7 +23,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from fraudstream.config import Config
 from fraudstream.kafka.changelog import ChangelogWriter, PartitionLog, Restored, read_changelog
-from fraudstream.kafka.fencing import PreviousOwners
+from fraudstream.kafka.fencing import PreviousOwners, Steps
 from fraudstream.kafka.standby import StandbyReplicas
 from fraudstream.kafka.stats import RunStats
 from fraudstream.kafka.task import DLQ_MAX_RECORD_BYTES, PartitionTask
@@ -109,6 +109,8 @@ class TaskManager:
             self.changelog.producer.flush(30)
 
     def committed(self) -> None:
+        if self._announcing:
+            log.info("partitions %s: first commit since taken", sorted(self._announcing))
         for partition in self.dirty:
             task = self.tasks.get(partition)
             if task is not None:
@@ -179,16 +181,19 @@ class TaskManager:
         """Rebuilds the tasks of ``partitions`` from their changelog."""
         if not partitions:
             return
-        began = time.monotonic()
+        steps = Steps()
+        began = steps.began
         k = self.config.kafka
         # Offsets first: this waits for a previous owner's pending transaction (a zombie resuming
         # mid-commit), whose changelog records must then be part of what is read next.
         # Past kafka.fence_pending_after_ms, a pending transaction's owner is fenced (.fencing).
-        committed = self.previous_owners.committed(self.consumer, partitions)
+        committed = self.previous_owners.committed(self.consumer, partitions, steps)
         waited = (time.monotonic() - began) * 1000
         # an open transaction on the changelog resolves within the transaction timeout
         timeout = max(60.0, k.transaction_timeout_ms / 1000 + 10)
         warm = {} if self.standby is None else self.standby.take(partitions, timeout)
+        if warm:
+            steps.mark("standby_taken")
         cold = [p for p in partitions if p not in warm]
         restored = (
             read_changelog(
@@ -197,6 +202,8 @@ class TaskManager:
             if cold
             else {}
         )
+        if cold:
+            steps.mark("changelog_read")
         for tp in committed:  # where processing resumes: records before it are done
             self.positions[tp.partition] = max(tp.offset, 0)
         for p in cold:
@@ -205,6 +212,7 @@ class TaskManager:
             self._install(p, copy.task or self._new_task(p), copy.log)
         records = sum(r.records_read for r in restored.values()) + sum(c.records for c in warm.values())
         read = sum(r.bytes_read for r in restored.values()) + sum(c.bytes for c in warm.values())
+        steps.mark("installed")
         elapsed = (time.monotonic() - began) * 1000
         self.stats.restores += 1
         self.stats.restore_ms += elapsed
@@ -213,13 +221,14 @@ class TaskManager:
         self.stats.standby_takeovers += len(warm)
         log.info(
             "restored partitions %s in %.0f ms (%.0f ms waiting for the committed offsets; %d changelog "
-            "records, %d bytes; %s from standby copies)",
+            "records, %d bytes; %s from standby copies; steps: %s)",
             partitions,
             elapsed,
             waited,
             records,
             read,
             sorted(warm) or "none",
+            steps,
         )
 
     def _install(self, partition: int, task: PartitionTask, plog: PartitionLog) -> None:
