@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +31,19 @@ SINGLE_BROKER = {"replication_factor": 1, "min_insync_replicas": 1}
 STREAM_CARDS = 2_000
 """The cards of :func:`stream_with_bursts`' traffic, ``0 .. STREAM_CARDS - 1`` (its burst
 cards are ``900_000 + b``)."""
+WAIT_S = 90.0
+"""How long a test waits for instances to own partitions (and for one to finish: twice that)."""
 
 
 def make_config(bootstrap: str, topic: str, **kafka: Any) -> Config:
     kafka = {**SINGLE_BROKER, **kafka}
     section = KafkaSection.for_topic(bootstrap, topic, session_timeout_ms=2_000, **kafka)
     return Config(kafka=section).validate()
+
+
+def as_instance(config: Config, name: str) -> Config:
+    """``config`` for the group member ``name`` (its own transactional id)."""
+    return replace(config, kafka=replace(config.kafka, instance_id=name))
 
 
 def write_toml(config: Config, path: Path) -> Path:
@@ -121,6 +130,28 @@ def run_instance(config_path: Path, log: Path, *args: str) -> subprocess.Popen[b
             stderr=subprocess.STDOUT,
             env=env,
         )
+
+
+def owns(log: Path) -> bool:
+    """Whether the instance logging to ``log`` has restored (so owned) partitions."""
+    return log.exists() and "restored partitions" in log.read_text()
+
+
+def wait_until_all_own(logs: Iterable[Path]) -> None:
+    """Waits (at most :data:`WAIT_S`) until every instance logging to ``logs`` owns partitions."""
+    logs = list(logs)
+    deadline = time.monotonic() + WAIT_S
+    while not all(map(owns, logs)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert all(map(owns, logs)), "every instance owns partitions"
+
+
+def kill_running(*procs: subprocess.Popen[bytes]) -> None:
+    """Kills (SIGKILL) and reaps those of ``procs`` still running: a failed test's leftovers."""
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def kill_once_restored(config_path: Path, log: Path, rng: random.Random, wait_s: float = 20.0) -> bool:

@@ -17,26 +17,27 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 from dying_owner import KILLED_MID_COMMIT
 from eos_helpers import (
+    WAIT_S,
+    as_instance,
     committed_alerts,
+    kill_running,
     last_json_line,
     make_config,
     produce,
     reference_alerts,
     run_instance,
     stream_with_bursts,
+    wait_until_all_own,
     write_toml,
 )
-from test_standby import owns
 
 from fraudstream.kafka.pipeline import KafkaPipeline
 from fraudstream.kafka.topics import transactional_id
 
-WAIT_S = 90.0
 TRANSACTION_TIMEOUT_MS = 60_000
 RESTORED = re.compile(r"restored partitions (\[[\d, ]+\]) in (\d+) ms")
 
@@ -52,7 +53,7 @@ def test_an_owner_killed_mid_commit_is_fenced_and_its_partitions_active_long_bef
         kafka_bootstrap, topic, consume_batch=200, commit_interval_ms=50, standby_partitions=partitions,
         idle_timeout_ms=0, transaction_timeout_ms=TRANSACTION_TIMEOUT_MS,
     )  # fmt: skip
-    configs = {name: replace(base, kafka=replace(base.kafka, instance_id=name)) for name in ("a", "b")}
+    configs = {name: as_instance(base, name) for name in ("a", "b")}
     paths = {name: write_toml(c, tmp_path / f"{name}.toml") for name, c in configs.items()}
     logs = {name: tmp_path / f"{name}.log" for name in paths}
     trigger = tmp_path / "die"
@@ -67,10 +68,7 @@ def test_an_owner_killed_mid_commit_is_fenced_and_its_partitions_active_long_bef
         )
     survivor = run_instance(paths["b"], logs["b"], "--idle-exit", "10")
     try:
-        deadline = time.monotonic() + WAIT_S
-        while not all(map(owns, logs.values())) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert all(map(owns, logs.values())), "both instances own partitions"
+        wait_until_all_own(logs.values())
         time.sleep(2.0)  # both process; the owner commits
         trigger.touch()  # the owner's next commit with changelog records dies before committing
         assert owner.wait(WAIT_S) == -9
@@ -78,10 +76,7 @@ def test_an_owner_killed_mid_commit_is_fenced_and_its_partitions_active_long_bef
         feeder.join()
         assert survivor.wait(WAIT_S * 2) == 0, logs["b"].read_text()[-3000:]
     finally:
-        for proc in (owner, survivor):
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        kill_running(owner, survivor)
     text = logs["b"].read_text()
     stats = last_json_line(logs["b"])
     takeover = RESTORED.findall(text)[-1]  # the killed owner's partitions
@@ -105,9 +100,7 @@ def test_a_live_instance_that_gave_partitions_up_in_a_cooperative_move_is_not_fe
         kafka_bootstrap, topic, consume_batch=200, commit_interval_ms=50, idle_timeout_ms=0,
         fence_pending_after_ms=1,
     )  # fmt: skip
-    pipelines = {
-        name: KafkaPipeline(replace(base, kafka=replace(base.kafka, instance_id=name))) for name in ("a", "b")
-    }
+    pipelines = {name: KafkaPipeline(as_instance(base, name)) for name in ("a", "b")}
     errors: list[tuple[str, BaseException]] = []
 
     def run(name: str) -> None:

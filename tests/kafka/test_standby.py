@@ -23,13 +23,17 @@ from pathlib import Path
 
 import pytest
 from eos_helpers import (
+    WAIT_S,
+    as_instance,
     committed_alerts,
+    kill_running,
     last_json_line,
     make_config,
     produce,
     reference_alerts,
     run_instance,
     stream_with_bursts,
+    wait_until_all_own,
     write_toml,
 )
 
@@ -42,7 +46,6 @@ from fraudstream.kafka.task import PartitionTask
 from fraudstream.kafka.tasks import _restored_task
 from fraudstream.kafka.topics import client_config
 
-WAIT_S = 90.0
 LOAD_WAIT_S = 30.0
 """How long a test's slow snapshot load waits for the loop beside it to commit."""
 
@@ -177,9 +180,7 @@ def test_the_poll_loop_keeps_committing_while_a_copy_loads_a_snapshot(
     armed = threading.Event()
     """Set once each instance owns its partition: loads from then on are slow (a rebalance that
     moves the copies waits for a load in progress, as it must; none comes once both own one)."""
-    pipelines = [
-        KafkaPipeline(replace(config, kafka=replace(config.kafka, instance_id=name))) for name in ("a", "b")
-    ]
+    pipelines = [KafkaPipeline(as_instance(config, name)) for name in ("a", "b")]
     loads: list[tuple[str, bool]] = []
     """Per snapshot loaded into a copy: the instance, and whether its loop committed meanwhile."""
 
@@ -258,10 +259,6 @@ def test_the_poll_loop_keeps_committing_while_a_copy_loads_a_snapshot(
     assert all(committed for _, committed in measured), f"a loop waited for its copy's load: {measured}"
 
 
-def owns(log: Path) -> bool:
-    return log.exists() and "restored partitions" in log.read_text()
-
-
 def test_kill9_of_the_owner_the_other_takes_over_from_its_standby_copies(
     kafka_bootstrap: str, kafka_topic_factory: Callable[..., str], tmp_path: Path
 ) -> None:
@@ -276,8 +273,7 @@ def test_kill9_of_the_owner_the_other_takes_over_from_its_standby_copies(
         idle_timeout_ms=0,
     )  # fmt: skip
     paths = {
-        name: write_toml(replace(base, kafka=replace(base.kafka, instance_id=name)), tmp_path / f"{n}.toml")
-        for n, name in enumerate(("a", "b"))
+        name: write_toml(as_instance(base, name), tmp_path / f"{n}.toml") for n, name in enumerate(("a", "b"))
     }
     logs = {name: tmp_path / f"{name}.log" for name in paths}
     feeder = threading.Thread(target=produce, args=(kafka_bootstrap, topic, records, 2_000.0))
@@ -285,20 +281,14 @@ def test_kill9_of_the_owner_the_other_takes_over_from_its_standby_copies(
     owner = run_instance(paths["a"], logs["a"])
     survivor = run_instance(paths["b"], logs["b"], "--idle-exit", "10")
     try:
-        deadline = time.monotonic() + WAIT_S
-        while not all(map(owns, logs.values())) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert all(map(owns, logs.values())), "both instances own partitions"
+        wait_until_all_own(logs.values())
         time.sleep(2.0)  # both process; the survivor's copies follow the owner's commits
         owner.send_signal(signal.SIGKILL)
         owner.wait()
         feeder.join()
         assert survivor.wait(WAIT_S * 2) == 0, logs["b"].read_text()[-3000:]
     finally:
-        for proc in (owner, survivor):
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+        kill_running(owner, survivor)
     stats = last_json_line(logs["b"])
     # the survivor's last restore: the killed owner's partitions, from its copies
     takeover = [ln for ln in logs["b"].read_text().splitlines() if "restored partitions" in ln][-1]
