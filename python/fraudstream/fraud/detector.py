@@ -100,7 +100,7 @@ from fraudstream.errors import ConfigError, FlushedError, InvalidBatchError, Sna
 from fraudstream.fraud.derived import DERIVED_FEATURES, can_derive, derive
 from fraudstream.fraud.features import StreamingFeatures, TransactionColumns
 from fraudstream.fraud.model import Model
-from fraudstream.fraud.reasons import describe, explain
+from fraudstream.fraud.reasons import describe, explain_rows
 from fraudstream.fraud.rules import Candidates, Rule, RuleSet, default_rules
 from fraudstream.processor import ALERT, FLAGGED, PASS, InputLog, ProcessorOutput, pack, unpack
 from fraudstream.windows import Duration, to_millis
@@ -593,6 +593,8 @@ class FraudDetector:
         decision[trigger] = FLAGGED
         decision[trigger[kept]] = ALERT
         alerts: list[Alert] = []
+        model_rows = trigger[kept[source[kept] == 2]]
+        explained = iter(explain_rows(self.model, feats, model_rows) if self.model is not None else [])
         for k in kept.tolist():
             row, pos = int(trigger[k]), int(position[k])
             if source[k] == 0:
@@ -603,7 +605,7 @@ class FraudDetector:
                 alert = self.feature_rules.alert(found_f, pos, cols["txn_id"])
             else:
                 assert scores is not None
-                alert = self._model_alert(cols, feats, float(scores[row]), row)
+                alert = self._model_alert(cols, feats, float(scores[row]), row, next(explained))
             alerts.append(alert.located(latency_ms=max(0.0, float(self.clock() - arrival[row]))))
         return ProcessorOutput(
             alerts=alerts,
@@ -617,9 +619,10 @@ class FraudDetector:
             suppressed=self._cooldown.suppressed - suppressed_before,
         )
 
-    def _model_alert(self, cols: Columns, feats: Columns, score: float, row: int) -> Alert:
-        assert self.model is not None
-        top = explain(self.model, feats, row)
+    def _model_alert(
+        self, cols: Columns, feats: Columns, score: float, row: int, top: list[tuple[str, float]]
+    ) -> Alert:
+        """The alert of a model score at ``row``; ``top``: its inputs that raised it most."""
         figures = {"score": score, **{name: float(feats[name][row]) for name, _ in top}}
         words = tuple(describe(name, float(feats[name][row])) for name, _ in top)
         return Alert(

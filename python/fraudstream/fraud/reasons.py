@@ -14,41 +14,62 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
-from fraudstream.fraud.model import Model
+from fraudstream.fraud.model import Model, ModelInput
 
 
 def explain(model: Model, feats: Mapping[str, Any], row: int, top: int = 3) -> list[tuple[str, float]]:
     """The inputs that raised the score of ``row`` most, with their weights, best first."""
-    parts: list[tuple[str, float]] = []
-    if model.kind != "logistic_regression":
-        return _occlusion(model, feats, row)[:top]
-    coef = model.params["coef"]
-    for i, inp in enumerate(model.inputs):
-        z = (float(inp.apply(np.array([feats[inp.name][row]]))[0]) - model.mean[i]) / model.scale[i]
-        weight = float(coef[i]) * z
-        if math.isfinite(weight) and weight > 0:
-            parts.append((inp.name, weight))
-    parts.sort(key=lambda p: -p[1])
-    return parts[:top]
+    return explain_rows(model, feats, np.array([row], np.int64), top)[0]
 
 
-def _occlusion(model: Model, feats: Mapping[str, Any], row: int) -> list[tuple[str, float]]:
-    """Per input, the score of ``row`` less its score with that input at the training mean
-    (inverse-transformed to a raw value), positive ones, largest first: one scoring call."""
-    raw = np.array([float(feats[i.name][row]) for i in model.inputs], np.float64)
-    k = len(raw)
-    x = np.repeat(raw[None, :], k + 1, axis=0)
-    for i, inp in enumerate(model.inputs):
-        m = model.mean[i]
-        x[i + 1, i] = (
-            math.exp(m) if inp.transform == "log" else math.expm1(m) if inp.transform == "log1p" else m
-        )
-    scores = model.score_matrix(np.ascontiguousarray(x))
-    parts = [(inp.name, float(scores[0] - scores[i + 1])) for i, inp in enumerate(model.inputs)]
-    parts = [p for p in parts if math.isfinite(p[1]) and p[1] > 0]
-    parts.sort(key=lambda p: -p[1])
-    return parts
+def explain_rows(
+    model: Model, feats: Mapping[str, Any], rows: npt.ArrayLike, top: int = 3
+) -> list[list[tuple[str, float]]]:
+    """:func:`explain` for each of ``rows``, computed together: the detector explains every
+    model alert of a batch with one scoring call (one call per alert was 7% of the Kafka loop)."""
+    rows = np.asarray(rows, np.int64)
+    if not len(rows):
+        return []
+    raw = np.column_stack([np.asarray(feats[i.name], np.float64)[rows] for i in model.inputs])
+    linear = model.kind == "logistic_regression"
+    weights = _linear_weights(model, raw) if linear else _occlusion(model, raw)
+    names = [i.name for i in model.inputs]
+    out = []
+    for w in weights.tolist():
+        parts = [(name, x) for name, x in zip(names, w, strict=True) if math.isfinite(x) and x > 0]
+        parts.sort(key=lambda p: -p[1])
+        out.append(parts[:top])
+    return out
+
+
+def _linear_weights(model: Model, raw: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """``coef * standardized input`` per row and input."""
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        z = np.column_stack([inp.apply(raw[:, i]) for i, inp in enumerate(model.inputs)])
+        coef = np.asarray(model.params["coef"], np.float64)
+        weights: np.ndarray[Any, Any] = (z - np.asarray(model.mean)) / np.asarray(model.scale) * coef
+    return weights
+
+
+def _occlusion(model: Model, raw: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """Per row and input, the row's score less its score with that input at the training mean
+    (inverse-transformed to a raw value): one scoring call for all rows."""
+    n, k = raw.shape
+    at_mean = np.array([raw_value(inp, m) for inp, m in zip(model.inputs, model.mean, strict=True)])
+    x = np.repeat(raw[:, None, :], k + 1, axis=1)  # (rows, 1 + inputs, inputs)
+    diag = np.arange(k)
+    x[:, diag + 1, diag] = at_mean
+    scores = model.score_matrix(np.ascontiguousarray(x.reshape(n * (k + 1), k))).reshape(n, k + 1)
+    return scores[:, :1] - scores[:, 1:]
+
+
+def raw_value(inp: ModelInput, transformed: float) -> float:
+    """The raw feature value whose transform by ``inp`` is ``transformed``."""
+    if inp.transform == "log":
+        return math.exp(transformed)
+    return math.expm1(transformed) if inp.transform == "log1p" else transformed
 
 
 def describe(name: str, value: float) -> str:
