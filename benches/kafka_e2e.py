@@ -5,6 +5,11 @@
    consumer can do on this machine) and a bare exactly-once copy loop (each value produced in a
    transaction, offsets committed every 100 ms). Every pipeline figure is also printed as a
    ratio of the bare consume loop (``ceiling_ratio``) and of the copy loop (``eos_copy_ratio``).
+   A third ceiling is the processing alone: the pipeline's own partition tasks (decode, dedup,
+   processor, output records) over the same records already in memory, no Kafka client in the
+   timed part (``processor_alone_per_s``; the pipeline as a ratio of it: ``processor_ratio``).
+   No Kafka loop can outrun it, so it says how much of the gap to the consume loop is the
+   processor's and how much the Kafka path's.
 1. Sustained throughput, exactly-once: N transactions pre-loaded into a 6-partition topic, then
    the pipeline (one instance, the default fraud detector unless ``--processor`` says otherwise)
    processes them; events/s from its first consume to its last commit.
@@ -38,11 +43,14 @@ from typing import Any
 
 import numpy as np
 from confluent_kafka import Consumer, Producer
-from kafka_ceiling import broker, ceilings, loaded_topic, messages, new_topic, print_ceilings
+from kafka_ceiling import broker, ceilings, loaded_topic, messages, new_topic, print_ceilings, reader
 from kafka_trace import SEGMENTS, decompose
 
 from fraudstream.config import Config, DetectorSection, KafkaSection
+from fraudstream.kafka.consumed import ConsumedBatch
 from fraudstream.kafka.pipeline import KafkaPipeline
+from fraudstream.kafka.processors import processor_factory
+from fraudstream.kafka.task import PartitionTask
 from fraudstream.kafka.topics import ensure_topics
 
 CHUNK = 200
@@ -79,6 +87,34 @@ def throughput(bootstrap: str, topic: str, n: int, exactly_once: bool) -> dict[s
         "scored": stats.scored,
         "commit_ms_p99": stats.as_dict().get("commit_ms_p99"),
     }
+
+
+def processor_alone(bootstrap: str, topic: str, n: int) -> float:
+    """Events/s of the pipeline's partition tasks over ``topic``'s records read into memory
+    first: per partition, batches of the share of ``consume_batch`` a consume call gives it,
+    partitions in turn, as the loop takes them; the columns read (``ConsumedBatch.of``) in the
+    timed part, no Kafka call in it."""
+    c = reader(bootstrap, topic, "alone")
+    by_partition: dict[int, list[Any]] = {}
+    seen, deadline = 0, time.monotonic() + 300
+    while seen < n and time.monotonic() < deadline:
+        for m in c.consume(10_000, timeout=0.1):
+            if m.error() is None:
+                by_partition.setdefault(m.partition(), []).append(m)
+                seen += 1
+    c.close()
+    assert seen == n, f"read {seen} of {n}"
+    cfg = config_for(bootstrap, topic)
+    factory = processor_factory(cfg)
+    tasks = {p: PartitionTask(p, factory(), cfg) for p in by_partition}
+    share = max(1, cfg.kafka.consume_batch // len(by_partition))
+    longest = max(len(v) for v in by_partition.values())
+    began = time.perf_counter()
+    for start in range(0, longest, share):
+        for p, msgs in by_partition.items():
+            if start < len(msgs):
+                tasks[p].process_batch(ConsumedBatch.of(msgs[start : start + share]))
+    return n / (time.perf_counter() - began)
 
 
 def latency(bootstrap: str, rate: int, seconds: float, warmup_s: float = 0.0) -> dict[str, Any]:
@@ -200,11 +236,17 @@ def main() -> None:
     ceiling = ceilings(bootstrap, topic, args.events)
     print_ceilings(ceiling)
     bare, copy = ceiling["bare_consume_per_s"], ceiling["bare_eos_copy_per_s"]
+    alone = processor_alone(bootstrap, topic, args.events)
+    print(
+        f"the processing alone     : {alone:>12,.0f} events/s = {alone / bare:.2f}x the bare consume loop "
+        f"({PROCESSOR}; records in memory, no Kafka client)"
+    )
     eos_run = throughput(bootstrap, topic, args.events, exactly_once=True)
     eos = eos_run["events_per_s"]
     print(
         f"exactly-once throughput : {eos:>12,.0f} events/s = {eos / bare:.2f}x the bare consume loop, "
-        f"{eos / copy:.2f}x the copy loop ({args.events:,} events, 6 partitions, 1 instance, {PROCESSOR}; "
+        f"{eos / copy:.2f}x the copy loop, {eos / alone:.2f}x the processing alone "
+        f"({args.events:,} events, 6 partitions, 1 instance, {PROCESSOR}; "
         f"{eos_run['alerts']:,} alerts, "
         f"{eos_run['scored']:,} scored records, commit p99 {eos_run['commit_ms_p99']:.0f} ms)"
     )
@@ -233,6 +275,8 @@ def main() -> None:
                 "eos_events_per_s": round(eos),
                 "ceiling_ratio": round(eos / bare, 3),
                 "eos_copy_ratio": round(eos / copy, 3),
+                "processor_alone_per_s": round(alone),
+                "processor_ratio": round(eos / alone, 3),
                 "alo_events_per_s": round(alo),
                 "half_max_rate": half,
                 "p99_at_half_max_ms": round(lat[str(half)]["p99"], 1) if str(half) in lat else None,
