@@ -39,6 +39,11 @@ class PipelineMetrics:
         )
         self.commits = Counter("fraudstream_commits", "Committed transactions", registry=r)
         self.aborts = Counter("fraudstream_aborts", "Aborted transactions", registry=r)
+        self.fencings = Counter(
+            "fraudstream_fencings",
+            "Previous owners' transactional ids fenced at a takeover, their open transaction aborted",
+            registry=r,
+        )
         self.backpressure = Counter(
             "fraudstream_backpressured_seconds", "Time spent waiting for a full producer queue", registry=r
         )

@@ -6,9 +6,12 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import replace
@@ -174,3 +177,22 @@ def last_json_line(log: Path) -> dict[str, Any]:
     lines = [ln for ln in log.read_text().splitlines() if ln.startswith("{")]
     stats: dict[str, Any] = json.loads(lines[-1])
     return stats
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (for an instance's metrics endpoint)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def scrape(port: int) -> dict[str, float]:
+    """The samples a metrics endpoint on 127.0.0.1 serves, by name (labels included)."""
+    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    out = {}
+    for line in text.splitlines():
+        m = re.match(r"^([a-zA-Z_:][\w:]*(?:\{[^}]*\})?) ([-+\d.eEinfa]+)$", line)
+        if m:
+            out[m.group(1)] = float(m.group(2))
+    return out

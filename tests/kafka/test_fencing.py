@@ -10,6 +10,7 @@ through the real broker.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import subprocess
 import sys
@@ -24,12 +25,14 @@ from eos_helpers import (
     WAIT_S,
     as_instance,
     committed_alerts,
+    free_port,
     kill_running,
     last_json_line,
     make_config,
     produce,
     reference_alerts,
     run_instance,
+    scrape,
     stream_with_bursts,
     wait_until_all_own,
     write_toml,
@@ -66,13 +69,21 @@ def test_an_owner_killed_mid_commit_is_fenced_and_its_partitions_active_long_bef
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    survivor = run_instance(paths["b"], logs["b"], "--idle-exit", "10")
+    port = free_port()
+    survivor = run_instance(paths["b"], logs["b"], "--idle-exit", "10", "--metrics-port", str(port))
     try:
         wait_until_all_own(logs.values())
         time.sleep(2.0)  # both process; the owner commits
         trigger.touch()  # the owner's next commit with changelog records dies before committing
         assert owner.wait(WAIT_S) == -9
         assert KILLED_MID_COMMIT in logs["a"].read_text()
+        # the survivor's Prometheus counter, scraped while it runs (gauges' cadence: 1 s)
+        exported = 0.0
+        deadline = time.monotonic() + WAIT_S
+        while not exported and survivor.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+            with contextlib.suppress(OSError):
+                exported = scrape(port).get("fraudstream_fencings_total", 0.0)
         feeder.join()
         assert survivor.wait(WAIT_S * 2) == 0, logs["b"].read_text()[-3000:]
     finally:
@@ -82,6 +93,7 @@ def test_an_owner_killed_mid_commit_is_fenced_and_its_partitions_active_long_bef
     takeover = RESTORED.findall(text)[-1]  # the killed owner's partitions
     assert int(takeover[1]) < TRANSACTION_TIMEOUT_MS / 10, f"the takeover waited: {takeover}"
     assert stats["fencings"] == 1, text[-3000:]
+    assert exported == 1, "fraudstream_fencings_total counts the fencing"
     assert f"open transaction of {transactional_id(configs['a'])}" in text
     assert stats["commits"] > 0
     expected = reference_alerts(base, partitions)
@@ -138,4 +150,5 @@ def test_a_live_instance_that_gave_partitions_up_in_a_cooperative_move_is_not_fe
     assert a.stats.partitions_revoked >= 1 and b.stats.partitions_assigned >= 1, "partitions moved to b"
     assert a.stats.commits >= commits + 5, "a kept committing after the move"
     assert (a.stats.fencings, b.stats.fencings) == (0, 0)
+    assert [p.metrics.snapshot()["fraudstream_fencings_total"] for p in (a, b)] == [0, 0]
     assert Counter(committed_alerts(base, partitions)) == Counter(reference_alerts(base, partitions))

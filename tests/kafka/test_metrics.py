@@ -2,36 +2,16 @@
 
 from __future__ import annotations
 
-import re
-import socket
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 
 import pytest
-from eos_helpers import make_config, produce, stream_with_bursts
+from eos_helpers import free_port, make_config, produce, scrape, stream_with_bursts
 
 from fraudstream.kafka.pipeline import KafkaPipeline
 
 pytestmark = pytest.mark.kafka
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def scrape(port: int) -> dict[str, float]:
-    text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    out = {}
-    for line in text.splitlines():
-        m = re.match(r"^([a-zA-Z_:][\w:]*(?:\{[^}]*\})?) ([-+\d.eEinfa]+)$", line)
-        if m:
-            out[m.group(1)] = float(m.group(2))
-    return out
 
 
 def test_metrics_endpoint_moves_during_a_run(

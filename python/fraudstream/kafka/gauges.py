@@ -45,6 +45,7 @@ class PipelineGauges:
         self._from = {"busy": 0.0, "backpressure": 0.0}
         self._partitions: set[int] = set()
         self._evicted_counted = 0
+        self._fencings_counted = 0
         self._store_seen: dict[int, tuple[int, dict[str, int]]] = {}
 
     def on_consumer_stats(self, text: str) -> None:
@@ -76,6 +77,10 @@ class PipelineGauges:
         # evictions once each, as their transactions commit (see TaskManager.evicted)
         m.evicted.inc(tasks.evicted - self._evicted_counted)
         self._evicted_counted = tasks.evicted
+        # fencings are counted in RunStats where they happen (fencing.PreviousOwners, which has
+        # no metrics): each one once, here
+        m.fencings.inc(stats.fencings - self._fencings_counted)
+        self._fencings_counted = stats.fencings
         keys = windows = nbytes = 0
         for p, task in tasks.tasks.items():
             self.count_store(p, task.processor)
