@@ -24,99 +24,85 @@ class PipelineMetrics:
 
     def __init__(self, port: int = 0, addr: str = "127.0.0.1") -> None:
         r = self.registry = CollectorRegistry()
-        self.consumed = Counter("fraudstream_events_consumed", "Records read from the input", registry=r)
-        self.processed = Counter(
-            "fraudstream_events_processed", "Records processed by the engine", registry=r
-        )
-        self.dead_lettered = Counter(
-            "fraudstream_dead_lettered", "Records sent to the dead-letter topic", registry=r
-        )
-        self.alerts = Counter("fraudstream_alerts", "Alerts produced", registry=r)
-        self.evicted = Counter(
+
+        def counter(name: str, doc: str) -> Counter:
+            return Counter(name, doc, registry=r)
+
+        def gauge(name: str, doc: str, *labels: str) -> Gauge:
+            return Gauge(name, doc, labels, registry=r)
+
+        def histogram(name: str, doc: str) -> Histogram:
+            return Histogram(name, doc, buckets=LATENCY_BUCKETS_MS, registry=r)
+
+        self.consumed = counter("fraudstream_events_consumed", "Records read from the input")
+        self.processed = counter("fraudstream_events_processed", "Records processed by the engine")
+        self.dead_lettered = counter("fraudstream_dead_lettered", "Records sent to the dead-letter topic")
+        self.alerts = counter("fraudstream_alerts", "Alerts produced")
+        self.evicted = counter(
             "fraudstream_evicted_keys",
             "Keys evicted by a cap on live keys (oldest event first), counted as their transactions commit",
-            registry=r,
         )
-        self.commits = Counter("fraudstream_commits", "Committed transactions", registry=r)
-        self.aborts = Counter("fraudstream_aborts", "Aborted transactions", registry=r)
-        self.fencings = Counter(
+        self.commits = counter("fraudstream_commits", "Committed transactions")
+        self.aborts = counter("fraudstream_aborts", "Aborted transactions")
+        self.fencings = counter(
             "fraudstream_fencings",
             "Previous owners' transactional ids fenced at a takeover, their open transaction aborted",
-            registry=r,
         )
-        self.backpressure = Counter(
-            "fraudstream_backpressured_seconds", "Time spent waiting for a full producer queue", registry=r
+        self.backpressure = counter(
+            "fraudstream_backpressured_seconds", "Time spent waiting for a full producer queue"
         )
         # the backpressure figures of the in-process queues (BoundedQueue.metrics()), for the
         # Kafka loop: its input queue is the consumer's fetch queue, its output the producer's
-        self.input_queue = Gauge(
-            "fraudstream_input_queue_length",
-            "Records fetched from Kafka, waiting to be processed",
-            registry=r,
+        self.input_queue = gauge(
+            "fraudstream_input_queue_length", "Records fetched from Kafka, waiting to be processed"
         )
-        self.backpressured_ms_per_s = Gauge(
+        self.backpressured_ms_per_s = gauge(
             "fraudstream_backpressured_time_ms_per_second",
             "Milliseconds per second spent waiting for a full producer queue (the last second)",
-            registry=r,
         )
-        self.busy_ms_per_s = Gauge(
+        self.busy_ms_per_s = gauge(
             "fraudstream_busy_time_ms_per_second",
             "Milliseconds per second spent processing records (the last second)",
-            registry=r,
         )
-        self.busy = Counter("fraudstream_busy_seconds", "Time spent processing records", registry=r)
-        self.lag = Gauge(
-            "fraudstream_consumer_lag", "Records behind the end of the partition", ["partition"], registry=r
+        self.busy = counter("fraudstream_busy_seconds", "Time spent processing records")
+        self.lag = gauge("fraudstream_consumer_lag", "Records behind the end of the partition", "partition")
+        self.watermark = gauge("fraudstream_watermark_ms", "Event-time watermark", "partition")
+        self.watermark_lag = gauge(
+            "fraudstream_watermark_lag_ms", "Wall clock minus the watermark", "partition"
         )
-        self.watermark = Gauge("fraudstream_watermark_ms", "Event-time watermark", ["partition"], registry=r)
-        self.watermark_lag = Gauge(
-            "fraudstream_watermark_lag_ms", "Wall clock minus the watermark", ["partition"], registry=r
-        )
-        self.keys = Gauge("fraudstream_state_keys", "Keys with open windows", registry=r)
-        self.windows = Gauge("fraudstream_state_windows", "Open panes or sessions", registry=r)
-        self.state_bytes = Gauge("fraudstream_state_bytes", "Approximate bytes of window state", registry=r)
-        self.commit_latency = Histogram(
-            "fraudstream_commit_latency_ms",
-            "Time to commit one transaction",
-            buckets=LATENCY_BUCKETS_MS,
-            registry=r,
-        )
-        self.alert_latency = Histogram(
+        self.keys = gauge("fraudstream_state_keys", "Keys with open windows")
+        self.windows = gauge("fraudstream_state_windows", "Open panes or sessions")
+        self.state_bytes = gauge("fraudstream_state_bytes", "Approximate bytes of window state")
+        self.commit_latency = histogram("fraudstream_commit_latency_ms", "Time to commit one transaction")
+        self.alert_latency = histogram(
             "fraudstream_event_to_alert_latency_ms",
             "From the triggering record's timestamp to its alert being produced",
-            buckets=LATENCY_BUCKETS_MS,
-            registry=r,
         )
         # the online feature store ([store]), summed over the partitions' processors
-        self.store_degraded = Counter(
+        self.store_degraded = counter(
             "fraudstream_store_degraded",
             "Transactions scored with the feature store's defaults: the store was down or over its budget",
-            registry=r,
         )
-        self.store_lookups = Counter(
-            "fraudstream_store_lookups", "Transactions whose features were looked up in the store", registry=r
+        self.store_lookups = counter(
+            "fraudstream_store_lookups", "Transactions whose features were looked up in the store"
         )
-        self.store_cache_hits = Counter(
-            "fraudstream_store_cache_hits", "Distinct keys of a batch served by the local cache", registry=r
+        self.store_cache_hits = counter(
+            "fraudstream_store_cache_hits", "Distinct keys of a batch served by the local cache"
         )
-        self.store_fetched = Counter(
-            "fraudstream_store_fetched",
-            "Keys read from the store's server (one round trip a batch)",
-            registry=r,
+        self.store_fetched = counter(
+            "fraudstream_store_fetched", "Keys read from the store's server (one round trip a batch)"
         )
-        self.store_failures = Counter(
+        self.store_failures = counter(
             "fraudstream_store_failures",
             "Round trips to the store that failed (down, timeout, error): one per cool-off at most",
-            registry=r,
         )
         # the profiles table (detector.profiles_table), summed over the partitions' processors
-        self.profile_lookups = Counter(
-            "fraudstream_profile_lookups", "Transactions looked up in the profiles table", registry=r
+        self.profile_lookups = counter(
+            "fraudstream_profile_lookups", "Transactions looked up in the profiles table"
         )
-        self.profiles_missing = Counter(
+        self.profiles_missing = counter(
             "fraudstream_profiles_missing",
             "Transactions whose card had no profile: scored with the declared defaults, profile_missing = 1",
-            registry=r,
         )
         self.port = 0
         if port:
