@@ -1433,9 +1433,9 @@ def traced_run(config_path: str, idle_exit: float | None, stall_after: float | N
     class Traced(KafkaPipeline):
         expected: dict[int, int] = {}  # noqa: RUF012
 
-        def _process_partition(self, partition: int, msgs: list[Any]) -> None:
+        def _processed(self, partition: int, batch: Any, out: Any) -> None:
             if trace:
-                first, last = msgs[0].offset(), msgs[-1].offset()
+                first, last = int(batch.offsets[0]), int(batch.offsets[-1])
                 exp = self.expected.get(partition)
                 if partition not in self.tasks.tasks:
                     tlog.error(
@@ -1446,7 +1446,7 @@ def traced_run(config_path: str, idle_exit: float | None, stall_after: float | N
                         "TRACE: partition %d: expected offset %d, got %d..%d", partition, exp, first, last
                     )
                 self.expected[partition] = last + 1
-            super()._process_partition(partition, msgs)
+            super()._processed(partition, batch, out)
 
         def _commit(self) -> None:
             if trace:

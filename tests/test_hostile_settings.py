@@ -55,6 +55,7 @@ BAD_SETTINGS: list[tuple[str, dict[str, str], str]] = [
     ("metrics-host-empty", {"METRICS_HOST": ""}, "metrics.host must not be empty"),
     ("commit-interval-zero", {"KAFKA_COMMIT_INTERVAL_MS": "0"}, "kafka.commit_interval_ms must be > 0"),
     ("consume-batch-negative", {"KAFKA_CONSUME_BATCH": "-5"}, "kafka.consume_batch must be > 0"),
+    ("process-threads-zero", {"KAFKA_PROCESS_THREADS": "0"}, "kafka.process_threads must be > 0"),
     ("idle-negative", {"KAFKA_IDLE_TIMEOUT_MS": "-1"}, "kafka.idle_timeout_ms must be >= 0"),
     ("exactly-once-garbage", {"KAFKA_EXACTLY_ONCE": "maybe"}, "kafka.exactly_once must be true or false"),
     ("assignment-unknown", {"KAFKA_ASSIGNMENT_STRATEGY": "sticky"}, "assignment_strategy must be one of"),

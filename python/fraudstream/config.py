@@ -86,6 +86,13 @@ class KafkaSection:
     (scores, views) to become visible: the budget less the recent commits' duration, at least
     ``commit_interval_ms`` (:mod:`fraudstream.kafka.cadence`). Alerts keep their own rule."""
     consume_batch: int = 5_000
+    process_threads: int = 1
+    """Threads that process the partitions of one consume call side by side: the Rust core
+    releases the GIL, so with 2 or more the partitions' window, feature and scoring work runs
+    in parallel while the loop sends the finished ones' records. Outputs and transactions are
+    those of 1 (each partition is still processed in offset order by one thread at a time).
+    Worth it with free cores beside the broker; a custom processor must then not share mutable
+    Python state between partitions (the feature store's client is locked)."""
     poll_timeout_ms: int = 10
     """Longest wait for a batch to fill: bounds the latency a quiet stream adds."""
     changelog_snapshot_min_bytes: int = 1 << 20
@@ -348,6 +355,7 @@ class Config:
             "commit_interval_ms",
             "commit_max_records",
             "consume_batch",
+            "process_threads",
             "session_timeout_ms",
             "transaction_timeout_ms",
             "stuck_call_timeout_ms",

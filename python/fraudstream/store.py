@@ -35,6 +35,7 @@ sake; it raises only for bad input (keys that are not integers).
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -149,6 +150,9 @@ class FeatureStore:
         self._cache: OrderedDict[int, tuple[float, np.ndarray[Any, Any]]] = OrderedDict()
         self._open_until: float | None = None
         self.counters = StoreCounters()
+        self._lock = threading.Lock()
+        """One lookup at a time: the partitions' processors share the store, its cache, breaker
+        and counters, and ``kafka.process_threads`` can run two of them at once."""
 
     @property
     def available(self) -> bool:
@@ -157,6 +161,10 @@ class FeatureStore:
 
     def lookup(self, keys: np.ndarray[Any, Any] | Sequence[int]) -> Lookup:
         """The features of each row's key (see the module docstring): one round trip at most."""
+        with self._lock:
+            return self._lookup(keys)
+
+    def _lookup(self, keys: np.ndarray[Any, Any] | Sequence[int]) -> Lookup:
         arr = np.asarray(keys)
         if arr.dtype.kind not in "iu":
             raise TypeError(f"store keys must be integers, got {arr.dtype}")
@@ -379,7 +387,7 @@ class StoreEnrichment(Enrichment):
 def with_store(config: Config, factory: Callable[[], Processor]) -> Callable[[], Processor]:
     """``factory`` wrapped in a :class:`StoreEnrichment` when ``[store] url`` is set (one
     :class:`FeatureStore`, its connection, cache and breaker, shared by every partition's
-    processor: the partitions are processed one at a time by the poll loop)."""
+    processor; its lookups are one at a time, whatever ``kafka.process_threads``)."""
     s = config.store
     if not s.url:
         return factory

@@ -29,8 +29,17 @@ from eos_helpers import (
 
 from fraudstream.config import Config, DecodeSection
 from fraudstream.kafka.changelog import read_changelog
+from fraudstream.kafka.consumed import ConsumedBatch
 from fraudstream.kafka.pipeline import FencedError, KafkaPipeline
-from fraudstream.kafka.task import H_OFFSET, H_PARTITION, H_REASON, H_TOPIC, read_dead_letter
+from fraudstream.kafka.task import (
+    H_OFFSET,
+    H_PARTITION,
+    H_REASON,
+    H_TOPIC,
+    PartitionTask,
+    TaskOutput,
+    read_dead_letter,
+)
 
 pytestmark = pytest.mark.kafka
 PARTITIONS = 3
@@ -55,10 +64,25 @@ def assert_exact(config: Config) -> list[tuple[int, ...]]:
     return got
 
 
-def test_end_to_end_alerts_equal_the_in_process_engine(kafka_bootstrap: str, eos_topic: str) -> None:
+@pytest.mark.parametrize("threads", [1, 2], ids=["one_thread", "process_threads_2"])
+def test_end_to_end_alerts_equal_the_in_process_engine(
+    kafka_bootstrap: str, eos_topic: str, threads: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     produce(kafka_bootstrap, eos_topic, stream_with_bursts(20_000, seed=1))
-    config = make_config(kafka_bootstrap, eos_topic)
+    config = make_config(kafka_bootstrap, eos_topic, process_threads=threads)
+    workers: Counter[str] = Counter()  # which threads processed batches
+    process_batch = PartitionTask.process_batch
+
+    def spied(task: PartitionTask, batch: ConsumedBatch) -> TaskOutput:
+        workers[threading.current_thread().name.partition("_")[0]] += 1
+        return process_batch(task, batch)
+
+    monkeypatch.setattr(PartitionTask, "process_batch", spied)
     stats = KafkaPipeline(config).run(idle_exit_s=2.0, max_seconds=120)
+    if threads > 1:  # the partitions of a consume call were processed side by side
+        assert workers["fraudstream-process"] > 0 and set(workers) <= {"fraudstream-process", "MainThread"}
+    else:
+        assert set(workers) == {"MainThread"}
     assert stats.consumed == 20_000 + 20 * 6
     assert stats.consumed == stats.processed + stats.dead_lettered
     assert stats.dead_lettered == 0

@@ -25,6 +25,7 @@ latency budget rather than the interval.
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import logging
 import time
@@ -110,6 +111,11 @@ class KafkaPipeline:
             self.config, self.consumer, self.changelog, self.processor_factory, self.stats
         )
         self.admin = AdminClient(common)
+        self._workers = (
+            concurrent.futures.ThreadPoolExecutor(k.process_threads, thread_name_prefix="fraudstream-process")
+            if k.process_threads > 1
+            else None
+        )
         self._topics = {
             ALERTS: k.alerts_topic,
             SCORES: k.scores_topic,
@@ -195,6 +201,9 @@ class KafkaPipeline:
                 if not self._failed:
                     raise
                 log.warning("while closing after a failure: %s", exc)
+            finally:
+                if self._workers is not None:
+                    self._workers.shutdown(wait=True)
         self.metrics.close()
 
     # -- processing ---------------------------------------------------------------------------
@@ -207,19 +216,38 @@ class KafkaPipeline:
             if err.fatal():
                 raise KafkaException(err)
             log.warning("consumer error: %s", err)
-        taken = 0
+        work: list[tuple[int, ConsumedBatch]] = []
         for partition, rows in batch.by_partition():
             # Only records of partitions we own, past what is already processed: a consume call
             # that ran a rebalance can still return records fetched before it.
             rows = rows[self.tasks.accepted(partition, batch.offsets[rows])]
             if len(rows):
-                taken += len(rows)
-                self._process_partition(partition, batch.take(rows))
-        self.stats.skipped += len(batch) - len(batch.error_rows) - taken
+                work.append((partition, batch.take(rows)))
+        self.stats.skipped += len(batch) - len(batch.error_rows) - sum(len(part) for _, part in work)
+        if self._workers is None or len(work) < 2:
+            for partition, part in work:
+                self._processed(partition, part, self.tasks.tasks[partition].process_batch(part))
+        else:
+            self._process_side_by_side(work)
         self.transactions.poll()
 
-    def _process_partition(self, partition: int, batch: ConsumedBatch) -> None:
-        out = self.tasks.tasks[partition].process_batch(batch)
+    def _process_side_by_side(self, work: list[tuple[int, ConsumedBatch]]) -> None:
+        """The partitions of ``work`` processed on the worker threads (``kafka.process_threads``)
+        while this thread sends each finished one's records, in the order of ``work``."""
+        assert self._workers is not None
+        futures = [self._workers.submit(self.tasks.tasks[p].process_batch, part) for p, part in work]
+        try:
+            for (partition, part), future in zip(work, futures, strict=True):
+                self._processed(partition, part, future.result())
+        finally:
+            # a send refused (an abort rewinds every task) or a task failed: no task may still
+            # be running when this returns
+            for future in futures:
+                future.cancel()
+            concurrent.futures.wait(futures)
+
+    def _processed(self, partition: int, batch: ConsumedBatch, out: TaskOutput) -> None:
+        """Sends a partition's output and moves its position past ``batch``."""
         self._emit(partition, out)
         self.tasks.processed(partition, out.next_offset)
         self._uncommitted += len(batch)
