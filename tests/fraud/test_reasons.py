@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from fraudstream.fraud.model import Model, default_model
-from fraudstream.fraud.reasons import explain, explain_rows, raw_value
+from fraudstream.fraud.reasons import describe, explain, explain_rows, raw_value
 from tests.toy_models import foreign_young_model
 
 
@@ -52,3 +52,18 @@ def test_rows_explained_together_are_each_row_explained_alone(make) -> None:
         assert explain(model, feats, row) == got
     assert any(together), "the features must give some row a positive reason"
     assert explain_rows(model, feats, np.empty(0, np.int64)) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "words"),
+    [
+        ("CUSTOMER_ID_AMOUNT_RATIO", 8.14, "amount 8.1x the card's usual"),
+        ("CUSTOMER_ID_AMOUNT_RATIO", 0.45, "amount 45% of the card's usual"),
+        ("CARD_AMOUNT_VS_HABIT", math.log(0.0125), "amount 1/80 of the card's habit"),
+        ("CARD_SPEND_6HOUR_VS_HABIT", math.log1p(0.002), "1/500 of the card's usual amount spent in 6 h"),
+        ("CARD_SPEND_6HOUR_VS_HABIT", 0.0, "none of the card's usual amount spent in 6 h"),
+    ],
+)
+def test_ratios_read_as_an_analyst_reads_them(name: str, value: float, words: str) -> None:
+    """A tiny amount (card testing) is a fraction, not "0.0x"."""
+    assert describe(name, value) == words

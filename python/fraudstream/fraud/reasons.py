@@ -79,7 +79,7 @@ def describe(name: str, value: float) -> str:
     if name.startswith("CUSTOMER_ID_NB_TX_"):
         return f"{value:.0f} transactions in {_window_words(name)}"
     if name == "CUSTOMER_ID_AMOUNT_RATIO":
-        return f"amount {value:.1f}x the card's usual"
+        return f"amount {_times(value)} the card's usual"
     if name.startswith("CUSTOMER_ID_AMOUNT_ZSCORE_"):
         return f"amount {value:+.1f} sd from the card's {_window_words(name)}"
     if name.startswith("CUSTOMER_ID_AVG_AMOUNT_"):
@@ -104,9 +104,9 @@ def _describe_derived(name: str, value: float) -> str:
     if name == "CARD_HABIT_AMOUNT":
         return f"usual amount {value:.2f}" if value else "no usual amount yet"
     if name == "CARD_AMOUNT_VS_HABIT":
-        return f"amount {math.exp(value):.1f}x the card's habit"
+        return f"amount {_times(math.exp(value))} the card's habit"
     if name.startswith("CARD_SPEND_") and name.endswith("_VS_HABIT"):
-        return f"{math.expm1(value):.1f}x the card's usual amount spent in 6 h"
+        return f"{_times(math.expm1(value))} the card's usual amount spent in 6 h"
     if name.startswith("CARD_SPEND_"):
         return f"{value:.2f} spent in {_window_words(name + '_')}"
     if name == "CARD_COUNTRIES_6HOUR_VS_30DAY":
@@ -116,6 +116,16 @@ def _describe_derived(name: str, value: float) -> str:
         words = f"{n}+ transactions in {c}+ countries within {_window_words(f'X_{w}_')}"
         return words if value else f"not {words}"
     return f"{name} = {value:g}"
+
+
+def _times(ratio: float) -> str:
+    """A ratio as an analyst reads it: ``8.1x``, ``45% of``, ``1/80 of`` (a tiny amount, as in
+    card testing, is not ``0.0x``), ``none of``."""
+    if not math.isfinite(ratio) or ratio >= 0.95:
+        return f"{ratio:.1f}x"
+    if ratio >= 0.1:
+        return f"{ratio:.0%} of"
+    return f"1/{1 / ratio:,.0f} of" if ratio > 0 else "none of"
 
 
 def _window_words(name: str) -> str:
