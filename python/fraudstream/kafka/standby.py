@@ -37,7 +37,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
@@ -58,9 +59,10 @@ log = logging.getLogger(__name__)
 
 POLL_RECORDS = 500
 """Changelog records applied per fetch (a snapshot chunk is up to 512 KiB)."""
-TAIL_WAIT_S = 0.1
+TAIL_WAIT_S = 0.02
 """How long the tailing thread's fetch waits for records (the lock is held meanwhile: a take or
-a move of the copies waits at most this long, plus the records being applied)."""
+a move of the copies waits at most this long, plus the records being applied; the thread then
+lets the poll loop have the lock first)."""
 
 
 def standby_choice(owned: set[int], partitions: int, count: int) -> list[int]:
@@ -123,6 +125,9 @@ class StandbyReplicas:
         self._partitions = 0
         self._lock = threading.RLock()
         """Held by whoever uses the consumer or the copies (see the module docstring)."""
+        self._loop_waits = threading.Event()
+        """Set while the poll loop waits for the lock: the tailing thread, which would take it
+        again at once, lets it go first."""
         self._closing = threading.Event()
         self._thread: threading.Thread | None = None
         self.consumer = Consumer(
@@ -147,8 +152,19 @@ class StandbyReplicas:
 
     def keep_warm(self, owned: set[int]) -> None:
         """Starts and stops copies so that those of :func:`standby_choice` are kept."""
-        with self._lock:
+        with self._locked():
             self._keep_warm(owned)
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """The lock, for the poll loop: before the tailing thread's next fetch."""
+        self._loop_waits.set()
+        try:
+            with self._lock:
+                self._loop_waits.clear()
+                yield
+        finally:
+            self._loop_waits.clear()
 
     def _keep_warm(self, owned: set[int]) -> None:
         if not self._partitions:
@@ -178,6 +194,9 @@ class StandbyReplicas:
 
     def _tail(self) -> None:
         while not self._closing.is_set():
+            if self._loop_waits.is_set():
+                self._closing.wait(0.001)
+                continue
             try:
                 with self._lock:
                     read = self._poll(TAIL_WAIT_S) if self.copies else 0
@@ -255,7 +274,9 @@ class StandbyReplicas:
 
     # -- failover -------------------------------------------------------------------------------
 
-    def take(self, partitions: list[int], timeout: float) -> dict[int, WarmCopy]:
+    def take(
+        self, partitions: list[int], timeout: float, mark: Callable[[str], None] | None = None
+    ) -> dict[int, WarmCopy]:
         """The copies of ``partitions`` caught up with the changelog's committed end, ready to
         become active; they stop being standbys. A partition without a trusted copy, or whose
         tail does not arrive within ``timeout``, is left out (the caller restores it in full)."""
@@ -263,10 +284,13 @@ class StandbyReplicas:
             # none of ours (a rewind of owned partitions after an abort): no need to wait for
             # the tailing thread, which may be loading a large snapshot into another copy
             return {}
-        with self._lock:
-            return self._take(partitions, timeout)
+        with self._locked():
+            return self._take(partitions, timeout, mark or (lambda step: None))
 
-    def _take(self, partitions: list[int], timeout: float) -> dict[int, WarmCopy]:
+    def _take(
+        self, partitions: list[int], timeout: float, mark: Callable[[str], None]
+    ) -> dict[int, WarmCopy]:
+        mark("standby_locked")
         wanted = [p for p in partitions if p in self.copies]
         if not wanted:
             return {}
@@ -274,6 +298,7 @@ class StandbyReplicas:
             self.copies[p].records = self.copies[p].bytes = 0  # from here: the tail
         # the previous owner's last transaction resolved, so the end below includes its frames
         _wait_stable(self.client, self.consumer, self.topic, wanted, timeout)
+        mark("standby_stable")
         bounds = {p: _watermarks(self.consumer, TopicPartition(self.topic, p), timeout) for p in wanted}
         deadline = time.monotonic() + timeout
 
@@ -285,7 +310,7 @@ class StandbyReplicas:
             ]
 
         while behind() and time.monotonic() < deadline:
-            if self._poll(0.05):
+            if self._poll(0.01):  # short: a call waits out its timeout unless it fills up
                 deadline = time.monotonic() + timeout  # a stall, not a size limit
         late = behind()
         if late:
