@@ -14,11 +14,13 @@ killed with SIGKILL. The figures:
   ``kill_to_assigned_s`` (the session timeout running out, then the rebalance that gives the
   second instance the partition) and ``assigned_to_active_s`` (``restore_ms``);
 - ``takeover_steps_ms``: when each step of the takeover ended, in ms from the assignment (the
-  restore log line's ``steps``): ``offsets_unstable`` (the first committed-offsets fetch gave up:
-  a transaction holds them) or ``offsets_fetch``, ``changelog_checked`` (open transactions on the
-  changelog found), ``writers_found`` (whose they are), ``fenced`` (its ``init_transactions``
-  returned), ``offsets_stable``, ``standby_taken`` (the copy caught up with the changelog's
-  end) or ``changelog_read``, ``installed`` (active);
+  restore log line's ``steps``): ``pending_checked`` (open transactions on the changelog and
+  unstable offsets found, without waiting), ``writers_found`` (whose they are),
+  ``members_checked`` (the group's description: a writer not a member is fenced at once),
+  ``bound_waited`` (only for a writer still a member, or members unknown:
+  ``kafka.fence_pending_after_ms``), ``fenced`` (the fenced transaction seen aborted),
+  ``offsets_stable``, ``standby_locked`` / ``standby_stable`` / ``standby_taken`` (the copy
+  caught up with the changelog's end) or ``changelog_read``, ``installed`` (active);
 - ``active_to_first_commit_ms``: from active to the second instance's first commit of the
   partition (its first output visible);
 - ``restore_ms``: the second instance's RunStats.restore_ms, assignment to active, of which
@@ -171,6 +173,11 @@ def failover(
         time.sleep(1.0)
         # the takeover after the kill (the session of a busy owner can expire before it)
         before = second.current_log().count("restored partitions")
+        if before:  # the partition moved before the kill: the run would not time a failover
+            raise RuntimeError(
+                "void run: the second instance took the partition before the kill (the owner's "
+                "session expired: try a longer --session-timeout-ms)"
+            )
         if in_txn:  # at its next commit with changelog records, before committing
             trigger.touch()
             killed_at = logged_at(wait_line(owner, KILLED_MID_COMMIT))

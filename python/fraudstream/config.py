@@ -125,7 +125,10 @@ class KafkaSection:
     the transaction at once, instead of waiting for the broker to abort it after
     ``transaction_timeout_ms`` (:mod:`fraudstream.kafka.fencing`). A previous owner that is alive
     committed before giving the partition up, so such a wait means it died or is a zombie (it
-    stops with a fenced error on its next call). 0 turns fencing off."""
+    stops with a fenced error on its next call). An owner that is no longer a member of the
+    group (its session expired) is fenced at once, without this wait; the bound is for one still
+    a member, or when the group's members cannot be told apart (a ``client.id`` set in
+    ``[kafka.client]``). 0 turns fencing off."""
     stuck_call_timeout_ms: int = 90_000
     """A blocking client call (they have 30 s timeouts) still running after this long ends the
     process with exit code 75, for its supervisor to restart it (``fraudstream run`` only)."""

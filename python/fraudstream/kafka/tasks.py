@@ -191,7 +191,7 @@ class TaskManager:
         waited = (time.monotonic() - began) * 1000
         # an open transaction on the changelog resolves within the transaction timeout
         timeout = max(60.0, k.transaction_timeout_ms / 1000 + 10)
-        warm = {} if self.standby is None else self.standby.take(partitions, timeout)
+        warm = {} if self.standby is None else self.standby.take(partitions, timeout, steps.mark)
         if warm:
             steps.mark("standby_taken")
         cold = [p for p in partitions if p not in warm]
@@ -238,6 +238,7 @@ class TaskManager:
         self.changelog.logs[partition] = plog
 
     def close(self) -> None:
+        self.previous_owners.close()
         if self.standby is not None:
             self.standby.close()
 

@@ -47,9 +47,12 @@ def transactional_id(config: Config) -> str:
 def group_member_config(config: Config) -> dict[str, Any]:
     """The settings that make a consumer a member of the pipeline's group, as every instance
     joins it: the group, its session, the assignment strategy, static membership, and reading
-    committed input from the group's offsets (with :func:`client_config`)."""
+    committed input from the group's offsets (with :func:`client_config`). Its ``client.id`` is
+    the transactional id (unless ``[kafka.client]`` sets one): the group's description then
+    tells which instances' transactions have a live member (:mod:`.fencing`)."""
     k = config.kafka
     return {
+        "client.id": transactional_id(config),
         **client_config(config),
         "group.id": k.group_id,
         "isolation.level": "read_committed",
