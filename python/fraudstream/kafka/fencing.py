@@ -96,9 +96,9 @@ class PreviousOwners:
         self, consumer: Consumer, partitions: list[int], steps: Steps | None = None
     ) -> list[TopicPartition]:
         """The committed input offsets of ``partitions`` (the group consumer's stable fetch),
-        once no previous owner's transaction is open on them: waited for up to
-        ``kafka.fence_pending_after_ms``, then its owner fenced. ``steps`` is told when each
-        step ended."""
+        once no previous owner's transaction is open on them: its owner fenced at once when it
+        is no longer a member of the group, else waited for up to
+        ``kafka.fence_pending_after_ms``, then fenced. ``steps`` is told when each step ended."""
         mark = steps.mark if steps is not None else _no_mark
         k = self.config.kafka
         tps = [TopicPartition(k.input_topic, p) for p in partitions]
