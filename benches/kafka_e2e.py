@@ -22,9 +22,12 @@
    throughput measured in 1. Each rate's latency is split into its segments
    (``benches/kafka_trace.py``: delivery, process, to_commit, commit, visible).
 3. The same throughput with at-least-once (no transactions), for comparison.
+4. With ``--process-threads 1,2``: the exactly-once throughput with each ``kafka.process_threads``,
+   alternated ``--pairs`` times over the same records.
 
     python benches/kafka_e2e.py [--events 1000000] [--latency-seconds 20] [--processor detector]
                                 [--rates 10000,half,50000] [--warmup-seconds 2]
+                                [--process-threads 1,2 --pairs 3]
 
 The last line is JSON.
 """
@@ -72,10 +75,14 @@ def config_for(bootstrap: str, topic: str, exactly_once: bool = True) -> Config:
     return Config(kafka=section, detector=DetectorSection(kind=PROCESSOR)).validate()
 
 
-def throughput(bootstrap: str, topic: str, n: int, exactly_once: bool) -> dict[str, Any]:
+def throughput(
+    bootstrap: str, topic: str, n: int, exactly_once: bool, process_threads: int = 1, run: str = ""
+) -> dict[str, Any]:
     cfg = config_for(bootstrap, topic, exactly_once)
-    mode = "eos" if exactly_once else "alo"  # both runs read the same input, each its own outputs
+    # every run reads the same input, each into outputs of its own
+    mode = ("eos" if exactly_once else "alo") + (f"-t{process_threads}{run}" if run else "")
     k = cfg.kafka
+    k.process_threads = process_threads
     k.group_id, k.alerts_topic, k.scores_topic, k.dead_letter_topic, k.changelog_topic = (
         f"{topic}-{s}-{mode}" for s in ("group", "alerts", "scored", "dlq", "changelog")
     )
@@ -87,6 +94,22 @@ def throughput(bootstrap: str, topic: str, n: int, exactly_once: bool) -> dict[s
         "scored": stats.scored,
         "commit_ms_p99": stats.as_dict().get("commit_ms_p99"),
     }
+
+
+def compare_threads(bootstrap: str, topic: str, n: int, threads: str, pairs: int) -> dict[str, list[int]]:
+    """Exactly-once events/s with each ``kafka.process_threads`` of ``threads`` (``1,2``), the
+    settings alternated ``pairs`` times over the same records (a shared machine drifts)."""
+    counts = [int(t) for t in threads.split(",") if t]
+    runs: dict[str, list[int]] = {str(t): [] for t in counts}
+    for pair in range(pairs if counts else 0):
+        for t in counts:
+            rate = throughput(bootstrap, topic, n, exactly_once=True, process_threads=t, run=f"-{pair}")
+            runs[str(t)].append(round(rate["events_per_s"]))
+            print(
+                f"exactly-once, kafka.process_threads = {t}: {rate['events_per_s']:>12,.0f} events/s "
+                f"(pair {pair + 1})"
+            )
+    return runs
 
 
 def processor_alone(bootstrap: str, topic: str, n: int) -> float:
@@ -229,6 +252,12 @@ def main() -> None:
         "--warmup-seconds", type=float, default=2.0, help="alerts of the first seconds not counted"
     )
     ap.add_argument("--processor", default="detector", help="[detector] kind: detector (default), velocity")
+    ap.add_argument(
+        "--process-threads",
+        default="",
+        help="e.g. 1,2: exactly-once throughput again with each kafka.process_threads, alternated",
+    )
+    ap.add_argument("--pairs", type=int, default=3, help="alternations for --process-threads")
     args = ap.parse_args()
     PROCESSOR = args.processor
     bootstrap = broker()
@@ -252,6 +281,7 @@ def main() -> None:
     )
     alo = throughput(bootstrap, topic, args.events, exactly_once=False)["events_per_s"]
     print(f"at-least-once throughput: {alo:>12,.0f} events/s = {alo / bare:.2f}x the bare consume loop")
+    by_threads = compare_threads(bootstrap, topic, args.events, args.process_threads, args.pairs)
     lat: dict[str, dict[str, Any]] = {}
     half = int(round(eos / 2, -3))  # half the maximum sustainable rate, to the thousand
     rates = list(dict.fromkeys(half if r == "half" else int(r) for r in args.rates.split(",")))  # once each
@@ -278,6 +308,7 @@ def main() -> None:
                 "processor_alone_per_s": round(alone),
                 "processor_ratio": round(eos / alone, 3),
                 "alo_events_per_s": round(alo),
+                "eos_events_per_s_by_process_threads": by_threads,
                 "half_max_rate": half,
                 "p99_at_half_max_ms": round(lat[str(half)]["p99"], 1) if str(half) in lat else None,
                 "warmup_seconds": args.warmup_seconds,
