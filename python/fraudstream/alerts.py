@@ -103,7 +103,7 @@ _COMPACT_JSON = json.JSONEncoder(separators=(",", ":"))
 
 def _plain(v: Any) -> Any:
     if isinstance(v, np.generic):
-        return v.item()
+        v = v.item()  # (then rounded like any float)
     if isinstance(v, float):
         return round(v, 6)
     return v
