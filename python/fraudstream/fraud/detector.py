@@ -100,7 +100,7 @@ from fraudstream.errors import ConfigError, FlushedError, InvalidBatchError, Sna
 from fraudstream.fraud.derived import DERIVED_FEATURES, can_derive, derive
 from fraudstream.fraud.features import StreamingFeatures, TransactionColumns
 from fraudstream.fraud.model import Model
-from fraudstream.fraud.reasons import describe, explain_rows
+from fraudstream.fraud.reasons import RowValues, explain_rows, reasons
 from fraudstream.fraud.rules import Candidates, Rule, RuleSet, default_rules
 from fraudstream.processor import ALERT, FLAGGED, PASS, InputLog, ProcessorOutput, pack, unpack
 from fraudstream.windows import Duration, to_millis
@@ -594,7 +594,12 @@ class FraudDetector:
         decision[trigger[kept]] = ALERT
         alerts: list[Alert] = []
         model_rows = trigger[kept[source[kept] == 2]]
-        explained = iter(explain_rows(self.model, feats, model_rows) if self.model is not None else [])
+        # every positive input ranked: reasons() merges or leaves out some and takes the next
+        explained = iter(
+            explain_rows(self.model, feats, model_rows, top=len(self.model.inputs))
+            if self.model is not None
+            else []
+        )
         for k in kept.tolist():
             row, pos = int(trigger[k]), int(position[k])
             if source[k] == 0:
@@ -620,11 +625,15 @@ class FraudDetector:
         )
 
     def _model_alert(
-        self, cols: Columns, feats: Columns, score: float, row: int, top: list[tuple[str, float]]
+        self, cols: Columns, feats: Columns, score: float, row: int, ranked: list[tuple[str, float]]
     ) -> Alert:
-        """The alert of a model score at ``row``; ``top``: its inputs that raised it most."""
-        figures = {"score": score, **{name: float(feats[name][row]) for name, _ in top}}
-        words = tuple(describe(name, float(feats[name][row])) for name, _ in top)
+        """The alert of a model score at ``row``; ``ranked``: its inputs that raised it, best first
+        (:func:`~fraudstream.fraud.reasons.reasons` words the first three that say something;
+        ``figures`` holds the score and the value of every input a reason states)."""
+        values = RowValues(feats, row)
+        said = reasons(ranked, values)
+        figures = {"score": score, **{name: values[name] for _, names in said for name in names}}
+        words = tuple(text for text, _ in said)
         return Alert(
             card_id=int(cols["card"][row]),
             rule="model",
