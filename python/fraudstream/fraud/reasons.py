@@ -11,6 +11,7 @@ their arguments: the same row always gives the same words.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -251,13 +252,24 @@ def _plain(words: str) -> tuple[str, str, str, int]:
 def _first_transaction(row: Mapping[str, float]) -> str | None:
     """``"the card's first transaction in 30 d"`` when no earlier transaction of the card is in
     its longest window (every card count is 1), else None."""
-    counts = [k for k in row if k.startswith("CUSTOMER_ID_NB_TX_")]
+    counts, phrase = _card_counts(tuple(row))
     if not counts or any(row[k] > 1 for k in counts):
         return None
+    return phrase
+
+
+@functools.cache
+def _card_counts(names: tuple[str, ...]) -> tuple[tuple[str, ...], str]:
+    """The card count columns among ``names`` and the first-transaction phrase of the longest
+    (cached: every model alert of a detector reads the same names)."""
+    counts = tuple(k for k in names if k.startswith("CUSTOMER_ID_NB_TX_"))
+    if not counts:
+        return counts, ""
     longest = max(counts, key=lambda k: _window_sort(_window_words(k)))
-    return f"the card's first transaction in {_window_words(longest)}"
+    return counts, f"the card's first transaction in {_window_words(longest)}"
 
 
+@functools.cache
 def _count_column(name: str) -> str:
     """The card count column of the window of ``name`` (``""`` when it has none)."""
     for prefix in ("CUSTOMER_ID_AMOUNT_ZSCORE_", "CUSTOMER_ID_AVG_AMOUNT_", "CUSTOMER_ID_NB_TX_"):
@@ -303,6 +315,7 @@ _UNITS = (
 )
 
 
+@functools.cache
 def _window_sort(words: str) -> float:
     """Milliseconds of window words (``"6 h"``), for ordering; unknown words last."""
     n, _, unit = words.partition(" ")
@@ -310,6 +323,7 @@ def _window_sort(words: str) -> float:
     return int(n) * size if n.isdigit() and size is not None else math.inf
 
 
+@functools.cache
 def _window_words(name: str) -> str:
     label = name.rsplit("_", 2)[-2]  # ..._1HOUR_WINDOW -> 1HOUR
     for unit, word, _ in _UNITS:
