@@ -14,11 +14,20 @@ from fakes import FakeMessage
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from fraudstream import _core
 from fraudstream.alerts import Alert
 from fraudstream.config import Config, DecodeSection, DetectorSection, KafkaSection
 from fraudstream.kafka.processors import processor_factory
-from fraudstream.kafka.schema import encode_transactions
-from fraudstream.kafka.task import ALERTS, DEAD_LETTERS, H_OFFSET, H_REASON, SCORES, PartitionTask
+from fraudstream.kafka.schema import decode_batch, encode_transactions
+from fraudstream.kafka.task import (
+    ALERTS,
+    DEAD_LETTERS,
+    H_OFFSET,
+    H_REASON,
+    SCORES,
+    PartitionTask,
+    legacy_dedup_engine,
+)
 from fraudstream.processor import ALERT, PASS, ProcessorOutput, pack, unpack
 
 
@@ -143,6 +152,56 @@ def test_restored_from_snapshot_and_changes_a_task_continues_exactly(kind: str) 
     tail_first = first.process(msgs[450:])
     assert comparable(tail.records) == comparable(tail_first.records)
     assert second.snapshot() == straight_state
+
+
+def _as_older_version_wrote_it(task: PartitionTask, engine: Any, state: bytes) -> bytes:
+    """``state`` (a snapshot or change record of ``task``) with its duplicate part replaced by
+    what the session window engine of earlier versions wrote over the same input."""
+    parts = unpack(state, 2)
+    return pack([parts[0], engine()])
+
+
+@pytest.mark.parametrize("standby", [False, True])
+def test_duplicate_state_written_by_the_older_engine_is_taken_over(standby: bool) -> None:
+    """A changelog written before the duplicate filter (the session window engine's bytes)
+    restores: the same ids are caught as duplicates afterwards, and the first change record
+    after it is the filter's. With ``standby``, the older version's change records keep
+    coming after the restore (a rolling upgrade) until the copy is used."""
+    cfg = config("velocity", dedup="1h")  # (the input spans 20 minutes: every id stays held)
+    msgs = messages(600, seed=6)
+    repeats = msgs[100:140] + msgs[420:440]  # ids seen before each of the cuts below
+    clock = lambda: 1_800_000_000_000.0  # noqa: E731
+    old = PartitionTask(0, processor_factory(cfg)(), cfg, clock=clock)
+    legacy = legacy_dedup_engine(
+        cfg.decode.dedup_horizon, cfg.rule.out_of_orderness, cfg.decode.dedup_max_keys
+    )
+    legacy.track_changes(True)
+
+    def feed(batch: list[FakeMessage]) -> None:
+        old.process(batch)
+        cols = decode_batch([m.value() for m in batch], cfg.decode).columns
+        legacy.process({"txn_id": cols["txn_id"], "event_time": cols["event_time"]})
+
+    feed(msgs[:300])
+    snapshot = _as_older_version_wrote_it(old, legacy.snapshot, old.snapshot())
+    legacy.changes()
+    old.changes()
+    feed(msgs[300:450])
+    changes = [_as_older_version_wrote_it(old, legacy.changes, old.changes())]
+
+    new = PartitionTask(0, processor_factory(cfg)(), cfg, clock=clock)
+    if standby:
+        new.restore(snapshot, [])
+        new.apply_changes(changes[0])  # an older record after the restore
+    else:
+        new.restore(snapshot, changes)
+    assert new.dedup is not None and old.dedup is not None
+    assert len(new.dedup) == len(old.dedup) > 0  # the same ids held (counters aside)
+    tail = msgs[450:] + repeats
+    got, want = new.process(tail), old.process(tail)
+    assert got.duplicates == want.duplicates == len(repeats)
+    assert comparable(got.records) == comparable(want.records)
+    assert _core.DuplicateFilter.holds_state(unpack(new.changes(), 2)[1])
 
 
 def test_every_transaction_gets_one_score_record_and_scores_can_be_turned_off() -> None:

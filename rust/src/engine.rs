@@ -334,6 +334,15 @@ impl Engine {
         Counters { evicted, ..self.counters }
     }
 
+    /// The sessions `(key, start, end)` of a session window engine (None for other windows).
+    #[must_use]
+    pub fn sessions(&self) -> Option<Vec<(i64, i64, i64)>> {
+        match &self.op {
+            Operator::Session(op) => Some(op.spans().collect()),
+            _ => None,
+        }
+    }
+
     /// Size of the state.
     #[must_use]
     pub fn state_size(&self) -> StateSize {

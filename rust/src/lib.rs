@@ -11,6 +11,7 @@
 //! - [`watermark`]: bounded out-of-orderness, per-partition minimum, idleness.
 //! - [`engine`]: `process` / `advance_to` / `flush` / `snapshot` over the pieces above.
 //! - [`decode`]: JSON message batches to columns, bad records to the dead-letter output.
+//! - [`dedup`]: which events repeat a transaction id within a horizon of event time.
 //! - [`queue`]: the bounded queue with backpressure between pipeline stages.
 //! - [`records`]: the Kafka pipeline's output records, built for a whole batch at once.
 //! - [`snapshot`]: versioned state bytes.
@@ -22,6 +23,7 @@
 pub mod aggregate;
 pub mod batch;
 pub mod decode;
+pub mod dedup;
 pub mod engine;
 pub mod error;
 pub mod features;

@@ -19,7 +19,7 @@ import numpy as np
 
 from fraudstream.config import Config, store_features
 from fraudstream.errors import ConfigError
-from fraudstream.kafka.task import make_dedup_engine
+from fraudstream.kafka.task import make_duplicate_filter
 from fraudstream.processor import Processor, WindowProcessor
 from fraudstream.store import with_store
 from fraudstream.views import with_view
@@ -151,7 +151,7 @@ def processor_factory(
     horizon = config.decode.dedup_horizon
     if to_millis(horizon, "decode.dedup_horizon") > 0:  # built per partition at assignment: check now
         try:
-            make_dedup_engine(horizon, config.rule.out_of_orderness, config.decode.dedup_max_keys)
+            make_duplicate_filter(horizon, config.rule.out_of_orderness, config.decode.dedup_max_keys)
         except ConfigError as exc:
             raise ConfigError(f"decode.dedup_horizon {horizon!r}: {exc}") from None
     return with_view(config, factory)  # the [view] engine beside the processor, when set

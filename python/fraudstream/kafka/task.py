@@ -43,7 +43,7 @@ from fraudstream.kafka.consumed import ConsumedBatch
 from fraudstream.kafka.schema import decode_batch
 from fraudstream.processor import DECISIONS, Processor, ProcessorOutput, pack, unpack
 from fraudstream.views import view_records
-from fraudstream.windows import EmitKind, WindowedAggregation, session, to_millis
+from fraudstream.windows import WindowedAggregation, session, to_millis
 
 ALERTS, SCORES, DEAD_LETTERS, VIEWS = "alerts", "scores", "dead_letters", "views"
 """Output roles; the pipeline maps them to the configured topics."""
@@ -151,10 +151,18 @@ class TaskOutput:
     """The offset after the last message taken (the position to commit)."""
 
 
-def make_dedup_engine(horizon: str, out_of_orderness: str, max_keys: int = 0) -> WindowedAggregation:
-    """Per transaction id, a session of gap ``horizon`` counting its occurrences: every event
-    after the first in a session is a duplicate. With ``max_keys``, at most that many ids are
-    held (the one seen longest ago is forgotten first)."""
+def make_duplicate_filter(horizon: str, out_of_orderness: str, max_keys: int = 0) -> _core.DuplicateFilter:
+    """Per transaction id, the sessions of gap ``horizon`` of its occurrences: every event after
+    the first in a session is a duplicate (``_core.DuplicateFilter``, rust/src/dedup.rs). With
+    ``max_keys``, at most that many ids are held (the one seen longest ago is forgotten first)."""
+    return _core.DuplicateFilter(
+        to_millis(horizon, "dedup_horizon"), to_millis(out_of_orderness, "out_of_orderness"), max_keys or None
+    )
+
+
+def legacy_dedup_engine(horizon: str, out_of_orderness: str, max_keys: int = 0) -> WindowedAggregation:
+    """The session window engine that held the duplicate state before the filter: its
+    changelog records are still read (and taken over by the filter, same decisions)."""
     return WindowedAggregation(
         key="txn_id",
         time="event_time",
@@ -198,13 +206,13 @@ class PartitionTask:
         self.clock = clock
         self.dlq_max_bytes = dlq_max_bytes
         d = config.decode
-        self.dedup = (
-            make_dedup_engine(d.dedup_horizon, config.rule.out_of_orderness, d.dedup_max_keys)
-            if to_millis(d.dedup_horizon, "dedup_horizon") > 0
-            else None
-        )
-        if self.dedup is not None:
-            self.dedup.track_changes(True)
+        self._dedup_settings = (d.dedup_horizon, config.rule.out_of_orderness, d.dedup_max_keys)
+        on = to_millis(d.dedup_horizon, "dedup_horizon") > 0
+        self._dedup = make_duplicate_filter(*self._dedup_settings) if on else None
+        if self._dedup is not None:
+            self._dedup.track_changes(True)
+        self._legacy_dedup: WindowedAggregation | None = None
+        """The duplicate state as an older version wrote it, until the filter takes it over."""
         self.last_input_ms: float = clock()
         """Wall clock of the last message taken, or of the task's creation (idle detection)."""
 
@@ -293,11 +301,10 @@ class PartitionTask:
         return rows, reasons
 
     def _duplicates(self, cols: dict[str, np.ndarray[Any, Any]]) -> np.ndarray[Any, Any]:
-        if self.dedup is None or not len(cols["txn_id"]):
+        dedup = self._filter()
+        if dedup is None or not len(cols["txn_id"]):
             return np.empty(0, np.int64)
-        out = self.dedup.process({"txn_id": cols["txn_id"], "event_time": cols["event_time"]})
-        again = (out["kind"] == EmitKind.EARLY) & (out["n"] >= 2)
-        return np.unique(out.trigger_rows[again])
+        return dedup.process(_int64(cols["txn_id"]), _int64(cols["event_time"]))
 
     def _arrival(self, stamps: np.ndarray[Any, Any], source: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         """Wall-clock arrival per row: the message timestamp, or now when it has none."""
@@ -343,7 +350,8 @@ class PartitionTask:
         the count back): the duplicate detector's, and the processor's when it reports
         ``counters()["evicted"]``. The pipeline's metric counts the increase at each commit
         (:attr:`~fraudstream.kafka.tasks.TaskManager.evicted`)."""
-        n = 0 if self.dedup is None else int(self.dedup.counters()["evicted"])
+        dedup = self._filter()
+        n = 0 if dedup is None else int(dedup.counters()["evicted"])
         counters = getattr(self.processor, "counters", None)
         if callable(counters):
             with contextlib.suppress(TypeError, AttributeError, ValueError):  # counters of another shape
@@ -353,30 +361,32 @@ class PartitionTask:
     # -- state ------------------------------------------------------------------------------
 
     def _parts(self) -> int:
-        return 1 if self.dedup is None else 2
+        return 1 if self._dedup is None else 2
 
     def snapshot(self) -> bytes:
         parts = [self.processor.snapshot()]
-        if self.dedup is not None:
-            parts.append(self.dedup.snapshot())
+        dedup = self._filter()
+        if dedup is not None:
+            parts.append(dedup.snapshot())
         return pack(parts)
 
     def changes(self) -> bytes:
         parts = [self.processor.changes()]
-        if self.dedup is not None:
-            parts.append(self.dedup.changes())
+        dedup = self._filter()
+        if dedup is not None:
+            parts.append(dedup.take_changes())
         return pack(parts)
 
     def restore(self, snapshot: bytes, changes: list[bytes]) -> None:
         """Rebuilds the state from a snapshot and the changes written after it."""
         parts = unpack(snapshot, self._parts())
         self.processor.restore(parts[0])
-        if self.dedup is not None:
-            self.dedup.restore(parts[1])
+        if self._dedup is not None:
+            self._restore_dedup(parts[1])
         for c in changes:
             self.apply_changes(c)
-        if self.dedup is not None:
-            self.dedup.track_changes(True)
+        if self._dedup is not None:
+            self._dedup.track_changes(True)
         self.processor.changes()  # what was replayed is already in the changelog
 
     def apply_changes(self, changes: bytes) -> None:
@@ -384,8 +394,41 @@ class PartitionTask:
         :meth:`restore` replays, and what a standby replica applies as its changelog grows."""
         parts = unpack(changes, self._parts())
         self.processor.apply_changes(parts[0])
-        if self.dedup is not None:
-            self.dedup.apply_changes(parts[1])
+        if self._dedup is None:
+            return
+        if self._legacy_dedup is not None and not _core.DuplicateFilter.holds_state(parts[1]):
+            self._legacy_dedup.apply_changes(parts[1])  # still written by an older version
+        else:
+            dedup = self._filter()
+            assert dedup is not None
+            dedup.apply_changes(parts[1])
+
+    def _restore_dedup(self, state: bytes) -> None:
+        """The duplicate state from a snapshot; one written by an older version (the session
+        window engine) is read as such and taken over at first use (:meth:`_filter`), so a
+        standby can still apply that version's change records until then."""
+        assert self._dedup is not None
+        self._legacy_dedup = None
+        if _core.DuplicateFilter.holds_state(state):
+            self._dedup.restore(state)
+            return
+        self._dedup = make_duplicate_filter(*self._dedup_settings)
+        self._legacy_dedup = legacy_dedup_engine(*self._dedup_settings)
+        self._legacy_dedup.restore(state)
+
+    @property
+    def dedup(self) -> _core.DuplicateFilter | None:
+        """The duplicate filter (None when ``decode.dedup_horizon`` is 0)."""
+        return self._filter()
+
+    def _filter(self) -> _core.DuplicateFilter | None:
+        """The duplicate filter, having taken over an older version's state if one was read."""
+        if self._legacy_dedup is not None and self._dedup is not None:
+            self._dedup.adopt(self._legacy_dedup._engine)
+            self._dedup.track_changes(True)
+            self._dedup.take_changes()  # (recorded by the adoption: already in the changelog)
+            self._legacy_dedup = None
+        return self._dedup
 
 
 def score_records(
@@ -465,7 +508,8 @@ __all__ = [
     "PartitionTask",
     "TaskOutput",
     "dead_letter",
-    "make_dedup_engine",
+    "legacy_dedup_engine",
+    "make_duplicate_filter",
     "read_dead_letter",
     "score_records",
 ]

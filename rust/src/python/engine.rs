@@ -33,6 +33,16 @@ impl WindowEngine {
     }
 }
 
+impl WindowEngine {
+    /// The sessions `(key, start, end)`, the watermark and the evictions of a session engine.
+    pub(crate) fn session_state(&self, py: Python<'_>) -> PyResult<(Vec<(i64, i64, i64)>, i64, u64)> {
+        let (sessions, wm, evicted) =
+            self.engine.with(py, |e| (e.sessions(), e.watermark(), e.counters().evicted))?;
+        let sessions = sessions.ok_or_else(|| PyValueError::new_err("not a session window engine"))?;
+        Ok((sessions, wm, evicted))
+    }
+}
+
 #[pymethods]
 impl WindowEngine {
     /// Builds an engine; `window` is "tumbling", "hopping" or "session"; `aggregations` is a

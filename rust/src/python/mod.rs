@@ -6,6 +6,7 @@
 
 mod convert;
 mod decode;
+mod dedup;
 mod engine;
 mod errors;
 mod features;
@@ -23,6 +24,8 @@ use pyo3::prelude::*;
 mod _core {
     #[pymodule_export]
     use super::decode::{decode_transactions, pack_code, unpack_code};
+    #[pymodule_export]
+    use super::dedup::DuplicateFilter;
     #[pymodule_export]
     use super::engine::WindowEngine;
     #[pymodule_export]

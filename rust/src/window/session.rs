@@ -146,6 +146,13 @@ impl SessionWindows {
     }
 }
 
+impl SessionWindows {
+    /// Every session as `(key, start, end)`: what a state kept in another form takes over.
+    pub fn spans(&self) -> impl Iterator<Item = (i64, i64, i64)> + '_ {
+        self.keys.iter().flat_map(|(_, key, st)| st.sessions.iter().map(move |s| (key, s.start, s.end)))
+    }
+}
+
 impl WindowOperator for SessionWindows {
     fn state_size(&self) -> StateSize {
         StateSize::of((self.keys.len(), self.sessions, self.timers.len()), self.state_bytes())
