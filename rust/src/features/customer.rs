@@ -5,8 +5,10 @@
 //! - `entries` holds the card's transactions with time `> t - w_max` in stream order
 //!   (time, then transaction id); `base` is the absolute index of `entries[0]`.
 //! - For window `j`, `lo[j]` is the absolute index of the first entry with time `> t - w_j`;
-//!   `base <= lo[j] <= base + len`, and `sum`, `sumsq` and `countries` of window `j` cover
-//!   exactly the entries from `lo[j]` to the end (sums reset to 0 when that range is empty).
+//!   `base <= lo[j] <= base + len`, and `sum` and `sumsq` of window `j` cover exactly the
+//!   entries from `lo[j]` to the end (sums reset to 0 when that range is empty).
+//! - `countries` holds each country of the entries with the time of its latest entry: the
+//!   distinct countries of window `j` are those whose latest time is `> t - w_j`.
 //! - `seen` maps terminals to the latest time the card used them; an entry older than the
 //!   longest window means "not used within it" and may be pruned (it is, once the map holds
 //!   more than twice the entries), so the map stays proportional to the card's window.
@@ -23,7 +25,7 @@ use std::collections::VecDeque;
 use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
 
-use super::rolling::{CompensatedSum, Multiset};
+use super::rolling::CompensatedSum;
 use super::FeatureColumns;
 use crate::snapshot::{Reader, Writer};
 use crate::time::Millis;
@@ -71,8 +73,10 @@ pub(crate) struct CustomerState {
     entries: VecDeque<Entry>,
     base: u64,
     windows: SmallVec<[WindowAcc; 4]>,
-    /// Per window, the countries of its entries (empty unless countries are tracked).
-    countries: Vec<Multiset>,
+    /// The countries of the entries, each with its latest time (empty unless countries are
+    /// tracked). Inline for a few: a window's count is a scan of them, where a count per
+    /// window in a hash map was a cache miss per window and event.
+    countries: SmallVec<[(i64, Millis); 4]>,
     seen: FxHashMap<i64, Millis>,
     last_time: Millis,
 }
@@ -92,7 +96,7 @@ impl CustomerState {
             entries: VecDeque::new(),
             base: 0,
             windows: (0..w.sizes.len()).map(|_| WindowAcc::default()).collect(),
-            countries: if w.countries { vec![Multiset::default(); w.sizes.len()] } else { Vec::new() },
+            countries: SmallVec::new(),
             seen: FxHashMap::default(),
             last_time: Millis::MIN,
         }
@@ -121,9 +125,6 @@ impl CustomerState {
                 let acc = &mut self.windows[j];
                 acc.sum.sub(e.amount);
                 acc.sumsq.sub(e.amount * e.amount);
-                if let Some(c) = self.countries.get_mut(j) {
-                    c.remove(e.country);
-                }
                 lo += 1;
             }
             let acc = &mut self.windows[j];
@@ -136,6 +137,18 @@ impl CustomerState {
         let keep_from = self.windows[w.longest].lo;
         while self.base < keep_from && self.entries.pop_front().is_some() {
             self.base += 1;
+        }
+        if !self.countries.is_empty() {
+            let since = t.saturating_sub(w.horizon());
+            self.countries.retain(|(_, latest)| *latest > since);
+        }
+    }
+
+    /// Records that the card used `country` at `t` (its latest use so far).
+    fn used_country(&mut self, country: i64, t: Millis) {
+        match self.countries.iter_mut().find(|(c, _)| *c == country) {
+            Some((_, latest)) => *latest = t,
+            None => self.countries.push((country, t)),
         }
     }
 
@@ -201,6 +214,9 @@ impl CustomerState {
         // add the transaction
         self.entries.push_back(Entry { time: ev.time, amount, terminal: ev.terminal, country: ev.country });
         self.last_time = ev.time;
+        if w.countries {
+            self.used_country(ev.country, ev.time);
+        }
         let end = end + 1;
         for (j, acc) in self.windows.iter_mut().enumerate() {
             acc.sum.add(amount);
@@ -208,9 +224,10 @@ impl CustomerState {
             let n = end - acc.lo;
             out.customer_nb_tx[j].push(n as i64);
             out.customer_avg_amount[j].push(acc.sum.value() / n as f64);
-            if let Some(c) = self.countries.get_mut(j) {
-                c.insert(ev.country);
-                out.customer_countries[j].push(c.distinct() as i64);
+            if w.countries {
+                let since = ev.time.saturating_sub(w.sizes[j]);
+                let distinct = self.countries.iter().filter(|(_, latest)| *latest > since).count();
+                out.customer_countries[j].push(distinct as i64);
             }
         }
     }
@@ -218,7 +235,7 @@ impl CustomerState {
     /// Approximate heap bytes.
     pub(crate) fn heap_bytes(&self) -> usize {
         self.entries.capacity() * std::mem::size_of::<Entry>()
-            + self.countries.iter().map(Multiset::heap_bytes).sum::<usize>()
+            + if self.countries.spilled() { self.countries.capacity() * 16 } else { 0 }
             + self.seen.capacity() * 17
     }
 
@@ -263,6 +280,9 @@ impl CustomerState {
         for _ in 0..n {
             let e = Entry { time: r.i64()?, amount: r.f64()?, terminal: r.i64()?, country: r.i64()? };
             st.seen.insert(e.terminal, e.time);
+            if w.countries {
+                st.used_country(e.country, e.time);
+            }
             st.entries.push_back(e);
         }
         r.expect_len(w.sizes.len(), "card windows")?;
@@ -274,12 +294,6 @@ impl CustomerState {
             }
             let sum = CompensatedSum::from_parts(r.f64()?, r.f64()?);
             let sumsq = CompensatedSum::from_parts(r.f64()?, r.f64()?);
-            for abs in lo..end {
-                let country = st.entry(abs).country;
-                if let Some(c) = st.countries.get_mut(j) {
-                    c.insert(country);
-                }
-            }
             st.windows[j] = WindowAcc { lo, sum, sumsq };
         }
         Ok(st)
@@ -374,7 +388,7 @@ mod tests {
         assert!(st.expired(&w, 70), "t=20 is outside (20, 70]");
         st.advance(&w, 70);
         assert!(st.is_empty());
-        assert!(st.countries.iter().all(|c| c.distinct() == 0));
+        assert!(st.countries.is_empty());
     }
 
     #[test]

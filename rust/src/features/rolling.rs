@@ -1,13 +1,9 @@
-//! Building blocks of the rolling feature state: compensated sums and counted multisets.
+//! Building blocks of the rolling feature state: compensated sums.
 //!
 //! Invariants:
 //! - A [`CompensatedSum`] is updated by `add` / `sub` in event order (Neumaier's variant of
 //!   Kahan summation), so a sum maintained over a sliding window does not drift with the number
 //!   of events it has seen; the owner resets it when its window becomes empty.
-//! - A [`Multiset`] holds exactly the values added and not yet removed, with their counts; a
-//!   value whose count drops to zero is gone, so `distinct()` is exact.
-
-use rustc_hash::FxHashMap;
 
 /// A running sum with a compensation term (Neumaier summation).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -61,53 +57,6 @@ impl CompensatedSum {
     }
 }
 
-/// Values with multiplicities: exact distinct counts over a sliding window.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Multiset {
-    counts: FxHashMap<i64, u32>,
-}
-
-impl Multiset {
-    /// Adds one occurrence of `v`; returns how many there were before.
-    #[inline]
-    pub fn insert(&mut self, v: i64) -> u32 {
-        let c = self.counts.entry(v).or_insert(0);
-        *c += 1;
-        *c - 1
-    }
-
-    /// Removes one occurrence of `v` (no-op when absent).
-    #[inline]
-    pub fn remove(&mut self, v: i64) {
-        if let Some(c) = self.counts.get_mut(&v) {
-            *c -= 1;
-            if *c == 0 {
-                self.counts.remove(&v);
-            }
-        }
-    }
-
-    /// Occurrences of `v`.
-    #[inline]
-    #[must_use]
-    pub fn count(&self, v: i64) -> u32 {
-        self.counts.get(&v).copied().unwrap_or(0)
-    }
-
-    /// Number of distinct values.
-    #[inline]
-    #[must_use]
-    pub fn distinct(&self) -> usize {
-        self.counts.len()
-    }
-
-    /// Approximate heap bytes.
-    #[must_use]
-    pub fn heap_bytes(&self) -> usize {
-        self.counts.capacity() * 13
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -134,18 +83,5 @@ mod tests {
         let exact: f64 = (99_990..100_000).map(|i| 0.1 * f64::from(i % 7)).sum();
         assert!((c.value() - exact).abs() <= 1e-13, "{} vs {exact}", c.value());
         assert!((naive - exact).abs() > (c.value() - exact).abs());
-    }
-
-    #[test]
-    fn multiset_counts_distinct_exactly() {
-        let mut m = Multiset::default();
-        assert_eq!(m.insert(3), 0);
-        assert_eq!(m.insert(3), 1);
-        m.insert(5);
-        assert_eq!((m.distinct(), m.count(3)), (2, 2));
-        m.remove(3);
-        m.remove(3);
-        m.remove(42);
-        assert_eq!((m.distinct(), m.count(3)), (1, 0));
     }
 }
