@@ -27,24 +27,25 @@ KILLED_MID_COMMIT = "killing myself mid-commit"
 
 def main(config_path: str, trigger: Path) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    commit, write = TransactionalProducer.commit, ChangelogWriter.write
+    commit, write = TransactionalProducer.commit_with, ChangelogWriter.write
     wrote = [False]
 
     def writing(self: ChangelogWriter, *args: Any) -> None:
         wrote[0] = True
         write(self, *args)
 
-    def dying_commit(self: TransactionalProducer, offsets: Any, consumer: Any) -> None:
+    # (the exactly-once commit, on the loop's thread or on the commit thread)
+    def dying_commit(self: TransactionalProducer, offsets: Any, group_metadata: Any) -> None:
         if offsets and wrote[0] and trigger.exists():  # changelog records in the transaction
             self.begin()
-            self.producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(), 30)
+            self.producer.send_offsets_to_transaction(offsets, group_metadata, 30)
             assert self.producer.flush(30) == 0
             logging.getLogger("dying_owner").warning("%s (offsets %s)", KILLED_MID_COMMIT, offsets)
             os.kill(os.getpid(), signal.SIGKILL)
-        commit(self, offsets, consumer)
+        commit(self, offsets, group_metadata)
         wrote[0] = False
 
-    TransactionalProducer.commit = dying_commit  # type: ignore[method-assign]
+    TransactionalProducer.commit_with = dying_commit  # type: ignore[method-assign]
     ChangelogWriter.write = writing  # type: ignore[method-assign]
     KafkaPipeline(load_config(config_path)).run()
 

@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from confluent_kafka import Producer
@@ -40,6 +41,7 @@ from fraudstream.kafka.task import (
     TaskOutput,
     read_dead_letter,
 )
+from fraudstream.kafka.transactions import CommitAborted, TransactionalProducer
 
 pytestmark = pytest.mark.kafka
 PARTITIONS = 3
@@ -64,31 +66,79 @@ def assert_exact(config: Config) -> list[tuple[int, ...]]:
     return got
 
 
-@pytest.mark.parametrize("threads", [1, 2], ids=["one_thread", "process_threads_2"])
+@pytest.mark.parametrize(
+    ("threads", "overlap"),
+    [(1, True), (2, True), (1, False)],
+    ids=["one_thread", "process_threads_2", "commits_on_the_loop"],
+)
 def test_end_to_end_alerts_equal_the_in_process_engine(
-    kafka_bootstrap: str, eos_topic: str, threads: int, monkeypatch: pytest.MonkeyPatch
+    kafka_bootstrap: str, eos_topic: str, threads: int, overlap: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     produce(kafka_bootstrap, eos_topic, stream_with_bursts(20_000, seed=1))
-    config = make_config(kafka_bootstrap, eos_topic, process_threads=threads)
+    config = make_config(kafka_bootstrap, eos_topic, process_threads=threads, overlap_commits=overlap)
+    pipeline = KafkaPipeline(config)
     workers: Counter[str] = Counter()  # which threads processed batches
+    during_commit = 0  # batches processed while a commit ran on the commit thread
     process_batch = PartitionTask.process_batch
 
     def spied(task: PartitionTask, batch: ConsumedBatch) -> TaskOutput:
+        nonlocal during_commit
         workers[threading.current_thread().name.partition("_")[0]] += 1
+        during_commit += pipeline._committing is not None and not pipeline._committing.future.done()
         return process_batch(task, batch)
 
     monkeypatch.setattr(PartitionTask, "process_batch", spied)
-    stats = KafkaPipeline(config).run(idle_exit_s=2.0, max_seconds=120)
+    stats = pipeline.run(idle_exit_s=2.0, max_seconds=120)
     if threads > 1:  # the partitions of a consume call were processed side by side
         assert workers["fraudstream-process"] > 0 and set(workers) <= {"fraudstream-process", "MainThread"}
     else:
         assert set(workers) == {"MainThread"}
+    if overlap and threads == 1:  # the loop went on while commits ran (and waited for them)
+        assert during_commit > 0
+    elif not overlap:
+        assert during_commit == 0
     assert stats.consumed == 20_000 + 20 * 6
     assert stats.consumed == stats.processed + stats.dead_lettered
     assert stats.dead_lettered == 0
     got = assert_exact(config)
     burst_cards = {a[0] for a in got if a[0] >= 900_000}
     assert len(burst_cards) == 20, "every injected burst was caught"
+
+
+def test_a_commit_that_aborts_on_the_commit_thread_drops_what_was_processed_meanwhile(
+    kafka_bootstrap: str, eos_topic: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Overlapped commits: the loop processes the next records while a commit runs; when that
+    commit aborts, those records are dropped with the rest (every task rewinds to the last
+    commit and re-reads them): the committed alerts are still exactly the reference's."""
+    produce(kafka_bootstrap, eos_topic, stream_with_bursts(20_000, seed=2))
+    config = make_config(kafka_bootstrap, eos_topic, commit_interval_ms=50, consume_batch=500)
+    pipeline = KafkaPipeline(config)
+    commit_with = TransactionalProducer.commit_with
+    commits = 0
+    processed_meanwhile = 0
+
+    def aborting(self: TransactionalProducer, offsets: Any, group: Any) -> None:
+        nonlocal commits
+        commits += 1
+        if commits in (3, 8):  # with changelog records, offsets and outputs in the transaction
+            time.sleep(0.3)  # the loop processes records meanwhile
+            raise CommitAborted("injected: the broker refused the commit")
+        commit_with(self, offsets, group)
+
+    process_batch = PartitionTask.process_batch
+
+    def spied(task: PartitionTask, batch: ConsumedBatch) -> TaskOutput:
+        nonlocal processed_meanwhile
+        processed_meanwhile += pipeline._committing is not None and not pipeline._committing.future.done()
+        return process_batch(task, batch)
+
+    monkeypatch.setattr(TransactionalProducer, "commit_with", aborting)
+    monkeypatch.setattr(PartitionTask, "process_batch", spied)
+    stats = pipeline.run(idle_exit_s=2.0, max_seconds=120)
+    assert stats.aborts == 2 and processed_meanwhile > 0
+    assert stats.consumed == stats.processed + stats.dead_lettered == 20_000 + 20 * 6  # (not counted twice)
+    assert_exact(config)
 
 
 def test_restore_reads_a_snapshot_and_the_changes_after_it_not_the_history(

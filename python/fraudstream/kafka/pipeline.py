@@ -21,6 +21,13 @@ partition over resumes from exactly the state and offsets of the last commit.
 Commit cadence: every ``commit_interval_ms`` or ``commit_max_records``, and as soon as
 ``alert_commit_min_interval_ms`` has passed after an alert, so alert visibility is bounded by a
 latency budget rather than the interval.
+
+Overlapped commits (``kafka.overlap_commits``, exactly-once): a commit writes the changelog and
+takes the offsets on the loop's thread, then sends the offsets and commits on a thread of its
+own while the loop consumes and processes the next records; their outputs are sent once the
+commit has landed, into the next transaction. The wait for the broker's round trips (a third of
+the loop's time under load) then overlaps the processing. If the commit fails, the records
+processed meanwhile are dropped with the rest: the abort rewinds every task to the last commit.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient
@@ -54,6 +62,17 @@ from fraudstream.processor import Processor
 log = logging.getLogger(__name__)
 
 MAX_ABORTS_IN_A_ROW = 5
+
+
+@dataclass
+class _Committing:
+    """A commit handed to the commit thread, and what the loop counted when it began."""
+
+    future: concurrent.futures.Future[float]
+    """The commit; its result is when it landed (monotonic seconds)."""
+    began: float
+    counts: dict[str, int]
+    """The committed counts of the run's statistics as of this commit."""
 
 
 class KafkaPipeline:
@@ -116,6 +135,13 @@ class KafkaPipeline:
             if k.process_threads > 1
             else None
         )
+        self._committer = (
+            concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="fraudstream-commit")
+            if k.exactly_once and k.overlap_commits
+            else None
+        )
+        self._committing: _Committing | None = None
+        """The commit running on the commit thread, if any (:meth:`_finish_commit`)."""
         self._topics = {
             ALERTS: k.alerts_topic,
             SCORES: k.scores_topic,
@@ -171,8 +197,9 @@ class KafkaPipeline:
                     break
                 if max_seconds is not None and now - began >= max_seconds:
                     break
+            self._finish_commit()
             if self._uncommitted or self.transactions.in_txn:
-                self._commit()
+                self._commit(overlap=False)
             self._update_gauges(time.monotonic())  # the figures at exit, whatever the cadence
         except FencedError:
             self._failed = True
@@ -204,12 +231,13 @@ class KafkaPipeline:
             finally:
                 if self._workers is not None:
                     self._workers.shutdown(wait=True)
+                if self._committer is not None:  # (after a failure a commit may still be running)
+                    self._committer.shutdown(wait=True)
         self.metrics.close()
 
     # -- processing ---------------------------------------------------------------------------
 
     def _process(self, msgs: list[Message]) -> None:
-        self.transactions.begin()
         batch = ConsumedBatch.of(msgs)  # one Rust call: no Python loop over the messages
         for row in batch.error_rows.tolist():
             err = msgs[row].error()
@@ -224,10 +252,22 @@ class KafkaPipeline:
             if len(rows):
                 work.append((partition, batch.take(rows)))
         self.stats.skipped += len(batch) - len(batch.error_rows) - sum(len(part) for _, part in work)
-        if self._workers is None or len(work) < 2:
+        if self._committing is not None and (self._workers is None or len(work) < 2):
+            # processed while the previous interval commits; sent once it has landed
+            outs = [self.tasks.tasks[partition].process_batch(part) for partition, part in work]
+            if not self._finish_commit():
+                return  # aborted: every task went back to the last commit, these records too
+            self.transactions.begin()
+            for (partition, part), out in zip(work, outs, strict=True):
+                self._processed(partition, part, out)
+        elif not self._finish_commit():
+            return
+        elif self._workers is None or len(work) < 2:
+            self.transactions.begin()
             for partition, part in work:
                 self._processed(partition, part, self.tasks.tasks[partition].process_batch(part))
         else:
+            self.transactions.begin()
             self._process_side_by_side(work)
         self.transactions.poll()
 
@@ -289,6 +329,8 @@ class KafkaPipeline:
         idle_ms = self.config.kafka.idle_timeout_ms
         for partition, task in self.tasks.tasks.items():
             if now_ms - task.last_input_ms >= idle_ms:
+                if not self._finish_commit():
+                    return
                 self.transactions.begin()
                 out = task.advance(int(now_ms))
                 task.last_input_ms = now_ms  # next tick one idle period later
@@ -307,36 +349,76 @@ class KafkaPipeline:
             self._abort_and_rewind()
 
     def _commit_due(self, now: float) -> bool:
+        if self._committing is not None:
+            if not self._committing.future.done():
+                # the cadence counts from the running commit's end; an alert waits for that only
+                return self._alerts_pending > 0
+            if not self._finish_commit():
+                return False
         return self.cadence.due((now - self._last_commit) * 1000, self._uncommitted, self._alerts_pending)
 
-    def _commit(self) -> None:
+    def _commit(self, overlap: bool = True) -> None:
+        """Commits what was processed since the last commit: on the commit thread when
+        ``overlap`` and ``kafka.overlap_commits`` say so (the loop goes on; :meth:`_finish_commit`
+        waits for it before anything more is sent), else here."""
+        if not self._finish_commit():
+            return
         began = time.monotonic()
         try:
             if self.config.kafka.exactly_once:
                 self.transactions.begin()
             with self.transactions.refusal_aborts():
                 self.tasks.write_changelog()
-            self.transactions.commit(self.tasks.offsets(), self.consumer)
+            offsets = self.tasks.offsets()
+            counts = {c: getattr(self.stats, c) for c in COMMITTED_COUNTS}
+            self._uncommitted = 0  # (what comes now goes into the next transaction)
+            self._alerts_pending = 0
+            if overlap and self._committer is not None:
+                group = self.consumer.consumer_group_metadata() if offsets else None
+                future = self._committer.submit(self._commit_on_thread, offsets, group)
+                self._committing = _Committing(future, began, counts)
+                return
+            self.transactions.commit(offsets, self.consumer)
         except CommitAborted as exc:
             log.warning("transaction must abort (%s): rewinding to the last commit", exc)
             self._abort_and_rewind()
             return
-        self._committed(began)
+        self._committed(began, time.monotonic(), counts)
 
-    def _committed(self, began: float) -> None:
+    def _commit_on_thread(self, offsets: list[TopicPartition], group: object) -> float:
+        self.transactions.commit_with(offsets, group)
+        return time.monotonic()
+
+    def _finish_commit(self, rewind: bool = True) -> bool:
+        """Waits for the commit running on the commit thread, if any. Returns whether the state
+        is as committed: False when it had to abort (the tasks are then rewound to the last
+        commit, unless ``rewind`` is False: the caller rewinds)."""
+        committing, self._committing = self._committing, None
+        if committing is None:
+            return True
+        try:
+            landed = committing.future.result()
+        except CommitAborted as exc:
+            log.warning("transaction must abort (%s): rewinding to the last commit", exc)
+            if rewind:
+                self._abort_and_rewind()
+            return False
+        self._committed(committing.began, landed, committing.counts)
+        return True
+
+    def _committed(self, began: float, landed: float, counts: dict[str, int]) -> None:
         self._aborts_in_a_row = 0
-        self._counts_at_commit = {c: getattr(self.stats, c) for c in COMMITTED_COUNTS}
+        self._counts_at_commit = counts
         self.changelog.truncate(self.admin)
         self.tasks.committed()
-        self._uncommitted = 0
-        self._alerts_pending = 0
-        self._last_commit = time.monotonic()
+        self._last_commit = landed
+        took_ms = (landed - began) * 1000
         self.stats.commits += 1
-        self.stats.commit_ms.append((self._last_commit - began) * 1000)
-        self.cadence.committed((self._last_commit - began) * 1000)
-        self.stats.last_commit_at = self._last_commit
+        self.stats.commit_ms.append(took_ms)
+        self.cadence.committed(took_ms)
+        self.stats.last_commit_at = landed
         self.metrics.commits.inc()
-        self.metrics.commit_latency.observe((self._last_commit - began) * 1000)
+        self.metrics.commit_latency.observe(took_ms)
 
     def _abort_and_rewind(self, lost: frozenset[int] = frozenset()) -> None:
         """Aborts the open transaction and puts every partition still owned back to the last
@@ -368,6 +450,7 @@ class KafkaPipeline:
     # the transaction then aborts and every owned partition rewinds to the last commit.
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._finish_commit()  # (its outcome first: an abort rewinds the partitions owned)
         self.tables.assign([tp.partition for tp in partitions])  # copartitioned: caught up first
         self.tasks.assign([tp.partition for tp in partitions])  # restored before any record
         if self._cooperative:
@@ -379,8 +462,10 @@ class KafkaPipeline:
         self._assigned_at = time.monotonic()
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if not self._failed:
+            self._finish_commit()
         if (self._uncommitted or self.transactions.in_txn) and not self._failed:
-            self._commit()  # everything processed so far, the revoked partitions' work included
+            self._commit(overlap=False)  # everything processed so far, the revoked partitions' work included
         self.tasks.revoke([tp.partition for tp in partitions])
         self.tables.revoke([tp.partition for tp in partitions])
         self._unassign(consumer, partitions)
@@ -388,6 +473,7 @@ class KafkaPipeline:
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         lost = frozenset(tp.partition for tp in partitions)
+        self._finish_commit(rewind=False)  # (if it aborts, the rewind below puts everything back)
         log.warning("partitions lost: %s; aborting the open transaction", sorted(lost))
         self._abort_and_rewind(lost)
         self.tables.revoke(sorted(lost))

@@ -78,6 +78,8 @@ class TaskManager:
         a transaction of this instance holding a partition's offsets is always named by the
         partition's changelog (its last committed record, or a record of that transaction)."""
         self._announcing: set[int] = set()
+        self._evicted_written: dict[int, int] = {}
+        """Per partition written by the last :meth:`write_changelog`: its task's evictions then."""
         """Of those, the partitions the open transaction wrote."""
 
     def accepted(self, partition: int, offsets: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
@@ -99,25 +101,26 @@ class TaskManager:
     def write_changelog(self) -> None:
         """Writes the changed partitions' state (changes or a snapshot) into the transaction,
         and a record for each partition not announced yet, delivered before the caller sends the
-        offsets."""
+        offsets. What it wrote is what :meth:`committed` then counts: partitions processed while
+        the commit runs are dirty again for the next one."""
         for partition in sorted(self.dirty | self._unannounced):
             task = self.tasks.get(partition)
             if task is not None:
                 self.changelog.write(partition, task.snapshot, task.changes)
+        self._evicted_written = {p: self.tasks[p].evicted() for p in self.dirty if p in self.tasks}
+        self.dirty = set()
         self._announcing = self._unannounced & set(self.tasks)
         if self._announcing:
             self.changelog.producer.flush(30)
 
     def committed(self) -> None:
+        """The transaction holding the last :meth:`write_changelog` committed."""
         if self._announcing:
             log.info("partitions %s: first commit since taken", sorted(self._announcing))
-        for partition in self.dirty:
-            task = self.tasks.get(partition)
-            if task is not None:
-                now = task.evicted()
-                self.evicted += max(0, now - self._evicted_at_commit.get(partition, now))
-                self._evicted_at_commit[partition] = now
-        self.dirty.clear()
+        for partition, now in self._evicted_written.items():
+            self.evicted += max(0, now - self._evicted_at_commit.get(partition, now))
+            self._evicted_at_commit[partition] = now
+        self._evicted_written = {}
         self._unannounced -= self._announcing
         self._announcing = set()
 
@@ -154,6 +157,7 @@ class TaskManager:
                 self.consumer.seek(TopicPartition(tp.topic, tp.partition, max(tp.offset, 0)))
         self._restore(kept)
         self.dirty.clear()
+        self._evicted_written = {}  # (an aborted transaction's evictions count when done again)
         if lost:
             self.keep_warm()
 

@@ -25,7 +25,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
@@ -183,11 +183,17 @@ class TransactionalProducer:
             if offsets:
                 consumer.commit(offsets=offsets, asynchronous=False)
             return
+        self.commit_with(offsets, consumer.consumer_group_metadata() if offsets else None)
+
+    def commit_with(self, offsets: list[TopicPartition], group_metadata: Any) -> None:
+        """The exactly-once :meth:`commit`, with the consumer's group metadata taken already:
+        it may run on another thread, while the caller neither sends nor begins (the pipeline's
+        overlapped commit)."""
         self.begin()  # an interval with nothing to send still commits its offsets
         try:
             if offsets:
                 with self.watchdog.call("send_offsets_to_transaction"):
-                    self.producer.send_offsets_to_transaction(offsets, consumer.consumer_group_metadata(), 30)
+                    self.producer.send_offsets_to_transaction(offsets, group_metadata, 30)
             with self.watchdog.call("commit_transaction"):
                 _retrying(lambda: self.producer.commit_transaction(30))
         except KafkaException as exc:
