@@ -1448,10 +1448,10 @@ def traced_run(config_path: str, idle_exit: float | None, stall_after: float | N
                 self.expected[partition] = last + 1
             super()._processed(partition, batch, out)
 
-        def _commit(self) -> None:
+        def _commit(self, overlap: bool = True) -> None:
             if trace:
                 tlog.info("commit offsets %s", dict(sorted(self.tasks.positions.items())))
-            super()._commit()
+            super()._commit(overlap)
 
     pipeline = Traced(load_config(config_path))
     restore = pipeline.tasks._restore

@@ -11,10 +11,12 @@ commit and each full (generation 2) garbage collection by the wall clock, and wr
 - ``process``: -> the batch that holds it processed (decode, detector, outputs sent);
 - ``to_commit``: -> the commit of its transaction begins (the rest of the interval: the cadence
   and the other batches processed meanwhile);
-- ``commit``: the commit's duration (changelog records, offsets, the commit round trips);
+- ``commit``: the commit's duration (changelog records, offsets, the commit round trips; with
+  overlapped commits the loop processes the next records meanwhile);
 - ``visible``: commit done -> the reader of the alerts topic has it.
 
-The trace only wraps ``_process`` and ``_commit`` of :class:`KafkaPipeline`; what runs is the
+The trace only wraps ``_process`` and ``_committed`` of :class:`KafkaPipeline` (a commit's
+beginning and the moment it landed, also when it ran on the commit thread); what runs is the
 pipeline unchanged.
 """
 
@@ -58,10 +60,11 @@ class TracedPipeline(KafkaPipeline):
         super()._process(msgs)
         self.batches.append((began, time.time(), dict(self.tasks.positions)))
 
-    def _commit(self) -> None:
-        began = time.time()
-        super()._commit()
-        self.commits.append((began, time.time()))
+    def _committed(self, began: float, landed: float, counts: dict[str, int]) -> None:
+        # (a commit lands on the commit thread when overlapped: its own times, not this call's)
+        to_wall = time.time() - time.monotonic()
+        self.commits.append((began + to_wall, landed + to_wall))
+        super()._committed(began, landed, counts)
 
     def trace(self) -> dict[str, Any]:
         return {
