@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
@@ -109,6 +110,34 @@ def test_calls_within_the_limit_and_nested_calls_are_tracked_without_exiting() -
     reason = watchdog.check(time.monotonic() + 11)
     assert reason is not None and "asked to stop" in reason
     assert rec.exits == []  # never started: it only tracks
+    watchdog.close()
+
+
+def test_calls_on_two_threads_are_tracked_apart() -> None:
+    """The pipeline commits on a thread of its own beside the loop's: one call ending must
+    neither erase the other's record nor bring back a call that already returned."""
+    rec = Recorder()
+    watchdog = Watchdog(10.0, 10.0, rec.stop, exit_process=rec.exit)
+    inside, leave = threading.Event(), threading.Event()
+
+    def commit() -> None:
+        with watchdog.call("commit_transaction"):
+            inside.set()
+            leave.wait(10)
+
+    thread = threading.Thread(target=commit)
+    thread.start()
+    inside.wait(10)
+    with watchdog.call("close"):  # the loop's thread, while the commit runs
+        pass
+    reason = watchdog.check(time.monotonic() + 11)
+    assert reason is not None and "commit_transaction" in reason  # still tracked
+    with watchdog.call("consume"):
+        leave.set()
+        thread.join(10)
+        reason = watchdog.check(time.monotonic() + 11)
+        assert reason is not None and "consume" in reason  # the commit's end left this one
+    assert watchdog.check(time.monotonic() + 1_000) is None  # and nothing came back
     watchdog.close()
 
 

@@ -52,7 +52,9 @@ class Watchdog:
     ) -> None:
         self.stuck_call_s, self.shutdown_s, self.poll_s = stuck_call_s, shutdown_s, poll_s
         self._on_stop, self._exit = on_stop, exit_process
-        self._call: tuple[str, float] | None = None
+        self._calls: dict[int, tuple[str, float]] = {}
+        """Per thread, its blocking call running (the pipeline's commit thread calls beside the
+        loop's thread: one slot for both let one's end erase or revive the other's)."""
         self._stop_requested_at: float | None = None
         self._signals: frozenset[int] = frozenset()
         self._wakeup: tuple[socket.socket, socket.socket] | None = None
@@ -65,11 +67,16 @@ class Watchdog:
     def call(self, what: str) -> Iterator[None]:
         """Marks a blocking client call: if it has not returned after ``stuck_call_s``, the
         watchdog ends the process."""
-        outer, self._call = self._call, (what, time.monotonic())
+        thread = threading.get_ident()
+        outer = self._calls.get(thread)
+        self._calls[thread] = (what, time.monotonic())
         try:
             yield
         finally:
-            self._call = outer
+            if outer is None:
+                self._calls.pop(thread, None)
+            else:
+                self._calls[thread] = outer
 
     def request_stop(self) -> None:
         """Asks the pipeline to stop; from now on it has ``shutdown_s`` to do so."""
@@ -111,7 +118,7 @@ class Watchdog:
 
     def check(self, now: float) -> str | None:
         """Why the process must end now, if it must."""
-        call = self._call
+        call = min(list(self._calls.values()), key=lambda c: c[1], default=None)  # the longest running
         if call is not None and now - call[1] > self.stuck_call_s:
             return (
                 f"the Kafka client call {call[0]} has not returned after {now - call[1]:.0f} s "
