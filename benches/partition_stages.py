@@ -1,0 +1,128 @@
+"""Where one partition's processing time goes: the Kafka pipeline's partition task over the
+benchmark's records in memory (no Kafka client), each stage timed by the wall clock.
+
+The records are ``benches/kafka_ceiling.py``'s (100k cards, 10k transactions/s of event time),
+cut into batches of ``--batch`` rows (a poll's share of one partition: ``consume_batch`` over 6
+partitions). The stages are the task's and the detector's own methods, wrapped with a timer;
+a stage's time includes the stages it calls (``detector`` holds ``features`` ... ``alerts``).
+Printed: events/s of the whole task, then microseconds per event and the share of each stage.
+
+    python benches/partition_stages.py [--events 300000] [--batch 800]
+
+The last line is JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+from kafka_ceiling import messages
+
+import fraudstream.alerts as alerts_module
+import fraudstream.fraud.detector as detector_module
+import fraudstream.fraud.features as features_module
+import fraudstream.fraud.model as model_module
+import fraudstream.fraud.rules as rules_module
+import fraudstream.kafka.task as task_module
+from fraudstream.config import Config
+from fraudstream.kafka.consumed import ConsumedBatch
+from fraudstream.kafka.processors import processor_factory
+
+STAGES: list[tuple[Any, str, str]] = [
+    (task_module, "decode_batch", "decode"),
+    (task_module.PartitionTask, "_duplicates", "dedup"),
+    (detector_module.FraudDetector, "process", "detector"),
+    (features_module.StreamingFeatures, "process_evicting", "features"),
+    (rules_module.RuleSet, "candidates", "rule windows"),
+    (model_module.Model, "score", "model"),
+    (alerts_module.Cooldown, "decide", "cool-down"),
+    (detector_module.FraudDetector, "_model_alert", "model alerts (reasons)"),
+    (task_module.PartitionTask, "_publish", "output records"),
+]
+
+
+class Message:
+    """What the task reads of a consumed message."""
+
+    __slots__ = ("_key", "_offset", "_value")
+
+    def __init__(self, key: bytes, value: bytes, offset: int) -> None:
+        self._key, self._value, self._offset = key, value, offset
+
+    def error(self) -> None:
+        return None
+
+    def value(self) -> bytes:
+        return self._value
+
+    def key(self) -> bytes:
+        return self._key
+
+    def offset(self) -> int:
+        return self._offset
+
+    def partition(self) -> int:
+        return 0
+
+    def topic(self) -> str:
+        return "transactions"
+
+    def timestamp(self) -> tuple[int, int]:
+        return 1, int(time.time() * 1000)
+
+
+def timed(spent: Counter[str], label: str, f: Callable[..., Any]) -> Callable[..., Any]:
+    def run(*args: Any, **kwargs: Any) -> Any:
+        began = time.perf_counter()
+        try:
+            return f(*args, **kwargs)
+        finally:
+            spent[label] += time.perf_counter() - began
+
+    return run
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--events", type=int, default=300_000)
+    ap.add_argument("--batch", type=int, default=800)
+    args = ap.parse_args()
+    keys, values, _ = messages(args.events, seed=1)
+    msgs = [Message(k, v, i) for i, (k, v) in enumerate(zip(keys, values, strict=True))]
+    config = Config().validate()
+    task = task_module.PartitionTask(0, processor_factory(config, {})(), config)
+    batches = [ConsumedBatch.of(msgs[i : i + args.batch]) for i in range(0, len(msgs), args.batch)]
+    spent: Counter[str] = Counter()
+    for owner, name, label in STAGES:
+        setattr(owner, name, timed(spent, label, getattr(owner, name)))
+    alerts = 0
+    began = time.perf_counter()
+    for batch in batches:
+        alerts += len(task.process_batch(batch).alerts)
+    seconds = time.perf_counter() - began
+    n = args.events
+    rate, cost = n / seconds, seconds / n * 1e6
+    print(f"partition task: {rate:,.0f} events/s, {cost:.2f} us per event, {alerts:,} alerts")
+    per_event = {label: spent[label] / n * 1e6 for _, _, label in STAGES}
+    for label, us in per_event.items():
+        print(f"  {label:<24} {us:6.2f} us per event  {100 * spent[label] / seconds:5.1f}%")
+    print(
+        json.dumps(
+            {
+                "events": n,
+                "batch": args.batch,
+                "events_per_s": round(n / seconds),
+                "alerts": alerts,
+                "us_per_event": {k: round(v, 3) for k, v in per_event.items()},
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
