@@ -16,6 +16,9 @@ use crate::engine::{EarlyFiring, Engine, EngineConfig};
 use crate::window::output::Output;
 use crate::window::WindowSpec;
 
+/// A session engine's sessions `(key, start, end)`, its watermark and its evictions.
+pub(crate) type SessionState = (Vec<(i64, i64, i64)>, i64, u64);
+
 /// Keyed event-time window aggregation over numpy columns (see `fraudstream.windows`).
 #[pyclass(module = "fraudstream._core", frozen)]
 pub struct WindowEngine {
@@ -35,7 +38,7 @@ impl WindowEngine {
 
 impl WindowEngine {
     /// The sessions `(key, start, end)`, the watermark and the evictions of a session engine.
-    pub(crate) fn session_state(&self, py: Python<'_>) -> PyResult<(Vec<(i64, i64, i64)>, i64, u64)> {
+    pub(crate) fn session_state(&self, py: Python<'_>) -> PyResult<SessionState> {
         let (sessions, wm, evicted) =
             self.engine.with(py, |e| (e.sessions(), e.watermark(), e.counters().evicted))?;
         let sessions = sessions.ok_or_else(|| PyValueError::new_err("not a session window engine"))?;
