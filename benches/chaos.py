@@ -1192,16 +1192,27 @@ def scenario_scale_out(broker: Broker, events: int, rate: float, seed: int = 16)
             ("add b", b.start),
             ("add c", c.start),
         ]
+        instances = [a, b, c]
+
+        def restores() -> int:
+            return sum(i.log.read_text().count("restored partitions") for i in instances if i.log.exists())
+
         for what, action in plan:
             time.sleep(step)
+            before = restores()
             action()
-            log(f"scale_out: {what} ({feeder.sent}/{len(records)} fed)")
+            # each change moves partitions before the next one: a start slower than a step (a
+            # busy machine) would otherwise fold two changes into one rebalance, or kill an
+            # instance before it joined
+            deadline = time.monotonic() + 60
+            while restores() == before and time.monotonic() < deadline:
+                time.sleep(0.1)
+            log(f"scale_out: {what} ({feeder.sent}/{len(records)} fed, {restores() - before} restores)")
         feeder.join()
         if feeder.error:
             raise feeder.error
-        instances = [a, b, c]
         out = finish("scale_out", config, partitions, instances, began, len(plan), {})
-        out.extra["restores"] = sum(i.log.read_text().count("restored partitions") for i in instances)
+        out.extra["restores"] = restores()
         return out
 
 
