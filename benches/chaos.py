@@ -111,6 +111,9 @@ from fraudstream.kafka.task import (
 )
 from fraudstream.kafka.watchdog import EXIT_RESTART
 
+FENCED_STOP = "this instance was fenced by a newer one"
+"""What the pipeline logs when it stops on its fencing (a zombie whose partitions moved on)."""
+
 ROOT = Path(__file__).resolve().parent.parent
 KAFKA_SCRIPT = ROOT / "scripts" / "kafka"
 sys.path.insert(0, str(ROOT / "tests" / "kafka"))
@@ -350,6 +353,7 @@ class Instance:
         self.crashes: list[str] = []
         self.hung = False
         self.watchdog_exits = 0
+        self.fenced_exits = 0
         """Exits with EXIT_RESTART: the instance's watchdog ended a stuck process."""
         self._args: tuple[str, ...] = ()
 
@@ -390,13 +394,23 @@ class Instance:
 
     def supervise(self) -> bool:
         """What a supervisor (systemd ``Restart=on-failure``) does: an instance its watchdog
-        ended is started again. Returns whether the instance runs."""
+        ended, or one that stopped because it was fenced (a zombie whose partitions were taken
+        over: it stops by design), is started again. Returns whether the instance runs."""
         if self.proc is not None and self.proc.poll() == EXIT_RESTART:
             self.watchdog_exits += 1
             log(f"instance {self.instance_id}: ended by its watchdog (exit {EXIT_RESTART}): restarting it")
             self.proc = None
             self.start(*self._args)
+        elif self.proc is not None and self.proc.poll() == 1 and self.fenced_stop():
+            self.fenced_exits += 1
+            log(f"instance {self.instance_id}: stopped as fenced (a zombie taken over): restarting it")
+            self.proc = None
+            self.start(*self._args)
         return self.alive
+
+    def fenced_stop(self) -> bool:
+        """Whether the process's last run ended on its fencing (the pipeline's FencedError)."""
+        return FENCED_STOP in self.current_log()
 
     def signal(self, sig: int) -> None:
         if self.alive:
@@ -433,7 +447,7 @@ class Instance:
         rc = self.proc.poll()
         if rc is None:
             return 0
-        if rc == EXIT_RESTART:  # counted by supervise(); a restart, not a crash
+        if rc == EXIT_RESTART or (rc == 1 and self.fenced_stop()):  # supervise() restarts it
             return rc
         if rc not in (0, -signal.SIGKILL, -signal.SIGTERM):
             tail = "\n".join(self.current_log().splitlines()[-6:])
@@ -890,6 +904,7 @@ def finish(
         **(extra or {}),
         "hung_instances": hung,
         "watchdog_restarts": sum(i.watchdog_exits for i in instances),
+        "fenced_restarts": sum(i.fenced_exits for i in instances),
     }
     out = Outcome(name, runs, verdict, time.monotonic() - began, extra, crashes)
     log(f"{name}: {'OK' if out.ok else 'FAILED'} {json.dumps(out.as_json())}")
