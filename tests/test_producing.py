@@ -4,13 +4,15 @@ not an endless wait; changelog records are cut to fit the queue."""
 from __future__ import annotations
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from fraudstream.config import Config
-from fraudstream.errors import StreamError
+from fraudstream.errors import FencedError, StreamError
 from fraudstream.kafka.changelog import CHUNK_BYTES
 from fraudstream.kafka.pipeline import changelog_chunk_bytes
 from fraudstream.kafka.producing import produce_waiting
+from fraudstream.kafka.transactions import TransactionalProducer
+from fraudstream.kafka.watchdog import Watchdog
 
 
 def test_a_record_larger_than_the_producer_queue_raises_instead_of_waiting_forever() -> None:
@@ -36,3 +38,19 @@ def test_changelog_records_fit_the_configured_producer_queue() -> None:
     tiny = Config()
     tiny.kafka.client = {"queue.buffering.max.kbytes": "1"}
     assert changelog_chunk_bytes(tiny) == 1024
+
+
+def test_a_fatal_error_surfacing_in_poll_is_a_fenced_error() -> None:
+    """The fencing can surface in the loop's poll (records waiting to join the transaction
+    when a newer producer took the id): the pipeline must see FencedError, not a raw error."""
+
+    class FencedClient:
+        def poll(self, timeout: float) -> int:
+            raise KafkaException(KafkaError(KafkaError._FENCED, "fenced by a newer instance", fatal=True))
+
+    config = Config()
+    config.kafka.bootstrap_servers = "127.0.0.1:1"  # never reached
+    txn = TransactionalProducer(config, Watchdog(60, 60, lambda: None))
+    txn.producer = FencedClient()  # type: ignore[assignment]
+    with pytest.raises(FencedError, match="fenced by a newer instance"):
+        txn.poll()

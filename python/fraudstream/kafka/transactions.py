@@ -172,7 +172,11 @@ class TransactionalProducer:
             raise
 
     def poll(self) -> None:
-        self.producer.poll(0)
+        """Serves the client's callbacks. A fatal error can surface here (the producer was
+        fenced while records waited to be added to the transaction): a :class:`FencedError`,
+        as from any other call, never a raw client error."""
+        with self.refusal_aborts():
+            self.producer.poll(0)
 
     def commit(self, offsets: list[TopicPartition], consumer: Consumer) -> None:
         """Commits the open transaction with ``offsets``. Raises :class:`CommitAborted` when it
