@@ -252,23 +252,18 @@ class KafkaPipeline:
             if len(rows):
                 work.append((partition, batch.take(rows)))
         self.stats.skipped += len(batch) - len(batch.error_rows) - sum(len(part) for _, part in work)
-        if self._committing is not None and (self._workers is None or len(work) < 2):
-            # processed while the previous interval commits; sent once it has landed
-            outs = [self.tasks.tasks[partition].process_batch(part) for partition, part in work]
-            if not self._finish_commit():
-                return  # aborted: every task went back to the last commit, these records too
-            self.transactions.begin()
+        # On this thread the partitions are processed first, while the previous interval's commit
+        # (if one runs) lands, and sent after it; worker threads start once it has landed.
+        here = self._workers is None or len(work) < 2
+        outs = [self.tasks.tasks[partition].process_batch(part) for partition, part in work] if here else None
+        if not self._finish_commit():
+            return  # aborted: every task went back to the last commit, these records too
+        self.transactions.begin()
+        if outs is None:
+            self._process_side_by_side(work)
+        else:
             for (partition, part), out in zip(work, outs, strict=True):
                 self._processed(partition, part, out)
-        elif not self._finish_commit():
-            return
-        elif self._workers is None or len(work) < 2:
-            self.transactions.begin()
-            for partition, part in work:
-                self._processed(partition, part, self.tasks.tasks[partition].process_batch(part))
-        else:
-            self.transactions.begin()
-            self._process_side_by_side(work)
         self.transactions.poll()
 
     def _process_side_by_side(self, work: list[tuple[int, ConsumedBatch]]) -> None:
