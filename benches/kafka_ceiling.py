@@ -148,6 +148,7 @@ def bare_eos_copy(bootstrap: str, topic: str, n: int) -> float:
             "enable.idempotence": True,
             "acks": "all",
             "linger.ms": 2,
+            "retry.backoff.ms": 10,  # as the pipeline's producer (benches/txn_round_trips.py)
         }
     )
     p.init_transactions(30)

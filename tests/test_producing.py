@@ -11,7 +11,7 @@ from fraudstream.errors import FencedError, StreamError
 from fraudstream.kafka.changelog import CHUNK_BYTES
 from fraudstream.kafka.pipeline import changelog_chunk_bytes
 from fraudstream.kafka.producing import produce_waiting
-from fraudstream.kafka.transactions import TransactionalProducer
+from fraudstream.kafka.transactions import TXN_RETRY_BACKOFF_MS, TransactionalProducer, producer_settings
 from fraudstream.kafka.watchdog import Watchdog
 
 
@@ -54,3 +54,16 @@ def test_a_fatal_error_surfacing_in_poll_is_a_fenced_error() -> None:
     txn.producer = FencedClient()  # type: ignore[assignment]
     with pytest.raises(FencedError, match="fenced by a newer instance"):
         txn.poll()
+
+
+def test_the_producer_retries_a_busy_transaction_quickly_unless_the_client_section_says_otherwise() -> None:
+    """A transaction's first requests often meet the previous commit's markers still being
+    written and are retried after ``retry.backoff.ms``: librdkafka's 100 ms held a quarter of
+    the commits that long (benches/txn_round_trips.py)."""
+    config = Config()
+    settings = producer_settings(config)
+    assert settings["retry.backoff.ms"] == TXN_RETRY_BACKOFF_MS <= 20
+    assert settings["transactional.id"] == f"{config.kafka.group_id}-{config.kafka.instance_id}"
+    config.kafka.client = {"retry.backoff.ms": "250"}
+    assert producer_settings(config)["retry.backoff.ms"] == "250"
+    assert producer_settings(config, batch_bytes=4096)["batch.size"] == 4096

@@ -113,9 +113,7 @@ def _read(path: str, key: str) -> str:
         raise ConfigError(f"{key}: cannot read {path}: {exc.strerror or exc}") from None
 
 
-def processor_factory(
-    config: Config, lookups: Mapping[str, Lookup] | None = None
-) -> Callable[[], Processor]:
+def processor_factory(config: Config, lookups: Mapping[str, Lookup] | None = None) -> Callable[[], Processor]:
     """A function that builds one partition's processor, checked once now (a bad rules file,
     model or factory fails at start, not at the first assignment). ``lookups``: the tables'
     lookups by name (:meth:`fraudstream.kafka.table_source.KafkaTables.lookups`)."""
