@@ -6,6 +6,9 @@ cut into batches of ``--batch`` rows (a poll's share of one partition: ``consume
 partitions). The stages are the task's and the detector's own methods, wrapped with a timer;
 a stage's time includes the stages it calls (``detector`` holds ``features`` ... ``alerts``).
 Printed: events/s of the whole task, then microseconds per event and the share of each stage.
+Then the state's snapshot after the run (what the changelog writes once a partition's changes
+outgrow its last snapshot, on the loop's thread inside a commit): its size and time, its parts
+timed alone, and a copy of as many bytes in the same run as the floor.
 
     python benches/partition_stages.py [--events 300000] [--batch 800]
 
@@ -87,6 +90,13 @@ def main() -> None:
     per_event = {label: spent[label] / n * 1e6 for _, _, label in STAGES}
     for label, us in per_event.items():
         print(f"  {label:<24} {us:6.2f} us per event  {100 * spent[label] / seconds:5.1f}%")
+    snapshot = snapshot_figures(task)
+    ms, copy_ms = snapshot["ms"], snapshot["copy_ms"]
+    print(
+        f"state snapshot: {snapshot['mb']:.1f} MB in {ms:.0f} ms ({snapshot['mb_per_s']:,.0f} MB/s), "
+        f"{ms / copy_ms:.1f}x a copy of as many bytes ({copy_ms:.0f} ms); "
+        + ", ".join(f"{part} {t:.0f} ms" for part, t in snapshot["parts_ms"].items())
+    )
     print(
         json.dumps(
             {
@@ -95,9 +105,42 @@ def main() -> None:
                 "events_per_s": round(n / seconds),
                 "alerts": alerts,
                 "us_per_event": {k: round(v, 3) for k, v in per_event.items()},
+                "snapshot": snapshot,
             }
         )
     )
+
+
+def best_ms(call: Callable[[], Any], runs: int = 5) -> tuple[float, Any]:
+    """The fastest of ``runs`` calls, ms, and the last call's result."""
+    times = []
+    for _ in range(runs):
+        began = time.perf_counter()
+        out = call()
+        times.append(time.perf_counter() - began)
+    return min(times) * 1000, out
+
+
+def snapshot_figures(task: task_module.PartitionTask) -> dict[str, Any]:
+    """The task's state snapshot: size, time, its parts' times alone, a copy's time."""
+    ms, data = best_ms(task.snapshot)
+    detector = task.processor
+    parts = {
+        "features": detector.features.snapshot,  # type: ignore[attr-defined]
+        "rules": detector.rules.snapshot,  # type: ignore[attr-defined]
+        "dedup": task._filter().snapshot,  # type: ignore[union-attr]
+    }
+    parts_ms = {name: best_ms(call)[0] for name, call in parts.items()}
+    parts_ms["packing and checksums"] = max(0.0, ms - sum(parts_ms.values()))
+    buffer = bytearray(data)
+    copy_ms = best_ms(lambda: bytes(buffer))[0]
+    return {
+        "mb": round(len(data) / 1e6, 2),
+        "ms": round(ms, 1),
+        "mb_per_s": round(len(data) / 1e3 / ms),
+        "copy_ms": round(copy_ms, 1),
+        "parts_ms": {k: round(v, 1) for k, v in parts_ms.items()},
+    }
 
 
 if __name__ == "__main__":

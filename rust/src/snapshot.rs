@@ -17,41 +17,11 @@ pub const VERSION: u16 = 3;
 /// The last version without a checksum (still read).
 const VERSION_UNCHECKED: u16 = 2;
 
-/// The CRC tables for slicing by 8: `tables[0]` is the byte-at-a-time table, `tables[k][b]` the
-/// CRC of byte `b` followed by `k` zero bytes.
-const fn crc_tables() -> [[u32; 256]; 8] {
-    let mut tables = [[0u32; 256]; 8];
-    let mut i = 0;
-    while i < 256 {
-        let mut c = i as u32;
-        let mut k = 0;
-        while k < 8 {
-            c = if c & 1 == 1 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
-            k += 1;
-        }
-        tables[0][i] = c;
-        i += 1;
-    }
-    let mut t = 1;
-    while t < 8 {
-        let mut i = 0;
-        while i < 256 {
-            let prev = tables[t - 1][i];
-            tables[t][i] = (prev >> 8) ^ tables[0][(prev & 0xff) as usize];
-            i += 1;
-        }
-        t += 1;
-    }
-    tables
-}
-
-static CRC_TABLES: [[u32; 256]; 8] = crc_tables();
-
 /// CRC-32 (IEEE 802.3, reflected; the value of zlib's and Python's `zlib.crc32`).
 ///
-/// Eight bytes per step (slicing by 8): a snapshot of many megabytes is checksummed at
-/// gigabytes per second, not the few hundred megabytes a byte-at-a-time table gives, which
-/// made the checksum most of a large snapshot's cost inside the commit.
+/// By `crc32fast`: carry-less multiplication where the CPU has it (about ten gigabytes per
+/// second here), else slicing by 16. A snapshot's checksum runs inside the commit; the slicing
+/// by 8 this replaced still made it 40% of a large feature snapshot's time.
 ///
 /// # Examples
 /// ```
@@ -59,25 +29,7 @@ static CRC_TABLES: [[u32; 256]; 8] = crc_tables();
 /// ```
 #[must_use]
 pub fn crc32(bytes: &[u8]) -> u32 {
-    let t = &CRC_TABLES;
-    let mut c = !0u32;
-    let mut words = bytes.chunks_exact(8);
-    for w in &mut words {
-        let lo = c ^ u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
-        let hi = u32::from_le_bytes([w[4], w[5], w[6], w[7]]);
-        c = t[7][(lo & 0xff) as usize]
-            ^ t[6][((lo >> 8) & 0xff) as usize]
-            ^ t[5][((lo >> 16) & 0xff) as usize]
-            ^ t[4][(lo >> 24) as usize]
-            ^ t[3][(hi & 0xff) as usize]
-            ^ t[2][((hi >> 8) & 0xff) as usize]
-            ^ t[1][((hi >> 16) & 0xff) as usize]
-            ^ t[0][(hi >> 24) as usize];
-    }
-    for &b in words.remainder() {
-        c = t[0][((c ^ u32::from(b)) & 0xff) as usize] ^ (c >> 8);
-    }
-    !c
+    crc32fast::hash(bytes)
 }
 
 /// Appends little-endian primitives to a byte buffer.
@@ -303,7 +255,7 @@ mod tests {
     }
 
     #[test]
-    fn crc32_by_eight_bytes_equals_the_bitwise_crc_at_every_length_and_alignment() {
+    fn crc32_equals_the_bitwise_crc_at_every_length_and_alignment() {
         let data: Vec<u8> = (0..300u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
         for start in 0..8 {
             for end in start..data.len() {

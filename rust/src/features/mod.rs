@@ -578,17 +578,9 @@ impl FeatureEngine {
         let (cw, tw) = (&self.cw, &self.tw);
         let now = self.last.map_or(Millis::MIN, |(t, _)| t);
         let customers = self.customers.sorted(|c| !c.expired(cw, now));
-        w.count(customers.len());
-        for (key, st) in customers {
-            w.i64(key);
-            st.write(&mut w);
-        }
+        write_states(&mut w, &customers, CustomerState::prefetch_held, CustomerState::write);
         let terminals = self.terminals.sorted(|t| !t.expired(tw, now));
-        w.count(terminals.len());
-        for (key, st) in terminals {
-            w.i64(key);
-            st.write(&mut w);
-        }
+        write_states(&mut w, &terminals, TerminalState::prefetch_held, TerminalState::write);
         if let Some(cards) = &self.cards {
             cards.write(&mut w);
         }
@@ -669,6 +661,28 @@ impl FeatureEngine {
         }
         r.finish()?;
         Ok(engine)
+    }
+}
+
+/// Writes the count, then each key and its state, in the order given (ascending keys): the
+/// states lie at random in memory, so each one's struct and then its held entries are fetched
+/// a few states ahead (a snapshot was mostly waiting for memory: 100 ms for 36 MB).
+fn write_states<S>(
+    w: &mut Writer,
+    states: &[(i64, &S)],
+    prefetch_held: impl Fn(&S),
+    write: impl Fn(&S, &mut Writer),
+) {
+    w.count(states.len());
+    for (i, &(key, st)) in states.iter().enumerate() {
+        if let Some(&(_, ahead)) = states.get(i + 2 * PREFETCH_DISTANCE) {
+            crate::prefetch::prefetch(ahead);
+        }
+        if let Some(&(_, ahead)) = states.get(i + PREFETCH_DISTANCE) {
+            prefetch_held(ahead); // (its struct was fetched PREFETCH_DISTANCE states ago)
+        }
+        w.i64(key);
+        write(st, w);
     }
 }
 

@@ -136,6 +136,14 @@ impl TerminalState {
         self.last_time <= t.saturating_sub(w.delay).saturating_sub(w.sizes[w.longest])
     }
 
+    /// Hints the CPU to fetch every entry held (what [`Self::write`] reads).
+    #[inline]
+    pub(crate) fn prefetch_held(&self) {
+        let (a, b) = self.entries.as_slices();
+        crate::prefetch::prefetch(a);
+        crate::prefetch::prefetch(b);
+    }
+
     /// Hints the CPU to fetch the entries the next advance reads.
     #[inline]
     pub(crate) fn prefetch_entries(&self) {
