@@ -112,6 +112,8 @@ from fraudstream.kafka.task import (
 from fraudstream.kafka.watchdog import EXIT_RESTART
 
 FENCED_STOP = "this instance was fenced by a newer one"
+FENCED_GO_ON = "fenced while alive"
+"""Logged by an instance fenced by a takeover that goes on with a new producer."""
 """What the pipeline logs when it stops on its fencing (a zombie whose partitions moved on)."""
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -394,8 +396,9 @@ class Instance:
 
     def supervise(self) -> bool:
         """What a supervisor (systemd ``Restart=on-failure``) does: an instance its watchdog
-        ended, or one that stopped because it was fenced (a zombie whose partitions were taken
-        over: it stops by design), is started again. Returns whether the instance runs."""
+        ended, or one that stopped because it was fenced (by a newer member with its id, or too
+        often: a fenced zombie otherwise goes on by itself), is started again. Returns whether
+        the instance runs."""
         if self.proc is not None and self.proc.poll() == EXIT_RESTART:
             self.watchdog_exits += 1
             log(f"instance {self.instance_id}: ended by its watchdog (exit {EXIT_RESTART}): restarting it")
@@ -1093,6 +1096,7 @@ def scenario_stall_in_commit(broker: Broker, events: int, rate: float, seed: int
             1,
             {"partitions_moved": moved, "late_commit_accepted": late_commit_accepted},
         )
+        out.extra["zombie_fenced_and_went_on"] = FENCED_GO_ON in zombie.current_log()[mark:]
         return out
 
 

@@ -70,6 +70,7 @@ def test_stalled_instance_is_fenced_and_its_partitions_move_on(broker: chaos.Bro
     outcome = chaos.scenario_stall(broker, stalls=1, events=12_000, rate=1_500.0)
     assert outcome.extra["partitions_moved"] == 1, outcome.as_json()
     assert outcome.extra["zombie_rejections_logged"] == 1, outcome.as_json()
+    assert outcome.extra["fenced_restarts"] == 0, "the zombie must go on, not stop: " + str(outcome.as_json())
     assert_exact(outcome)
 
 
@@ -77,9 +78,12 @@ def test_instance_frozen_between_sending_offsets_and_committing_is_fenced(broker
     """The worst moment for a stall: after ``send_offsets_to_transaction``, before
     ``commit_transaction`` (the instance SIGSTOPs itself there). Its partitions move on after the
     session timeout; when it resumes, its late transaction must not be committed, or must be
-    seen by the new owner's state, never half of it (offsets without the changelog)."""
+    seen by the new owner's state, never half of it (offsets without the changelog). Fenced by
+    the takeover, it then goes on with a new producer instead of stopping."""
     outcome = chaos.scenario_stall_in_commit(broker, events=12_000, rate=1_500.0)
     assert outcome.extra["partitions_moved"], outcome.as_json()
+    went_on = outcome.extra["zombie_fenced_and_went_on"] or outcome.extra["late_commit_accepted"]
+    assert went_on, "the fenced zombie must go on, not stop: " + str(outcome.as_json())
     assert_exact(outcome)
 
 

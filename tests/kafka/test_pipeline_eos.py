@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer
 from eos_helpers import (
     committed_alerts,
     kill_once_restored,
@@ -41,6 +41,7 @@ from fraudstream.kafka.task import (
     TaskOutput,
     read_dead_letter,
 )
+from fraudstream.kafka.topics import group_member_config, transactional_id
 from fraudstream.kafka.transactions import CommitAborted, TransactionalProducer
 
 pytestmark = pytest.mark.kafka
@@ -295,45 +296,90 @@ def test_sigterm_stops_cleanly_within_a_bounded_time(
     assert len(alerts) == len(set(alerts)), "nothing committed twice"
 
 
-def test_a_fenced_instance_stops_with_fenced_error_and_commits_nothing_more(
+class _Running:
+    """A pipeline run on a thread of the test, its outcome kept."""
+
+    def __init__(self, pipeline: KafkaPipeline) -> None:
+        self.pipeline = pipeline
+        self.outcome: list[BaseException | None] = []
+        self.thread = threading.Thread(target=self._run)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.pipeline.run(idle_exit_s=6.0, max_seconds=90)
+            self.outcome.append(None)
+        except BaseException as exc:
+            self.outcome.append(exc)
+
+    def wait_consumed(self, n: int) -> None:
+        deadline = time.monotonic() + 60
+        while self.pipeline.stats.consumed < n and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(1.0)  # its last commit (every 100 ms) is done; it now waits for input
+
+
+def _fence(config: Config, bootstrap: str) -> None:
+    """What a takeover's fencing does (:mod:`fraudstream.kafka.fencing`): a producer with the
+    instance's transactional id initialises, which aborts its open transaction and refuses
+    every later call of its producer."""
+    fencer = Producer({"bootstrap.servers": bootstrap, "transactional.id": transactional_id(config)})
+    fencer.init_transactions(30)
+
+
+def test_an_instance_fenced_while_alive_goes_on_with_a_new_producer_and_loses_and_duplicates_nothing(
     kafka_bootstrap: str, eos_topic: str
 ) -> None:
-    """A second producer with the instance's transactional id (a duplicate instance id, or a
-    newer incarnation) fences it: its next commit raises FencedError (not a raw client error,
-    even while closing), and none of the fenced transaction's output becomes visible."""
+    """A takeover fences an instance it judged gone (stalled past its session), but the
+    instance is alive: as Kafka Streams with a migrated task, it takes a new producer, puts
+    every partition back to its last commit and goes on, instead of stopping. The records after
+    the fencing are processed once: the committed alerts are exactly the reference's."""
     config = make_config(kafka_bootstrap, eos_topic)
     records = stream_with_bursts(4_000, seed=9)
     half = len(records) // 2
     produce(kafka_bootstrap, eos_topic, records[:half])
-    pipeline = KafkaPipeline(config)
-    outcome: list[BaseException | None] = []
+    running = _Running(KafkaPipeline(config))
+    running.wait_consumed(half)
+    _fence(config, kafka_bootstrap)
+    produce(kafka_bootstrap, eos_topic, records[half:])
+    running.thread.join(120)
+    assert running.outcome == [None], running.outcome
+    stats = running.pipeline.stats
+    assert stats.renewed_after_fencing == 1
+    assert stats.consumed == stats.processed + stats.dead_lettered == len(records)
+    assert_exact(config)
 
-    def run() -> None:
-        try:
-            pipeline.run(idle_exit_s=20.0, max_seconds=60)
-            outcome.append(None)
-        except BaseException as exc:
-            outcome.append(exc)
 
-    runner = threading.Thread(target=run)
-    runner.start()
+def test_an_instance_fenced_by_a_newer_member_with_its_id_stops_and_commits_nothing_more(
+    kafka_bootstrap: str, eos_topic: str
+) -> None:
+    """A newer incarnation (or another instance started with the same ``instance_id``) joins
+    the group and takes the transactional id: the older one stops with FencedError (not a raw
+    client error, even while closing), and none of its fenced transaction's output is visible."""
+    config = make_config(kafka_bootstrap, eos_topic)
+    records = stream_with_bursts(4_000, seed=9)
+    half = len(records) // 2
+    produce(kafka_bootstrap, eos_topic, records[:half])
+    running = _Running(KafkaPipeline(config))
+    running.wait_consumed(half)
+    newer = Consumer(group_member_config(config))  # (its client.id: the transactional id)
+    newer.subscribe([config.kafka.input_topic])
     deadline = time.monotonic() + 60
-    while pipeline.stats.consumed < half and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(1.0)  # its last commit (every 100 ms) is done; it now waits for input
+    while not newer.assignment() and time.monotonic() < deadline:  # (it consumes nothing: no commits)
+        newer.poll(0.1)
+    assert newer.assignment(), "the newer member must join the group"
+    running.wait_consumed(half)
     committed_before = committed_alerts(config, PARTITIONS)
     assert committed_before, "the first half must alert"
-    newer = Producer(
-        {
-            "bootstrap.servers": kafka_bootstrap,
-            "transactional.id": f"{config.kafka.group_id}-{config.kafka.instance_id}",
-        }
-    )
-    newer.init_transactions(30)  # fences the running pipeline's producer
+    _fence(config, kafka_bootstrap)
     produce(kafka_bootstrap, eos_topic, records[half:])
-    runner.join(90)
-    assert not runner.is_alive()
-    assert len(outcome) == 1 and isinstance(outcome[0], FencedError), outcome
+    deadline = time.monotonic() + 90
+    while running.thread.is_alive() and time.monotonic() < deadline:
+        newer.poll(0.1)  # (stays a member)
+    assert not running.thread.is_alive()
+    newer.close()
+    assert len(running.outcome) == 1 and isinstance(running.outcome[0], FencedError), running.outcome
+    assert running.pipeline.stats.renewed_after_fencing == 0
     assert committed_alerts(config, PARTITIONS) == committed_before
-    # the fenced run processed the second half, whose alerts exist: they were not committed
+    # the fenced run processed records of the second half, whose alerts exist: not committed
     assert len(reference_alerts(config, PARTITIONS)) > len(committed_before)

@@ -325,6 +325,25 @@ def fence(config: Config, writer: str) -> None:
     producer.flush(0)
 
 
+def members_with_own_id(admin: AdminClient, config: Config) -> list[str] | None:
+    """The member ids of the group's members that carry this instance's id (its
+    ``group.instance.id``, or the transactional id as ``client.id``): this instance's consumer,
+    and any newer incarnation of it or other instance started with the same
+    ``kafka.instance_id``. None when the group's description failed."""
+    group = config.kafka.group_id
+    own = transactional_id(config)
+    try:
+        members = admin.describe_consumer_groups([group], request_timeout=5)[group].result(timeout=5).members
+    except (KafkaException, TimeoutError) as exc:
+        log.warning("cannot describe group %s (%s)", group, exc)
+        return None
+    return [
+        m.member_id
+        for m in members
+        if (f"{group}-{m.group_instance_id}" if m.group_instance_id else m.client_id) == own
+    ]
+
+
 def pending_writers(
     readers: Callable[[str], Consumer], topic: str, open_logs: dict[int, int], unstable: list[int]
 ) -> dict[str, list[int]]:
@@ -414,4 +433,4 @@ def _committed_within(
         return None
 
 
-__all__ = ["Fencing", "PreviousOwners", "Steps", "fence", "pending_writers"]
+__all__ = ["Fencing", "PreviousOwners", "Steps", "fence", "members_with_own_id", "pending_writers"]

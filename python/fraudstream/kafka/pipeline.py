@@ -47,13 +47,20 @@ from fraudstream.errors import FencedError, StreamError
 from fraudstream.kafka.cadence import CommitCadence
 from fraudstream.kafka.changelog import CHUNK_BYTES, ChangelogWriter
 from fraudstream.kafka.consumed import ConsumedBatch
+from fraudstream.kafka.fencing import members_with_own_id
 from fraudstream.kafka.gauges import PipelineGauges
 from fraudstream.kafka.processors import processor_factory
 from fraudstream.kafka.stats import COMMITTED_COUNTS, RunStats
 from fraudstream.kafka.table_source import KafkaTables
 from fraudstream.kafka.task import ALERTS, DEAD_LETTERS, DLQ_RECORD_OVERHEAD, SCORES, VIEWS, TaskOutput
 from fraudstream.kafka.tasks import TaskManager
-from fraudstream.kafka.topics import client_config, ensure_topics, group_member_config, max_message_bytes
+from fraudstream.kafka.topics import (
+    client_config,
+    ensure_topics,
+    group_member_config,
+    max_message_bytes,
+    transactional_id,
+)
 from fraudstream.kafka.transactions import CommitAborted, TransactionalProducer, producer_max_message_bytes
 from fraudstream.kafka.watchdog import Watchdog
 from fraudstream.metrics import PipelineMetrics
@@ -62,6 +69,10 @@ from fraudstream.processor import Processor
 log = logging.getLogger(__name__)
 
 MAX_ABORTS_IN_A_ROW = 5
+MAX_FENCED = 3
+FENCED_WINDOW_S = 600.0
+"""An instance fenced more than MAX_FENCED times within FENCED_WINDOW_S stops: another live
+instance takes the same transactional id each time (:meth:`KafkaPipeline._go_on_after_fencing`)."""
 
 
 @dataclass
@@ -100,6 +111,8 @@ class KafkaPipeline:
         self.cadence = CommitCadence(k)
         self._assigned_at = 0.0
         self._counts_at_commit = {c: 0 for c in COMMITTED_COUNTS}
+        self._fenced_at: list[float] = []
+        """When this instance was fenced and went on (:meth:`_go_on_after_fencing`)."""
         common = client_config(config)
         # first: a port in use is a configuration error before any client exists
         self.metrics = PipelineMetrics(config.metrics.port, config.metrics.host)
@@ -173,20 +186,13 @@ class KafkaPipeline:
         began = last_input = time.monotonic()
         try:
             while not self._stop:
-                self.tables.poll()  # table updates that arrived since, without waiting
-                msgs = self.consumer.consume(num_messages=k.consume_batch, timeout=k.poll_timeout_ms / 1000)
-                now = time.monotonic()
-                if msgs:
+                try:
+                    now, got_input = self._step()
+                except FencedError as exc:
+                    self._go_on_after_fencing(exc)  # (or re-raises: this instance must stop)
+                    continue
+                if got_input:
                     last_input = now
-                    if self.stats.first_input_at is None:
-                        self.stats.first_input_at = now
-                    busy_from = time.perf_counter()
-                    self._aborting_on_refusal(functools.partial(self._process, msgs))
-                    self.gauges.busy_s += time.perf_counter() - busy_from
-                if k.idle_timeout_ms:
-                    self._aborting_on_refusal(self._tick_idle)
-                if self._commit_due(now):
-                    self._commit()
                 if now >= self.gauges.next_update:  # also while idle: lag falls to 0 once all is done
                     self._update_gauges(now)
                 # idle since the later of the last record and the last assignment: a group join
@@ -212,6 +218,25 @@ class KafkaPipeline:
         finally:
             self._close()
         return self.stats
+
+    def _step(self) -> tuple[float, bool]:
+        """One pass of the loop: table updates, a consume call and its records, the idle ticks,
+        a commit when due. Returns when the consume call returned and whether it had records."""
+        k = self.config.kafka
+        self.tables.poll()  # table updates that arrived since, without waiting
+        msgs = self.consumer.consume(num_messages=k.consume_batch, timeout=k.poll_timeout_ms / 1000)
+        now = time.monotonic()
+        if msgs:
+            if self.stats.first_input_at is None:
+                self.stats.first_input_at = now
+            busy_from = time.perf_counter()
+            self._aborting_on_refusal(functools.partial(self._process, msgs))
+            self.gauges.busy_s += time.perf_counter() - busy_from
+        if k.idle_timeout_ms:
+            self._aborting_on_refusal(self._tick_idle)
+        if self._commit_due(now):
+            self._commit()
+        return now, bool(msgs)
 
     def _close(self) -> None:
         """Leaves the group and flushes. After a failure nothing more is committed (the open
@@ -415,6 +440,47 @@ class KafkaPipeline:
         self.metrics.commits.inc()
         self.metrics.commit_latency.observe(took_ms)
 
+    def _go_on_after_fencing(self, exc: FencedError) -> None:
+        """Another producer took this instance's transactional id. A member of the group with
+        this instance's id did (a newer incarnation, or one started with the same
+        ``instance_id``): this instance stops (re-raises). Otherwise it was fenced by a takeover
+        that judged it gone (it stalled past its session: :mod:`.fencing`) and is alive after
+        all. As Kafka Streams does with a migrated task, it then goes on: a new producer, every
+        partition still assigned back to its last commit (offset and state), the others dropped;
+        a consumer dropped from the group rejoins at its next poll. Fenced more than
+        :data:`MAX_FENCED` times within :data:`FENCED_WINDOW_S`, it stops all the same."""
+        now = time.monotonic()
+        self._fenced_at = [t for t in self._fenced_at if now - t < FENCED_WINDOW_S] + [now]
+        k = self.config.kafka
+        own = transactional_id(self.config)
+        if len(self._fenced_at) > MAX_FENCED:
+            log.error("fenced %d times within %.0f s: another live instance seems to use the "
+                      "transactional id %s (kafka.instance_id must be unique)",
+                      len(self._fenced_at), FENCED_WINDOW_S, own)  # fmt: skip
+            raise exc
+        # A member beside this one with its id: a newer incarnation, which must win. (While this
+        # consumer rejoins, dropped from the group by its stall, the group lists it under a new
+        # member id: not a rival, and not told apart from one; a rival then is what MAX_FENCED
+        # ends.)
+        member, members = self.consumer.memberid(), members_with_own_id(self.admin, self.config)
+        if members and member in members and len(members) > 1:
+            log.error("another member of group %s has this instance's id %s", k.group_id, own)
+            raise exc
+        log.warning("fenced while alive (%s): a new producer, every partition back to its last commit", exc)
+        committing, self._committing = self._committing, None
+        if committing is not None:
+            try:
+                landed = committing.future.result()
+            except StreamError:
+                pass  # (fenced or aborted: nothing of it committed)
+            else:  # it landed before the fencing
+                self._committed(committing.began, landed, committing.counts)
+        self.transactions.renew()
+        gone = frozenset(self.tasks.tasks) - {tp.partition for tp in self.consumer.assignment()}
+        self._rewind(gone)
+        self.tables.revoke(sorted(gone))
+        self.stats.renewed_after_fencing += 1
+
     def _abort_and_rewind(self, lost: frozenset[int] = frozenset()) -> None:
         """Aborts the open transaction and puts every partition still owned back to the last
         commit: its offset and its state. ``lost`` partitions are dropped."""
@@ -427,6 +493,11 @@ class KafkaPipeline:
                 f"{self._aborts_in_a_row} transactions in a row had to abort; the last error repeats "
                 "on the same input, so the instance stops instead of looping"
             )
+        self._rewind(lost)
+
+    def _rewind(self, lost: frozenset[int]) -> None:
+        """Every partition still owned back to the last commit, ``lost`` ones dropped (the open
+        transaction is gone: aborted, or its producer fenced)."""
         for count, value in self._counts_at_commit.items():  # what the aborted work counted is void
             setattr(self.stats, count, value)
         self.tasks.rewind(lost)

@@ -61,6 +61,9 @@ class RunStats:
     fencings: int = 0
     """Previous owners' transactional ids fenced at a takeover, their open transaction aborted
     (``kafka.fence_pending_after_ms``)."""
+    renewed_after_fencing: int = 0
+    """Times this instance was fenced by a takeover while alive (it had stalled past its
+    session) and went on with a new producer, every partition back to its last commit."""
     commit_ms: list[float] = field(default_factory=list)
     backpressure_s: float = 0.0
     """Time spent waiting for a full producer queue (a slow broker holding the input back)."""

@@ -21,6 +21,7 @@ offsets committed by the consumer (at-least-once).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -95,7 +96,8 @@ class TransactionalProducer:
         for callback in self.on_renew:
             callback(self.producer)
         self.init()
-        old.flush(0)  # its transaction is aborted (fenced); nothing of it is kept
+        with contextlib.suppress(KafkaException):  # (a fenced client raises its fatal error here)
+            old.flush(0)  # its transaction is aborted (fenced); nothing of it is kept
 
     def begin(self) -> None:
         if not self.in_txn and self.exactly_once:
