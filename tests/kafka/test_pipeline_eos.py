@@ -319,6 +319,17 @@ class _Running:
         time.sleep(1.0)  # its last commit (every 100 ms) is done; it now waits for input
 
 
+def _first_half_processed(bootstrap: str, topic: str) -> tuple[Config, list[tuple[int, bytes]], _Running]:
+    """A stream whose first half a running pipeline has processed and committed."""
+    config = make_config(bootstrap, topic)
+    records = stream_with_bursts(4_000, seed=9)
+    half = len(records) // 2
+    produce(bootstrap, topic, records[:half])
+    running = _Running(KafkaPipeline(config))
+    running.wait_consumed(half)
+    return config, records, running
+
+
 def _fence(config: Config, bootstrap: str) -> None:
     """What a takeover's fencing does (:mod:`fraudstream.kafka.fencing`): a producer with the
     instance's transactional id initialises, which aborts its open transaction and refuses
@@ -334,14 +345,9 @@ def test_an_instance_fenced_while_alive_goes_on_with_a_new_producer_and_loses_an
     instance is alive: as Kafka Streams with a migrated task, it takes a new producer, puts
     every partition back to its last commit and goes on, instead of stopping. The records after
     the fencing are processed once: the committed alerts are exactly the reference's."""
-    config = make_config(kafka_bootstrap, eos_topic)
-    records = stream_with_bursts(4_000, seed=9)
-    half = len(records) // 2
-    produce(kafka_bootstrap, eos_topic, records[:half])
-    running = _Running(KafkaPipeline(config))
-    running.wait_consumed(half)
+    config, records, running = _first_half_processed(kafka_bootstrap, eos_topic)
     _fence(config, kafka_bootstrap)
-    produce(kafka_bootstrap, eos_topic, records[half:])
+    produce(kafka_bootstrap, eos_topic, records[len(records) // 2 :])
     running.thread.join(120)
     assert running.outcome == [None], running.outcome
     stats = running.pipeline.stats
@@ -356,23 +362,18 @@ def test_an_instance_fenced_by_a_newer_member_with_its_id_stops_and_commits_noth
     """A newer incarnation (or another instance started with the same ``instance_id``) joins
     the group and takes the transactional id: the older one stops with FencedError (not a raw
     client error, even while closing), and none of its fenced transaction's output is visible."""
-    config = make_config(kafka_bootstrap, eos_topic)
-    records = stream_with_bursts(4_000, seed=9)
-    half = len(records) // 2
-    produce(kafka_bootstrap, eos_topic, records[:half])
-    running = _Running(KafkaPipeline(config))
-    running.wait_consumed(half)
+    config, records, running = _first_half_processed(kafka_bootstrap, eos_topic)
     newer = Consumer(group_member_config(config))  # (its client.id: the transactional id)
     newer.subscribe([config.kafka.input_topic])
     deadline = time.monotonic() + 60
     while not newer.assignment() and time.monotonic() < deadline:  # (it consumes nothing: no commits)
         newer.poll(0.1)
     assert newer.assignment(), "the newer member must join the group"
-    running.wait_consumed(half)
+    running.wait_consumed(len(records) // 2)
     committed_before = committed_alerts(config, PARTITIONS)
     assert committed_before, "the first half must alert"
     _fence(config, kafka_bootstrap)
-    produce(kafka_bootstrap, eos_topic, records[half:])
+    produce(kafka_bootstrap, eos_topic, records[len(records) // 2 :])
     deadline = time.monotonic() + 90
     while running.thread.is_alive() and time.monotonic() < deadline:
         newer.poll(0.1)  # (stays a member)
