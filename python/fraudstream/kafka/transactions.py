@@ -243,9 +243,10 @@ def producer_settings(config: Config, batch_bytes: int | None = None) -> dict[st
         # A transaction's first AddPartitionsToTxn / AddOffsetsToTxn often meets the previous
         # commit's markers still being written (CONCURRENT_TRANSACTIONS) and is retried after
         # this backoff: librdkafka's 100 ms default held a quarter of the commits ~115 ms
-        # (benches/txn_round_trips.py). Java's producer retries that case after 20 ms. The
-        # backoff still grows exponentially to retry.backoff.max.ms (1 s) for a broker that is
-        # down. A [kafka.client] setting overrides it.
+        # (benches/txn_round_trips.py). Java's producer retries a transaction's first
+        # AddPartitionsToTxn after 20 ms in that case (KAFKA-5482). The backoff still grows
+        # exponentially to retry.backoff.max.ms (1 s) for a broker that is down. A
+        # [kafka.client] setting overrides it.
         "retry.backoff.ms": TXN_RETRY_BACKOFF_MS,
         **client_config(config),
         **transactional,
