@@ -283,6 +283,7 @@ def test_kill9_of_the_owner_the_other_takes_over_from_its_standby_copies(
     try:
         wait_until_all_own(logs.values())
         time.sleep(2.0)  # both process; the survivor's copies follow the owner's commits
+        killed_at = len(logs["b"].read_text())
         owner.send_signal(signal.SIGKILL)
         owner.wait()
         feeder.join()
@@ -290,9 +291,12 @@ def test_kill9_of_the_owner_the_other_takes_over_from_its_standby_copies(
     finally:
         kill_running(owner, survivor)
     stats = last_json_line(logs["b"])
-    # the survivor's last restore: the killed owner's partitions, from its copies
-    takeover = [ln for ln in logs["b"].read_text().splitlines() if "restored partitions" in ln][-1]
-    assert "from standby copies" in takeover and "none from standby" not in takeover, takeover
+    # the survivor's takeover of the killed owner's partitions restored them from its copies (a
+    # transaction that aborts afterwards rewinds owned partitions from the changelog: not the
+    # takeover; librdkafka sometimes bumps the epoch after a long assignment callback)
+    after_kill = logs["b"].read_text()[killed_at:].splitlines()
+    restores = [ln for ln in after_kill if "restored partitions" in ln]
+    assert any("from standby copies" in ln and "none from standby" not in ln for ln in restores), restores
     assert stats["standby_takeovers"] >= 1
     expected = reference_alerts(base, partitions)
     assert expected, "the stream must produce alerts, or the test proves nothing"
