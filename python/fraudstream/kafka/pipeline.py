@@ -33,6 +33,7 @@ processed meanwhile are dropped with the rest: the abort rewinds every task to t
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import functools
 import logging
 import time
@@ -467,14 +468,8 @@ class KafkaPipeline:
             log.error("another member of group %s has this instance's id %s", k.group_id, own)
             raise exc
         log.warning("fenced while alive (%s): a new producer, every partition back to its last commit", exc)
-        committing, self._committing = self._committing, None
-        if committing is not None:
-            try:
-                landed = committing.future.result()
-            except StreamError:
-                pass  # (fenced or aborted: nothing of it committed)
-            else:  # it landed before the fencing
-                self._committed(committing.began, landed, committing.counts)
+        with contextlib.suppress(FencedError):  # (a commit running on its thread: landed, or void)
+            self._finish_commit(rewind=False)  # (the rewind below follows either way)
         self.transactions.renew()
         gone = frozenset(self.tasks.tasks) - {tp.partition for tp in self.consumer.assignment()}
         self._rewind(gone)
