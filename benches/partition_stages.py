@@ -6,9 +6,9 @@ cut into batches of ``--batch`` rows (a poll's share of one partition: ``consume
 partitions). The stages are the task's and the detector's own methods, wrapped with a timer;
 a stage's time includes the stages it calls (``detector`` holds ``features`` ... ``alerts``).
 Printed: events/s of the whole task, then microseconds per event and the share of each stage.
-Then the state's snapshot after the run (what the changelog writes once a partition's changes
-outgrow its last snapshot, on the loop's thread inside a commit): its size and time, its parts
-timed alone, and a copy of as many bytes in the same run as the floor.
+Then the state's snapshot after the run as the changelog writes it, cut into frames (once a
+partition's changes outgrow its last snapshot, on the loop's thread inside a commit): its size
+and time, its parts timed alone, and a copy of as many bytes in the same run as the floor.
 
     python benches/partition_stages.py [--events 300000] [--batch 800]
 
@@ -38,6 +38,7 @@ import fraudstream.fraud.model as model_module
 import fraudstream.fraud.rules as rules_module
 import fraudstream.kafka.task as task_module
 from fraudstream.config import Config
+from fraudstream.kafka.changelog import SNAPSHOT, frames
 from fraudstream.kafka.consumed import ConsumedBatch
 from fraudstream.kafka.processors import processor_factory
 
@@ -122,22 +123,27 @@ def best_ms(call: Callable[[], Any], runs: int = 5) -> tuple[float, Any]:
 
 
 def snapshot_figures(task: task_module.PartitionTask) -> dict[str, Any]:
-    """The task's state snapshot: size, time, its parts' times alone, a copy's time."""
-    ms, data = best_ms(task.snapshot)
+    """The task's state snapshot as the changelog writes it (its pieces cut into frames): size,
+    time, its parts' times alone, a copy's time of as many bytes."""
+
+    def written() -> int:
+        return sum(len(f) for f in frames(SNAPSHOT, 1, task.snapshot_pieces()))
+
+    ms, size = best_ms(written)
     detector = task.processor
     parts = {
         "features": detector.features.snapshot,  # type: ignore[attr-defined]
-        "rules": detector.rules.snapshot,  # type: ignore[attr-defined]
+        "rules": detector.rules.snapshot_pieces,  # type: ignore[attr-defined]
         "dedup": task._filter().snapshot,  # type: ignore[union-attr]
     }
     parts_ms = {name: best_ms(call)[0] for name, call in parts.items()}
-    parts_ms["packing and checksums"] = max(0.0, ms - sum(parts_ms.values()))
-    buffer = bytearray(data)
+    parts_ms["packing, checksums and frames"] = max(0.0, ms - sum(parts_ms.values()))
+    buffer = bytearray(size)
     copy_ms = best_ms(lambda: bytes(buffer))[0]
     return {
-        "mb": round(len(data) / 1e6, 2),
+        "mb": round(size / 1e6, 2),
         "ms": round(ms, 1),
-        "mb_per_s": round(len(data) / 1e3 / ms),
+        "mb_per_s": round(size / 1e3 / ms),
         "copy_ms": round(copy_ms, 1),
         "parts_ms": {k: round(v, 1) for k, v in parts_ms.items()},
     }

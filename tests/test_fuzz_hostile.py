@@ -233,7 +233,7 @@ def test_corrupt_changes_are_refused(bad: bytes) -> None:
         engine.apply_changes(bad)
 
 
-FRAME = frames(SNAPSHOT, 7, SNAPSHOT_BYTES[:300])[0]
+FRAME = next(frames(SNAPSHOT, 7, SNAPSHOT_BYTES[:300]))
 
 
 def test_every_single_bit_flip_of_a_changelog_frame_is_refused() -> None:

@@ -16,6 +16,7 @@ __all__ = [
     "TemporalJoin",
     "WindowEngine",
     "__version__",
+    "crc32",
     "decode_transactions",
     "message_columns",
     "pack_code",
@@ -123,6 +124,7 @@ class BoundedQueue:
     def __len__(self) -> int: ...
     def metrics(self) -> dict[str, Any]: ...
 
+def crc32(data: bytes, value: int = 0, start: int = 0, end: int | None = None) -> int: ...
 def decode_transactions(
     messages: list[bytes],
     *,

@@ -31,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from fraudstream.processor import Processor, ProcessorOutput, pack, unpack
+from fraudstream.pieces import Pieces
+from fraudstream.processor import Processor, ProcessorOutput, pack, pack_pieces, snapshot_pieces, unpack
 
 
 class Fanout:
@@ -106,7 +107,10 @@ class Fanout:
     # -- state --------------------------------------------------------------------------------
 
     def snapshot(self) -> bytes:
-        return pack([p.snapshot() for p in self.processors])
+        return b"".join(self.snapshot_pieces())
+
+    def snapshot_pieces(self) -> Pieces:
+        return pack_pieces([snapshot_pieces(p) for p in self.processors])
 
     def changes(self) -> bytes:
         return pack([p.changes() for p in self.processors])

@@ -9,6 +9,7 @@ exactly-once Kafka pipeline run any object with these methods (see ``docs/proces
     advance(wall_clock_ms) -> ProcessorOutput   idle time: close what the clock says is over
     flush() -> ProcessorOutput            end of input: close everything
     snapshot() -> bytes                   the whole state, versioned bytes (never a pickle)
+    (optional) snapshot_pieces() -> list[bytes]   the same bytes in pieces, not joined
     changes() -> bytes                    what changed since the last changes() (or restore)
     restore(snapshot) / apply_changes(changes)
 
@@ -29,8 +30,7 @@ for free: the inputs themselves (a replay log), replayed by ``apply_changes``.
 from __future__ import annotations
 
 import struct
-import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -39,6 +39,7 @@ import numpy.typing as npt
 
 from fraudstream.alerts import Alert
 from fraudstream.errors import SnapshotError
+from fraudstream.pieces import Pieces, crc32, size
 from fraudstream.windows import EmitKind, WindowedAggregation, WindowOutput
 
 Columns = dict[str, np.ndarray[Any, Any]]
@@ -115,16 +116,30 @@ def pack(parts: list[bytes]) -> bytes:
     ``b"FSPK"`` and the CRC-32 of what precedes it: a corrupt state is refused by :func:`unpack`
     before any part of it is restored. (A trailer, not a header: readers find the first part at
     offset 8.)"""
-    # one pass: each part checksummed where it lies and copied once, into the result (a
-    # snapshot's parts are megabytes, and this runs inside the commit)
-    pieces: list[bytes] = []
+    return b"".join(pack_pieces(parts))
+
+
+def pack_pieces(parts: Sequence[bytes | Pieces]) -> Pieces:
+    """:func:`pack`'s bytes in pieces (:mod:`fraudstream.pieces`): the parts are not copied, only
+    checksummed where they lie. A part given as a list is itself in pieces (a nested pack)."""
+    pieces: Pieces = []
     crc = 0
-    for p in parts:
-        head = _LEN.pack(len(p))
-        crc = zlib.crc32(p, zlib.crc32(head, crc))
-        pieces += (head, p)
+    for part in parts:
+        part_pieces = part if isinstance(part, list) else [part]
+        head = _LEN.pack(size(part_pieces))
+        crc = crc32(head, crc)
+        for p in part_pieces:
+            crc = crc32(p, crc)
+        pieces += (head, *part_pieces)
     pieces.append(_TRAILER.pack(_CHECKED, crc))
-    return b"".join(pieces)
+    return pieces
+
+
+def snapshot_pieces(state: Any) -> Pieces:
+    """``state.snapshot()`` in pieces: its ``snapshot_pieces()`` when it has one (an optional
+    method of the contract, for a state of many megabytes), else the one bytes object."""
+    pieces = getattr(state, "snapshot_pieces", None)
+    return list(pieces()) if callable(pieces) else [state.snapshot()]
 
 
 def _concat(parts: list[bytes]) -> bytes:
@@ -134,21 +149,21 @@ def _concat(parts: list[bytes]) -> bytes:
 def unpack(data: bytes, count: int) -> list[bytes]:
     """Inverse of :func:`pack`; checks the checksum (bytes of :func:`pack` before it had one
     are read without) and that there are exactly ``count`` parts."""
-    if len(data) >= _TRAILER.size and data[-_TRAILER.size : -4] == _CHECKED:
-        (crc,) = struct.unpack_from("<I", data, len(data) - 4)
-        data = data[: -_TRAILER.size]
-        if zlib.crc32(data) != crc:
-            raise SnapshotError(f"state checksum mismatch: the {len(data) + _TRAILER.size} bytes are corrupt")
+    end = len(data)
+    if end >= _TRAILER.size and data[-_TRAILER.size : -4] == _CHECKED:
+        (crc,) = struct.unpack_from("<I", data, end - 4)
+        end -= _TRAILER.size
+        if crc32(data, 0, 0, end) != crc:
+            raise SnapshotError(f"state checksum mismatch: the {len(data)} bytes are corrupt")
     parts, at = [], 0
-    try:
-        while at < len(data):
-            (n,) = _LEN.unpack_from(data, at)
-            if at + _LEN.size + n > len(data):
-                raise SnapshotError("state part runs past the end of the data")
-            parts.append(data[at + _LEN.size : at + _LEN.size + n])
-            at += _LEN.size + n
-    except struct.error as exc:
-        raise SnapshotError(f"state is truncated: {exc}") from None
+    while at < end:
+        if at + _LEN.size > end:
+            raise SnapshotError(f"state is truncated: a part's length at byte {at} of {end}")
+        (n,) = _LEN.unpack_from(data, at)
+        if at + _LEN.size + n > end:
+            raise SnapshotError("state part runs past the end of the data")
+        parts.append(data[at + _LEN.size : at + _LEN.size + n])
+        at += _LEN.size + n
     if len(parts) != count:
         raise SnapshotError(f"state holds {len(parts)} parts, expected {count}")
     return parts

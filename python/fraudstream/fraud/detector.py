@@ -102,7 +102,17 @@ from fraudstream.fraud.features import StreamingFeatures, TransactionColumns
 from fraudstream.fraud.model import Model
 from fraudstream.fraud.reasons import RowValues, explain_rows, reasons
 from fraudstream.fraud.rules import Candidates, Rule, RuleSet, default_rules
-from fraudstream.processor import ALERT, FLAGGED, PASS, InputLog, ProcessorOutput, pack, unpack
+from fraudstream.pieces import Pieces
+from fraudstream.processor import (
+    ALERT,
+    FLAGGED,
+    PASS,
+    InputLog,
+    ProcessorOutput,
+    pack_pieces,
+    snapshot_pieces,
+    unpack,
+)
 from fraudstream.windows import Duration, to_millis
 
 Columns = dict[str, np.ndarray[Any, Any]]
@@ -363,6 +373,10 @@ class FraudDetector:
         """The whole state as versioned bytes: a header (magic, format, configuration
         fingerprint), the event clock, ``seq`` and the counters, the features, each rule
         set and the cool-down (see the module docstring for what the bytes depend on)."""
+        return b"".join(self.snapshot_pieces())
+
+    def snapshot_pieces(self) -> Pieces:
+        """:meth:`snapshot` in pieces, not joined (:mod:`fraudstream.pieces`)."""
         c = self._clock
         scalars = _SCALARS.pack(
             _NONE if c is None else c,
@@ -374,14 +388,14 @@ class FraudDetector:
             self.late,
             self.alerts,
         )
-        return pack(
+        return pack_pieces(
             [
                 _HEADER.pack(_MAGIC, _FORMAT, self.fingerprint),
                 scalars,
                 np.asarray(self._by_rule, np.int64).tobytes(),
                 self.features.snapshot(),
-                b"" if self.rules is None else self.rules.snapshot(),
-                b"" if self.feature_rules is None else self.feature_rules.snapshot(),
+                b"" if self.rules is None else snapshot_pieces(self.rules),
+                b"" if self.feature_rules is None else snapshot_pieces(self.feature_rules),
                 self._cooldown.snapshot(),
             ]
         )

@@ -29,8 +29,7 @@ import functools
 import logging
 import struct
 import time
-import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 
@@ -40,6 +39,7 @@ from confluent_kafka.admin import AdminClient
 from fraudstream.errors import SnapshotError, StreamError
 from fraudstream.kafka.producing import produce_waiting
 from fraudstream.kafka.read_alerts import data_messages
+from fraudstream.pieces import Buffer, Pieces, chunks, crc32, join_ranges, size
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,7 @@ HEADER = struct.Struct("<4sBcQIII")
 """magic, format version, kind, seq, chunk, chunks, crc32."""
 _CHECKED = struct.Struct("<4sBcQII")
 """The header fields the checksum covers (all but itself)."""
+_CRC = struct.Struct("<I")
 LEGACY_MAGIC = b"FSCL"
 LEGACY_HEADER = struct.Struct("<4scQII")
 SNAPSHOT, CHANGES = b"S", b"C"
@@ -81,15 +82,20 @@ class Restored:
     records_read: int = 0
 
 
-def frames(kind: bytes, seq: int, payload: bytes, chunk_bytes: int = CHUNK_BYTES) -> list[bytes]:
-    """``payload`` as one or more frames of at most ``chunk_bytes`` of payload each."""
-    view = memoryview(payload)  # each chunk copied once, into its frame
-    chunks = [view[i : i + chunk_bytes] for i in range(0, len(payload), chunk_bytes)] or [view]
-    out = []
-    for i, c in enumerate(chunks):
-        head = _CHECKED.pack(MAGIC, FORMAT, kind, seq, i, len(chunks))
-        out.append(b"".join((head, struct.pack("<I", zlib.crc32(c, zlib.crc32(head))), c)))
-    return out
+def frames(
+    kind: bytes, seq: int, payload: Buffer | Sequence[Buffer], chunk_bytes: int = CHUNK_BYTES
+) -> Iterator[bytes]:
+    """``payload`` (bytes, or bytes in pieces: :mod:`fraudstream.pieces`) as one or more frames
+    of at most ``chunk_bytes`` of payload each, built as they are taken: each chunk is copied
+    once, into its frame, and a frame sent before the next is built leaves its memory to it."""
+    parts = [payload] if isinstance(payload, (bytes, bytearray, memoryview)) else payload
+    count = max(1, -(-size(parts) // chunk_bytes))
+    for i, ranges in enumerate(chunks(parts, chunk_bytes)):
+        head = _CHECKED.pack(MAGIC, FORMAT, kind, seq, i, count)
+        crc = crc32(head)
+        for piece, start, end in ranges:
+            crc = crc32(piece, crc, start, end)
+        yield join_ranges(ranges, head, _CRC.pack(crc))
 
 
 @dataclass
@@ -116,7 +122,7 @@ def parse_frame(value: bytes | None, where: str = "changelog record") -> Frame:
         if version != FORMAT:
             raise SnapshotError(f"{where}: changelog frame format {version}, this build reads {FORMAT}")
         payload = value[HEADER.size :]
-        actual = zlib.crc32(payload, zlib.crc32(value[: _CHECKED.size]))
+        actual = crc32(value, crc32(value, 0, 0, _CHECKED.size), HEADER.size)
         if actual != crc:
             raise SnapshotError(
                 f"{where}: checksum mismatch (stored {crc:#010x}, computed {actual:#010x}): "
@@ -185,10 +191,12 @@ class ChangelogWriter:
         """Names ``writer`` (a transactional id) in the :data:`WRITER_HEADER` of every record."""
         self.headers = [(WRITER_HEADER, writer.encode())]
 
-    def write(self, partition: int, snapshot: Callable[[], bytes], changes: Callable[[], bytes]) -> None:
+    def write(
+        self, partition: int, snapshot: Callable[[], bytes | Pieces], changes: Callable[[], bytes]
+    ) -> None:
         """Writes the partition's changes, or a snapshot when the changes since the last one
         outgrow it (or there is none yet): a restore then reads at most about three times the
-        serialized state, however long the history.
+        serialized state, however long the history. ``snapshot`` may give it in pieces.
 
         One transaction takes at most one snapshot that is merely due (changes past the last
         snapshot's size); the other partitions' due snapshots wait for later commits, unless
@@ -197,14 +205,15 @@ class ChangelogWriter:
         record waiting behind it) many times slower than the others."""
         plog = self.logs.setdefault(partition, PartitionLog())
         plog.seq += 1
-        size = max(plog.snapshot_bytes, self.snapshot_min_bytes)
-        due = plog.changes_bytes > size and not self._snapshots_since_commit
-        if not plog.has_snapshot or due or plog.changes_bytes > 2 * size:
+        outgrown = max(plog.snapshot_bytes, self.snapshot_min_bytes)
+        due = plog.changes_bytes > outgrown and not self._snapshots_since_commit
+        if not plog.has_snapshot or due or plog.changes_bytes > 2 * outgrown:
             self._snapshots_since_commit += 1
-            payload = snapshot()
+            payload: bytes | Pieces = snapshot()
             changes()  # the snapshot includes them
             kind = SNAPSHOT
-            plog.has_snapshot, plog.snapshot_bytes, plog.changes_bytes = True, len(payload), 0
+            plog.has_snapshot, plog.changes_bytes = True, 0
+            plog.snapshot_bytes = len(payload) if isinstance(payload, bytes) else size(payload)
         else:
             payload = changes()
             kind = CHANGES

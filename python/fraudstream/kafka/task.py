@@ -41,7 +41,16 @@ from fraudstream.config import Config
 from fraudstream.errors import StreamError
 from fraudstream.kafka.consumed import ConsumedBatch
 from fraudstream.kafka.schema import decode_batch
-from fraudstream.processor import DECISIONS, Processor, ProcessorOutput, pack, unpack
+from fraudstream.pieces import Pieces
+from fraudstream.processor import (
+    DECISIONS,
+    Processor,
+    ProcessorOutput,
+    pack,
+    pack_pieces,
+    snapshot_pieces,
+    unpack,
+)
 from fraudstream.views import view_records
 from fraudstream.windows import WindowedAggregation, session, to_millis
 
@@ -364,11 +373,15 @@ class PartitionTask:
         return 1 if self._dedup is None else 2
 
     def snapshot(self) -> bytes:
-        parts = [self.processor.snapshot()]
+        return b"".join(self.snapshot_pieces())
+
+    def snapshot_pieces(self) -> Pieces:
+        """:meth:`snapshot` in pieces, not joined: what the changelog cuts into frames."""
+        parts: list[bytes | Pieces] = [snapshot_pieces(self.processor)]
         dedup = self._filter()
         if dedup is not None:
             parts.append(dedup.snapshot())
-        return pack(parts)
+        return pack_pieces(parts)
 
     def changes(self) -> bytes:
         parts = [self.processor.changes()]

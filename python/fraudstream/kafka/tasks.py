@@ -106,7 +106,7 @@ class TaskManager:
         for partition in sorted(self.dirty | self._unannounced):
             task = self.tasks.get(partition)
             if task is not None:
-                self.changelog.write(partition, task.snapshot, task.changes)
+                self.changelog.write(partition, task.snapshot_pieces, task.changes)
         self._evicted_written = {p: self.tasks[p].evicted() for p in self.dirty if p in self.tasks}
         self.dirty = set()
         self._announcing = self._unannounced & set(self.tasks)

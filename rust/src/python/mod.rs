@@ -4,6 +4,7 @@
 //! exception hierarchy of `fraudstream.errors`; `convert.rs` borrows numpy columns and builds
 //! output arrays. Every batch call releases the GIL (`py.detach`).
 
+mod checksum;
 mod convert;
 mod decode;
 mod dedup;
@@ -22,6 +23,8 @@ use pyo3::prelude::*;
 /// The compiled core of fraudstream.
 #[pymodule]
 mod _core {
+    #[pymodule_export]
+    use super::checksum::crc32;
     #[pymodule_export]
     use super::decode::{decode_transactions, pack_code, unpack_code};
     #[pymodule_export]
