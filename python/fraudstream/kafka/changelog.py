@@ -56,6 +56,9 @@ SNAPSHOT, CHANGES = b"S", b"C"
 WRITER_HEADER = "fraudstream-writer"
 """Record header: the transactional id of the instance that wrote the record."""
 CHUNK_BYTES = 512 * 1024
+RESTORE_FETCH_WAIT_MS = 10
+RESTORE_POLL_S = 0.01
+"""A restore's ``consume`` timeout: it returns what came within it, not a full batch."""
 
 
 @dataclass
@@ -277,6 +280,10 @@ def read_changelog(
             "isolation.level": "read_committed",
             "enable.auto.commit": False,
             "enable.partition.eof": True,
+            # a fetch at the end waits this long for more before the broker answers, and the
+            # end-of-partition event that finishes a restore comes with that answer (librdkafka's
+            # default, 500 ms, was most of a small restore, and of every rewind after an abort)
+            "fetch.wait.max.ms": RESTORE_FETCH_WAIT_MS,
         }
     )
     restored = {p: Restored() for p in partitions}
@@ -308,7 +315,7 @@ def read_changelog(
                     sum(r.bytes_read for r in restored.values()),
                     sorted(pending),
                 )
-            msgs = reader.consume(num_messages=1_000, timeout=0.2)
+            msgs = reader.consume(num_messages=1_000, timeout=RESTORE_POLL_S)
             if msgs:
                 deadline = time.monotonic() + timeout
             for m in data_messages(msgs, pending):

@@ -61,6 +61,9 @@ GLOBAL = -1
 """The key of a global table's one lookup table (copartitioned ones are keyed by partition)."""
 POLL_RECORDS = 10_000
 """Most table records applied per :meth:`KafkaTables.poll` of a table (the loop's share)."""
+CATCH_UP_POLL_S = 0.01
+"""A catch-up's ``consume`` timeout: it returns what came within it (a full batch of a small table
+never comes, and its wait was the whole catch-up)."""
 MAX_LOGGED_REJECTS = 5
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
@@ -221,7 +224,7 @@ class KafkaTable:
                     f"{[ends[p] for p in sorted(behind)]} within {timeout:g} s (tables.{self.name}."
                     "catch_up_timeout_ms)"
                 )
-            msgs = self.consumer.consume(num_messages=50_000, timeout=0.2)
+            msgs = self.consumer.consume(num_messages=50_000, timeout=CATCH_UP_POLL_S)
             for p, position in self._apply(msgs, home).items():
                 if p in behind and position >= ends[p]:
                     behind.discard(p)
