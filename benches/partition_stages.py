@@ -132,9 +132,9 @@ def snapshot_figures(task: task_module.PartitionTask) -> dict[str, Any]:
     ms, size = best_ms(written)
     detector = task.processor
     parts = {
-        "features": detector.features.snapshot,  # type: ignore[attr-defined]
+        "features": detector.features.snapshot_pieces,  # type: ignore[attr-defined]
         "rules": detector.rules.snapshot_pieces,  # type: ignore[attr-defined]
-        "dedup": task._filter().snapshot,  # type: ignore[union-attr]
+        "dedup": task._filter().snapshot_array,  # type: ignore[union-attr]
     }
     parts_ms = {name: best_ms(call)[0] for name, call in parts.items()}
     parts_ms["packing, checksums and frames"] = max(0.0, ms - sum(parts_ms.values()))

@@ -28,6 +28,7 @@ from fraudstream.kafka.task import (
     PartitionTask,
     legacy_dedup_engine,
 )
+from fraudstream.pieces import join
 from fraudstream.processor import ALERT, PASS, ProcessorOutput, pack, unpack
 
 
@@ -152,6 +153,19 @@ def test_restored_from_snapshot_and_changes_a_task_continues_exactly(kind: str) 
     tail_first = first.process(msgs[450:])
     assert comparable(tail.records) == comparable(tail_first.records)
     assert second.snapshot() == straight_state
+
+
+@pytest.mark.parametrize("kind", ["velocity", "detector"])
+def test_a_snapshot_in_pieces_is_the_pack_of_the_parts_and_leaves_the_cores_bytes_uncopied(kind: str) -> None:
+    cfg = config(kind, dedup="10m")
+    task = PartitionTask(0, processor_factory(cfg)(), cfg, clock=lambda: 1_800_000_000_000.0)
+    task.process(messages(400, seed=5))
+    pieces = task.snapshot_pieces()
+    dedup = task.dedup
+    assert dedup is not None
+    assert join(pieces) == pack([task.processor.snapshot(), dedup.snapshot()]) == task.snapshot()
+    # the core's snapshots are the arrays it wrote, not copies into bytes objects
+    assert any(isinstance(p, np.ndarray) and p.dtype == np.uint8 and len(p) > 1000 for p in pieces)
 
 
 def _as_older_version_wrote_it(task: PartitionTask, engine: Any, state: bytes) -> bytes:

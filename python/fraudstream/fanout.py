@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from fraudstream.pieces import Pieces
+from fraudstream.pieces import Pieces, join
 from fraudstream.processor import Processor, ProcessorOutput, pack, pack_pieces, snapshot_pieces, unpack
 
 
@@ -107,7 +107,7 @@ class Fanout:
     # -- state --------------------------------------------------------------------------------
 
     def snapshot(self) -> bytes:
-        return b"".join(self.snapshot_pieces())
+        return join(self.snapshot_pieces())
 
     def snapshot_pieces(self) -> Pieces:
         return pack_pieces([snapshot_pieces(p) for p in self.processors])

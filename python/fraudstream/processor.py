@@ -39,7 +39,7 @@ import numpy.typing as npt
 
 from fraudstream.alerts import Alert
 from fraudstream.errors import SnapshotError
-from fraudstream.pieces import Pieces, crc32, size
+from fraudstream.pieces import Buffer, Pieces, crc32, join, size
 from fraudstream.windows import EmitKind, WindowedAggregation, WindowOutput
 
 Columns = dict[str, np.ndarray[Any, Any]]
@@ -116,10 +116,10 @@ def pack(parts: list[bytes]) -> bytes:
     ``b"FSPK"`` and the CRC-32 of what precedes it: a corrupt state is refused by :func:`unpack`
     before any part of it is restored. (A trailer, not a header: readers find the first part at
     offset 8.)"""
-    return b"".join(pack_pieces(parts))
+    return join(pack_pieces(parts))
 
 
-def pack_pieces(parts: Sequence[bytes | Pieces]) -> Pieces:
+def pack_pieces(parts: Sequence[Buffer | Pieces]) -> Pieces:
     """:func:`pack`'s bytes in pieces (:mod:`fraudstream.pieces`): the parts are not copied, only
     checksummed where they lie. A part given as a list is itself in pieces (a nested pack)."""
     pieces: Pieces = []

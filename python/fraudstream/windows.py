@@ -34,6 +34,7 @@ import numpy.typing as npt
 from fraudstream import _core
 from fraudstream._columns import get_column, int_column, value_column
 from fraudstream.errors import ConfigError, FlushedError
+from fraudstream.pieces import Pieces
 
 Duration: TypeAlias = int | str | timedelta
 """Milliseconds as an int, a ``timedelta``, or a string such as ``"250ms"``, ``"5s"``,
@@ -352,6 +353,10 @@ class WindowedAggregation:
     def snapshot(self) -> bytes:
         """The whole state as versioned bytes (for checkpoints and changelogs)."""
         return bytes(self._engine.snapshot())
+
+    def snapshot_pieces(self) -> Pieces:
+        """:meth:`snapshot`'s bytes as the core wrote them (a uint8 array), not copied."""
+        return [self._engine.snapshot_array()]
 
     def restore(self, data: bytes) -> None:
         """Replaces the state with a snapshot from an aggregation of the same configuration

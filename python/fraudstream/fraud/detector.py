@@ -102,7 +102,7 @@ from fraudstream.fraud.features import StreamingFeatures, TransactionColumns
 from fraudstream.fraud.model import Model
 from fraudstream.fraud.reasons import RowValues, explain_rows, reasons
 from fraudstream.fraud.rules import Candidates, Rule, RuleSet, default_rules
-from fraudstream.pieces import Pieces
+from fraudstream.pieces import Pieces, join
 from fraudstream.processor import (
     ALERT,
     FLAGGED,
@@ -373,7 +373,7 @@ class FraudDetector:
         """The whole state as versioned bytes: a header (magic, format, configuration
         fingerprint), the event clock, ``seq`` and the counters, the features, each rule
         set and the cool-down (see the module docstring for what the bytes depend on)."""
-        return b"".join(self.snapshot_pieces())
+        return join(self.snapshot_pieces())
 
     def snapshot_pieces(self) -> Pieces:
         """:meth:`snapshot` in pieces, not joined (:mod:`fraudstream.pieces`)."""
@@ -393,7 +393,7 @@ class FraudDetector:
                 _HEADER.pack(_MAGIC, _FORMAT, self.fingerprint),
                 scalars,
                 np.asarray(self._by_rule, np.int64).tobytes(),
-                self.features.snapshot(),
+                snapshot_pieces(self.features),
                 b"" if self.rules is None else snapshot_pieces(self.rules),
                 b"" if self.feature_rules is None else snapshot_pieces(self.feature_rules),
                 self._cooldown.snapshot(),

@@ -52,6 +52,7 @@ import numpy.typing as npt
 from fraudstream import _core
 from fraudstream._columns import get_column, int_column, value_column
 from fraudstream.errors import ConfigError
+from fraudstream.pieces import Pieces
 from fraudstream.windows import Duration, to_millis
 
 DAY_MS = 86_400_000
@@ -270,6 +271,10 @@ class StreamingFeatures:
     def snapshot(self) -> bytes:
         """The whole state as versioned bytes."""
         return bytes(self._engine.snapshot())
+
+    def snapshot_pieces(self) -> Pieces:
+        """:meth:`snapshot`'s bytes as the core wrote them (a uint8 array), not copied."""
+        return [self._engine.snapshot_array()]
 
     def restore(self, data: bytes) -> None:
         """Replaces the state with a snapshot from an engine of the same configuration."""

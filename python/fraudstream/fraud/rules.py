@@ -54,8 +54,8 @@ import numpy.typing as npt
 from fraudstream._columns import get_column, int_column, value_column
 from fraudstream.alerts import Alert, Cooldown
 from fraudstream.errors import ConfigError, InvalidBatchError, SnapshotError
-from fraudstream.pieces import Pieces
-from fraudstream.processor import ProcessorOutput, pack, pack_pieces, unpack
+from fraudstream.pieces import Pieces, join
+from fraudstream.processor import ProcessorOutput, pack, pack_pieces, snapshot_pieces, unpack
 from fraudstream.windows import (
     AggregationSpec,
     Duration,
@@ -327,13 +327,12 @@ class RuleSet:
 
     def snapshot(self) -> bytes:
         """The whole state (every rule's windows, the cool-down) as versioned bytes."""
-        return b"".join(self.snapshot_pieces())
+        return join(self.snapshot_pieces())
 
     def snapshot_pieces(self) -> Pieces:
         """:meth:`snapshot` in pieces, not joined (:mod:`fraudstream.pieces`)."""
-        return pack_pieces(
-            [self._header(), *(e.snapshot() for e in self._engines), self.alert_cooldown.snapshot()]
-        )
+        engines = (snapshot_pieces(e) for e in self._engines)
+        return pack_pieces([self._header(), *engines, self.alert_cooldown.snapshot()])
 
     def changes(self) -> bytes:
         """The windows' changes since the last call (or restore), and the cool-down (small:

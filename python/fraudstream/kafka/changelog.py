@@ -29,7 +29,7 @@ import functools
 import logging
 import struct
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 
@@ -86,12 +86,12 @@ class Restored:
 
 
 def frames(
-    kind: bytes, seq: int, payload: Buffer | Sequence[Buffer], chunk_bytes: int = CHUNK_BYTES
+    kind: bytes, seq: int, payload: Buffer | Pieces, chunk_bytes: int = CHUNK_BYTES
 ) -> Iterator[bytes]:
     """``payload`` (bytes, or bytes in pieces: :mod:`fraudstream.pieces`) as one or more frames
     of at most ``chunk_bytes`` of payload each, built as they are taken: each chunk is copied
     once, into its frame, and a frame sent before the next is built leaves its memory to it."""
-    parts = [payload] if isinstance(payload, (bytes, bytearray, memoryview)) else payload
+    parts = payload if isinstance(payload, list) else [payload]
     count = max(1, -(-size(parts) // chunk_bytes))
     for i, ranges in enumerate(chunks(parts, chunk_bytes)):
         head = _CHECKED.pack(MAGIC, FORMAT, kind, seq, i, count)

@@ -41,7 +41,7 @@ from fraudstream.config import Config
 from fraudstream.errors import StreamError
 from fraudstream.kafka.consumed import ConsumedBatch
 from fraudstream.kafka.schema import decode_batch
-from fraudstream.pieces import Pieces
+from fraudstream.pieces import Buffer, Pieces, join
 from fraudstream.processor import (
     DECISIONS,
     Processor,
@@ -373,14 +373,14 @@ class PartitionTask:
         return 1 if self._dedup is None else 2
 
     def snapshot(self) -> bytes:
-        return b"".join(self.snapshot_pieces())
+        return join(self.snapshot_pieces())
 
     def snapshot_pieces(self) -> Pieces:
         """:meth:`snapshot` in pieces, not joined: what the changelog cuts into frames."""
-        parts: list[bytes | Pieces] = [snapshot_pieces(self.processor)]
+        parts: list[Buffer | Pieces] = [snapshot_pieces(self.processor)]
         dedup = self._filter()
         if dedup is not None:
-            parts.append(dedup.snapshot())
+            parts.append(dedup.snapshot_array())
         return pack_pieces(parts)
 
     def changes(self) -> bytes:

@@ -1,6 +1,6 @@
 //! `_core.DuplicateFilter`: a thin wrapper over [`crate::dedup::DuplicateFilter`].
 
-use numpy::IntoPyArray;
+use numpy::{IntoPyArray, PyArray1};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
@@ -70,6 +70,11 @@ impl DuplicateFilter {
     fn snapshot<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
         let bytes = self.filter.with(py, |f| f.snapshot())?;
         Ok(PyBytes::new(py, &bytes))
+    }
+
+    /// `snapshot()`'s bytes in a uint8 array that owns them: no copy of a state of megabytes.
+    fn snapshot_array<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray1<u8>>> {
+        Ok(self.filter.with(py, |f| f.snapshot())?.into_pyarray(py))
     }
 
     /// Starts (or stops) recording which ids change, for `take_changes`.

@@ -3,6 +3,7 @@
 //! The engine is [`Shared`] between Python threads; every call borrows its numpy columns,
 //! then releases the GIL to wait for the engine and do the work.
 
+use numpy::{IntoPyArray, PyArray1};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
@@ -225,6 +226,11 @@ impl WindowEngine {
     fn snapshot<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
         let bytes = self.engine.with(py, |e| e.snapshot())?;
         Ok(PyBytes::new(py, &bytes))
+    }
+
+    /// `snapshot()`'s bytes in a uint8 array that owns them: no copy of a state of megabytes.
+    fn snapshot_array<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray1<u8>>> {
+        Ok(self.engine.with(py, |e| e.snapshot())?.into_pyarray(py))
     }
 
     /// Starts (or stops) recording which keys change, for `take_changes`.

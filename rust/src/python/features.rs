@@ -184,6 +184,11 @@ impl FeatureEngine {
         Ok(PyBytes::new(py, &bytes))
     }
 
+    /// `snapshot()`'s bytes in a uint8 array that owns them: no copy of a state of megabytes.
+    fn snapshot_array<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray1<u8>>> {
+        Ok(self.engine.with(py, |e| e.snapshot())?.into_pyarray(py))
+    }
+
     /// Replaces the state with a snapshot from an engine of the same configuration.
     fn restore(&self, py: Python<'_>, data: &[u8]) -> PyResult<()> {
         let config = self.engine.with(py, |e| e.config().clone())?;
