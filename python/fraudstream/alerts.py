@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from fraudstream.errors import SnapshotError
+from fraudstream import _core
 
 IntArray = npt.NDArray[np.int64]
 
@@ -109,10 +108,6 @@ def _plain(v: Any) -> Any:
     return v
 
 
-_COOLDOWN_HEADER = struct.Struct("<4sqQ")
-_COOLDOWN_MAGIC = b"FSCD"
-
-
 class Cooldown:
     """One alert per card per incident, in event time.
 
@@ -124,16 +119,25 @@ class Cooldown:
     alerted recently); since an expired entry counts as absent, when pruning happens never
     changes a decision, and :meth:`snapshot` writes the live entries only, sorted by card, so
     its bytes depend only on the candidates given, never on how they were split into calls.
+
+    The state and the decisions are the core's (``_core.Cooldown``, one pass over the
+    candidates); ``tests/test_cooldown.py`` checks them against the plain Python they were.
     """
 
     def __init__(self, period_ms: int) -> None:
         if period_ms < 0:
             raise ValueError(f"cool-down must be >= 0 ms, got {period_ms}")
         self.period = int(period_ms)
-        self.last: dict[int, int] = {}
-        self.suppressed = 0
-        self._prune_at = 4_096
-        self._newest: int | None = None
+        self._core = _core.Cooldown(self.period)
+
+    @property
+    def suppressed(self) -> int:
+        """Candidates suppressed so far (part of the state)."""
+        return int(self._core.suppressed)
+
+    def __len__(self) -> int:
+        """Entries held (live, or expired and not pruned yet)."""
+        return len(self._core)
 
     def decide(
         self,
@@ -151,51 +155,13 @@ class Cooldown:
         if forget is not None and len(forget[0]):
             assert rows is not None, "forget needs the candidates' rows"
             return self._decide_forgetting(cards, times, rows, forget)
-        n = len(cards)
-        keep = np.zeros(n, dtype=bool)
-        if n == 0:
-            return keep
-        # the newest time seen up to each candidate, in the order given: what expires entries
-        newest = np.maximum.accumulate(times.astype(np.int64, copy=False))
-        if self._newest is not None:
-            newest = np.maximum(newest, self._newest)
-        self._newest = int(newest[-1])
-        if self.period == 0:
-            keep[:] = True
-        else:
-            span = 2 * self.period
-            # group by card (stable: keeps the given order inside a card), then walk each group
-            by = np.argsort(cards, kind="stable")
-            sorted_cards = cards[by]
-            starts = np.flatnonzero(np.r_[True, sorted_cards[1:] != sorted_cards[:-1]])
-            ends = np.r_[starts[1:], n]
-            for lo, hi in zip(starts.tolist(), ends.tolist(), strict=True):
-                card = int(sorted_cards[lo])
-                last = self.last.get(card)
-                for i in by[lo:hi].tolist():
-                    t = int(times[i])
-                    if last is not None and last >= int(newest[i]) - span:  # live
-                        if abs(t - last) < self.period:
-                            continue
-                        last = max(last, t)
-                    else:  # none, or expired
-                        last = t
-                    keep[i] = True
-                if last is not None:
-                    self.last[card] = last
-        self.suppressed += n - int(keep.sum())
-        self._prune()
-        return keep
+        return self._core.decide(_int64(cards), _int64(times))
 
     def _decide_forgetting(
         self, cards: IntArray, times: IntArray, rows: IntArray, forget: tuple[IntArray, IntArray]
     ) -> npt.NDArray[np.bool_]:
         """:meth:`decide` in the stretches between the rows where cards are forgotten."""
         at, gone = forget
-        # only cards with an entry, or one this call may give them, have anything to forget
-        held = np.fromiter(self.last.keys(), np.int64, len(self.last))
-        relevant = np.isin(gone, np.concatenate([held, cards.astype(np.int64, copy=False)]))
-        at, gone = at[relevant], gone[relevant]
         keep = np.zeros(len(cards), dtype=bool)
         # forgetting at row r comes before the candidates at rows >= r
         bounds = np.searchsorted(rows, at, side="left").tolist()
@@ -204,51 +170,28 @@ class Cooldown:
             if bound > lo:
                 keep[lo:bound] = self.decide(cards[lo:bound], times[lo:bound])
                 lo = bound
-            self.last.pop(int(card), None)
+            self._core.forget(int(card))
         keep[lo:] = self.decide(cards[lo:], times[lo:])
         return keep
 
-    def _prune(self) -> None:
-        if len(self.last) <= self._prune_at or self._newest is None:
-            return
-        horizon = self._newest - 2 * self.period
-        self.last = {k: v for k, v in self.last.items() if v >= horizon}
-        self._prune_at = max(4_096, 2 * len(self.last))
+    def prune_above(self, entries: int) -> None:
+        """Prunes expired entries whenever more than ``entries`` are held (by default 4,096,
+        then twice the entries left by the last prune). Changes no decision and no byte."""
+        self._core.prune_above(entries)
 
     def snapshot(self) -> bytes:
         """Versioned bytes: the live entries (cards' last kept alert times, by card) and the
         counters."""
-        cards = np.fromiter(self.last.keys(), np.int64, len(self.last))
-        times = np.fromiter(self.last.values(), np.int64, len(self.last))
-        if self._newest is not None and self.period:
-            live = times >= self._newest - 2 * self.period
-            cards, times = cards[live], times[live]
-        by = np.argsort(cards)
-        cards, times = cards[by], times[by]
-        newest = -(2**63) if self._newest is None else self._newest
-        return (
-            _COOLDOWN_HEADER.pack(_COOLDOWN_MAGIC, newest, self.suppressed)
-            + struct.pack("<Q", len(cards))
-            + cards.tobytes()
-            + times.tobytes()
-        )
+        return bytes(self._core.snapshot())
 
     def restore(self, data: bytes) -> None:
-        """Replaces the state by a snapshot's."""
-        try:
-            magic, newest, suppressed = _COOLDOWN_HEADER.unpack_from(data, 0)
-            (count,) = struct.unpack_from("<Q", data, _COOLDOWN_HEADER.size)
-        except struct.error as exc:
-            raise SnapshotError(f"cool-down snapshot is truncated: {exc}") from None
-        at = _COOLDOWN_HEADER.size + 8
-        if magic != _COOLDOWN_MAGIC or len(data) != at + 16 * count:
-            raise SnapshotError("not a cool-down snapshot (bad magic or length)")
-        cards = np.frombuffer(data, np.int64, count, at)
-        times = np.frombuffer(data, np.int64, count, at + 8 * count)
-        self.last = dict(zip(cards.tolist(), times.tolist(), strict=True))
-        self._newest = None if newest == -(2**63) else newest
-        self.suppressed = suppressed
-        self._prune_at = max(4_096, 2 * len(self.last))
+        """Replaces the state by a snapshot's (:class:`~fraudstream.errors.SnapshotError` for
+        bytes that are not one)."""
+        self._core.restore(data)
+
+
+def _int64(a: IntArray) -> IntArray:
+    return np.ascontiguousarray(a, dtype=np.int64)
 
 
 __all__ = ["Alert", "Cooldown"]

@@ -22,6 +22,7 @@
 
 pub mod aggregate;
 pub mod batch;
+pub mod cooldown;
 pub mod decode;
 pub mod dedup;
 pub mod engine;

@@ -310,7 +310,7 @@ def test_the_cooldown_depends_only_on_the_candidates_given(
     split = Cooldown(5_000)
     parts = []
     for lo, hi in bounds(cuts, len(cards)):
-        split._prune_at = 0  # prune after every call: pruning must change no decision, no byte
+        split.prune_above(0)  # prune after every call: pruning must change no decision, no byte
         parts.append(split.decide(cards[lo:hi], times[lo:hi]))
     np.testing.assert_array_equal(np.concatenate(parts), keep)
     assert split.snapshot() == whole.snapshot() and split.suppressed == whole.suppressed

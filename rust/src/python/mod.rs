@@ -6,6 +6,7 @@
 
 mod checksum;
 mod convert;
+mod cooldown;
 mod decode;
 mod dedup;
 mod engine;
@@ -25,6 +26,8 @@ use pyo3::prelude::*;
 mod _core {
     #[pymodule_export]
     use super::checksum::crc32;
+    #[pymodule_export]
+    use super::cooldown::Cooldown;
     #[pymodule_export]
     use super::decode::{decode_transactions, pack_code, unpack_code};
     #[pymodule_export]
