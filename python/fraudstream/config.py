@@ -94,10 +94,11 @@ class KafkaSection:
     Worth it with free cores beside the broker; a custom processor must then not share mutable
     Python state between partitions (the feature store's client is locked)."""
     overlap_commits: bool = True
-    """Exactly-once: a commit's round trips to the broker (sending the offsets, committing)
-    run on a thread of their own while the loop consumes and processes the next records, whose
-    outputs go into the next transaction once it has landed (:mod:`fraudstream.kafka.pipeline`).
-    The same transactions and outputs as ``false``, which commits on the loop's thread."""
+    """A commit's round trips to the broker (exactly-once: sending the offsets, committing;
+    at-least-once: waiting for the outputs' delivery) run on a thread of their own while the loop
+    consumes and processes the next records, whose outputs are sent once it has landed
+    (:mod:`fraudstream.kafka.pipeline`). The same transactions and outputs as ``false``, which
+    commits on the loop's thread."""
     poll_timeout_ms: int = 10
     """Longest wait for a batch to fill: bounds the latency a quiet stream adds."""
     changelog_snapshot_min_bytes: int = 1 << 20

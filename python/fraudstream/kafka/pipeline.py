@@ -22,12 +22,14 @@ Commit cadence: every ``commit_interval_ms`` or ``commit_max_records``, and as s
 ``alert_commit_min_interval_ms`` has passed after an alert, so alert visibility is bounded by a
 latency budget rather than the interval.
 
-Overlapped commits (``kafka.overlap_commits``, exactly-once): a commit writes the changelog and
-takes the offsets on the loop's thread, then sends the offsets and commits on a thread of its
-own while the loop consumes and processes the next records; their outputs are sent once the
-commit has landed, into the next transaction. The wait for the broker's round trips (a third of
-the loop's time under load) then overlaps the processing. If the commit fails, the records
-processed meanwhile are dropped with the rest: the abort rewinds every task to the last commit.
+Overlapped commits (``kafka.overlap_commits``): a commit writes the changelog and takes the
+offsets on the loop's thread, then sends the offsets and commits on a thread of its own while
+the loop consumes and processes the next records; their outputs are sent once the commit has
+landed, into the next transaction. The wait for the broker's round trips (a third of the loop's
+time under load) then overlaps the processing. If the commit fails, the records processed
+meanwhile are dropped with the rest: the abort rewinds every task to the last commit.
+At-least-once overlaps the wait for its outputs' delivery the same way; the consumer's offset
+commit that follows stays on the loop's thread, where a rebalance callback may wait for it.
 """
 
 from __future__ import annotations
@@ -85,6 +87,8 @@ class _Committing:
     began: float
     counts: dict[str, int]
     """The committed counts of the run's statistics as of this commit."""
+    offsets: list[TopicPartition]
+    """At-least-once: the offsets to commit, on the loop's thread, once the outputs landed."""
 
 
 class KafkaPipeline:
@@ -151,7 +155,7 @@ class KafkaPipeline:
         )
         self._committer = (
             concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="fraudstream-commit")
-            if k.exactly_once and k.overlap_commits
+            if k.overlap_commits
             else None
         )
         self._committing: _Committing | None = None
@@ -395,9 +399,10 @@ class KafkaPipeline:
             self._uncommitted = 0  # (what comes now goes into the next transaction)
             self._alerts_pending = 0
             if overlap and self._committer is not None:
-                group = self.consumer.consumer_group_metadata() if offsets else None
+                eos = self.config.kafka.exactly_once
+                group = self.consumer.consumer_group_metadata() if offsets and eos else None
                 future = self._committer.submit(self._commit_on_thread, offsets, group)
-                self._committing = _Committing(future, began, counts)
+                self._committing = _Committing(future, began, counts, offsets)
                 return
             self.transactions.commit(offsets, self.consumer)
         except CommitAborted as exc:
@@ -407,7 +412,10 @@ class KafkaPipeline:
         self._committed(began, time.monotonic(), counts)
 
     def _commit_on_thread(self, offsets: list[TopicPartition], group: object) -> float:
-        self.transactions.commit_with(offsets, group)
+        if self.config.kafka.exactly_once:
+            self.transactions.commit_with(offsets, group)
+        else:  # the outputs' delivery; the offsets follow on the loop's thread (_finish_commit)
+            self.transactions.deliver()
         return time.monotonic()
 
     def _finish_commit(self, rewind: bool = True) -> bool:
@@ -424,6 +432,10 @@ class KafkaPipeline:
             if rewind:
                 self._abort_and_rewind()
             return False
+        if not self.config.kafka.exactly_once:
+            # the consumer's own commit stays on its thread: a rebalance callback waits here
+            self.transactions.commit_offsets(committing.offsets, self.consumer)
+            landed = time.monotonic()
         self._committed(committing.began, landed, committing.counts)
         return True
 

@@ -44,6 +44,13 @@ LIBRDKAFKA_BATCH_SIZE = 1_000_000
 TXN_RETRY_BACKOFF_MS = 10
 """The producer's first retry backoff (``retry.backoff.ms``; see :func:`producer_settings`)."""
 FENCED_CODES = (KafkaError._FENCED, KafkaError.PRODUCER_FENCED, KafkaError.INVALID_PRODUCER_EPOCH)
+REFUSED_BY_THE_GROUP = (
+    KafkaError.REBALANCE_IN_PROGRESS,
+    KafkaError.ILLEGAL_GENERATION,
+    KafkaError.UNKNOWN_MEMBER_ID,
+)
+"""An offset commit the group coordinator refuses while this member rejoins or after it lost
+its membership."""
 
 
 class CommitAborted(StreamError):
@@ -167,12 +174,32 @@ class TransactionalProducer:
         """Commits the open transaction with ``offsets``. Raises :class:`CommitAborted` when it
         must be aborted, :class:`FencedError` when this instance is fenced."""
         if not self.exactly_once:  # at-least-once: outputs durable first, then the offsets
-            if self.producer.flush(30) > 0:
-                raise StreamError("outputs were not delivered within 30 s; offsets not committed")
-            if offsets:
-                consumer.commit(offsets=offsets, asynchronous=False)
+            self.deliver()
+            self.commit_offsets(offsets, consumer)
             return
         self.commit_with(offsets, consumer.consumer_group_metadata() if offsets else None)
+
+    def deliver(self) -> None:
+        """At-least-once: waits until every record sent so far is delivered (it may run on
+        another thread while the caller sends nothing: the pipeline's overlapped commit)."""
+        if self.producer.flush(30) > 0:
+            raise StreamError("outputs were not delivered within 30 s; offsets not committed")
+
+    def commit_offsets(self, offsets: list[TopicPartition], consumer: Consumer) -> None:
+        """At-least-once: commits the consumer's ``offsets``, once the records before them are
+        delivered (:meth:`deliver`). An offset commit the group refuses (a rebalance under way)
+        leaves the offsets where they were: whoever owns those partitions next processes the
+        records after them again, which at-least-once allows; it is logged, not raised."""
+        if not offsets:
+            return
+        try:
+            consumer.commit(offsets=offsets, asynchronous=False)
+        except KafkaException as exc:
+            err: KafkaError = exc.args[0]
+            if err.fatal() or err.code() not in REFUSED_BY_THE_GROUP:
+                raise
+            log.warning("offsets not committed (%s): the records after the last committed offsets "
+                        "will be processed again by their next owner", err)  # fmt: skip
 
     def commit_with(self, offsets: list[TopicPartition], group_metadata: Any) -> None:
         """The exactly-once :meth:`commit`, with the consumer's group metadata taken already:
