@@ -9,7 +9,7 @@ exactly-once Kafka pipeline run any object with these methods (see ``docs/proces
     advance(wall_clock_ms) -> ProcessorOutput   idle time: close what the clock says is over
     flush() -> ProcessorOutput            end of input: close everything
     snapshot() -> bytes                   the whole state, versioned bytes (never a pickle)
-    (optional) snapshot_pieces() -> list[bytes]   the same bytes in pieces, not joined
+    (optional) snapshot_pieces() -> list of buffers   the same bytes in pieces, not joined
     changes() -> bytes                    what changed since the last changes() (or restore)
     restore(snapshot) / apply_changes(changes)
 
