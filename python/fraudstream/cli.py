@@ -80,8 +80,10 @@ def _run(args: argparse.Namespace) -> int:
     config = load_config(args.config, overrides=_kafka_overrides(args))
     if args.metrics_port is not None:
         config.metrics.port = args.metrics_port
-    check_brokers(client_config(config))  # an unreachable address: one line, exit 3, in seconds
+    # the configuration's own errors first (exit 2: a bad rule, a metrics port in use), whether
+    # or not a broker answers; building the pipeline connects to nothing yet
     pipeline = KafkaPipeline(config)
+    check_brokers(client_config(config))  # an unreachable address: one line, exit 3, in seconds
     k = config.kafka
     logger = logging.getLogger("fraudstream")
     logger.info(
