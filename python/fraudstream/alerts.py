@@ -24,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from fraudstream import _core
+from fraudstream._columns import int_column
 
 IntArray = npt.NDArray[np.int64]
 
@@ -155,7 +156,7 @@ class Cooldown:
         if forget is not None and len(forget[0]):
             assert rows is not None, "forget needs the candidates' rows"
             return self._decide_forgetting(cards, times, rows, forget)
-        return self._core.decide(_int64(cards), _int64(times))
+        return self._core.decide(int_column(cards, "card"), int_column(times, "time"))
 
     def _decide_forgetting(
         self, cards: IntArray, times: IntArray, rows: IntArray, forget: tuple[IntArray, IntArray]
@@ -188,10 +189,6 @@ class Cooldown:
         """Replaces the state by a snapshot's (:class:`~fraudstream.errors.SnapshotError` for
         bytes that are not one)."""
         self._core.restore(data)
-
-
-def _int64(a: IntArray) -> IntArray:
-    return np.ascontiguousarray(a, dtype=np.int64)
 
 
 __all__ = ["Alert", "Cooldown"]

@@ -133,7 +133,7 @@ impl Cooldown {
         if self.last.len() <= self.prune_at || self.newest.is_none() {
             return;
         }
-        let horizon = self.newest.map_or(i64::MIN, |n| n.saturating_sub(self.period.saturating_mul(2)));
+        let horizon = self.horizon().unwrap_or(i64::MIN); // (no period: no entry is ever held)
         self.last.retain(|_, &mut last| last >= horizon);
         self.prune_at = PRUNE_FLOOR.max(2 * self.last.len());
     }

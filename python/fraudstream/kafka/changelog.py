@@ -212,15 +212,15 @@ class ChangelogWriter:
         due = plog.changes_bytes > outgrown and not self._snapshots_since_commit
         if not plog.has_snapshot or due or plog.changes_bytes > 2 * outgrown:
             self._snapshots_since_commit += 1
-            payload: bytes | Pieces = snapshot()
+            snapped = snapshot()
+            payload: Pieces = snapped if isinstance(snapped, list) else [snapped]
             changes()  # the snapshot includes them
             kind = SNAPSHOT
-            plog.has_snapshot, plog.changes_bytes = True, 0
-            plog.snapshot_bytes = len(payload) if isinstance(payload, bytes) else size(payload)
+            plog.has_snapshot, plog.snapshot_bytes, plog.changes_bytes = True, size(payload), 0
         else:
-            payload = changes()
+            payload = [changes()]
             kind = CHANGES
-            plog.changes_bytes += len(payload)
+            plog.changes_bytes += size(payload)
         for i, frame in enumerate(frames(kind, plog.seq, payload, self.chunk_bytes)):
             on_delivery = None
             if kind == SNAPSHOT and i == 0:
